@@ -1,0 +1,129 @@
+"""Host capabilities (libvirt's capabilities XML) and the check of a domain against them.
+
+Used before the first action (every domain spec is checked against the host the plan
+targets) and by the sim driver, which refuses what its capabilities lack as a real
+hypervisor would. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from .xmlutil import parse
+
+# libvirt's Xen driver reports paravirt guests as os type "xen"; XML written for the old
+# xend driver says "linux". Both mean the same guest.
+_OS_ALIASES = {"linux": "xen"}
+
+
+@dataclass(frozen=True, slots=True)
+class GuestDomainType:
+    type: str  # xen, kvm, qemu...
+    emulator: str | None
+    machines: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class GuestCapability:
+    os_type: str  # hvm, xen, xenpvh, exe...
+    arch: str
+    emulator: str | None
+    machines: frozenset[str]
+    domains: tuple[GuestDomainType, ...]
+
+    def domain_type(self, name: str) -> GuestDomainType | None:
+        for dom in self.domains:
+            if dom.type == name:
+                return dom
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class HostCapabilities:
+    host_arch: str
+    guests: tuple[GuestCapability, ...]
+
+
+def _machines(elem: etree._Element) -> frozenset[str]:
+    names: set[str] = set()
+    for machine in elem.findall("machine"):
+        if machine.text:
+            names.add(machine.text.strip())
+        canonical = machine.get("canonical")
+        if canonical:
+            names.add(canonical)
+    return frozenset(names)
+
+
+def parse_capabilities(xml: str) -> HostCapabilities:
+    root = parse(xml, source="<capabilities>")
+    guests: list[GuestCapability] = []
+    for guest in root.findall("guest"):
+        arch = guest.find("arch")
+        if arch is None:
+            continue
+        domains = tuple(
+            GuestDomainType(
+                type=dom.get("type", ""),
+                emulator=(dom.findtext("emulator") or None),
+                machines=_machines(dom),
+            )
+            for dom in arch.findall("domain")
+        )
+        guests.append(
+            GuestCapability(
+                os_type=(guest.findtext("os_type") or "").strip(),
+                arch=arch.get("name", ""),
+                emulator=(arch.findtext("emulator") or None),
+                machines=_machines(arch),
+                domains=domains,
+            )
+        )
+    return HostCapabilities(host_arch=root.findtext("host/cpu/arch") or "", guests=tuple(guests))
+
+
+def _candidates(caps: HostCapabilities, os_type: str, dom_type: str) -> Iterable[GuestCapability]:
+    os_type = _OS_ALIASES.get(os_type, os_type)
+    for guest in caps.guests:
+        if _OS_ALIASES.get(guest.os_type, guest.os_type) == os_type and guest.domain_type(dom_type):
+            yield guest
+
+
+def check_domain(root: etree._Element, caps: HostCapabilities) -> str | None:
+    """Why the host cannot run this domain definition, or None if it can."""
+    dom_type = root.get("type", "")
+    os_elem = root.find("os/type")
+    os_type = (os_elem.text or "").strip() if os_elem is not None else ""
+    if not os_type:
+        # libvirt's Xen driver infers paravirt when <os><type> is absent (bootloader guests).
+        os_type = "xen" if dom_type == "xen" else "hvm"
+    arch = os_elem.get("arch") if os_elem is not None else None
+    machine = os_elem.get("machine") if os_elem is not None else None
+    guests = list(_candidates(caps, os_type, dom_type))
+    if not guests:
+        return f"the host cannot run domain type '{dom_type}' with os type '{os_type}'"
+    if arch:
+        guests = [g for g in guests if g.arch == arch]
+        if not guests:
+            return f"the host has no '{dom_type}' {os_type} guests on arch '{arch}'"
+    if machine:
+        known = set().union(
+            *(g.machines | (g.domain_type(dom_type) or _EMPTY).machines for g in guests)
+        )
+        if known and machine not in known:
+            return f"machine type '{machine}' is not offered for '{dom_type}' guests"
+    emulator = root.findtext("devices/emulator")
+    if emulator and dom_type in ("kvm", "qemu"):
+        offered = {g.emulator for g in guests} | {
+            d.emulator for g in guests for d in g.domains if d.type == dom_type
+        }
+        offered.discard(None)
+        if offered and emulator.strip() not in offered:
+            return f"emulator '{emulator.strip()}' is not offered for '{dom_type}' guests"
+    return None
+
+
+_EMPTY = GuestDomainType(type="", emulator=None, machines=frozenset())

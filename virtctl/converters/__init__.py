@@ -1,0 +1,1 @@
+"""Pure converters between spec formats: YAML, libvirt XML, Xen xm/xl."""

@@ -1,0 +1,41 @@
+"""Hypervisor drivers behind one Protocol (see base.py), and `connect`, which picks one.
+
+`sim` URIs get the embedded driver; every other URI goes to libvirt, which is imported
+only then, so virtctl runs without libvirt-python installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..errors import ErrorCode, ErrorDomain, SpecError
+from ..uri import default_uri, parse_uri
+from .base import Driver, Reader
+
+__all__ = ["Driver", "Reader", "connect"]
+
+
+def connect(
+    uri: str | None = None,
+    *,
+    readonly: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Driver:
+    """Open a connection. `readonly` connections refuse every mutating call."""
+    env = os.environ if env is None else env
+    text = default_uri(uri, env)
+    parsed = parse_uri(text)
+    if parsed.driver == "sim":
+        if parsed.host or parsed.transport:
+            raise SpecError(
+                f"{text}: the sim driver is local only (no host or transport)",
+                code=ErrorCode.INVALID_URI,
+                domain=ErrorDomain.URI,
+            )
+        from .sim import SimDriver
+
+        return SimDriver(parsed, readonly=readonly, env=env)
+    from .libvirt_driver import LibvirtDriver
+
+    return LibvirtDriver(text, readonly=readonly)

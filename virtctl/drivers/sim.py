@@ -1,0 +1,424 @@
+"""`sim`: the embedded hypervisor, virtctl's default driver.
+
+Not a mock: a small hypervisor with libvirt's semantics and no guests inside. State
+lives on disk (simstore.py) so it survives across processes; defaults are filled on
+define as libvirt fills them (simdefaults.py); what libvirt refuses, the sim refuses with
+the same kind of structured error. Faults can be injected for tests through
+`faults.json` in the state directory, or `SimDriver.inject_fault`:
+
+    [{"op": "start", "kind": "domain", "name": "web", "action": "fail"},
+     {"op": "shutdown", "kind": "domain", "name": "db", "action": "ignore"},
+     {"op": "define", "kind": "network", "name": "lan", "action": "stall", "seconds": 2}]
+
+`fail` raises a DriverError, `stall` sleeps before doing the call, `ignore` makes a
+graceful shutdown a no-op (a guest that ignores ACPI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from .. import metadata
+from ..capabilities import HostCapabilities, check_domain, parse_capabilities
+from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
+from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
+from ..uri import ConnectionURI
+from ..xmlutil import parse, tostring
+from .base import Event, EventCallback, EventType
+from .simcaps import CAPABILITIES_XML
+from .simdefaults import DefaultsError, fill_domain, fill_network
+from .simstore import Record, SimStore
+
+
+def state_root(env: Mapping[str, str]) -> Path:
+    """$VIRTCTL_STATE_DIR, else $XDG_STATE_HOME/virtctl, else ~/.local/state/virtctl."""
+    if env.get("VIRTCTL_STATE_DIR"):
+        return Path(env["VIRTCTL_STATE_DIR"])
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "virtctl"
+    return Path.home() / ".local" / "state" / "virtctl"
+
+
+def _error(message: str, code: ErrorCode) -> DriverError:
+    return DriverError(message, code=code, domain=ErrorDomain.SIM)
+
+
+def _no_such(kind: Kind, name: str) -> DriverError:
+    code = ErrorCode.NO_SUCH_DOMAIN if kind is Kind.DOMAIN else ErrorCode.NO_SUCH_NETWORK
+    return _error(f"{kind} '{name}' not found", code)
+
+
+def _owner(data: Record) -> Ownership | None:
+    owner = data.get("owner")
+    return Ownership(**owner) if isinstance(owner, dict) else None
+
+
+def _owner_record(root: etree._Element) -> dict[str, str] | None:
+    found = metadata.read_owner(root)
+    if found is None:
+        return None
+    return {"spec_hash": found.spec_hash, "source": found.source, "commit": found.commit}
+
+
+class SimDriver:
+    """The embedded driver; see the module docstring."""
+
+    def __init__(
+        self, uri: ConnectionURI, *, readonly: bool = False, env: Mapping[str, str] | None = None
+    ) -> None:
+        env = os.environ if env is None else env
+        self.uri = str(uri) or "sim:///default"
+        self.readonly = readonly
+        name = uri.path.strip("/") or "default"
+        if "/" in name or name in (".", ".."):
+            raise SpecError(
+                f"{self.uri}: a sim host name is one path segment, e.g. sim:///lab",
+                code=ErrorCode.INVALID_URI,
+                domain=ErrorDomain.URI,
+            )
+        self.store = SimStore(
+            state_root(env) / "sim" / name, fsync=env.get("VIRTCTL_SIM_FSYNC", "1") != "0"
+        )
+        self._caps: HostCapabilities = parse_capabilities(CAPABILITIES_XML)
+
+    # -- reading -------------------------------------------------------------------
+
+    def capabilities(self) -> str:
+        return CAPABILITIES_XML
+
+    def snapshot(self) -> Live:
+        with self.store.locked(exclusive=False):
+            domains = {name: self._live_domain(name, d) for name, d in self.store.all(Kind.DOMAIN)}
+            networks = {
+                name: LiveNetwork(
+                    name=name,
+                    uuid=d["uuid"],
+                    xml=d["xml"],
+                    active=d["active"],
+                    autostart=d["autostart"],
+                    persistent=d["persistent"],
+                    owner=_owner(d),
+                )
+                for name, d in self.store.all(Kind.NETWORK)
+            }
+        return Live(domains=domains, networks=networks)
+
+    @staticmethod
+    def _live_domain(name: str, d: Record) -> LiveDomain:
+        return LiveDomain(
+            name=name,
+            uuid=d["uuid"],
+            xml=d["xml"],
+            state=DomainState(d["state"]),
+            autostart=d["autostart"],
+            persistent=d["persistent"],
+            id=d["id"],
+            owner=_owner(d),
+            running_xml=d["running_xml"],
+        )
+
+    def close(self) -> None:
+        return None
+
+    # -- writing -------------------------------------------------------------------
+
+    def define(self, kind: Kind, xml: str) -> None:
+        root = self._parse(xml)
+        name = (root.findtext("name") or "").strip()
+        if not name:
+            raise _error(f"{kind} definition has no <name>", ErrorCode.INVALID_SPEC)
+        if "/" in name:
+            raise _error(f"{kind} name '{name}' contains '/'", ErrorCode.INVALID_SPEC)
+        self._mutate("define", kind, name, lambda: self._define(kind, name, root))
+
+    def undefine(self, kind: Kind, name: str) -> None:
+        self._mutate("undefine", kind, name, lambda: self._undefine(kind, name))
+
+    def start(self, kind: Kind, name: str) -> None:
+        self._mutate("start", kind, name, lambda: self._start(kind, name))
+
+    def shutdown(self, kind: Kind, name: str) -> None:
+        if kind is Kind.NETWORK:
+            self.destroy(kind, name)
+            return
+        self._mutate("shutdown", kind, name, lambda: self._stop(kind, name, graceful=True))
+
+    def destroy(self, kind: Kind, name: str) -> None:
+        self._mutate("destroy", kind, name, lambda: self._stop(kind, name, graceful=False))
+
+    def suspend(self, name: str) -> None:
+        self._mutate("suspend", Kind.DOMAIN, name, lambda: self._pause(name, pause=True))
+
+    def resume(self, name: str) -> None:
+        self._mutate("resume", Kind.DOMAIN, name, lambda: self._pause(name, pause=False))
+
+    def set_autostart(self, kind: Kind, name: str, enabled: bool) -> None:
+        self._mutate("autostart", kind, name, lambda: self._autostart(kind, name, enabled))
+
+    def inject_fault(
+        self, op: str, kind: Kind, name: str, *, action: str = "fail", seconds: float = 0.0
+    ) -> None:
+        """Make a later call fail, stall or (shutdown only) be ignored; see module doc."""
+        with self.store.locked(exclusive=True):
+            faults = self.store.read_json("faults.json") or []
+            faults.append(
+                {"op": op, "kind": str(kind), "name": name, "action": action, "seconds": seconds}
+            )
+            self.store.write_json("faults.json", faults)
+
+    def clear_faults(self) -> None:
+        with self.store.locked(exclusive=True):
+            self.store.write_json("faults.json", [])
+
+    # -- events --------------------------------------------------------------------
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Deliver events written by any process to this state directory."""
+        stop = threading.Event()
+        log = self.store.root / "events.log"
+        offset = log.stat().st_size if log.exists() else 0
+
+        def pump() -> None:
+            nonlocal offset
+            while not stop.wait(0.05):
+                try:
+                    size = log.stat().st_size
+                except FileNotFoundError:
+                    offset = 0
+                    continue
+                if size < offset:  # rotated
+                    offset = 0
+                if size == offset:
+                    continue
+                with open(log, "rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                offset += len(complete)
+                for line in complete.splitlines():
+                    data = json.loads(line)
+                    callback(Event(EventType(data["type"]), Kind(data["kind"]), data["name"]))
+
+        thread = threading.Thread(target=pump, name="sim-events", daemon=True)
+        thread.start()
+
+        def unsubscribe() -> None:
+            stop.set()
+            thread.join(timeout=1)
+
+        return unsubscribe
+
+    # -- internals (called with the store locked) -------------------------------------
+
+    def _parse(self, xml: str) -> etree._Element:
+        try:
+            return parse(xml, source="<define>")
+        except SpecError as exc:
+            raise _error(f"XML error: {exc.message}", ErrorCode.INVALID_SPEC) from None
+
+    def _mutate(self, op: str, kind: Kind, name: str, body: Callable[[], EventType | None]) -> None:
+        if self.readonly:
+            raise _error(
+                f"cannot {op} {kind} '{name}': the connection is read-only",
+                ErrorCode.OPERATION_INVALID,
+            )
+        self._apply_fault(op, kind, name)
+        with self.store.locked(exclusive=True):
+            event = body()
+            if event is not None:
+                self.store.append_event({"type": str(event), "kind": str(kind), "name": name})
+
+    def _fault(self, op: str, kind: Kind, name: str) -> dict[str, Any] | None:
+        for fault in self.store.read_json("faults.json") or []:
+            if fault.get("op") == op and fault.get("kind") == kind and fault.get("name") == name:
+                return dict(fault)
+        return None
+
+    def _apply_fault(self, op: str, kind: Kind, name: str) -> None:
+        fault = self._fault(op, kind, name)
+        if fault is None:
+            return
+        if fault["action"] == "stall":
+            time.sleep(float(fault.get("seconds", 1.0)))
+        elif fault["action"] == "fail":
+            raise _error(
+                fault.get("message") or f"injected failure: {op} {kind} '{name}'",
+                ErrorCode.OPERATION_FAILED,
+            )
+
+    def _require(self, kind: Kind, name: str) -> Record:
+        record = self.store.get(kind, name)
+        if record is None:
+            raise _no_such(kind, name)
+        return record
+
+    def _define(self, kind: Kind, name: str, root: etree._Element) -> EventType:
+        existing = self.store.get(kind, name)
+        declared = (root.findtext("uuid") or "").strip()
+        try:
+            uuid = str(uuidlib.UUID(declared)) if declared else None
+        except ValueError:
+            raise _error(f"malformed uuid '{declared}'", ErrorCode.INVALID_SPEC) from None
+        if existing is not None and uuid and uuid != existing["uuid"]:
+            raise _error(
+                f"{kind} '{name}' is already defined with uuid {existing['uuid']}",
+                ErrorCode.OPERATION_FAILED,
+            )
+        uuid = uuid or (existing["uuid"] if existing else str(uuidlib.uuid4()))
+        for other, data in self.store.all(kind):
+            if data["uuid"] == uuid and other != name:
+                raise _error(
+                    f"{kind} '{other}' already exists with uuid {uuid}",
+                    ErrorCode.OPERATION_FAILED,
+                )
+        if kind is Kind.DOMAIN:
+            self._define_domain(name, root, uuid, existing)
+        else:
+            self._define_network(name, root, uuid, existing)
+        return EventType.DEFINED if existing is None else EventType.CHANGED
+
+    def _define_domain(
+        self, name: str, root: etree._Element, uuid: str, existing: Record | None
+    ) -> None:
+        if root.tag != "domain":
+            raise _error(f"expected <domain>, got <{root.tag}>", ErrorCode.INVALID_SPEC)
+        reason = check_domain(root, self._caps)
+        if reason:
+            raise _error(reason, ErrorCode.CONFIG_UNSUPPORTED)
+        n_ifaces = len(root.findall("devices/interface"))
+        suffixes = [":".join(secrets.token_hex(1) for _ in range(3)) for _ in range(n_ifaces)]
+        try:
+            fill_domain(root, uuid=uuid, mac_suffixes=suffixes, caps=self._caps)
+        except DefaultsError as exc:
+            raise _error(str(exc), ErrorCode.INVALID_SPEC) from None
+        record = existing or {
+            "running_xml": None, "state": "shutoff", "id": None, "autostart": False,
+        }
+        record.update(
+            uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root)
+        )
+        self.store.put(Kind.DOMAIN, name, record)
+
+    def _define_network(
+        self, name: str, root: etree._Element, uuid: str, existing: Record | None
+    ) -> None:
+        if root.tag != "network":
+            raise _error(f"expected <network>, got <{root.tag}>", ErrorCode.INVALID_SPEC)
+        bridge = root.find("bridge")
+        wanted = bridge.get("name") if bridge is not None else None
+        used: dict[str, str] = {}
+        for other, data in self.store.all(Kind.NETWORK):
+            br = parse(data["xml"]).find("bridge")
+            if br is not None and br.get("name"):
+                used[br.get("name", "")] = other
+        if wanted and used.get(wanted, name) != name:
+            raise _error(
+                f"bridge name '{wanted}' is already in use by network '{used[wanted]}'",
+                ErrorCode.OPERATION_FAILED,
+            )
+        if existing is not None:
+            old = parse(existing["xml"]).find("bridge")
+            free = old.get("name", "") if old is not None else ""
+        else:
+            free = next(f"virbr{i}" for i in range(len(used) + 1) if f"virbr{i}" not in used)
+        fill_network(
+            root, uuid=uuid, bridge=free, mac_suffix=":".join(secrets.token_hex(1) for _ in range(3))
+        )
+        record = existing or {"active": False, "autostart": False}
+        record.update(uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root))
+        self.store.put(Kind.NETWORK, name, record)
+
+    def _undefine(self, kind: Kind, name: str) -> EventType:
+        record = self._require(kind, name)
+        if not record["persistent"]:
+            raise _error(f"cannot undefine transient {kind} '{name}'", ErrorCode.OPERATION_INVALID)
+        if kind is Kind.NETWORK and record["active"]:
+            raise _error(
+                f"network '{name}' is still active; destroy it first", ErrorCode.OPERATION_INVALID
+            )
+        if kind is Kind.DOMAIN and DomainState(record["state"]).active:
+            # As libvirt: undefining a running guest leaves it running, transient.
+            record.update(persistent=False, autostart=False)
+            self.store.put(kind, name, record)
+        else:
+            self.store.delete(kind, name)
+        return EventType.UNDEFINED
+
+    def _start(self, kind: Kind, name: str) -> EventType:
+        record = self._require(kind, name)
+        if kind is Kind.NETWORK:
+            if record["active"]:
+                raise _error(f"network '{name}' is already active", ErrorCode.OPERATION_INVALID)
+            record["active"] = True
+            self.store.put(kind, name, record)
+            return EventType.STARTED
+        if DomainState(record["state"]).active:
+            raise _error(f"domain '{name}' is already running", ErrorCode.OPERATION_INVALID)
+        root = parse(record["xml"])
+        for iface in root.iterfind("devices/interface[@type='network']"):
+            net_name = iface.find("source").get("network", "") if iface.find("source") is not None else ""
+            net = self.store.get(Kind.NETWORK, net_name)
+            if net is None:
+                raise _no_such(Kind.NETWORK, net_name)
+            if not net["active"]:
+                raise _error(f"network '{net_name}' is not active", ErrorCode.OPERATION_INVALID)
+        dom_id = self.store.next_id()
+        root.set("id", str(dom_id))
+        record.update(state="running", id=dom_id, running_xml=tostring(root))
+        self.store.put(kind, name, record)
+        return EventType.STARTED
+
+    def _stop(self, kind: Kind, name: str, *, graceful: bool) -> EventType | None:
+        record = self._require(kind, name)
+        if kind is Kind.NETWORK:
+            if not record["active"]:
+                raise _error(f"network '{name}' is not active", ErrorCode.OPERATION_INVALID)
+            if record["persistent"]:
+                record["active"] = False
+                self.store.put(kind, name, record)
+            else:
+                self.store.delete(kind, name)
+            return EventType.STOPPED
+        if not DomainState(record["state"]).active:
+            raise _error(f"domain '{name}' is not running", ErrorCode.OPERATION_INVALID)
+        if graceful:
+            fault = self._fault("shutdown", kind, name)
+            if fault is not None and fault["action"] == "ignore":
+                return None  # the guest ignores the ACPI request, as some do
+        if record["persistent"]:
+            record.update(state="shutoff", id=None, running_xml=None)
+            self.store.put(kind, name, record)
+        else:
+            self.store.delete(kind, name)
+        return EventType.STOPPED
+
+    def _pause(self, name: str, *, pause: bool) -> EventType:
+        record = self._require(Kind.DOMAIN, name)
+        state = DomainState(record["state"])
+        if pause and state is not DomainState.RUNNING:
+            raise _error(f"domain '{name}' is not running", ErrorCode.OPERATION_INVALID)
+        if not pause and state is not DomainState.PAUSED:
+            raise _error(f"domain '{name}' is not paused", ErrorCode.OPERATION_INVALID)
+        record["state"] = "paused" if pause else "running"
+        self.store.put(Kind.DOMAIN, name, record)
+        return EventType.SUSPENDED if pause else EventType.RESUMED
+
+    def _autostart(self, kind: Kind, name: str, enabled: bool) -> EventType | None:
+        record = self._require(kind, name)
+        if not record["persistent"]:
+            raise _error(
+                f"cannot set autostart for transient {kind} '{name}'", ErrorCode.OPERATION_INVALID
+            )
+        record["autostart"] = enabled
+        self.store.put(kind, name, record)
+        return None

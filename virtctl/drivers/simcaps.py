@@ -1,0 +1,55 @@
+"""The capabilities the embedded `sim` hypervisor offers, in libvirt's capabilities XML.
+
+An x86_64 host that runs Xen paravirt and HVM guests, KVM and plain QEMU, each on
+x86_64 and i686, so every domain variant virtctl supports can be tried without one.
+"""
+
+from __future__ import annotations
+
+_QEMU_MACHINES = ("pc", "pc-i440fx-7.2", "q35", "pc-q35-7.2", "isapc")
+
+
+def _qemu_guest(arch: str, emulator: str) -> str:
+    machines = "".join(
+        f"<machine maxCpus='255'>{m}</machine>" for m in _QEMU_MACHINES
+    )
+    return (
+        "<guest><os_type>hvm</os_type>"
+        f"<arch name='{arch}'><wordsize>{64 if arch == 'x86_64' else 32}</wordsize>"
+        f"<emulator>{emulator}</emulator>{machines}"
+        "<domain type='qemu'/><domain type='kvm'/></arch>"
+        "<features><acpi default='on' toggle='yes'/><apic default='on' toggle='no'/>"
+        "<pae/><nonpae/></features></guest>"
+    )
+
+
+def _xen_guests(arch: str) -> str:
+    word = 64 if arch == "x86_64" else 32
+    return (
+        "<guest><os_type>xen</os_type>"
+        f"<arch name='{arch}'><wordsize>{word}</wordsize>"
+        "<emulator>/usr/lib/xen/bin/qemu-system-i386</emulator>"
+        "<machine>xenpv</machine><domain type='xen'/></arch></guest>"
+        "<guest><os_type>hvm</os_type>"
+        f"<arch name='{arch}'><wordsize>{word}</wordsize>"
+        "<emulator>/usr/lib/xen/bin/qemu-system-i386</emulator>"
+        "<loader>/usr/lib/xen/boot/hvmloader</loader>"
+        "<machine>xenfv</machine><domain type='xen'/></arch>"
+        "<features><pae/><nonpae/><acpi default='on' toggle='yes'/>"
+        "<apic default='on' toggle='no'/><hap default='on' toggle='yes'/></features></guest>"
+    )
+
+
+CAPABILITIES_XML = (
+    "<capabilities><host><uuid>00000000-0000-4000-8000-00000000517d</uuid>"
+    "<cpu><arch>x86_64</arch></cpu>"
+    "<migration_features><live/></migration_features></host>"
+    + _xen_guests("x86_64")
+    + _xen_guests("i686")
+    + _qemu_guest("x86_64", "/usr/bin/qemu-system-x86_64")
+    + _qemu_guest("i686", "/usr/bin/qemu-system-i386")
+    + "</capabilities>"
+)
+
+DEFAULT_MACHINE = {("qemu", "hvm"): "pc", ("kvm", "hvm"): "pc", ("xen", "hvm"): "xenfv",
+                   ("xen", "xen"): "xenpv", ("xen", "linux"): "xenpv"}

@@ -1,0 +1,168 @@
+"""The typed vocabulary shared by every phase: desired specs and live objects.
+
+Specs (what the user declared) and live objects (what a driver reports) are frozen
+dataclasses. Definitions stay libvirt XML text, the document of record, so nothing a
+user wrote is lost between loading and defining. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import Source
+
+
+class Kind(StrEnum):
+    DOMAIN = "domain"
+    NETWORK = "network"
+
+
+class DomainState(StrEnum):
+    """Power states; the first three are the ones a spec may ask for."""
+
+    RUNNING = "running"
+    SHUTOFF = "shutoff"
+    PAUSED = "paused"
+    # Only ever reported by a driver:
+    BLOCKED = "blocked"
+    SHUTDOWN = "shutdown"  # shutting down
+    CRASHED = "crashed"
+    PMSUSPENDED = "pmsuspended"
+    NOSTATE = "nostate"
+
+    @property
+    def active(self) -> bool:
+        return self not in (DomainState.SHUTOFF, DomainState.CRASHED, DomainState.NOSTATE)
+
+
+DESIRED_DOMAIN_STATES = (DomainState.RUNNING, DomainState.SHUTOFF, DomainState.PAUSED)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectKey:
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSpec:
+    """A domain as declared: its definition and its desired runtime state."""
+
+    name: str
+    xml: str  # declared definition, virtctl's runtime metadata removed
+    source: Source
+    state: DomainState = DomainState.RUNNING
+    autostart: bool = False
+    uuid: str | None = None  # declared uuid, canonical dashed lower-case
+    networks: tuple[str, ...] = ()  # networks used by <interface type='network'>
+    macs: tuple[str, ...] = ()  # declared MACs, lower-case
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.DOMAIN, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    """A virtual network as declared."""
+
+    name: str
+    xml: str
+    source: Source
+    active: bool = True
+    autostart: bool = False
+    uuid: str | None = None
+    bridge: str | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.NETWORK, self.name)
+
+
+Spec = DomainSpec | NetworkSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """Everything the loaded specs declare, keyed by name."""
+
+    domains: Mapping[str, DomainSpec] = field(default_factory=dict)
+    networks: Mapping[str, NetworkSpec] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Spec]:
+        yield from self.networks.values()
+        yield from self.domains.values()
+
+    def __len__(self) -> int:
+        return len(self.domains) + len(self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """virtctl's record inside a live object's metadata: present means managed."""
+
+    spec_hash: str = ""
+    source: str = ""
+    commit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDomain:
+    name: str
+    uuid: str
+    xml: str  # persistent (inactive) definition; the running one for transient domains
+    state: DomainState
+    autostart: bool = False
+    persistent: bool = True
+    id: int | None = None
+    owner: Ownership | None = None
+    running_xml: str | None = None  # definition the running guest uses, when active
+
+    @property
+    def managed(self) -> bool:
+        return self.owner is not None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.DOMAIN, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNetwork:
+    name: str
+    uuid: str
+    xml: str
+    active: bool
+    autostart: bool = False
+    persistent: bool = True
+    owner: Ownership | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.owner is not None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.NETWORK, self.name)
+
+
+LiveObject = LiveDomain | LiveNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A snapshot of one hypervisor connection, keyed by name."""
+
+    domains: Mapping[str, LiveDomain] = field(default_factory=dict)
+    networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
+
+    def get(self, key: ObjectKey) -> LiveObject | None:
+        table: Mapping[str, LiveObject] = (
+            self.domains if key.kind is Kind.DOMAIN else self.networks
+        )
+        return table.get(key.name)

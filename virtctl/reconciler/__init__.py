@@ -1,0 +1,1 @@
+"""Spec loading, the pure planner and the applier."""

@@ -1,0 +1,165 @@
+"""The applier: `apply(plan, driver) -> Report`, the one place that changes a host.
+
+A loop with one `match`. An action whose object, or an object it needs, already failed
+is skipped; everything independent goes on. A graceful shutdown waits for the guest to
+stop (polling the driver) up to the action's timeout, then destroys it when the action
+allows, else fails. The clock and sleep are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..drivers.base import Driver
+from ..errors import DriverError, ErrorCode, ErrorDomain, VirtctlError
+from ..model import DomainState, Kind, ObjectKey
+from .actions import (
+    Action,
+    Define,
+    Destroy,
+    Resume,
+    SetAutostart,
+    Shutdown,
+    Start,
+    Suspend,
+    Undefine,
+)
+from .plan import Plan
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    action: Action
+    outcome: Outcome
+    error: VirtctlError | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    results: tuple[ActionResult, ...] = ()
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    @property
+    def done(self) -> int:
+        return self.count(Outcome.DONE)
+
+    @property
+    def failed(self) -> int:
+        return self.count(Outcome.FAILED)
+
+    @property
+    def skipped(self) -> int:
+        return self.count(Outcome.SKIPPED)
+
+    @property
+    def return_code(self) -> int:
+        return 1 if self.failed or self.skipped else 0
+
+
+Progress = Callable[[int, int, Action], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def apply(
+    plan: Plan, driver: Driver, *, progress: Progress | None = None, clock: Clock = Clock()
+) -> Report:
+    results: list[ActionResult] = []
+    broken: set[ObjectKey] = set()
+    total = len(plan.actions)
+    for index, action in enumerate(plan.actions):
+        if progress is not None:
+            progress(index, total, action)
+        blocker = next((k for k in (action.key, *action.needs) if k in broken), None)
+        if blocker is not None:
+            broken.add(action.key)
+            why = "an earlier action on it failed" if blocker == action.key else f"{blocker} failed"
+            results.append(ActionResult(action, Outcome.SKIPPED, detail=why))
+            continue
+        try:
+            detail = _perform(action, driver, clock)
+        except VirtctlError as exc:
+            broken.add(action.key)
+            results.append(ActionResult(action, Outcome.FAILED, error=exc))
+            continue
+        results.append(ActionResult(action, Outcome.DONE, detail=detail))
+    if progress is not None and total:
+        progress(total, total, plan.actions[-1])
+    return Report(results=tuple(results))
+
+
+def _perform(action: Action, driver: Driver, clock: Clock) -> str:
+    kind, name = action.kind, action.name
+    match action:
+        case Define(xml=xml):
+            driver.define(kind, xml)
+        case Undefine():
+            driver.undefine(kind, name)
+        case Start():
+            driver.start(kind, name)
+        case Shutdown():
+            return _shutdown(action, driver, clock)
+        case Destroy():
+            driver.destroy(kind, name)
+        case Suspend():
+            driver.suspend(name)
+        case Resume():
+            driver.resume(name)
+        case SetAutostart(enabled=enabled):
+            driver.set_autostart(kind, name, enabled)
+    return ""
+
+
+def _domain_state(driver: Driver, name: str) -> DomainState | None:
+    found = driver.snapshot().domains.get(name)
+    return found.state if found is not None else None
+
+
+def _shutdown(action: Shutdown, driver: Driver, clock: Clock) -> str:
+    """The stop ladder: ask, wait up to the timeout, then destroy or fail."""
+    if action.kind is Kind.NETWORK:
+        driver.destroy(action.kind, action.name)
+        return ""
+    try:
+        driver.shutdown(action.kind, action.name)
+    except DriverError as exc:
+        # Already off (stopped between snapshot and now) counts as stopped.
+        state = _domain_state(driver, action.name)
+        if state is None or not state.active:
+            return "already stopped"
+        raise exc
+    deadline = clock.now() + action.timeout
+    delay = 0.05
+    while True:
+        state = _domain_state(driver, action.name)
+        if state is None or not state.active:
+            return ""
+        if clock.now() >= deadline:
+            break
+        clock.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    if not action.force:
+        raise DriverError(
+            f"domain '{action.name}' did not shut down within {action.timeout:g}s "
+            "(destroy not allowed: use --force-stop)",
+            code=ErrorCode.TIMEOUT,
+            domain=ErrorDomain.APPLIER,
+        )
+    driver.destroy(action.kind, action.name)
+    return f"did not shut down within {action.timeout:g}s; destroyed"

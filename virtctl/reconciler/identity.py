@@ -1,0 +1,109 @@
+"""Stable identity for what a spec leaves out: uuid, MAC addresses, a network's bridge.
+
+A redefinition must keep the object's identity: the uuid and MACs the host already
+has, for every device the spec does not pin down. An object that does not exist yet gets
+an identity derived from the spec itself (its name; an interface's type, source and
+occurrence), so re-creating a deleted object gives it the same uuid and MACs and adding
+a NIC never renumbers the others. Called by the planner. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid as uuidlib
+from collections import Counter, defaultdict
+
+from lxml import etree
+
+# Namespace for uuid5 identities of objects virtctl creates without a declared uuid.
+_UUID_NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
+
+
+def derived_uuid(kind: str, name: str) -> str:
+    return str(uuidlib.uuid5(_UUID_NAMESPACE, f"{kind}/{name}"))
+
+
+def derived_mac(dom_type: str, *parts: str) -> str:
+    digest = hashlib.sha256("\0".join(parts).encode()).digest()
+    # Xen guests use Xensource's OUI, the rest QEMU's, as libvirt would.
+    prefix = "00:16:3e" if dom_type == "xen" else "52:54:00"
+    return prefix + "".join(f":{b:02x}" for b in digest[:3])
+
+
+def _set_uuid(root: etree._Element, value: str) -> None:
+    elem = root.find("uuid")
+    if elem is None:
+        elem = etree.Element("uuid")
+        name = root.find("name")
+        if name is not None:
+            name.addnext(elem)
+        else:
+            root.insert(0, elem)
+    elem.text = value
+
+
+def _iface_source(iface: etree._Element) -> str:
+    source = iface.find("source")
+    if source is None:
+        return ""
+    return "|".join(f"{k}={v}" for k, v in sorted(source.attrib.items()))
+
+
+def _set_mac(iface: etree._Element, address: str) -> None:
+    mac = etree.Element("mac", address=address)
+    iface.insert(0, mac)
+
+
+def fill_domain_identity(root: etree._Element, live: etree._Element | None) -> None:
+    """Give `root` (a declared domain, edited in place) a uuid and a MAC on every NIC."""
+    name = (root.findtext("name") or "").strip()
+    if not (root.findtext("uuid") or "").strip():
+        live_uuid = (live.findtext("uuid") or "").strip() if live is not None else ""
+        _set_uuid(root, live_uuid or derived_uuid("domain", name))
+    declared = root.findall("devices/interface")
+    claimed = {
+        (m.get("address") or "").lower() for i in declared if (m := i.find("mac")) is not None
+    }
+    spare: dict[str | None, list[str]] = defaultdict(list)
+    if live is not None:
+        for iface in live.iterfind("devices/interface"):
+            mac = iface.find("mac")
+            address = (mac.get("address") or "").lower() if mac is not None else ""
+            if address and address not in claimed:
+                spare[iface.get("type")].append(address)
+    seen: Counter[tuple[str, str]] = Counter()
+    dom_type = root.get("type", "")
+    for iface in declared:
+        if iface.find("mac") is not None:
+            continue
+        kind = iface.get("type") or ""
+        source = _iface_source(iface)
+        occurrence = seen[(kind, source)]
+        seen[(kind, source)] += 1
+        pool = spare.get(kind)
+        address = pool.pop(0) if pool else derived_mac(dom_type, name, kind, source, str(occurrence))
+        _set_mac(iface, address)
+
+
+def fill_network_identity(root: etree._Element, live: etree._Element | None) -> None:
+    """Give a declared network a uuid, and keep the bridge name and MAC the host assigned."""
+    name = (root.findtext("name") or "").strip()
+    if not (root.findtext("uuid") or "").strip():
+        live_uuid = (live.findtext("uuid") or "").strip() if live is not None else ""
+        _set_uuid(root, live_uuid or derived_uuid("network", name))
+    if live is None:
+        return
+    forward = root.find("forward")
+    mode = forward.get("mode", "nat") if forward is not None else None
+    live_bridge = live.find("bridge")
+    bridge = root.find("bridge")
+    live_name = live_bridge.get("name") if live_bridge is not None else None
+    # Only networks whose bridge libvirt creates itself get a name assigned on define.
+    if live_name and mode in (None, "nat", "route", "open"):
+        if bridge is None:
+            bridge = etree.SubElement(root, "bridge")
+        if not bridge.get("name"):
+            bridge.set("name", live_name)
+    live_mac = live.find("mac")
+    if root.find("mac") is None and live_mac is not None and bridge is not None:
+        bridge.addnext(etree.Element("mac", address=live_mac.get("address", "")))

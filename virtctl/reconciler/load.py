@@ -1,0 +1,369 @@
+"""Spec loading: `load_specs(paths) -> Desired`.
+
+Reads YAML (multi-document, validated by the packaged JSON Schema), libvirt domain and
+network XML, and Xen xm/xl config files; turns each object into a spec whose definition
+is libvirt XML. Every file is read and every problem collected before anything is
+returned, so a run either has a whole valid Desired or a `SpecErrors` naming each file,
+line and field path. Reads files and stdin; nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+import jsonschema
+import yaml
+from lxml import etree
+
+from .. import metadata
+from ..errors import ErrorCode, Source, SpecError, SpecErrors
+from ..model import Desired, DomainSpec, DomainState, NetworkSpec
+from ..xmlutil import parse, tostring
+
+YAML_SUFFIXES = (".yaml", ".yml")
+XML_SUFFIXES = (".xml",)
+XEN_SUFFIXES = (".cfg",)
+SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DOC_START = re.compile(r"^---(?:\s|$)")
+_TRUE = {"yes", "true", "on", "1"}
+_FALSE = {"no", "false", "off", "0"}
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    name: str  # path as given, or "<stdin>"
+    text: str
+
+
+def expand(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[SpecFile]:
+    """Files named, directories walked recursively in sorted order, hidden entries skipped."""
+    for given in paths:
+        if given == "-":
+            yield SpecFile("<stdin>", (stdin or sys.stdin).read())
+            continue
+        path = Path(given)
+        if path.is_dir():
+            for found in _walk(path):
+                yield SpecFile(str(found), _read(found))
+        elif path.exists():
+            yield SpecFile(given, _read(path))
+        else:
+            raise SpecError("no such file or directory", code=ErrorCode.INVALID_SPEC,
+                            source=Source(given))
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            yield from _walk(Path(entry.path))
+        elif entry.name.lower().endswith(SPEC_SUFFIXES):
+            yield Path(entry.path)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason})", code=ErrorCode.PARSE_ERROR,
+                        source=Source(str(path))) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", source=Source(str(path))) from None
+
+
+def load_specs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Desired:
+    """Load and validate every spec under `paths`; raise SpecErrors listing every problem."""
+    errors: list[SpecError] = []
+    specs: list[DomainSpec | NetworkSpec] = []
+    try:
+        files = list(expand(paths, stdin=stdin))
+    except SpecError as exc:
+        raise SpecErrors([exc]) from None
+    for spec_file in files:
+        try:
+            specs.extend(load_text(spec_file.text, source=spec_file.name))
+        except SpecErrors as many:
+            errors.extend(many.errors)
+        except SpecError as exc:
+            errors.append(exc)
+    from .validate import check_specs
+
+    errors.extend(check_specs(specs))
+    if errors:
+        raise SpecErrors(errors)
+    return Desired(
+        domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
+        networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
+    )
+
+
+def detect_format(text: str, source: str) -> str:
+    lower = source.lower()
+    if lower.endswith(YAML_SUFFIXES):
+        return "yaml"
+    if lower.endswith(XML_SUFFIXES):
+        return "xml"
+    if lower.endswith(XEN_SUFFIXES):
+        return "xen"
+    stripped = text.lstrip()
+    if stripped.startswith("<"):
+        return "xml"
+    from ..converters.xm import looks_like_xen_config
+
+    return "xen" if looks_like_xen_config(text) else "yaml"
+
+
+def load_text(text: str, *, source: str) -> list[DomainSpec | NetworkSpec]:
+    fmt = detect_format(text, source)
+    if fmt == "xml":
+        return [spec_from_xml(parse(text, source=source), source=source)]
+    if fmt == "xen":
+        return [_load_xen(text, source)]
+    return _load_yaml(text, source)
+
+
+# -- XML --------------------------------------------------------------------------------
+
+
+def _flag(attrs: Mapping[str, str], key: str, default: bool, source: Source) -> bool:
+    raw = attrs.get(key)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SpecError(f"expected yes or no, got {raw!r}", source=source)
+
+
+def spec_from_xml(
+    root: etree._Element, *, source: str, line: int | None = None,
+    runtime: Mapping[str, Any] | None = None,
+) -> DomainSpec | NetworkSpec:
+    """A spec from a libvirt definition. Runtime state comes from `runtime` (YAML) or
+    from the virtctl:runtime element in <metadata> (XML files)."""
+    line = line or root.sourceline
+    where = Source(source, line)
+    attrs = metadata.pop_runtime(root)
+    metadata.strip_virtctl(root)
+    name = (root.findtext("name") or "").strip()
+    if not name:
+        raise SpecError(f"<{root.tag}> has no <name>", source=Source(source, line, "name"))
+    uuid = _canonical_uuid(root.findtext("uuid"), Source(source, line, "uuid"))
+    if uuid:
+        root.find("uuid").text = uuid  # type: ignore[union-attr]
+    rt_source = Source(source, line, "metadata/virtctl:runtime")
+    if root.tag == "domain":
+        state_raw = runtime.get("state") if runtime is not None else attrs.get("state")
+        try:
+            state = DomainState(state_raw or "running")
+        except ValueError:
+            raise SpecError(f"state must be running, shutoff or paused, not {state_raw!r}",
+                            source=rt_source) from None
+        if state not in (DomainState.RUNNING, DomainState.SHUTOFF, DomainState.PAUSED):
+            raise SpecError(f"state must be running, shutoff or paused, not {state_raw!r}",
+                            source=rt_source)
+        autostart = bool(runtime.get("autostart", False)) if runtime is not None else _flag(
+            attrs, "autostart", False, rt_source)
+        return DomainSpec(
+            name=name,
+            xml=tostring(root, pretty=False),
+            source=where,
+            state=state,
+            autostart=autostart,
+            uuid=uuid,
+            networks=tuple(sorted({
+                s.get("network", "")
+                for s in root.iterfind("devices/interface[@type='network']/source")
+            })),
+            macs=tuple(
+                (m.get("address") or "").lower()
+                for m in root.iterfind("devices/interface/mac")
+            ),
+        )
+    if root.tag == "network":
+        if runtime is not None:
+            active = bool(runtime.get("active", True))
+            autostart = bool(runtime.get("autostart", False))
+        else:
+            active = _flag(attrs, "active", True, rt_source)
+            autostart = _flag(attrs, "autostart", False, rt_source)
+        bridge = root.find("bridge")
+        return NetworkSpec(
+            name=name,
+            xml=tostring(root, pretty=False),
+            source=where,
+            active=active,
+            autostart=autostart,
+            uuid=uuid,
+            bridge=bridge.get("name") if bridge is not None else None,
+        )
+    raise SpecError(f"expected <domain> or <network>, found <{root.tag}>",
+                    source=Source(source, line))
+
+
+def _canonical_uuid(text: str | None, source: Source) -> str | None:
+    import uuid as uuidlib
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return str(uuidlib.UUID(text.strip()))
+    except ValueError:
+        raise SpecError(f"malformed uuid {text.strip()!r}", source=source) from None
+
+
+# -- Xen config files ---------------------------------------------------------------------
+
+
+def _load_xen(text: str, source: str) -> DomainSpec | NetworkSpec:
+    from ..converters.xm import xm_to_xml
+
+    conversion = xm_to_xml(text, source=source, flavor="xl")
+    for warning in conversion.warnings:
+        print(f"warning: {source}: {warning}", file=sys.stderr)
+    return spec_from_xml(parse(conversion.text, source=source), source=source, line=1)
+
+
+# -- YAML -------------------------------------------------------------------------------
+
+
+@cache
+def schema() -> dict[str, Any]:
+    data = resources.files("virtctl").joinpath("schemas/spec.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(data)
+    return loaded
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    return cls(schema())  # type: ignore[no-any-return]
+
+
+def _doc_lines(text: str) -> list[int]:
+    """1-based first line of each YAML document (an explicit '---' or line 1)."""
+    starts = [i + 1 for i, line in enumerate(text.splitlines()) if _DOC_START.match(line)]
+    if not starts or _has_content_before(text, starts[0]):
+        starts.insert(0, 1)
+    return starts
+
+
+def _has_content_before(text: str, line: int) -> bool:
+    for raw in text.splitlines()[: line - 1]:
+        stripped = raw.strip()
+        if stripped and not stripped.startswith(("#", "%")):
+            return True
+    return False
+
+
+def _load_yaml(text: str, source: str) -> list[DomainSpec | NetworkSpec]:
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_Loader)]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"malformed YAML: {problem}", code=ErrorCode.PARSE_ERROR,
+                        source=Source(source, line)) from None
+    starts = _doc_lines(text)
+    specs: list[DomainSpec | NetworkSpec] = []
+    errors: list[SpecError] = []
+    nonempty = [(i, d) for i, d in enumerate(docs) if d is not None]
+    for index, doc in nonempty:
+        line = starts[index] if index < len(starts) else None
+        try:
+            specs.append(_spec_from_doc(doc, source, index, line, text))
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise SpecErrors(errors)
+    return specs
+
+
+def _spec_from_doc(
+    doc: Any, source: str, index: int, line: int | None, text: str
+) -> DomainSpec | NetworkSpec:
+    if not isinstance(doc, dict):
+        raise SpecError("a spec document must be a mapping with 'kind' and 'name'",
+                        source=Source(source, line))
+    error = next(iter(sorted(_validator().iter_errors(doc), key=_error_rank)), None)
+    if error is not None:
+        path = _json_path(error.absolute_path)
+        raise SpecError(
+            error.message, code=ErrorCode.SCHEMA_VIOLATION,
+            source=Source(source, _line_of(text, index, list(error.absolute_path)) or line, path),
+        )
+    from ..converters import yamlxml
+
+    try:
+        if doc["kind"] == "Domain":
+            root = yamlxml.domain_to_xml(doc)
+        else:
+            root = yamlxml.network_to_xml(doc)
+    except SpecError as exc:
+        path = exc.source.path if exc.source else None
+        raise SpecError(exc.message, code=exc.code,
+                        source=Source(source, _line_for_path(text, index, path) or line,
+                                      path)) from None
+    runtime = {k: doc[k] for k in ("state", "autostart", "active") if k in doc}
+    return spec_from_xml(root, source=source, line=line, runtime=runtime)
+
+
+def _error_rank(error: jsonschema.ValidationError) -> tuple[int, int]:
+    # Deepest, most specific error first: it names the offending field, not its parent.
+    return (-len(error.absolute_path), len(error.context or ()))
+
+
+def _json_path(parts: Sequence[Any] | Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _line_for_path(text: str, index: int, path: str | None) -> int | None:
+    if not path:
+        return None
+    parts: list[Any] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return _line_of(text, index, parts)
+
+
+def _line_of(text: str, index: int, parts: list[Any]) -> int | None:
+    """The line of the node at `parts` in document `index`: recomposed only on error."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.YAMLError:
+        return None
+    if index >= len(nodes) or nodes[index] is None:
+        return None
+    node: Any = nodes[index]
+    line = node.start_mark.line + 1
+    for part in parts:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                child = node.value[part]
+                line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

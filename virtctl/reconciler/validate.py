@@ -1,0 +1,133 @@
+"""Checks run on every spec before the first action. Pure.
+
+`check_specs` looks across the loaded files (duplicate names, uuids, MACs, bridges);
+`check_host` looks at the specs against one host's snapshot and capabilities (networks
+referenced that exist nowhere, objects virtctl does not own, identity clashes, guests the
+host cannot run). Each returns every problem it finds, each naming its spec's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from ..capabilities import HostCapabilities, check_domain
+from ..errors import ErrorCode, Source, SpecError
+from ..model import Desired, DomainSpec, Live, NetworkSpec
+from ..xmlutil import parse
+
+
+def _dup(what: str, value: str, first: Source, again: Source, path: str) -> SpecError:
+    return SpecError(
+        f"duplicate {what} {value!r} (first declared at {first})",
+        code=ErrorCode.DUPLICATE,
+        source=Source(again.file, again.line, path),
+    )
+
+
+def check_specs(specs: Sequence[DomainSpec | NetworkSpec]) -> list[SpecError]:
+    errors: list[SpecError] = []
+    seen: dict[tuple[str, str, str], Source] = {}
+
+    def claim(kind: str, what: str, value: str, spec_source: Source, path: str) -> None:
+        key = (kind, what, value)
+        if key in seen:
+            errors.append(_dup(what, value, seen[key], spec_source, path))
+        else:
+            seen[key] = spec_source
+
+    for spec in specs:
+        kind = "domain" if isinstance(spec, DomainSpec) else "network"
+        claim(kind, f"{kind} name", spec.name, spec.source, "name")
+        if spec.uuid:
+            claim(kind, f"{kind} uuid", spec.uuid, spec.source, "uuid")
+        if isinstance(spec, DomainSpec):
+            for mac in spec.macs:
+                claim("mac", "MAC address", mac, spec.source, "devices/interface/mac")
+        elif spec.bridge:
+            claim("bridge", "bridge name", spec.bridge, spec.source, "bridge/@name")
+    return errors
+
+
+def check_host(
+    desired: Desired,
+    live: Live,
+    caps: HostCapabilities | None,
+    *,
+    adopt: bool = False,
+    prune: bool = False,
+) -> list[SpecError]:
+    errors: list[SpecError] = []
+    errors.extend(_ownership(desired, live, adopt=adopt))
+    errors.extend(_references(desired, live, prune=prune))
+    if caps is not None:
+        errors.extend(_capabilities(desired.domains.values(), caps))
+    return errors
+
+
+def _ownership(desired: Desired, live: Live, *, adopt: bool) -> Iterable[SpecError]:
+    for spec in desired:
+        found = live.get(spec.key)
+        if found is None:
+            if spec.uuid:
+                yield from _uuid_taken(spec, live)
+            continue
+        if not found.managed and not adopt:
+            yield SpecError(
+                f"{spec.key} exists on the host but is not managed by virtctl; "
+                "use --adopt to take it over",
+                code=ErrorCode.NOT_MANAGED,
+                source=Source(spec.source.file, spec.source.line, "name"),
+            )
+        if spec.uuid and spec.uuid != found.uuid.lower():
+            yield SpecError(
+                f"{spec.key} exists with uuid {found.uuid}, the spec says {spec.uuid}; "
+                "a uuid cannot change in place (delete the object first)",
+                code=ErrorCode.INVALID_SPEC,
+                source=Source(spec.source.file, spec.source.line, "uuid"),
+            )
+
+
+def _uuid_taken(spec: DomainSpec | NetworkSpec, live: Live) -> Iterable[SpecError]:
+    table = live.domains if isinstance(spec, DomainSpec) else live.networks
+    for other in table.values():
+        if other.uuid.lower() == spec.uuid:
+            yield SpecError(
+                f"uuid {spec.uuid} already belongs to {other.key} on the host",
+                code=ErrorCode.DUPLICATE,
+                source=Source(spec.source.file, spec.source.line, "uuid"),
+            )
+
+
+def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecError]:
+    for dom in desired.domains.values():
+        for net in dom.networks:
+            if net in desired.networks:
+                continue
+            found = live.networks.get(net)
+            if found is None:
+                yield SpecError(
+                    f"interface uses network {net!r}, which is neither declared in the "
+                    "specs nor defined on the host",
+                    code=ErrorCode.UNKNOWN_REFERENCE,
+                    source=Source(dom.source.file, dom.source.line,
+                                  "devices/interface/source/@network"),
+                )
+            elif prune and found.managed:
+                yield SpecError(
+                    f"interface uses network {net!r}, which --prune would delete "
+                    "(it is managed by virtctl and absent from the specs)",
+                    code=ErrorCode.UNKNOWN_REFERENCE,
+                    source=Source(dom.source.file, dom.source.line,
+                                  "devices/interface/source/@network"),
+                )
+
+
+def _capabilities(domains: Iterable[DomainSpec], caps: HostCapabilities) -> Iterable[SpecError]:
+    for dom in domains:
+        reason = check_domain(parse(dom.xml), caps)
+        if reason:
+            yield SpecError(
+                reason,
+                code=ErrorCode.CONFIG_UNSUPPORTED,
+                source=Source(dom.source.file, dom.source.line, "type"),
+            )

@@ -1,0 +1,88 @@
+"""Safe XML parsing and serialisation shared by every module that reads libvirt XML.
+
+Spec files come from users and live XML from hypervisors, so the parser never expands
+entities, never loads a DTD and never touches the network (billion-laughs and XXE are
+refused, not evaluated). Pure: no file or network access except `parse_file`'s read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from .errors import ErrorCode, ErrorDomain, Source, SpecError
+
+#: virtctl's own XML namespace, used inside libvirt `<metadata>` (see virtctl.metadata).
+NS = "https://virtctl.dev/xmlns/1"
+NS_PREFIX = "virtctl"
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    remove_blank_text=True,
+)
+
+
+def _refuse_doctype(root: etree._Element, source: str) -> None:
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise SpecError(
+            "DOCTYPE declarations are not allowed in libvirt XML",
+            code=ErrorCode.PARSE_ERROR,
+            source=Source(source, 1),
+        )
+
+
+def parse(text: str | bytes, *, source: str = "<xml>") -> etree._Element:
+    """Parse XML text into an element, refusing DTDs and entities.
+
+    Errors name `source` and the line lxml reports.
+    """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        root = etree.fromstring(data, parser=_PARSER)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else None
+        msg = exc.msg if hasattr(exc, "msg") and exc.msg else str(exc)
+        raise SpecError(
+            f"malformed XML: {msg}",
+            code=ErrorCode.PARSE_ERROR,
+            domain=ErrorDomain.SPEC,
+            source=Source(source, line),
+        ) from None
+    if root is None:
+        raise SpecError("empty XML document", code=ErrorCode.PARSE_ERROR, source=Source(source))
+    _refuse_doctype(root, source)
+    return root
+
+
+def parse_file(path: str | Path) -> etree._Element:
+    return parse(Path(path).read_bytes(), source=str(path))
+
+
+def tostring(elem: etree._Element, *, pretty: bool = True) -> str:
+    """Serialise an element as libvirt does: no XML declaration, 2-space indent."""
+    if pretty:
+        elem = _copy_for_indent(elem)
+        etree.indent(elem, space="  ")
+    text = etree.tostring(elem, encoding="unicode")
+    return text + "\n" if pretty else text
+
+
+def _copy_for_indent(elem: etree._Element) -> etree._Element:
+    # etree.indent mutates in place; callers keep their tree unchanged.
+    import copy
+
+    return copy.deepcopy(elem)
+
+
+def text_of(elem: etree._Element | None) -> str | None:
+    if elem is None:
+        return None
+    return (elem.text or "").strip()
