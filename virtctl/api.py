@@ -13,12 +13,13 @@ The phases compose here and nowhere else:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from . import drivers
-from .capabilities import parse_capabilities
+from .capabilities import HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .errors import SpecErrors
 from .model import Desired, Live
@@ -27,17 +28,23 @@ from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan import plan as make_plan
+from .reconciler.speccache import SpecCache, cache_dir
 from .reconciler.validate import check_host
 
 __all__ = [
     "Desired", "Live", "Plan", "Policy", "Report", "Result", "apply", "check", "connect",
-    "delete", "load", "make_plan", "plan", "reconcile",
+    "delete", "load", "make_plan", "plan", "reconcile", "replan",
 ]
 
 
-def load(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Desired:
-    """Load and validate spec files and directories ('-' is stdin)."""
-    return load_specs(paths, stdin=stdin)
+def load(
+    paths: Sequence[str], *, stdin: IO[str] | None = None, use_cache: bool = True
+) -> Desired:
+    """Load and validate spec files and directories ('-' is stdin).
+
+    Unchanged files are read back from the spec cache (see reconciler/speccache.py)."""
+    folder = cache_dir(os.environ) if use_cache else None
+    return load_specs(paths, stdin=stdin, cache=SpecCache(folder))
 
 
 @contextlib.contextmanager
@@ -49,20 +56,29 @@ def connect(uri: str | None = None, *, readonly: bool = False) -> Iterator[Drive
         driver.close()
 
 
-def check(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Live:
-    """Check specs against the host; raise SpecErrors. Returns the snapshot it used."""
+def check(
+    desired: Desired, reader: Reader, *, policy: Policy = Policy()
+) -> tuple[Live, HostCapabilities]:
+    """Check specs against the host; raise SpecErrors. Returns the snapshot and
+    capabilities it used."""
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune)
     if errors:
         raise SpecErrors(errors)
-    return live
+    return live, caps
 
 
 def plan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """Check, then plan against the host's current state. Changes nothing."""
-    live = check(desired, reader, policy=policy)
-    return make_plan(desired, live, policy=policy)
+    live, caps = check(desired, reader, policy=policy)
+    return make_plan(desired, live, policy=policy, caps=caps)
+
+
+def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
+    """Plan again after applying (verification): what still differs. No checks."""
+    caps = parse_capabilities(reader.capabilities())
+    return make_plan(desired, reader.snapshot(), policy=policy, caps=caps)
 
 
 def apply(
@@ -97,8 +113,7 @@ def reconcile(
     report = apply_plan(planned, driver, progress=progress, clock=clock)
     if planned.empty:
         return Result(planned, report, planned)
-    remaining = make_plan(desired, driver.snapshot(), policy=policy)
-    return Result(planned, report, remaining)
+    return Result(planned, report, replan(desired, driver, policy=policy))
 
 
 def delete(

@@ -45,6 +45,14 @@ class GuestCapability:
 class HostCapabilities:
     host_arch: str
     guests: tuple[GuestCapability, ...]
+    # Machine aliases and what the hypervisor stores for them ('pc' -> 'pc-i440fx-7.2').
+    canonical_machines: tuple[tuple[str, str], ...] = ()
+
+    def canonical_machine(self, machine: str) -> str:
+        for alias, canonical in self.canonical_machines:
+            if alias == machine:
+                return canonical
+        return machine
 
 
 def _machines(elem: etree._Element) -> frozenset[str]:
@@ -60,6 +68,10 @@ def _machines(elem: etree._Element) -> frozenset[str]:
 
 def parse_capabilities(xml: str) -> HostCapabilities:
     root = parse(xml, source="<capabilities>")
+    aliases = sorted({
+        ((m.text or "").strip(), m.get("canonical", ""))
+        for m in root.iterfind("guest/arch//machine[@canonical]")
+    })
     guests: list[GuestCapability] = []
     for guest in root.findall("guest"):
         arch = guest.find("arch")
@@ -82,7 +94,8 @@ def parse_capabilities(xml: str) -> HostCapabilities:
                 domains=domains,
             )
         )
-    return HostCapabilities(host_arch=root.findtext("host/cpu/arch") or "", guests=tuple(guests))
+    return HostCapabilities(host_arch=root.findtext("host/cpu/arch") or "", guests=tuple(guests),
+                            canonical_machines=tuple(aliases))
 
 
 def _candidates(caps: HostCapabilities, os_type: str, dom_type: str) -> Iterable[GuestCapability]:

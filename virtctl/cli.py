@@ -9,13 +9,16 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
 from . import api, render
-from .errors import VirtctlError
+from .converters.convert import FORMATS, convert
+from .errors import Source, SpecError, VirtctlError
 from .reconciler.actions import Action
+from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -50,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     p = sub.add_parser("apply", help="make the host match the specs")
-    _common(p), _files(p), _policy(p)
+    _common(p)
+    _files(p)
+    _policy(p)
     p.add_argument("--prune", action="store_true", help="delete managed objects absent from the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
@@ -58,14 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("diff", help="show what apply would change (exit 2 if anything)")
-    _common(p), _files(p)
+    _common(p)
+    _files(p)
     p.add_argument("--prune", action="store_true")
     p.add_argument("--adopt", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
-    _common(p), _files(p), _policy(p)
+    _common(p)
+    _files(p)
+    _policy(p)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_delete)
@@ -77,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("validate", help="check specs without changing anything")
-    _common(p), _files(p)
+    _common(p)
+    _files(p)
     p.add_argument("--offline", action="store_true",
                    help="check the files only, without the host's state and capabilities")
     p.set_defaults(func=cmd_validate)
@@ -85,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("capabilities", help="print the host's capabilities XML")
     _common(p)
     p.set_defaults(func=cmd_capabilities)
+
+    p = sub.add_parser("convert", help="convert a spec between xm, xl, XML and YAML")
+    p.add_argument("--from", dest="src", choices=FORMATS, required=True)
+    p.add_argument("--to", dest="dst", choices=FORMATS, required=True)
+    p.add_argument("file", metavar="FILE", help="the file to convert, or - for stdin")
+    p.set_defaults(func=cmd_convert)
+
+    add_watch_parser(sub)
     return parser
 
 
@@ -104,6 +121,12 @@ def _progress(stream: TextIO) -> Callable[[int, int, Action], None] | None:
     return show
 
 
+def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
+    desired = api.load(args.paths)
+    err.writelines(f"warning: {warning}\n" for warning in desired.warnings)
+    return desired
+
+
 def _policy_from(args: argparse.Namespace) -> api.Policy:
     return api.Policy(
         prune=getattr(args, "prune", False),
@@ -121,7 +144,7 @@ def _emit_json(out: TextIO, doc: dict[str, Any]) -> None:
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = api.load(args.paths)
+    desired = _load(args, err)
     policy = _policy_from(args)
     if args.dry_run:
         with api.connect(args.connect, readonly=True) as reader:
@@ -134,9 +157,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(render.plan_text(planned))
             out.flush()
         report = api.apply(planned, driver, progress=_progress(err))
-        remaining = (
-            planned if planned.empty else api.make_plan(desired, driver.snapshot(), policy=policy)
-        )
+        remaining = planned if planned.empty else api.replan(desired, driver, policy=policy)
     result = api.Result(planned, report, remaining)
     if args.output == "json":
         doc = render.plan_json(planned) | {"kind": "ApplyResult"}
@@ -159,7 +180,7 @@ def _show_plan(planned: api.Plan, output: str, out: TextIO) -> None:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = api.load(args.paths)
+    desired = _load(args, err)
     with api.connect(args.connect, readonly=True) as reader:
         planned = api.plan(desired, reader, policy=_policy_from(args))
     _show_plan(planned, args.output, out)
@@ -167,7 +188,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = api.load(args.paths)
+    desired = _load(args, err)
     with api.connect(args.connect, readonly=args.dry_run) as driver:
         result = api.delete(desired, driver, policy=_policy_from(args), dry_run=args.dry_run,
                             progress=None if args.dry_run else _progress(err))
@@ -203,7 +224,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = api.load(args.paths)
+    desired = _load(args, err)
     if not args.offline:
         with api.connect(args.connect, readonly=True) as reader:
             api.check(desired, reader, policy=api.Policy(adopt=True))
@@ -216,6 +237,20 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_capabilities(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with api.connect(args.connect, readonly=True) as reader:
         out.write(reader.capabilities().rstrip("\n") + "\n")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.file == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, source = Path(args.file).read_text(encoding="utf-8"), args.file
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read: {exc}", source=Source(args.file)) from None
+    result = convert(text, src=args.src, dst=args.dst, source=source)
+    err.writelines(f"warning: {warning}\n" for warning in result.warnings)
+    out.write(result.text)
     return EXIT_OK
 
 

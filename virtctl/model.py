@@ -93,6 +93,7 @@ class Desired:
 
     domains: Mapping[str, DomainSpec] = field(default_factory=dict)
     networks: Mapping[str, NetworkSpec] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. xm keys with no libvirt equivalent
 
     def __iter__(self) -> Iterator[Spec]:
         yield from self.networks.values()

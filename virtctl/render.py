@@ -87,7 +87,7 @@ def _action_dict(action: Action) -> dict[str, Any]:
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
-    objects = []
+    objects: list[dict[str, Any]] = []
     for key, actions in _grouped(plan).items():
         changes = [c.to_dict() for a in actions if isinstance(a, Define) for c in a.changes]
         objects.append({

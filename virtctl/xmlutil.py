@@ -71,7 +71,7 @@ def tostring(elem: etree._Element, *, pretty: bool = True) -> str:
     if pretty:
         elem = _copy_for_indent(elem)
         etree.indent(elem, space="  ")
-    text = etree.tostring(elem, encoding="unicode")
+    text = str(etree.tostring(elem, encoding="unicode"))
     return text + "\n" if pretty else text
 
 

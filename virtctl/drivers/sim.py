@@ -256,6 +256,23 @@ class SimDriver:
                 ErrorCode.OPERATION_FAILED,
             )
 
+    def _holder(self, kind: Kind, what: str, value: str) -> str | None:
+        """Which object holds a unique value; the index is checked against the record, so
+        an entry left by a crash between the two writes is ignored."""
+        name = self.store.holder(f"{kind}-{what}", value)
+        if name is None:
+            return None
+        record = self.store.get(kind, name)
+        if record is None or record.get(what if what == "uuid" else "bridge") != value:
+            return None
+        return name
+
+    def _forget(self, kind: Kind, name: str, record: Record) -> None:
+        self.store.delete(kind, name)
+        self.store.release(f"{kind}-uuid", record["uuid"])
+        if record.get("bridge"):
+            self.store.release(f"{kind}-bridge", record["bridge"])
+
     def _require(self, kind: Kind, name: str) -> Record:
         record = self.store.get(kind, name)
         if record is None:
@@ -269,18 +286,19 @@ class SimDriver:
             uuid = str(uuidlib.UUID(declared)) if declared else None
         except ValueError:
             raise _error(f"malformed uuid '{declared}'", ErrorCode.INVALID_SPEC) from None
-        if existing is not None and uuid and uuid != existing["uuid"]:
+        # As libvirt: a definition without <uuid> gets a fresh one, which then clashes
+        # with an existing object of that name. Whoever redefines must carry the uuid.
+        uuid = uuid or str(uuidlib.uuid4())
+        if existing is not None and uuid != existing["uuid"]:
             raise _error(
-                f"{kind} '{name}' is already defined with uuid {existing['uuid']}",
+                f"{kind} '{name}' already exists with uuid {existing['uuid']}",
                 ErrorCode.OPERATION_FAILED,
             )
-        uuid = uuid or (existing["uuid"] if existing else str(uuidlib.uuid4()))
-        for other, data in self.store.all(kind):
-            if data["uuid"] == uuid and other != name:
-                raise _error(
-                    f"{kind} '{other}' already exists with uuid {uuid}",
-                    ErrorCode.OPERATION_FAILED,
-                )
+        other = self._holder(kind, "uuid", uuid)
+        if other is not None and other != name:
+            raise _error(
+                f"{kind} '{other}' already exists with uuid {uuid}", ErrorCode.OPERATION_FAILED
+            )
         if kind is Kind.DOMAIN:
             self._define_domain(name, root, uuid, existing)
         else:
@@ -308,6 +326,7 @@ class SimDriver:
             uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root)
         )
         self.store.put(Kind.DOMAIN, name, record)
+        self.store.claim("domain-uuid", uuid, name)
 
     def _define_network(
         self, name: str, root: etree._Element, uuid: str, existing: Record | None
@@ -316,27 +335,31 @@ class SimDriver:
             raise _error(f"expected <network>, got <{root.tag}>", ErrorCode.INVALID_SPEC)
         bridge = root.find("bridge")
         wanted = bridge.get("name") if bridge is not None else None
-        used: dict[str, str] = {}
-        for other, data in self.store.all(Kind.NETWORK):
-            br = parse(data["xml"]).find("bridge")
-            if br is not None and br.get("name"):
-                used[br.get("name", "")] = other
-        if wanted and used.get(wanted, name) != name:
+        old_bridge = existing.get("bridge") if existing is not None else None
+        user = self._holder(Kind.NETWORK, "bridge", wanted) if wanted else None
+        if user is not None and user != name:
             raise _error(
-                f"bridge name '{wanted}' is already in use by network '{used[wanted]}'",
+                f"bridge name '{wanted}' is already in use by network '{user}'",
                 ErrorCode.OPERATION_FAILED,
             )
-        if existing is not None:
-            old = parse(existing["xml"]).find("bridge")
-            free = old.get("name", "") if old is not None else ""
-        else:
-            free = next(f"virbr{i}" for i in range(len(used) + 1) if f"virbr{i}" not in used)
+        free = old_bridge or next(
+            f"virbr{i}" for i in range(1 << 16)
+            if self._holder(Kind.NETWORK, "bridge", f"virbr{i}") is None
+        )
         fill_network(
             root, uuid=uuid, bridge=free, mac_suffix=":".join(secrets.token_hex(1) for _ in range(3))
         )
+        final = root.find("bridge")
+        bridge_name = final.get("name") if final is not None else None
         record = existing or {"active": False, "autostart": False}
-        record.update(uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root))
+        record.update(uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root),
+                      bridge=bridge_name)
         self.store.put(Kind.NETWORK, name, record)
+        if old_bridge and old_bridge != bridge_name:
+            self.store.release("network-bridge", old_bridge)
+        if bridge_name:
+            self.store.claim("network-bridge", bridge_name, name)
+        self.store.claim("network-uuid", uuid, name)
 
     def _undefine(self, kind: Kind, name: str) -> EventType:
         record = self._require(kind, name)
@@ -351,7 +374,7 @@ class SimDriver:
             record.update(persistent=False, autostart=False)
             self.store.put(kind, name, record)
         else:
-            self.store.delete(kind, name)
+            self._forget(kind, name, record)
         return EventType.UNDEFINED
 
     def _start(self, kind: Kind, name: str) -> EventType:
@@ -387,7 +410,7 @@ class SimDriver:
                 record["active"] = False
                 self.store.put(kind, name, record)
             else:
-                self.store.delete(kind, name)
+                self._forget(kind, name, record)
             return EventType.STOPPED
         if not DomainState(record["state"]).active:
             raise _error(f"domain '{name}' is not running", ErrorCode.OPERATION_INVALID)
@@ -399,7 +422,7 @@ class SimDriver:
             record.update(state="shutoff", id=None, running_xml=None)
             self.store.put(kind, name, record)
         else:
-            self.store.delete(kind, name)
+            self._forget(kind, name, record)
         return EventType.STOPPED
 
     def _pause(self, name: str, *, pause: bool) -> EventType:

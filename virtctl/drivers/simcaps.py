@@ -6,12 +6,17 @@ x86_64 and i686, so every domain variant virtctl supports can be tried without o
 
 from __future__ import annotations
 
-_QEMU_MACHINES = ("pc", "pc-i440fx-7.2", "q35", "pc-q35-7.2", "isapc")
+# As QEMU reports them: an alias names the newest versioned machine, which is what
+# libvirt stores in a definition that asked for the alias.
+_QEMU_MACHINES = (("pc", "pc-i440fx-7.2"), ("pc-i440fx-7.2", None), ("q35", "pc-q35-7.2"),
+                  ("pc-q35-7.2", None), ("isapc", None))
 
 
 def _qemu_guest(arch: str, emulator: str) -> str:
     machines = "".join(
-        f"<machine maxCpus='255'>{m}</machine>" for m in _QEMU_MACHINES
+        f"<machine maxCpus='255' canonical='{c}'>{m}</machine>" if c
+        else f"<machine maxCpus='255'>{m}</machine>"
+        for m, c in _QEMU_MACHINES
     )
     return (
         "<guest><os_type>hvm</os_type>"

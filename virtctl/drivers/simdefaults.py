@@ -97,9 +97,9 @@ def _fill_os(root: etree._Element, dom_type: str, caps: HostCapabilities) -> Non
     os_type = (type_elem.text or "").strip()
     if not type_elem.get("arch"):
         type_elem.set("arch", caps.host_arch or "x86_64")
-    machine = DEFAULT_MACHINE.get((dom_type, os_type))
-    if machine and not type_elem.get("machine"):
-        type_elem.set("machine", machine)
+    machine = type_elem.get("machine") or DEFAULT_MACHINE.get((dom_type, os_type))
+    if machine:
+        type_elem.set("machine", caps.canonical_machine(machine))
 
 
 def _fill_macs(root: etree._Element, dom_type: str, suffixes: list[str]) -> None:

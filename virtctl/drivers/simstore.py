@@ -6,6 +6,8 @@ Layout of a state directory (`$VIRTCTL_STATE_DIR/sim/NAME`):
     counter.json       the next domain id
     domains/NAME.json  {"xml", "running_xml", "state", "id", "autostart", "persistent", "owner"}
     networks/NAME.json {"xml", "active", "autostart", "persistent", "owner"}
+    index/KEY/VALUE    which object holds a unique value (a uuid, a bridge name), so define
+                       checks uniqueness without reading every record
     events.log         JSON lines, one per change, read by `subscribe`
     faults.json        optional fault injection (see sim.py)
 
@@ -83,6 +85,22 @@ class SimStore:
         with contextlib.suppress(FileNotFoundError):
             (self._dir(kind) / _filename(name)).unlink()
 
+    def holder(self, index: str, value: str) -> str | None:
+        """The name recorded as holding `value` in `index`, if any."""
+        try:
+            return (self.root / "index" / index / quote(value, safe="")).read_text()
+        except FileNotFoundError:
+            return None
+
+    def claim(self, index: str, value: str, name: str) -> None:
+        folder = self.root / "index" / index
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_atomic(folder / quote(value, safe=""), name.encode())
+
+    def release(self, index: str, value: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "index" / index / quote(value, safe="")).unlink()
+
     def next_id(self) -> int:
         path = self.root / "counter.json"
         try:
@@ -110,7 +128,8 @@ class SimStore:
             handle.write(json.dumps(event).encode() + b"\n")
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        # The suffix must not be .json: a temp file a crash leaves behind is not a record.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

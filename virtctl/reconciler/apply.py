@@ -136,6 +136,9 @@ def _shutdown(action: Shutdown, driver: Driver, clock: Clock) -> str:
     if action.kind is Kind.NETWORK:
         driver.destroy(action.kind, action.name)
         return ""
+    if _domain_state(driver, action.name) is DomainState.PAUSED:
+        # A paused guest cannot act on the ACPI request; let it run so it can shut down.
+        driver.resume(action.name)
     try:
         driver.shutdown(action.kind, action.name)
     except DriverError as exc:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .essence import Node
+from lxml import etree
+
+from .essence import Node, child_keys, essence, ignored_attr, norm_attr, norm_text
 
 
 class ChangeOp(StrEnum):
@@ -29,6 +31,17 @@ class FieldChange:
 
     def to_dict(self) -> dict[str, str | None]:
         return {"op": str(self.op), "path": self.path, "old": self.old, "new": self.new}
+
+
+# Containers that mean nothing when empty: libvirt drops an empty <features/> or
+# <devices/>, so a declared empty one is not a difference when the host has none.
+_CONTAINERS = frozenset({"devices", "features", "metadata", "cputune", "memtune", "blkiotune",
+                         "numatune", "pm", "memoryBacking", "resource", "clock", "dns"})
+
+
+def _empty_container(elem: etree._Element) -> bool:
+    return (elem.tag in _CONTAINERS and not len(elem) and not elem.attrib
+            and not (elem.text or "").strip())
 
 
 def _join(path: str, part: str) -> str:
@@ -54,6 +67,57 @@ def diff(desired: Node, live: Node, path: str = "") -> list[FieldChange]:
     changes: list[FieldChange] = []
     _diff(desired, live, path, changes)
     return changes
+
+
+def diff_xml(desired: etree._Element, live: etree._Element) -> list[FieldChange]:
+    """`diff` straight over two parsed definitions, without building essences.
+
+    The same result as `diff(essence(desired), essence(live))`, in a fraction of the time:
+    only the declared side is walked, and live children are keyed only where the
+    declared element has children of its own.
+    """
+    dom_type = desired.get("type", "") if desired.tag == "domain" else ""
+    changes: list[FieldChange] = []
+    _diff_xml(desired, live, "", None, dom_type, changes)
+    return changes
+
+
+def _diff_xml(
+    desired: etree._Element,
+    live: etree._Element,
+    path: str,
+    parent_tag: str | None,
+    dom_type: str,
+    out: list[FieldChange],
+) -> None:
+    tag = str(desired.tag)
+    for raw_name, raw_value in desired.attrib.items():
+        name = str(raw_name)
+        if ignored_attr(tag, name, parent_tag):
+            continue
+        value = norm_attr(tag, name, str(raw_value))
+        have_raw = live.get(name)
+        have = norm_attr(tag, name, str(have_raw)) if have_raw is not None else None
+        if have != value:
+            op = ChangeOp.ADD if have is None else ChangeOp.CHANGE
+            out.append(FieldChange(op, _join(path, f"@{name}"), have, value))
+    text = norm_text(desired, parent_tag, dom_type)
+    if text is not None:
+        have_text = norm_text(live, parent_tag, dom_type)
+        if text != have_text:
+            op = ChangeOp.ADD if have_text is None else ChangeOp.CHANGE
+            out.append(FieldChange(op, path or tag, have_text, text))
+    if not len(desired):
+        return
+    live_children = dict(child_keys(live))
+    for key, child in child_keys(desired):
+        other = live_children.get(key)
+        if other is None:
+            if not _empty_container(child):
+                out.append(FieldChange(ChangeOp.ADD, _join(path, key), None,
+                                       summarize(essence(child))))
+        else:
+            _diff_xml(child, other, _join(path, key), tag, dom_type, out)
 
 
 def _diff(desired: Node, live: Node, path: str, out: list[FieldChange]) -> None:

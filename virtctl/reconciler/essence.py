@@ -10,7 +10,6 @@ order. Called by diff.py and by the planner's identity merge. Pure.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from lxml import etree
@@ -59,14 +58,14 @@ def memory_kib(text: str, unit: str | None) -> str:
     return str(-(-value * factor // 1024))
 
 
-def _norm_attr(tag: str, name: str, value: str) -> str:
+def norm_attr(tag: str, name: str, value: str) -> str:
     value = value.strip()
     if name == "address" and tag == "mac":
         return value.lower()
     return value
 
 
-def _norm_text(elem: etree._Element, parent_tag: str | None, dom_type: str) -> str | None:
+def norm_text(elem: etree._Element, parent_tag: str | None, dom_type: str) -> str | None:
     text = (elem.text or "").strip()
     if not text:
         return None
@@ -78,6 +77,14 @@ def _norm_text(elem: etree._Element, parent_tag: str | None, dom_type: str) -> s
     if tag == "type" and parent_tag == "os" and dom_type == "xen" and text == "linux":
         return "xen"  # libvirt's Xen driver reports paravirt guests as 'xen'
     return text
+
+
+def ignored_attr(tag: str, name: str, parent_tag: str | None) -> bool:
+    """Attributes that carry no meaning once normalised: memory units (the value is in
+    KiB) and the runtime id of a running guest (`parent_tag` None means the root)."""
+    if name == "unit" and tag in _MEMORY_TAGS:
+        return True
+    return parent_tag is None and tag == "domain" and name == "id"
 
 
 def _key(elem: etree._Element, position: int) -> str:
@@ -116,14 +123,18 @@ def _position_group(elem: etree._Element) -> tuple[str, str | None]:
 
 def child_keys(elem: etree._Element) -> list[tuple[str, etree._Element]]:
     """Each element child of `elem` with its identity key (virtctl metadata excluded)."""
-    seen: Counter[tuple[str, str | None]] = Counter()
+    if not len(elem):
+        return []
+    seen: dict[tuple[str, str | None], int] = {}
     out: list[tuple[str, etree._Element]] = []
     for child in elem:
-        if not isinstance(child.tag, str) or child.tag.startswith(_NS_PREFIX):
+        tag = child.tag
+        if not isinstance(tag, str) or tag.startswith(_NS_PREFIX):
             continue
         group = _position_group(child)
-        out.append((_key(child, seen[group]), child))
-        seen[group] += 1
+        count = seen.get(group, 0)
+        out.append((_key(child, count), child))
+        seen[group] = count + 1
     return out
 
 
@@ -135,14 +146,14 @@ def essence(root: etree._Element) -> Node:
 def _node(elem: etree._Element, parent_tag: str | None, dom_type: str) -> Node:
     tag = str(elem.tag)
     attrs = sorted(
-        (str(k), _norm_attr(tag, str(k), str(v)))
+        (str(k), norm_attr(tag, str(k), str(v)))
         for k, v in elem.attrib.items()
-        if not (tag in _MEMORY_TAGS and k == "unit")
+        if not ignored_attr(tag, str(k), parent_tag or "")
     )
-    if parent_tag is None and tag == "domain":
-        attrs = [(k, v) for k, v in attrs if k != "id"]  # runtime id of a running guest
+    if parent_tag is None:
+        attrs = [(k, v) for k, v in attrs if not ignored_attr(tag, k, None)]
     children = tuple(
         (key, _node(child, tag, dom_type)) for key, child in child_keys(elem)
     )
-    return Node(tag=tag, attrs=tuple(attrs), text=_norm_text(elem, parent_tag, dom_type),
+    return Node(tag=tag, attrs=tuple(attrs), text=norm_text(elem, parent_tag, dom_type),
                 children=children)

@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 
 from lxml import etree
 
+from ..capabilities import HostCapabilities
+
 # Namespace for uuid5 identities of objects virtctl creates without a declared uuid.
 _UUID_NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
 
@@ -107,3 +109,20 @@ def fill_network_identity(root: etree._Element, live: etree._Element | None) -> 
     live_mac = live.find("mac")
     if root.find("mac") is None and live_mac is not None and bridge is not None:
         bridge.addnext(etree.Element("mac", address=live_mac.get("address", "")))
+
+
+def keep_host_machine(
+    root: etree._Element, live: etree._Element | None, caps: HostCapabilities | None
+) -> None:
+    """A declared machine alias ('pc') matches the versioned machine the host stored for it
+    ('pc-i440fx-7.2'): keep the stored one, so a redefinition never moves a guest to a
+    newer machine type behind the user's back."""
+    if live is None or caps is None:
+        return
+    declared = root.find("os/type")
+    stored = live.find("os/type")
+    if declared is None or stored is None:
+        return
+    want, have = declared.get("machine"), stored.get("machine")
+    if want and have and want != have and caps.canonical_machine(want) == have:
+        declared.set("machine", have)

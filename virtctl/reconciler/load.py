@@ -28,6 +28,7 @@ from .. import metadata
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
 from ..model import Desired, DomainSpec, DomainState, NetworkSpec
 from ..xmlutil import parse, tostring
+from .speccache import SpecCache
 
 YAML_SUFFIXES = (".yaml", ".yml")
 XML_SUFFIXES = (".xml",)
@@ -82,21 +83,36 @@ def _read(path: Path) -> str:
         raise SpecError(f"cannot read: {exc.strerror}", source=Source(str(path))) from None
 
 
-def load_specs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Desired:
+def load_specs(
+    paths: Sequence[str], *, stdin: IO[str] | None = None, cache: SpecCache | None = None
+) -> Desired:
     """Load and validate every spec under `paths`; raise SpecErrors listing every problem."""
     errors: list[SpecError] = []
     specs: list[DomainSpec | NetworkSpec] = []
+    warnings: list[str] = []
+    cache = cache or SpecCache(None)
     try:
         files = list(expand(paths, stdin=stdin))
     except SpecError as exc:
         raise SpecErrors([exc]) from None
     for spec_file in files:
+        hit = cache.get(spec_file.text, spec_file.name)
+        if hit is not None:
+            specs.extend(hit[0])
+            warnings.extend(hit[1])
+            continue
+        found: list[str] = []
         try:
-            specs.extend(load_text(spec_file.text, source=spec_file.name))
+            loaded = load_text(spec_file.text, source=spec_file.name, warnings=found)
         except SpecErrors as many:
             errors.extend(many.errors)
+            continue
         except SpecError as exc:
             errors.append(exc)
+            continue
+        specs.extend(loaded)
+        warnings.extend(found)
+        cache.put(spec_file.text, loaded, found)
     from .validate import check_specs
 
     errors.extend(check_specs(specs))
@@ -105,6 +121,7 @@ def load_specs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Desired
     return Desired(
         domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
         networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
+        warnings=tuple(warnings),
     )
 
 
@@ -124,12 +141,15 @@ def detect_format(text: str, source: str) -> str:
     return "xen" if looks_like_xen_config(text) else "yaml"
 
 
-def load_text(text: str, *, source: str) -> list[DomainSpec | NetworkSpec]:
+def load_text(
+    text: str, *, source: str, warnings: list[str] | None = None
+) -> list[DomainSpec | NetworkSpec]:
+    """The specs one file declares; conversion warnings are appended to `warnings`."""
     fmt = detect_format(text, source)
     if fmt == "xml":
         return [spec_from_xml(parse(text, source=source), source=source)]
     if fmt == "xen":
-        return [_load_xen(text, source)]
+        return [_load_xen(text, source, warnings if warnings is not None else [])]
     return _load_yaml(text, source)
 
 
@@ -161,8 +181,9 @@ def spec_from_xml(
     if not name:
         raise SpecError(f"<{root.tag}> has no <name>", source=Source(source, line, "name"))
     uuid = _canonical_uuid(root.findtext("uuid"), Source(source, line, "uuid"))
-    if uuid:
-        root.find("uuid").text = uuid  # type: ignore[union-attr]
+    uuid_elem = root.find("uuid")
+    if uuid and uuid_elem is not None:
+        uuid_elem.text = uuid
     rt_source = Source(source, line, "metadata/virtctl:runtime")
     if root.tag == "domain":
         state_raw = runtime.get("state") if runtime is not None else attrs.get("state")
@@ -227,12 +248,12 @@ def _canonical_uuid(text: str | None, source: Source) -> str | None:
 # -- Xen config files ---------------------------------------------------------------------
 
 
-def _load_xen(text: str, source: str) -> DomainSpec | NetworkSpec:
+def _load_xen(text: str, source: str, warnings: list[str]) -> DomainSpec | NetworkSpec:
+    from ..converters.xl import guess_flavor
     from ..converters.xm import xm_to_xml
 
-    conversion = xm_to_xml(text, source=source, flavor="xl")
-    for warning in conversion.warnings:
-        print(f"warning: {source}: {warning}", file=sys.stderr)
+    conversion = xm_to_xml(text, source=source, flavor=guess_flavor(text, source=source))
+    warnings.extend(f"{source}: {w}" for w in conversion.warnings)
     return spec_from_xml(parse(conversion.text, source=source), source=source, line=1)
 
 
@@ -247,9 +268,15 @@ def schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
-    cls = jsonschema.validators.validator_for(schema())
-    return cls(schema())  # type: ignore[no-any-return]
+def _validator(kind: str | None = None) -> jsonschema.protocols.Validator:
+    """The schema's validator; for a known kind, one that skips the kind dispatch."""
+    root = schema()
+    if kind in ("Domain", "Network"):
+        # Same $defs, no if/then on kind: a third of the validation time on large runs.
+        root = dict(root, allOf=[{"$ref": f"#/$defs/{kind.lower()}"}])
+    cls = jsonschema.validators.validator_for(root)
+    validator: jsonschema.protocols.Validator = cls(root)
+    return validator
 
 
 def _doc_lines(text: str) -> list[int]:
@@ -285,6 +312,8 @@ def _load_yaml(text: str, source: str) -> list[DomainSpec | NetworkSpec]:
         line = starts[index] if index < len(starts) else None
         try:
             specs.append(_spec_from_doc(doc, source, index, line, text))
+        except SpecErrors as many:
+            errors.extend(many.errors)
         except SpecError as exc:
             errors.append(exc)
     if errors:
@@ -298,13 +327,11 @@ def _spec_from_doc(
     if not isinstance(doc, dict):
         raise SpecError("a spec document must be a mapping with 'kind' and 'name'",
                         source=Source(source, line))
-    error = next(iter(sorted(_validator().iter_errors(doc), key=_error_rank)), None)
-    if error is not None:
-        path = _json_path(error.absolute_path)
-        raise SpecError(
-            error.message, code=ErrorCode.SCHEMA_VIOLATION,
-            source=Source(source, _line_of(text, index, list(error.absolute_path)) or line, path),
-        )
+    kind = doc.get("kind")
+    validator = _validator(kind if isinstance(kind, str) else None)
+    problems = sorted(validator.iter_errors(doc), key=_error_rank)
+    if problems:
+        raise SpecErrors([_schema_error(e, source, index, line, text) for e in problems[:20]])
     from ..converters import yamlxml
 
     try:
@@ -313,17 +340,33 @@ def _spec_from_doc(
         else:
             root = yamlxml.network_to_xml(doc)
     except SpecError as exc:
-        path = exc.source.path if exc.source else None
+        field = exc.source.path if exc.source else None
         raise SpecError(exc.message, code=exc.code,
-                        source=Source(source, _line_for_path(text, index, path) or line,
-                                      path)) from None
+                        source=Source(source, _line_for_path(text, index, field) or line,
+                                      field)) from None
     runtime = {k: doc[k] for k in ("state", "autostart", "active") if k in doc}
     return spec_from_xml(root, source=source, line=line, runtime=runtime)
 
 
-def _error_rank(error: jsonschema.ValidationError) -> tuple[int, int]:
+def _schema_error(
+    error: jsonschema.ValidationError, source: str, index: int, line: int | None, text: str
+) -> SpecError:
+    parts = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # Name the unknown field itself, not the mapping that holds it.
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        extra = sorted(k for k in error.instance if k not in known)
+        if extra:
+            parts.append(extra[0])
+    return SpecError(
+        error.message, code=ErrorCode.SCHEMA_VIOLATION,
+        source=Source(source, _line_of(text, index, parts) or line, _json_path(parts)),
+    )
+
+
+def _error_rank(error: jsonschema.ValidationError) -> tuple[int, int, str]:
     # Deepest, most specific error first: it names the offending field, not its parent.
-    return (-len(error.absolute_path), len(error.context or ()))
+    return (-len(error.absolute_path), len(error.context or ()), error.message)
 
 
 def _json_path(parts: Sequence[Any] | Any) -> str:
@@ -351,7 +394,7 @@ def _line_of(text: str, index: int, parts: list[Any]) -> int | None:
     if index >= len(nodes) or nodes[index] is None:
         return None
     node: Any = nodes[index]
-    line = node.start_mark.line + 1
+    line: int = node.start_mark.line + 1
     for part in parts:
         child = None
         if isinstance(node, yaml.MappingNode):

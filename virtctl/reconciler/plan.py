@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from .. import metadata
+from ..capabilities import HostCapabilities
 from ..model import (
     Desired,
     DomainSpec,
@@ -40,9 +41,8 @@ from .actions import (
     Undefine,
     phase_of,
 )
-from .diff import FieldChange, diff
-from .essence import essence
-from .identity import fill_domain_identity, fill_network_identity
+from .diff import FieldChange, diff_xml
+from .identity import fill_domain_identity, fill_network_identity, keep_host_machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,15 @@ def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
     return tuple(sorted(actions, key=lambda a: (phase_of(a), a.kind, a.name)))
 
 
-def plan(desired: Desired, live: Live, *, policy: Policy = Policy()) -> Plan:
+def plan(
+    desired: Desired,
+    live: Live,
+    *,
+    policy: Policy = Policy(),
+    caps: HostCapabilities | None = None,
+) -> Plan:
+    """The actions that make `live` match `desired`. `caps` (the host's capabilities)
+    lets declared machine aliases match the versioned machines the host stores."""
     actions: list[Action] = []
     creates: set[ObjectKey] = set()
     deletes: set[ObjectKey] = set()
@@ -95,7 +103,7 @@ def plan(desired: Desired, live: Live, *, policy: Policy = Policy()) -> Plan:
         current_dom = live.domains.get(dom.name)
         if current_dom is None:
             creates.add(dom.key)
-        actions.extend(_domain_actions(dom, current_dom, policy))
+        actions.extend(_domain_actions(dom, current_dom, policy, caps))
     if policy.prune:
         doomed_domains = [
             d for d in live.domains.values() if d.managed and d.name not in desired.domains
@@ -154,12 +162,15 @@ def _define_xml(
     return tostring(root)
 
 
-def _domain_actions(spec: DomainSpec, live: LiveDomain | None, policy: Policy) -> list[Action]:
+def _domain_actions(
+    spec: DomainSpec, live: LiveDomain | None, policy: Policy, caps: HostCapabilities | None
+) -> list[Action]:
     kind, name = Kind.DOMAIN, spec.name
     nets = tuple(ObjectKey(Kind.NETWORK, n) for n in spec.networks)
     root = parse(spec.xml)
     live_root = parse(live.xml) if live is not None else None
     fill_domain_identity(root, live_root)
+    keep_host_machine(root, live_root, caps)
     actions: list[Action] = []
     if live is None or live_root is None:
         actions.append(Define(kind=kind, name=name, xml=_define_xml(root, spec, policy), new=True))
@@ -170,7 +181,7 @@ def _domain_actions(spec: DomainSpec, live: LiveDomain | None, policy: Policy) -
         if spec.state is DomainState.PAUSED:
             actions.append(Suspend(kind=kind, name=name))
         return actions
-    changes = tuple(diff(essence(root), essence(live_root)))
+    changes = tuple(diff_xml(root, live_root))
     if changes or not live.managed or not live.persistent:
         reason = _define_reason(changes, live.managed, live.persistent)
         actions.append(
@@ -253,7 +264,7 @@ def _network_actions(spec: NetworkSpec, live: LiveNetwork | None, policy: Policy
         if spec.active:
             actions.append(Start(kind=kind, name=name))
         return actions
-    changes = tuple(diff(essence(root), essence(live_root)))
+    changes = tuple(diff_xml(root, live_root))
     if changes or not live.managed or not live.persistent:
         actions.append(
             Define(kind=kind, name=name, xml=_define_xml(root, spec, policy), new=False,

@@ -1,0 +1,159 @@
+"""Shared pieces of the driver conformance suite: backends and test definitions."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.libvirtd_tcp import RemoteLibvirtd
+from virtctl.drivers import Driver, connect
+from virtctl.metadata import set_owner
+from virtctl.model import Kind, Ownership
+from virtctl.xmlutil import parse, tostring
+
+PREFIX = "vctl-test-"
+# Subnets 192.168.200-254.0/24 and bridge numbers handed out in turn, so two networks
+# of one session never clash (each test removes its networks again).
+_SUBNETS = itertools.cycle(range(200, 255))
+_BRIDGES = itertools.count(os.getpid() % 1000 * 100)
+
+
+@dataclass
+class Backend:
+    id: str
+    uri: str
+    env: dict[str, str]
+    is_libvirt: bool
+
+    def connect(self, *, readonly: bool = False) -> Driver:
+        return connect(self.uri, readonly=readonly, env=self.env)
+
+
+class Factory:
+    """Names and minimal definitions every backend accepts (qemu, x86_64, pc, no disk)."""
+
+    def name(self) -> str:
+        return PREFIX + secrets.token_hex(4)
+
+    def domain_xml(
+        self,
+        name: str,
+        *,
+        memory_mib: int = 64,
+        uuid: str | None = None,
+        network: str | None = None,
+        owner: Ownership | None = None,
+        dom_type: str = "qemu",
+        arch: str = "x86_64",
+    ) -> str:
+        uuid_elem = f"<uuid>{uuid}</uuid>" if uuid else ""
+        nic = (
+            f"<interface type='network'><source network='{network}'/>"
+            "<model type='virtio'/><rom enabled='no'/></interface>"
+            if network
+            else ""
+        )
+        xml = (
+            f"<domain type='{dom_type}'><name>{name}</name>{uuid_elem}"
+            f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
+            f"<os><type arch='{arch}' machine='pc'>hvm</type></os>"
+            f"<devices>{nic}</devices></domain>"
+        )
+        return self._owned(xml, owner)
+
+    def network_xml(
+        self, name: str, *, uuid: str | None = None, owner: Ownership | None = None
+    ) -> str:
+        # Isolated (no <forward>), no DHCP and no DNS, so libvirt starts no dnsmasq and
+        # nothing listens or sends anywhere; the address only configures the bridge.
+        octet = next(_SUBNETS)
+        bridge = f"vctlbr{next(_BRIDGES)}"
+        uuid_elem = f"<uuid>{uuid}</uuid>" if uuid else ""
+        xml = (
+            f"<network><name>{name}</name>{uuid_elem}<bridge name='{bridge}'/>"
+            "<dns enable='no'/>"
+            f"<ip address='192.168.{octet}.1' netmask='255.255.255.0'/></network>"
+        )
+        return self._owned(xml, owner)
+
+    @staticmethod
+    def _owned(xml: str, owner: Ownership | None) -> str:
+        if owner is None:
+            return xml
+        root = parse(xml)
+        set_owner(root, owner)
+        return tostring(root)
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer machine; fail in CI, where every backend must run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def libvirt_module() -> Any:
+    try:
+        import libvirt
+    except ImportError:
+        unavailable("libvirt-python is not installed (pip install 'virtctl[libvirt]')")
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def require_connection(uri: str) -> None:
+    libvirt = libvirt_module()
+    try:
+        libvirt.open(uri).close()
+    except libvirt.libvirtError as exc:
+        unavailable(f"cannot connect to {uri}: {exc} (run ci/install-libvirt.sh)")
+
+
+def purge_libvirt(uri: str) -> None:
+    """Destroy and undefine every vctl-test-* domain and network on `uri`."""
+    libvirt = libvirt_module()
+    conn = libvirt.open(uri)
+    try:
+        for obj in [*conn.listAllDomains(0), *conn.listAllNetworks(0)]:
+            if not obj.name().startswith(PREFIX):
+                continue
+            for step in ("destroy", "undefine"):
+                try:
+                    getattr(obj, step)()
+                except libvirt.libvirtError:
+                    pass  # already stopped / already transient and gone
+    finally:
+        conn.close()
+
+
+def purge_driver(driver: Driver) -> None:
+    """The same purge through a virtctl driver (for sim, which only virtctl can reach)."""
+    live = driver.snapshot()
+    for dom in live.domains.values():
+        if dom.name.startswith(PREFIX):
+            if dom.state.active:
+                driver.destroy(Kind.DOMAIN, dom.name)
+            if dom.persistent:
+                driver.undefine(Kind.DOMAIN, dom.name)
+    for net in live.networks.values():
+        if net.name.startswith(PREFIX):
+            if net.active:
+                driver.destroy(Kind.NETWORK, net.name)
+            if net.persistent:
+                driver.undefine(Kind.NETWORK, net.name)
+
+
+def start_remote(root: Path) -> RemoteLibvirtd:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("libvirtd"):
+        unavailable("a private libvirtd needs root, unshare and libvirtd")
+    require_connection("qemu:///system")
+    daemon = RemoteLibvirtd(root)
+    daemon.start()
+    return daemon

@@ -1,0 +1,54 @@
+"""`run_watch` called in-process, stopped through its `stop` event (no signals)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from virtctl.drivers.sim import SimDriver
+from virtctl.model import DomainState
+from virtctl.reconciler.plan import Policy
+from virtctl.uri import parse_uri
+from virtctl.watch import run_watch
+
+XML = ("<domain type='kvm'><name>{name}</name><memory unit='MiB'>64</memory>"
+       "<os><type arch='x86_64'>hvm</type></os></domain>")
+
+
+class Lines(io.StringIO):
+    def records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
+
+
+def test_run_watch_reconciles_and_returns_zero_when_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VIRTCTL_SIM_FSYNC", "0")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "a.xml").write_text(XML.format(name="a"))
+    stop, stream, codes = threading.Event(), Lines(), []
+    thread = threading.Thread(target=lambda: codes.append(run_watch(
+        [str(specs)], uri="sim:///lab", policy=Policy(), interval=0.3, log_format="json",
+        metrics_port=None, metrics_address="127.0.0.1", stop=stop, stream=stream)))
+    thread.start()
+    try:
+        host = SimDriver(parse_uri("sim:///lab"))
+        deadline = time.monotonic() + 5
+        while sum(r["event"] == "reconciled" for r in stream.records()) < 3:
+            assert time.monotonic() < deadline, "no periodic resync within 5 s"
+            time.sleep(0.02)
+        assert host.snapshot().domains["a"].state is DomainState.RUNNING
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert codes == [0]
+    triggers = [r["trigger"] for r in stream.records() if r["event"] == "reconciled"]
+    assert triggers[:3] == ["start", "resync", "resync"]
+    assert stream.records()[-1]["event"] == "stopped"

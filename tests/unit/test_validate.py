@@ -1,0 +1,160 @@
+"""Checks before the first action: across spec files, and against a host's snapshot."""
+
+from __future__ import annotations
+
+import pytest
+
+from virtctl.capabilities import parse_capabilities
+from virtctl.drivers.simcaps import CAPABILITIES_XML
+from virtctl.errors import ErrorCode, SpecError
+from virtctl.model import Desired, DomainSpec, DomainState, Live, LiveDomain, LiveNetwork, Ownership
+from virtctl.reconciler.load import load_text
+from virtctl.reconciler.validate import check_host, check_specs
+
+CAPS = parse_capabilities(CAPABILITIES_XML)
+U1 = "11111111-1111-4111-8111-111111111111"
+U2 = "22222222-2222-4222-8222-222222222222"
+
+
+def dom(name: str, *, uuid: str = "", macs: tuple[str, ...] = (), nets: tuple[str, ...] = (),
+        dom_type: str = "kvm", os: str = "<type>hvm</type>") -> str:
+    u = f"<uuid>{uuid}</uuid>" if uuid else ""
+    ifaces = "".join(f'<interface type="user"><mac address="{m}"/></interface>' for m in macs)
+    ifaces += "".join(f'<interface type="network"><source network="{n}"/></interface>'
+                      for n in nets)
+    return (f'<domain type="{dom_type}"><name>{name}</name>{u}<memory>1024</memory>'
+            f"<os>{os}</os><devices>{ifaces}</devices></domain>")
+
+
+def net(name: str, *, uuid: str = "", bridge: str = "") -> str:
+    u = f"<uuid>{uuid}</uuid>" if uuid else ""
+    b = f'<bridge name="{bridge}"/>' if bridge else ""
+    return f"<network><name>{name}</name>{u}{b}</network>"
+
+
+def load(*files: tuple[str, str]) -> list[DomainSpec]:
+    return [load_text(text, source=name)[0] for name, text in files]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("files", "what"), [
+    pytest.param([("a.xml", dom("web")), ("b.xml", dom("web"))], "domain name", id="name"),
+    pytest.param([("a.xml", dom("x", uuid=U1)), ("b.xml", dom("y", uuid=U1.upper()))],
+                 "domain uuid", id="uuid-any-case"),
+    pytest.param([("a.xml", dom("x", macs=("52:54:00:00:00:01",))),
+                  ("b.xml", dom("y", macs=("52:54:00:00:00:01",)))], "MAC address", id="mac"),
+    pytest.param([("a.xml", dom("x", macs=("52:54:00:00:00:0A",))),
+                  ("b.xml", dom("y", macs=("52:54:00:00:00:0a",)))], "MAC address",
+                 id="mac-any-case"),
+    pytest.param([("a.xml", net("n")), ("b.xml", net("n"))], "network name", id="network-name"),
+    pytest.param([("a.xml", net("n", bridge="br9")), ("b.xml", net("m", bridge="br9"))],
+                 "bridge name", id="bridge"),
+])
+def test_duplicates_across_files_name_both_files(files: list[tuple[str, str]], what: str) -> None:
+    (error,) = check_specs(load(*files))
+    assert error.code is ErrorCode.DUPLICATE
+    assert what in error.message
+    assert error.source is not None and error.source.file == "b.xml"
+    assert "a.xml" in str(error)
+
+
+def test_same_name_for_a_domain_and_a_network_is_fine() -> None:
+    assert check_specs(load(("a.xml", dom("x")), ("b.xml", net("x")))) == []
+
+
+def test_every_duplicate_is_reported_not_just_the_first() -> None:
+    errors = check_specs(load(("a.xml", dom("x", uuid=U1)), ("b.xml", dom("x", uuid=U1)),
+                              ("c.xml", dom("x"))))
+    assert len(errors) == 3
+
+
+def desired(*xmls: str) -> Desired:
+    specs = [load_text(x, source=f"s{i}.xml")[0] for i, x in enumerate(xmls)]
+    return Desired(domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
+                   networks={s.name: s for s in specs if not isinstance(s, DomainSpec)})
+
+
+MINE = Ownership(spec_hash="h")
+
+
+def live_dom(name: str, uuid: str, *, managed: bool) -> LiveDomain:
+    return LiveDomain(name=name, uuid=uuid, xml=dom(name, uuid=uuid),
+                      state=DomainState.SHUTOFF, owner=MINE if managed else None)
+
+
+def live_net(name: str, *, managed: bool) -> LiveNetwork:
+    return LiveNetwork(name=name, uuid=U2, xml=net(name, uuid=U2), active=True,
+                       owner=MINE if managed else None)
+
+
+def codes(errors: list[SpecError]) -> list[ErrorCode]:
+    return [e.code for e in errors]
+
+
+def test_reference_to_a_network_that_exists_nowhere() -> None:
+    (error,) = check_host(desired(dom("web", nets=("ghost",))), Live(), CAPS)
+    assert error.code is ErrorCode.UNKNOWN_REFERENCE
+    assert "ghost" in error.message and error.source is not None
+    assert error.source.file == "s0.xml" and error.source.path.endswith("@network")
+
+
+@pytest.mark.parametrize(("specs", "live"), [
+    pytest.param((dom("web", nets=("lan",)), net("lan")), Live(), id="declared"),
+    pytest.param((dom("web", nets=("lan",)),),
+                 Live(networks={"lan": live_net("lan", managed=False)}), id="on-host"),
+])
+def test_reference_resolved_by_spec_or_host(specs: tuple[str, ...], live: Live) -> None:
+    assert check_host(desired(*specs), live, CAPS) == []
+
+
+def test_reference_to_a_network_prune_would_delete_is_refused() -> None:
+    live = Live(networks={"lan": live_net("lan", managed=True)})
+    assert check_host(desired(dom("web", nets=("lan",))), live, CAPS) == []
+    assert codes(check_host(desired(dom("web", nets=("lan",))), live, CAPS, prune=True)) == [
+        ErrorCode.UNKNOWN_REFERENCE]
+
+
+def test_unmanaged_object_needs_adopt() -> None:
+    live = Live(domains={"web": live_dom("web", U1, managed=False)})
+    (error,) = check_host(desired(dom("web")), live, CAPS)
+    assert error.code is ErrorCode.NOT_MANAGED and "--adopt" in error.message
+    assert check_host(desired(dom("web")), live, CAPS, adopt=True) == []
+    managed = Live(domains={"web": live_dom("web", U1, managed=True)})
+    assert check_host(desired(dom("web")), managed, CAPS) == []
+
+
+def test_uuid_cannot_change_in_place() -> None:
+    live = Live(domains={"web": live_dom("web", U1, managed=True)})
+    (error,) = check_host(desired(dom("web", uuid=U2)), live, CAPS)
+    assert error.code is ErrorCode.INVALID_SPEC and error.source.path == "uuid"  # type: ignore[union-attr]
+
+
+def test_uuid_taken_by_another_object_on_the_host() -> None:
+    live = Live(domains={"old": live_dom("old", U1, managed=True)})
+    (error,) = check_host(desired(dom("new", uuid=U1)), live, CAPS)
+    assert error.code is ErrorCode.DUPLICATE and "domain/old" in error.message
+
+
+@pytest.mark.parametrize(("xml", "ok"), [
+    pytest.param(dom("a", dom_type="kvm"), True, id="kvm-hvm"),
+    pytest.param(dom("a", dom_type="qemu", os='<type arch="i686">hvm</type>'), True,
+                 id="qemu-i686"),
+    pytest.param(dom("a", dom_type="xen", os="<type>linux</type>"), True, id="xen-pv-linux"),
+    pytest.param(dom("a", dom_type="xen", os="<type>hvm</type>"), True, id="xen-hvm"),
+    pytest.param(dom("a", dom_type="lxc", os="<type>exe</type>"), False, id="lxc"),
+    pytest.param(dom("a", dom_type="kvm", os='<type arch="aarch64">hvm</type>'), False,
+                 id="arch-aarch64"),
+    pytest.param(dom("a", dom_type="kvm", os='<type machine="virt">hvm</type>'), False,
+                 id="unknown-machine"),
+])
+def test_guests_the_host_cannot_run_are_refused(xml: str, ok: bool) -> None:
+    errors = check_host(desired(xml), Live(), CAPS)
+    assert codes(errors) == ([] if ok else [ErrorCode.CONFIG_UNSUPPORTED])
+
+
+def test_all_host_problems_are_reported_together() -> None:
+    live = Live(domains={"web": live_dom("web", U1, managed=False)})
+    errors = check_host(desired(dom("web", nets=("ghost",)), dom("odd", dom_type="lxc",
+                                                                  os="<type>exe</type>")),
+                        live, CAPS)
+    assert sorted(codes(errors)) == sorted([ErrorCode.NOT_MANAGED, ErrorCode.UNKNOWN_REFERENCE,
+                                            ErrorCode.CONFIG_UNSUPPORTED])

@@ -1,0 +1,84 @@
+"""xl's additions to the xm format, both directions."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from virtctl.converters.xl import xl_to_xml, xml_to_xl
+from virtctl.converters.xm import xm_to_xml, xml_to_xm
+from virtctl.errors import SpecError
+
+PV = "name = 'g'\n"
+HVM = "name = 'g'\nbuilder = 'hvm'\n"
+
+
+def xpath(cfg: str, expr: str) -> list[str]:
+    root = etree.fromstring(xl_to_xml(cfg).text.encode())
+    return [str(v) for v in root.xpath(expr)]
+
+
+@pytest.mark.parametrize(("cfg", "expr", "expected"), [
+    pytest.param(PV + "type = 'pvh'", "/domain/os/type/text()", ["xenpvh"], id="type-pvh"),
+    pytest.param(PV + "type = 'hvm'\nbuilder = 'linux'", "/domain/os/type/text()", ["hvm"],
+                 id="type-beats-builder"),
+    pytest.param(PV + "cmdline = 'a'\nroot = '/dev/x'", "/domain/os/cmdline/text()", ["a"],
+                 id="cmdline-beats-root"),
+    pytest.param(HVM + "kernel = '/k'", "/domain/os/kernel/text()", ["/k"],
+                 id="hvm-kernel-is-direct-boot"),
+    pytest.param(HVM + "bios = 'ovmf'", "/domain/os/loader/@type", ["pflash"], id="bios-ovmf"),
+    pytest.param(PV + "disk = ['format=qcow2,vdev=xvda,target=/i.qcow2']",
+                 "//disk/driver/@name", ["qemu"], id="disk-default-backend-qdisk"),
+    pytest.param(PV + "disk = ['/dev/v,raw,xvda,rw,backendtype=phy']", "//disk/@type",
+                 ["block"], id="disk-positional-phy"),
+    pytest.param(PV + "disk = ['vdev=xvdb,access=ro,target=/a,b.img']", "//disk/source/@file",
+                 ["/a,b.img"], id="disk-target-takes-rest"),
+    pytest.param(PV + "disk = ['phy:/dev/v,xvda,w']", "//disk/driver/@type", ["raw"],
+                 id="disk-legacy-syntax"),
+    pytest.param(HVM + "vif = ['type=vif']", "//interface/model/@type", ["netfront"],
+                 id="vif-type-vif-is-netfront"),
+    pytest.param(HVM + "serial = ['pty', 'pty']", "//serial/target/@port", ["0", "1"],
+                 id="serial-list"),
+    pytest.param(HVM + "usbdevice = ['tablet', 'mouse']", "//input[@bus='usb']/@type",
+                 ["tablet", "mouse"], id="usbdevice-list"),
+    pytest.param(PV + "channel = ['connection=pty,name=a']", "//channel/target/@name", ["a"],
+                 id="channel"),
+    pytest.param(PV + "usbctrl = ['type=qusb,version=1']", "//controller/@model", ["qusb1"],
+                 id="usbctrl"),
+    pytest.param(PV + "usbdev = ['hostbus=2,hostaddr=7']", "//hostdev/source/address/@device",
+                 ["7"], id="usbdev"),
+    pytest.param(PV + "max_grant_frames = 32", "//controller/@maxGrantFrames", ["32"],
+                 id="max_grant_frames"),
+    pytest.param(HVM + "vnuma = [['pnode=0','size=512','vcpus=0']]",
+                 "//numa/cell/@memory", ["524288"], id="vnuma-MiB-to-KiB"),
+    pytest.param(HVM + "spice = 1", "//graphics/@type", ["spice"], id="spice"),
+    pytest.param(PV + "device_model_override = '/q'", "//emulator/text()", ["/q"],
+                 id="device_model_override"),
+])
+def test_xl_key_maps_to_xml(cfg: str, expr: str, expected: list[str]) -> None:
+    assert xpath(cfg, expr) == expected
+
+
+@pytest.mark.parametrize("cfg", [
+    pytest.param(PV + "disk = ['format=qcow9,vdev=xvda,target=/i']", id="unknown-format"),
+    pytest.param(PV + "disk = ['target=/i']", id="no-vdev"),
+    pytest.param(PV + "disk = ['vdev=xvda,backendtype=nbd,target=/i']", id="unknown-backend"),
+    pytest.param(PV + "channel = ['connection=tcp']", id="channel-connection"),
+    pytest.param(PV + "usbdev = ['hostbus=1']", id="usbdev-incomplete"),
+    pytest.param(HVM + "vnuma = ['size=1']", id="vnuma-not-nested"),
+])
+def test_bad_xl_values_raise(cfg: str) -> None:
+    with pytest.raises(SpecError):
+        xl_to_xml(cfg)
+
+
+def test_xm_flavor_does_not_know_xl_keys() -> None:
+    warnings = xm_to_xml(PV + "channel = ['connection=pty']\ntype = 'pv'").warnings
+    assert warnings == ("channel (line 2): no domain XML equivalent; ignored",)
+
+
+def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:
+    xml = ("<domain type='xen'><name>g</name><os><type>hvm</type>"
+           "<loader type='pflash' readonly='yes'>/x/ovmf.bin</loader></os></domain>")
+    assert 'bios = "ovmf"' in xml_to_xl(xml).text
+    assert any("pflash" in w for w in xml_to_xm(xml).warnings)

@@ -1,0 +1,83 @@
+"""One entry point for `virtctl convert --from SRC --to DST`: any spec format to any other.
+
+Called by the CLI's convert verb. Every path goes through libvirt XML, the document of
+record: xm/xl text via `virtctl.converters.xm`, YAML via `virtctl.converters.yamlxml`.
+Pure: text in, `Conversion` out; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from lxml import etree
+
+from ..errors import ErrorCode, ErrorDomain, Source, SpecError
+from ..xmlutil import parse, tostring
+from . import yamlxml
+from .xm import Conversion, xm_to_xml, xml_to_xm
+
+__all__ = ["FORMATS", "Conversion", "convert"]
+
+FORMATS = ("xm", "xl", "xml", "yaml")
+_XEN = ("xm", "xl")
+
+
+def convert(text: str, *, src: str, dst: str, source: str) -> Conversion:
+    """Convert `text` from format `src` to format `dst`; warnings name what was lost."""
+    for role, fmt in (("--from", src), ("--to", dst)):
+        if fmt not in FORMATS:
+            raise _error(f"unknown format {fmt!r} for {role} (expected {', '.join(FORMATS)})",
+                         source, code=ErrorCode.INVALID_SPEC)
+    root, warnings = _to_tree(text, src=src, source=source)
+    if dst in _XEN:
+        if root.tag != "domain":
+            raise _error(f"only domains convert to {dst}; this is a <{root.tag}>", source,
+                         code=ErrorCode.INVALID_SPEC)
+        out = xml_to_xm(tostring(root), flavor=dst, source=source)
+        return Conversion(out.text, (*warnings, *out.warnings))
+    if dst == "yaml":
+        return Conversion(_dump_yaml(root), warnings)
+    return Conversion(tostring(root), warnings)
+
+
+def _to_tree(text: str, *, src: str, source: str) -> tuple[etree._Element, tuple[str, ...]]:
+    if src in _XEN:
+        result = xm_to_xml(text, source=source, flavor=src)
+        return parse(result.text, source=source), result.warnings
+    if src == "xml":
+        return parse(text, source=source), ()
+    return _yaml_to_tree(text, source), ()
+
+
+def _yaml_to_tree(text: str, source: str) -> etree._Element:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise _error(f"malformed YAML: {exc}", source, line=line) from None
+    if not isinstance(doc, Mapping):
+        raise _error("a YAML spec must be a mapping", source, code=ErrorCode.INVALID_SPEC)
+    if doc.get("kind") == "Network":
+        return yamlxml.network_to_xml(doc)
+    return yamlxml.domain_to_xml(doc)
+
+
+def _dump_yaml(root: etree._Element) -> str:
+    doc: dict[str, Any]
+    if root.tag == "network":
+        doc = yamlxml.network_from_xml(root)
+    elif root.tag == "domain":
+        doc = yamlxml.domain_from_xml(root)
+    else:
+        raise _error(f"<{root.tag}> is neither a domain nor a network", "<xml>",
+                     code=ErrorCode.INVALID_SPEC)
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _error(message: str, source: str, *, line: int | None = None,
+           code: ErrorCode = ErrorCode.PARSE_ERROR) -> SpecError:
+    return SpecError(message, code=code, domain=ErrorDomain.CONVERTER,
+                     source=Source(source, line))

@@ -1,0 +1,157 @@
+"""Per-file spec state for the watcher: which files are valid, and their last good specs.
+
+Called by the watch loop. `SpecSet.read()` re-reads every file under the watched paths
+(directory state after the debounce, never the event that woke us) and parses each one
+on its own with `load_text`, caching by content so an unchanged file costs a string
+compare. `settle()` is pure: it decides, file by file, which specs stand. A file that
+does not parse, clashes with another file, or fails the host check is *broken*: its last
+good specs (if any) stand in for it and the objects it owned are protected from pruning,
+until it is valid again. Everything else goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Source, SpecError, SpecErrors
+from ..model import Desired, DomainSpec, NetworkSpec, Spec
+from ..reconciler.load import expand, load_text
+from ..reconciler.validate import check_specs
+
+Specs = tuple[Spec, ...]
+HostCheck = Callable[[Desired], list[SpecError]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One reading of the spec paths: each file's specs or its errors."""
+
+    parsed: Mapping[str, Specs] = field(default_factory=dict)
+    errors: Mapping[str, tuple[SpecError, ...]] = field(default_factory=dict)
+    unreadable: tuple[str, ...] = ()  # given paths that could not be listed this time
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The specs that stand this round, and the files that are broken."""
+
+    chosen: Mapping[str, Specs]
+    broken: Mapping[str, tuple[SpecError, ...]]
+
+    @property
+    def desired(self) -> Desired:
+        return desired_of(self.chosen)
+
+
+def desired_of(chosen: Mapping[str, Specs]) -> Desired:
+    specs = [s for name in sorted(chosen) for s in chosen[name]]
+    return Desired(
+        domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
+        networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
+    )
+
+
+def _flatten(errors: Iterable[SpecError]) -> Iterable[SpecError]:
+    for error in errors:
+        if isinstance(error, SpecErrors):
+            yield from error.errors
+        else:
+            yield error
+
+
+def _blame(errors: Iterable[SpecError], known: Iterable[str]) -> dict[str, list[SpecError]]:
+    known = set(known)
+    out: dict[str, list[SpecError]] = {}
+    for error in _flatten(errors):
+        file = error.source.file if error.source is not None else None
+        if file in known:
+            out.setdefault(file, []).append(error)
+    return out
+
+
+def settle(scan: Scan, last_good: Mapping[str, Specs], *, host_check: HostCheck) -> Settled:
+    """Choose each file's specs: its current ones if valid, else its last good ones.
+
+    Files unchanged since they were last good are checked first, so in a clash between
+    an old file and a newly edited one, the edit is the one blamed. Blaming a file
+    replaces its specs by its last good ones (or none); repeat until nothing clashes.
+    """
+    broken: dict[str, list[SpecError]] = {f: list(e) for f, e in scan.errors.items()}
+    chosen: dict[str, Specs] = dict(scan.parsed)
+    stale = set(scan.errors) | {
+        f for f in last_good
+        if f not in scan.parsed and any(_under(f, p) for p in scan.unreadable)
+    }
+    for name in stale:
+        chosen[name] = last_good.get(name, ())
+    for _ in range(len(chosen) + 1):
+        order = sorted(chosen, key=lambda f: (chosen[f] != last_good.get(f), f))
+        specs = [s for f in order for s in chosen[f]]
+        blamed = _blame(check_specs(specs), chosen)
+        if not blamed:
+            blamed = _blame(host_check(desired_of(chosen)), chosen)
+        if not blamed:
+            break
+        for name, errors in blamed.items():
+            broken.setdefault(name, []).extend(errors)
+            fallback = last_good.get(name, ())
+            chosen[name] = fallback if chosen[name] != fallback else ()
+    return Settled(chosen, {f: tuple(e) for f, e in broken.items()})
+
+
+def _under(file: str, given: str) -> bool:
+    return Path(file) == Path(given) or Path(file).is_relative_to(Path(given))
+
+
+class SpecSet:
+    """The watched paths, with the last good specs of every file."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = tuple(paths)
+        self.last_good: dict[str, Specs] = {}
+        self._cache: dict[str, tuple[str, Specs | SpecError]] = {}
+
+    def read(self) -> Scan:
+        parsed: dict[str, Specs] = {}
+        errors: dict[str, tuple[SpecError, ...]] = {}
+        unreadable: list[str] = []
+        for given in self.paths:
+            try:
+                files = list(expand([given]))
+            except SpecError as exc:  # gone, or a file vanished mid-walk (save-by-rename)
+                unreadable.append(given)
+                errors[given] = (exc,)
+                continue
+            for spec_file in files:
+                result = self._parse(spec_file.name, spec_file.text)
+                if isinstance(result, SpecError):
+                    errors[spec_file.name] = tuple(_flatten([result]))
+                else:
+                    parsed[spec_file.name] = result
+        self._cache = {k: v for k, v in self._cache.items() if k in parsed or k in errors}
+        return Scan(parsed, errors, tuple(unreadable))
+
+    def _parse(self, name: str, text: str) -> Specs | SpecError:
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        result: Specs | SpecError
+        try:
+            result = tuple(load_text(text, source=name))
+        except SpecError as exc:
+            result = exc
+        except Exception as exc:  # noqa: BLE001 (a converter bug must not stop the rest)
+            result = SpecError(f"cannot load: {type(exc).__name__}: {exc}", source=Source(name))
+        self._cache[name] = (text, result)
+        return result
+
+    def commit(self, settled: Settled) -> None:
+        """Remember the specs of every valid file as its last good ones; forget files
+        that are gone (neither read nor broken)."""
+        keep = set(settled.chosen) | set(settled.broken)
+        self.last_good = {f: s for f, s in self.last_good.items() if f in keep}
+        for name, specs in settled.chosen.items():
+            if name not in settled.broken:
+                self.last_good[name] = specs
