@@ -20,8 +20,8 @@ from typing import Any, Self
 
 from ..errors import DriverError, ErrorCode, ErrorDomain
 from ..metadata import read_owner
-from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork
-from ..xmlutil import parse
+from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
+from ..xmlutil import NS, parse
 from .base import EventCallback
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop
@@ -147,7 +147,7 @@ class LibvirtDriver:
             autostart=autostart,
             persistent=persistent,
             id=dom_id if dom_id >= 0 else None,
-            owner=read_owner(parse(xml, source=f"{self.uri}: domain {name}")),
+            owner=_owner(xml, f"{self.uri}: domain {name}"),
             running_xml=running_xml,
         )
 
@@ -171,7 +171,7 @@ class LibvirtDriver:
                 active=uuid in active,
                 autostart=uuid in autostart,
                 persistent=uuid not in transient,
-                owner=read_owner(parse(xml, source=f"{self.uri}: network {name}")),
+                owner=_owner(xml, f"{self.uri}: network {name}"),
             )
 
     def _network_xml(self, net: Any) -> str | None:
@@ -270,3 +270,10 @@ class LibvirtDriver:
 
 
 __all__ = ["LibvirtDriver"]
+
+
+def _owner(xml: str, source: str) -> Ownership | None:
+    # Most objects on a host are not virtctl's: skip parsing those that cannot carry the mark.
+    if NS not in xml:
+        return None
+    return read_owner(parse(xml, source=source))
