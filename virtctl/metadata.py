@@ -2,25 +2,37 @@
 
 Two elements, never both in one object:
 
-- `<virtctl:runtime state="running|shutoff|paused" autostart="yes|no" active="yes|no"/>`
-  appears in XML *spec files*: the runtime state XML cannot otherwise express. The loader
-  reads it and removes it from the declared definition.
-- `<virtctl:owner spec-hash="..." source="..." commit="..."/>` is what virtctl writes into
-  every object it defines: the ownership mark (present means managed) and where the
-  definition came from.
+- `<virtctl:runtime state="running|shutoff|paused" autostart="yes|no" active="yes|no"
+  update-policy="restart|next-boot|recreate" shutdown-timeout="SECONDS"/>` appears in XML
+  *spec files*: the runtime state and update rules XML cannot otherwise express. The
+  loader reads it and removes it from the declared definition.
+- `<virtctl:owner spec-hash="..." source="..." commit="...">` is what virtctl writes into
+  every object it defines: the ownership mark (present means managed), where the
+  definition came from and, as its child
+  `<virtctl:last-applied encoding="zlib+base64" state=... autostart=... active=...>`,
+  what was declared: the declared XML, zlib-compressed and base64-encoded (libvirt 9.0
+  keeps that text intact in domain and network metadata; markup would be re-indented
+  and re-namespaced), with the declared runtime state as attributes.
 
 Pure functions over lxml elements.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
+from typing import Any
+
 from lxml import etree
 
-from .model import Ownership
+from .model import LastApplied, Ownership
 from .xmlutil import NS, NS_PREFIX
 
 OWNER = f"{{{NS}}}owner"
 RUNTIME = f"{{{NS}}}runtime"
+LAST_APPLIED = f"{{{NS}}}last-applied"
+ENCODING = "zlib+base64"
 _NSMAP = {NS_PREFIX: NS}
 
 
@@ -52,6 +64,55 @@ def read_owner(root: etree._Element) -> Ownership | None:
         spec_hash=owner.get("spec-hash", ""),
         source=owner.get("source", ""),
         commit=owner.get("commit", ""),
+        last_applied=_read_last_applied(owner.find(LAST_APPLIED)),
+    )
+
+
+def _yes(value: str | None) -> bool | None:
+    return None if value is None else value == "yes"
+
+
+def _read_last_applied(elem: etree._Element | None) -> LastApplied | None:
+    if elem is None or elem.get("encoding") != ENCODING:
+        return None  # a record virtctl cannot read is treated as absent
+    return LastApplied(
+        encoded="".join((elem.text or "").split()),
+        state=elem.get("state", ""),
+        autostart=_yes(elem.get("autostart")),
+        active=_yes(elem.get("active")),
+    )
+
+
+def encode_declared(xml: str) -> str:
+    return base64.b64encode(zlib.compress(xml.encode(), 9)).decode("ascii")
+
+
+def declared_xml(record: LastApplied) -> str | None:
+    """The declared definition a last-applied record holds; None if it is unreadable."""
+    try:
+        return zlib.decompress(base64.b64decode(record.encoded, validate=True)).decode()
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def owner_to_dict(owner: Ownership) -> dict[str, Any]:
+    """A JSON-able form of the mark (the sim's on-disk record)."""
+    last = owner.last_applied
+    return {
+        "spec_hash": owner.spec_hash, "source": owner.source, "commit": owner.commit,
+        "last_applied": None if last is None else {
+            "encoded": last.encoded, "state": last.state, "autostart": last.autostart,
+            "active": last.active,
+        },
+    }
+
+
+def owner_from_dict(data: dict[str, Any]) -> Ownership:
+    last = data.get("last_applied")
+    return Ownership(
+        spec_hash=data.get("spec_hash", ""), source=data.get("source", ""),
+        commit=data.get("commit", ""),
+        last_applied=LastApplied(**last) if isinstance(last, dict) else None,
     )
 
 
@@ -67,6 +128,15 @@ def set_owner(root: etree._Element, owner: Ownership) -> None:
         elem.set("source", owner.source)
     if owner.commit:
         elem.set("commit", owner.commit)
+    last = owner.last_applied
+    if last is not None:
+        child = etree.SubElement(elem, LAST_APPLIED, encoding=ENCODING)
+        if last.state:
+            child.set("state", last.state)
+        for attr, flag in (("autostart", last.autostart), ("active", last.active)):
+            if flag is not None:
+                child.set(attr, "yes" if flag else "no")
+        child.text = last.encoded
 
 
 def strip_virtctl(root: etree._Element) -> None:

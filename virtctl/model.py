@@ -40,6 +40,34 @@ class DomainState(StrEnum):
 DESIRED_DOMAIN_STATES = (DomainState.RUNNING, DomainState.SHUTOFF, DomainState.PAUSED)
 
 
+class UpdatePolicy(StrEnum):
+    """What virtctl may do to a running object when its definition changes (per spec)."""
+
+    NEXT_BOOT = "next-boot"  # update the definition only; the change waits for a restart
+    RESTART = "restart"  # stop (the ladder) and start again to apply restart-class changes
+    RECREATE = "recreate"  # also undefine and define again when the identity changes
+
+    @property
+    def allows_restart(self) -> bool:
+        return self is not UpdatePolicy.NEXT_BOOT
+
+
+class ChangeClass(StrEnum):
+    """How a change reaches the running object; ordered from mildest to most disruptive."""
+
+    LIVE = "live"  # applied to the running object now
+    NEXT_BOOT = "next-boot"  # the definition changes; the running object keeps the old one
+    RESTART = "restart"  # only a stop and start applies it
+    RECREATE = "recreate"  # the identity changes: undefine and define again
+
+    @property
+    def rank(self) -> int:
+        return _CLASS_RANK[self]
+
+
+_CLASS_RANK = {c: i for i, c in enumerate(ChangeClass)}
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ObjectKey:
     kind: Kind
@@ -61,6 +89,8 @@ class DomainSpec:
     uuid: str | None = None  # declared uuid, canonical dashed lower-case
     networks: tuple[str, ...] = ()  # networks used by <interface type='network'>
     macs: tuple[str, ...] = ()  # declared MACs, lower-case
+    update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
+    shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
 
     @property
     def key(self) -> ObjectKey:
@@ -78,6 +108,7 @@ class NetworkSpec:
     autostart: bool = False
     uuid: str | None = None
     bridge: str | None = None
+    update_policy: UpdatePolicy | None = None
 
     @property
     def key(self) -> ObjectKey:
@@ -104,12 +135,25 @@ class Desired:
 
 
 @dataclass(frozen=True, slots=True)
+class LastApplied:
+    """What virtctl last applied to an object: the declared definition (runtime metadata
+    removed, identity not filled in), kept encoded as stored so reading a snapshot costs
+    nothing (`metadata.declared_xml` decodes it), and the declared runtime state."""
+
+    encoded: str  # zlib-compressed declared XML, base64
+    state: str = ""  # domains: running | shutoff | paused
+    autostart: bool | None = None
+    active: bool | None = None  # networks
+
+
+@dataclass(frozen=True, slots=True)
 class Ownership:
     """virtctl's record inside a live object's metadata: present means managed."""
 
     spec_hash: str = ""
     source: str = ""
     commit: str = ""
+    last_applied: LastApplied | None = None  # None when the mark predates the record
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,18 +7,25 @@ documented in docs/output-format.md. Pure: returns strings and dicts.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
+from . import metadata
 from .errors import VirtctlError
-from .model import Live, LiveDomain, LiveNetwork, ObjectKey
-from .reconciler.actions import Action, Define, SetAutostart
+from .model import Kind, Live, LiveDomain, LiveNetwork, ObjectKey
+from .reconciler.actions import Action, Define, SetAutostart, SetMemory
 from .reconciler.apply import ActionResult, Outcome, Report
-from .reconciler.diff import ChangeOp, FieldChange
+from .reconciler.classify import restart_pending, worst
+from .reconciler.diff import ChangeOp, FieldChange, Origin
 from .reconciler.plan import Plan
 
 API_VERSION = "virtctl/v1"
 _SYMBOL = {ChangeOp.ADD: "+", ChangeOp.CHANGE: "~", ChangeOp.REMOVE: "-"}
+_OBJECT_SYMBOL = {"create": "+", "update": "~", "delete": "-", "recreate": "-/+", "none": "!"}
+_DEVICE = re.compile(r"^devices/(\w+)\[([^\]]+)\]$")
+PENDING_HINT = ("the running instance keeps its old definition until it restarts "
+                "(allow with --allow-restart or updatePolicy: restart)")
 
 
 def object_action(plan: Plan, key: ObjectKey) -> str:
@@ -26,13 +33,22 @@ def object_action(plan: Plan, key: ObjectKey) -> str:
         return "create"
     if key in plan.deletes:
         return "delete"
+    if key in plan.recreates:
+        return "recreate"
+    if not any(a.key == key for a in plan.actions):
+        return "none"
     return "update"
 
 
 def _grouped(plan: Plan) -> dict[ObjectKey, list[Action]]:
+    """Each object the plan acts on or reports, with its actions in plan order."""
     groups: dict[ObjectKey, list[Action]] = defaultdict(list)
     for action in plan.actions:
         groups[action.key].append(action)
+    for key, _ in plan.changes:
+        groups.setdefault(key, [])
+    for pending in plan.pending:
+        groups.setdefault(pending.key, [])
     return groups
 
 
@@ -41,39 +57,76 @@ def _step_label(action: Action) -> str:
         return f"autostart {'on' if action.enabled else 'off'}"
     if isinstance(action, Define):
         return "define" if action.new else "redefine"
+    if isinstance(action, SetMemory):
+        return f"set memory {action.kib} KiB"
     return action.verb
 
 
+def _changes(plan: Plan, key: ObjectKey, actions: list[Action]) -> tuple[FieldChange, ...]:
+    found = plan.changes_of(key)
+    if found:
+        return found
+    return tuple(c for a in actions if isinstance(a, Define) and not a.new for c in a.changes)
+
+
 def format_change(change: FieldChange) -> str:
+    """`~ memory: 524288 KiB -> 1048576 KiB  [restart]`, `+ disk hdb  [restart]`,
+    `- interface 52:54:00:12:34:56  [restart]`: one line per field change."""
     sym = _SYMBOL[change.op]
+    device = _DEVICE.match(change.path)
     if change.op is ChangeOp.CHANGE:
-        return f"{sym} {change.path}: {change.old} -> {change.new}"
-    value = change.new if change.op is ChangeOp.ADD else change.old
-    return f"{sym} {change.path}: {value}"
+        text = f"{sym} {change.path}: {change.old} -> {change.new}"
+    elif device is not None:
+        text = f"{sym} {device.group(1)} {device.group(2)}"
+    else:
+        value = change.new if change.op is ChangeOp.ADD else change.old
+        text = f"{sym} {change.path}: {value}"
+    tags = [str(t) for t in (change.change_class, change.origin)
+            if t is not None and t != Origin.SPEC]
+    return f"{text}  [{', '.join(tags)}]" if tags else text
+
+
+def _object_lines(plan: Plan, key: ObjectKey, actions: list[Action]) -> list[str]:
+    action = object_action(plan, key)
+    steps = f"  ({', '.join(_step_label(a) for a in actions)})" if actions else ""
+    cls = worst(_changes(plan, key, actions))
+    label = f"  {cls}" if cls is not None and action in ("update", "recreate") else ""
+    lines = [f"{_OBJECT_SYMBOL[action]} {key}{steps}{label}"]
+    if action in ("update", "recreate", "none"):
+        lines += [f"    {format_change(c)}" for c in _changes(plan, key, actions)]
+    pending = plan.pending_of(key)
+    if pending is not None:
+        fields = ", ".join(c.path for c in pending.changes)
+        lines.append(f"    ! restart pending ({fields}): {PENDING_HINT}")
+    return lines
+
+
+def _summary(plan: Plan, counts: dict[str, int]) -> str:
+    guests = sum(1 for k in plan.restarts if k.kind is Kind.DOMAIN)
+    networks = len(plan.restarts) - guests
+    text = (f"Plan: {counts['create']} to create, {counts['update']} to change, "
+            f"{counts['delete']} to delete")
+    if counts["recreate"]:
+        text += f", {counts['recreate']} to recreate"
+    text += f"; {guests} running guest{'' if guests == 1 else 's'} to restart"
+    if networks:
+        text += f", {networks} active network{'' if networks == 1 else 's'} to restart"
+    return text + "."
 
 
 def plan_text(plan: Plan) -> str:
     lines: list[str] = []
-    counts = {"create": 0, "update": 0, "delete": 0}
+    counts = dict.fromkeys(_OBJECT_SYMBOL, 0)
     for key, actions in _grouped(plan).items():
-        action = object_action(plan, key)
-        counts[action] += 1
-        sym = {"create": "+", "update": "~", "delete": "-"}[action]
-        lines.append(f"{sym} {key}  ({', '.join(_step_label(a) for a in actions)})")
-        for step in actions:
-            if isinstance(step, Define) and not step.new:
-                lines.extend(f"    {format_change(c)}" for c in step.changes)
-            elif step.reason and action == "update":
-                lines.append(f"    ~ {step.reason}")
-    for note in plan.notes:
-        lines.append(f"! {note}")
+        counts[object_action(plan, key)] += 1
+        lines += _object_lines(plan, key, actions)
+    lines += [f"! {note}" for note in plan.notes]
     if plan.empty:
         lines.append("No changes: the host matches the specs.")
     else:
-        lines.append(
-            f"Plan: {counts['create']} to create, {counts['update']} to change, "
-            f"{counts['delete']} to delete."
-        )
+        lines.append(_summary(plan, counts))
+    if plan.pending:
+        lines.append(f"{len(plan.pending)} object(s) restart-pending.")
     return "\n".join(lines) + "\n"
 
 
@@ -81,25 +134,38 @@ def _action_dict(action: Action) -> dict[str, Any]:
     out: dict[str, Any] = {"op": action.verb}
     if isinstance(action, SetAutostart):
         out["enabled"] = action.enabled
+    if isinstance(action, SetMemory):
+        out["kib"] = action.kib
     if action.reason:
         out["reason"] = action.reason
     return out
 
 
+def _object_json(plan: Plan, key: ObjectKey, actions: list[Action]) -> dict[str, Any]:
+    changes = _changes(plan, key, actions)
+    cls = worst(changes)
+    pending = plan.pending_of(key)
+    return {
+        "kind": str(key.kind),
+        "name": key.name,
+        "action": object_action(plan, key),
+        "changeClass": None if cls is None else str(cls),
+        "restart": key in plan.restarts,
+        "restartPending": [c.to_dict() for c in pending.changes] if pending else [],
+        "steps": [_action_dict(a) for a in actions],
+        "changes": [c.to_dict() for c in changes],
+    }
+
+
 def plan_json(plan: Plan) -> dict[str, Any]:
-    objects: list[dict[str, Any]] = []
-    for key, actions in _grouped(plan).items():
-        changes = [c.to_dict() for a in actions if isinstance(a, Define) for c in a.changes]
-        objects.append({
-            "kind": str(key.kind),
-            "name": key.name,
-            "action": object_action(plan, key),
-            "steps": [_action_dict(a) for a in actions],
-            "changes": changes,
-        })
-    summary = {"create": 0, "update": 0, "delete": 0}
+    """The plan as one JSON document; its schema is docs/output-format.md."""
+    objects = [_object_json(plan, k, a) for k, a in _grouped(plan).items()]
+    summary = dict.fromkeys(("create", "update", "delete", "recreate", "none"), 0)
     for obj in objects:
         summary[obj["action"]] += 1
+    summary["restart"] = sum(1 for k in plan.restarts if k.kind is Kind.DOMAIN)
+    summary["restartNetworks"] = len(plan.restarts) - summary["restart"]
+    summary["restartPending"] = len(plan.pending)
     return {
         "apiVersion": API_VERSION,
         "kind": "Plan",
@@ -160,6 +226,14 @@ def error_json(error: VirtctlError) -> dict[str, Any]:
     }
 
 
+def pending_of(dom: LiveDomain) -> str | None:
+    """'restart' when a running managed guest lacks what virtctl last applied to it."""
+    record = dom.owner.last_applied if dom.owner is not None else None
+    if record is None or not dom.state.active:
+        return None
+    return "restart" if restart_pending(dom, metadata.declared_xml(record)) else None
+
+
 def domain_row(dom: LiveDomain) -> dict[str, Any]:
     return {
         "name": dom.name,
@@ -171,6 +245,7 @@ def domain_row(dom: LiveDomain) -> dict[str, Any]:
         "managed": dom.managed,
         "source": dom.owner.source if dom.owner else None,
         "commit": dom.owner.commit if dom.owner else None,
+        "pending": pending_of(dom),
     }
 
 

@@ -152,7 +152,7 @@ def driver_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Record every mutating SimDriver call made while the test runs."""
     calls: list[str] = []
     for op in ("define", "undefine", "start", "shutdown", "destroy", "suspend", "resume",
-               "set_autostart"):
+               "set_autostart", "set_memory"):
         original = getattr(SimDriver, op)
 
         def spy(self: SimDriver, *args: object, _op: str = op, _orig: object = original,

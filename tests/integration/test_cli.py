@@ -123,10 +123,11 @@ def test_get_formats(cli, lab: Path) -> None:
     assert cli("apply", "-f", str(lab)).code == 0
     table = cli("get", "domains")
     header, *lines = table.out.splitlines()
-    assert header.split() == ["NAME", "ID", "STATE", "AUTOSTART", "MANAGED"]
+    assert header.split() == ["NAME", "ID", "STATE", "AUTOSTART", "MANAGED", "PENDING"]
     assert [line.split()[0] for line in lines] == ["db", "web"]
+    assert [line.split()[-1] for line in lines] == ["-", "-"]  # nothing restart-pending
     as_json = cli("get", "domains", "-o", "json").json()
-    assert {"name", "uuid", "state", "autostart", "managed"} <= set(as_json[0])
+    assert {"name", "uuid", "state", "autostart", "managed", "pending"} <= set(as_json[0])
     as_yaml = yaml.safe_load(cli("get", "domains", "-o", "yaml").out)
     assert as_yaml == as_json
     nets = cli("get", "networks", "-o", "yaml")

@@ -149,3 +149,96 @@ def test_removed_lists_what_an_earlier_declaration_had() -> None:
 def test_field_change_to_dict() -> None:
     assert FieldChange(ChangeOp.CHANGE, "vcpu", "1", "2").to_dict() == {
         "op": "change", "path": "vcpu", "old": "1", "new": "2"}
+
+
+# -- more normalisations and identities (issue 4) ----------------------------------------------
+
+MORE_SAME = [
+    pytest.param('<domain><memtune><hard_limit unit="GiB">1</hard_limit></memtune></domain>',
+                 '<domain><memtune><hard_limit unit="KiB">1048576</hard_limit></memtune></domain>',
+                 id="memtune-units"),
+    pytest.param('<domain><cpu><numa><cell id="0" cpus="0" memory="1" unit="GiB"/></numa></cpu>'
+                 "</domain>",
+                 '<domain><cpu><numa><cell id="0" cpus="0" memory="1048576" unit="KiB"/></numa>'
+                 "</cpu></domain>", id="numa-cell-memory-attribute-units"),
+    pytest.param('<domain><cpu><feature name="vmx"/><feature name="svm" policy="disable"/></cpu>'
+                 "</domain>",
+                 '<domain><cpu><feature name="svm" policy="disable"/><feature name="vmx"/></cpu>'
+                 "</domain>", id="cpu-features-by-name"),
+    pytest.param('<domain><devices><channel type="unix"><target type="virtio" name="a.0"/>'
+                 '</channel><channel type="unix"><target type="virtio" name="b.0"/></channel>'
+                 "</devices></domain>",
+                 '<domain><devices><channel type="unix"><target type="virtio" name="b.0"/>'
+                 '</channel><channel type="unix"><target type="virtio" name="a.0"/></channel>'
+                 "</devices></domain>", id="channels-by-target-name"),
+    pytest.param('<domain><devices><serial type="pty"/><console type="pty"/></devices></domain>',
+                 '<domain><devices><serial type="pty"><target port="0"/></serial>'
+                 '<console type="pty"><target type="serial" port="0"/></console></devices>'
+                 "</domain>", id="serial-console-port-defaults-to-position"),
+    pytest.param('<domain><devices><hostdev mode="subsystem" type="pci"><source><address '
+                 'domain="0x0000" bus="0x01" slot="0x00" function="0x0"/></source></hostdev>'
+                 '<hostdev mode="subsystem" type="pci"><source><address domain="0x0000" '
+                 'bus="0x02" slot="0x00" function="0x0"/></source></hostdev></devices></domain>',
+                 '<domain><devices><hostdev mode="subsystem" type="pci" managed="yes"><source>'
+                 '<address domain="0x0000" bus="0x02" slot="0x00" function="0x0"/></source>'
+                 '</hostdev><hostdev mode="subsystem" type="pci"><source><address domain="0" '
+                 'bus="1" slot="0" function="0"/></source></hostdev></devices></domain>',
+                 id="hostdevs-by-source-address"),
+    pytest.param("<network><ip address='10.0.0.1'/><ip family='ipv6' address='fd00::1'/>"
+                 "</network>",
+                 "<network><ip family='ipv6' address='fd00::1'/><ip address='10.0.0.1'/>"
+                 "</network>", id="network-ips-by-address"),
+    pytest.param("<network><ip address='10.0.0.1'><dhcp><host mac='52:54:00:AA:00:01' "
+                 "ip='10.0.0.5'/><host mac='52:54:00:aa:00:02' ip='10.0.0.6'/></dhcp></ip>"
+                 "</network>",
+                 "<network><ip address='10.0.0.1'><dhcp><host mac='52:54:00:aa:00:02' "
+                 "ip='10.0.0.6'/><host mac='52:54:00:aa:00:01' ip='10.0.0.5'/></dhcp></ip>"
+                 "</network>", id="dhcp-hosts-by-mac"),
+    pytest.param("<network><portgroup name='a'/><portgroup name='b' default='yes'/></network>",
+                 "<network><portgroup name='b' default='yes'/><portgroup name='a'/></network>",
+                 id="portgroups-by-name"),
+]
+
+
+@pytest.mark.parametrize(("desired", "live"), MORE_SAME)
+def test_more_meaningless_differences_vanish(desired: str, live: str) -> None:
+    assert changes(desired, live) == []
+
+
+@pytest.mark.parametrize(("desired", "live"), MORE_SAME)
+def test_the_fast_diff_agrees_with_the_essence_diff(desired: str, live: str) -> None:
+    from virtctl.reconciler.diff import diff_xml
+    assert diff_xml(parse(desired), parse(live)) == changes(desired, live)
+
+
+@pytest.mark.parametrize(("desired", "live"), [
+    pytest.param('<domain><devices><graphics type="vnc" autoport="true"/></devices></domain>',
+                 '<domain><devices><graphics type="vnc" autoport="yes"/></devices></domain>',
+                 id="yes-is-not-true"),
+    pytest.param('<domain><features><hap state="yes"/></features></domain>',
+                 '<domain><features><hap state="on"/></features></domain>',
+                 id="on-is-not-yes"),
+    pytest.param("<domain><devices><serial type='pty'><target port='1'/></serial></devices>"
+                 "</domain>",
+                 "<domain><devices><serial type='pty'><target port='0'/></serial></devices>"
+                 "</domain>", id="serial-port-matters"),
+    pytest.param("<domain><os><boot dev='hd'/><boot dev='cdrom'/></os></domain>",
+                 "<domain><os><boot dev='cdrom'/><boot dev='hd'/></os></domain>",
+                 id="boot-order-matters"),
+])
+def test_spellings_libvirt_itself_tells_apart_stay_different(desired: str, live: str) -> None:
+    # Each libvirt attribute takes one boolean spelling (virYesNo or virOnOff) and refuses
+    # the other, and boot order is meaningful: none of these may be normalised away.
+    assert changes(desired, live) != []
+
+
+def test_virtctl_runtime_flags_accept_every_boolean_spelling() -> None:
+    from virtctl.reconciler.load import load_text
+    for yes in ("yes", "on", "true", "1", "YES"):
+        xml = (f'<domain type="kvm"><name>x</name><metadata><v:runtime xmlns:v="{NS}" '
+               f'autostart="{yes}"/></metadata></domain>')
+        assert load_text(xml, source="x.xml")[0].autostart is True
+    for no in ("no", "off", "false", "0"):
+        xml = (f'<network><name>n</name><metadata><v:runtime xmlns:v="{NS}" active="{no}"/>'
+               "</metadata></network>")
+        assert load_text(xml, source="n.xml")[0].active is False  # type: ignore[union-attr]

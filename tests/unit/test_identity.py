@@ -115,3 +115,51 @@ def test_new_network_gets_a_derived_uuid_only() -> None:
     fill_network_identity(root, None)
     assert root.findtext("uuid") == derived_uuid("network", "lan")
     assert root.find("bridge") is None
+
+
+def test_adding_a_nic_keeps_every_live_mac_on_its_own_nic() -> None:
+    live = parse(domain(
+        '<interface type="network"><mac address="52:54:00:11:11:11"/><source network="a"/>'
+        '</interface><interface type="bridge"><mac address="52:54:00:22:22:22"/>'
+        '<source bridge="br0"/></interface>', uuid="0d8e7c6b-5a49-4382-a716-2f3e4d5c6b01"))
+    root = parse(domain(NET_B + NET_A + BRIDGE))  # a new NIC of the same type, first
+    fill_domain_identity(root, live)
+    got = macs(root)
+    assert got[1:] == ["52:54:00:11:11:11", "52:54:00:22:22:22"]
+    assert got[0] not in got[1:]
+
+
+def test_an_edited_nic_source_keeps_its_mac() -> None:
+    live = parse(domain('<interface type="network"><mac address="52:54:00:11:11:11"/>'
+                        '<source network="a"/></interface>'))
+    root = parse(domain(NET_B))
+    fill_domain_identity(root, live)
+    assert macs(root) == ["52:54:00:11:11:11"]
+
+
+def test_adding_a_disk_changes_no_identity() -> None:
+    disk = '<disk type="file" device="disk"><source file="/x"/><target dev="vdb"/></disk>'
+    before, after = parse(domain(NET_A + BRIDGE)), parse(domain(NET_A + disk + BRIDGE))
+    fill_domain_identity(before, None)
+    fill_domain_identity(after, None)
+    assert macs(before) == macs(after)
+    assert before.findtext("uuid") == after.findtext("uuid")
+
+
+def test_recreating_a_deleted_object_gives_it_the_same_identity() -> None:
+    from virtctl.model import Desired, Live
+    from virtctl.reconciler.actions import Define
+    from virtctl.reconciler.load import load_text
+    from virtctl.reconciler.plan import plan
+
+    spec = load_text(domain(NET_A + NET_A + BRIDGE), source="web.xml")[0]
+    desired = Desired(domains={"web": spec})  # type: ignore[dict-item]
+
+    def identity() -> tuple[str | None, list[str]]:
+        define = plan(desired, Live()).actions[0]
+        assert isinstance(define, Define)
+        root = parse(define.xml)
+        return root.findtext("uuid"), macs(root)
+
+    first, second = identity(), identity()  # created, deleted, created again
+    assert first == second and len(set(first[1])) == 3

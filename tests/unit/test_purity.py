@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "virtctl"
 PURE = sorted(
     [PACKAGE / "reconciler" / f"{name}.py"
-     for name in ("essence", "diff", "identity", "actions", "plan", "validate")]
+     for name in ("essence", "diff", "identity", "actions", "plan", "validate", "classify")]
     + list((PACKAGE / "converters").glob("*.py"))
 )
 FORBIDDEN = {"os", "time", "subprocess", "libvirt", "random", "socket", "secrets", "shutil"}

@@ -45,8 +45,8 @@ def test_plan_text_reads_like_a_plan() -> None:
         "+ network/lan  (define, start)\n"
         "~ domain/web  (redefine, autostart on)\n"
         "    ~ memory: 524288 KiB -> 1048576 KiB\n"
-        "    + devices/disk[vdb]: disk type=file target=vdb\n"
-        "Plan: 1 to create, 1 to change, 1 to delete.\n"
+        "    + disk vdb\n"
+        "Plan: 1 to create, 1 to change, 1 to delete; 0 running guests to restart.\n"
     )
 
 
@@ -61,7 +61,8 @@ def test_plan_json_is_one_versioned_document() -> None:
     json.dumps(doc)  # serialisable as is
     assert doc["apiVersion"] == "virtctl/v1" and doc["kind"] == "Plan"
     assert doc["inSync"] is False
-    assert doc["summary"] == {"create": 1, "update": 1, "delete": 1}
+    assert doc["summary"] == {"create": 1, "update": 1, "delete": 1, "recreate": 0, "none": 0,
+                              "restart": 0, "restartNetworks": 0, "restartPending": 0}
     web = next(o for o in doc["objects"] if o["name"] == "web")
     assert web["action"] == "update" and web["kind"] == "domain"
     assert [s["op"] for s in web["steps"]] == ["define", "setautostart"]

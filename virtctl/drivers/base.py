@@ -82,6 +82,11 @@ class Driver(Reader, Protocol):
 
     def set_autostart(self, kind: Kind, name: str, enabled: bool) -> None: ...
 
+    def set_memory(self, name: str, kib: int) -> None:
+        """Set a domain's current memory (balloon) now and in its persistent definition;
+        refused above its maximum memory."""
+        ...
+
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Call `callback` for each lifecycle event until the returned function is called."""
         ...

@@ -262,6 +262,11 @@ class LibvirtDriver:
         action = "enable autostart of" if enabled else "disable autostart of"
         self._call(action, kind, name, lambda obj: obj.setAutostart(1 if enabled else 0))
 
+    def set_memory(self, name: str, kib: int) -> None:
+        flags = self._lv.VIR_DOMAIN_AFFECT_LIVE | self._lv.VIR_DOMAIN_AFFECT_CONFIG
+        self._call("set the memory of", Kind.DOMAIN, name,
+                   lambda dom: dom.setMemoryFlags(kib, flags))
+
     # Events
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:

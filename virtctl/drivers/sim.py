@@ -36,7 +36,7 @@ from ..uri import ConnectionURI
 from ..xmlutil import parse, tostring
 from .base import Event, EventCallback, EventType
 from .simcaps import CAPABILITIES_XML
-from .simdefaults import DefaultsError, fill_domain, fill_network
+from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
 from .simstore import Record, SimStore
 
 
@@ -60,14 +60,12 @@ def _no_such(kind: Kind, name: str) -> DriverError:
 
 def _owner(data: Record) -> Ownership | None:
     owner = data.get("owner")
-    return Ownership(**owner) if isinstance(owner, dict) else None
+    return metadata.owner_from_dict(owner) if isinstance(owner, dict) else None
 
 
-def _owner_record(root: etree._Element) -> dict[str, str] | None:
+def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     found = metadata.read_owner(root)
-    if found is None:
-        return None
-    return {"spec_hash": found.spec_hash, "source": found.source, "commit": found.commit}
+    return None if found is None else metadata.owner_to_dict(found)
 
 
 class SimDriver:
@@ -164,6 +162,9 @@ class SimDriver:
 
     def set_autostart(self, kind: Kind, name: str, enabled: bool) -> None:
         self._mutate("autostart", kind, name, lambda: self._autostart(kind, name, enabled))
+
+    def set_memory(self, name: str, kib: int) -> None:
+        self._mutate("set_memory", Kind.DOMAIN, name, lambda: self._set_memory(name, kib))
 
     def inject_fault(
         self, op: str, kind: Kind, name: str, *, action: str = "fail", seconds: float = 0.0
@@ -435,6 +436,22 @@ class SimDriver:
         record["state"] = "paused" if pause else "running"
         self.store.put(Kind.DOMAIN, name, record)
         return EventType.SUSPENDED if pause else EventType.RESUMED
+
+    def _set_memory(self, name: str, kib: int) -> EventType:
+        record = self._require(Kind.DOMAIN, name)
+        fields = ["xml"] + (["running_xml"] if record["running_xml"] else [])
+        for field in fields:
+            root = parse(record[field])
+            memory, current = root.find("memory"), root.find("currentMemory")
+            if memory is None or current is None:
+                raise _error(f"domain '{name}' has no memory settings", ErrorCode.INVALID_SPEC)
+            if kib > to_kib(memory):
+                raise _error(f"cannot set memory of '{name}' above its maximum ({kib} KiB)",
+                             ErrorCode.OPERATION_INVALID)
+            current.text, current.attrib["unit"] = str(kib), "KiB"
+            record[field] = tostring(root)
+        self.store.put(Kind.DOMAIN, name, record)
+        return EventType.CHANGED
 
     def _autostart(self, kind: Kind, name: str, enabled: bool) -> EventType | None:
         record = self._require(kind, name)

@@ -25,9 +25,10 @@ class Phase(IntEnum):
     NETWORK_AUTOSTART = 5
     NETWORK_START = 6
     DOMAIN_DEFINE = 7
-    DOMAIN_AUTOSTART = 8
-    DOMAIN_START = 9
-    DOMAIN_PAUSE = 10
+    DOMAIN_LIVE = 8  # live changes to a running guest (current memory)
+    DOMAIN_AUTOSTART = 9
+    DOMAIN_START = 10
+    DOMAIN_PAUSE = 11
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +92,19 @@ class SetAutostart(BaseAction):
     enabled: bool = field(default=True)
 
 
-Action = Define | Undefine | Start | Shutdown | Destroy | Suspend | Resume | SetAutostart
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetMemory(BaseAction):
+    """Set a running guest's current memory now (and in its definition)."""
+
+    kib: int
+
+    @property
+    def verb(self) -> str:
+        return "set-memory"
+
+
+Action = (Define | Undefine | Start | Shutdown | Destroy | Suspend | Resume | SetAutostart
+          | SetMemory)
 
 
 def phase_of(action: Action) -> Phase:
@@ -107,6 +120,8 @@ def phase_of(action: Action) -> Phase:
             return Phase.DOMAIN_AUTOSTART if domain else Phase.NETWORK_AUTOSTART
         case Start():
             return Phase.DOMAIN_START if domain else Phase.NETWORK_START
+        case SetMemory():
+            return Phase.DOMAIN_LIVE
         case Suspend() | Resume():
             return Phase.DOMAIN_PAUSE
     raise AssertionError(f"unknown action {action!r}")

@@ -22,6 +22,7 @@ from .actions import (
     Destroy,
     Resume,
     SetAutostart,
+    SetMemory,
     Shutdown,
     Start,
     Suspend,
@@ -123,6 +124,8 @@ def _perform(action: Action, driver: Driver, clock: Clock) -> str:
             driver.resume(name)
         case SetAutostart(enabled=enabled):
             driver.set_autostart(kind, name, enabled)
+        case SetMemory(kib=kib):
+            driver.set_memory(name, kib)
     return ""
 
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from lxml import etree
 
+from ..model import ChangeClass
 from .essence import Node, child_keys, essence, ignored_attr, norm_attr, norm_text
 
 
@@ -22,15 +23,30 @@ class ChangeOp(StrEnum):
     REMOVE = "remove"
 
 
+class Origin(StrEnum):
+    """Why a field differs, told apart with the last-applied record."""
+
+    SPEC = "spec"  # the spec changed since virtctl last applied it
+    DRIFT = "drift"  # the spec did not change: the object was changed outside virtctl
+    UNKNOWN = "unknown"  # no last-applied record (adopted, or marked by an older virtctl)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldChange:
     op: ChangeOp
     path: str
     old: str | None = None
     new: str | None = None
+    change_class: ChangeClass | None = None  # set by the planner (classify.py)
+    origin: Origin | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"op": str(self.op), "path": self.path, "old": self.old, "new": self.new}
+        out = {"op": str(self.op), "path": self.path, "old": self.old, "new": self.new}
+        if self.change_class is not None:
+            out["class"] = str(self.change_class)
+        if self.origin is not None:
+            out["origin"] = str(self.origin)
+        return out
 
 
 # Containers that mean nothing when empty: libvirt drops an empty <features/> or
@@ -95,9 +111,9 @@ def _diff_xml(
         name = str(raw_name)
         if ignored_attr(tag, name, parent_tag):
             continue
-        value = norm_attr(tag, name, str(raw_value))
+        value = norm_attr(tag, name, str(raw_value), desired.get("unit"))
         have_raw = live.get(name)
-        have = norm_attr(tag, name, str(have_raw)) if have_raw is not None else None
+        have = norm_attr(tag, name, str(have_raw), live.get("unit")) if have_raw is not None else None
         if have != value:
             op = ChangeOp.ADD if have is None else ChangeOp.CHANGE
             out.append(FieldChange(op, _join(path, f"@{name}"), have, value))
@@ -139,20 +155,32 @@ def _diff(desired: Node, live: Node, path: str, out: list[FieldChange]) -> None:
             _diff(child, other, _join(path, key), out)
 
 
-def removed(previous: Node, desired: Node, path: str = "") -> list[FieldChange]:
-    """What an earlier declaration had that the current one no longer declares."""
+def removed(
+    previous: Node, desired: Node, path: str = "", *, live: Node | None = None
+) -> list[FieldChange]:
+    """What an earlier declaration had that the current one no longer declares. With
+    `live`, only what the live object still has (the value shown is the live one)."""
     out: list[FieldChange] = []
     current = dict(desired.attrs)
+    live_attrs = dict(live.attrs) if live is not None else {}
     for name, value in previous.attrs:
-        if name not in current:
-            out.append(FieldChange(ChangeOp.REMOVE, _join(path, f"@{name}"), value, None))
+        if name not in current and (live is None or name in live_attrs):
+            have = live_attrs.get(name, value)
+            out.append(FieldChange(ChangeOp.REMOVE, _join(path, f"@{name}"), have, None))
     if previous.text is not None and desired.text is None:
-        out.append(FieldChange(ChangeOp.REMOVE, path or previous.tag, previous.text, None))
+        have_text = previous.text if live is None else live.text
+        if have_text is not None:
+            out.append(FieldChange(ChangeOp.REMOVE, path or previous.tag, have_text, None))
     now = dict(desired.children)
+    live_children = dict(live.children) if live is not None else {}
     for key, child in previous.children:
         other = now.get(key)
+        there = live_children.get(key) if live is not None else child
+        if there is None:
+            continue
         if other is None:
-            out.append(FieldChange(ChangeOp.REMOVE, _join(path, key), summarize(child), None))
+            out.append(FieldChange(ChangeOp.REMOVE, _join(path, key), summarize(there), None))
         else:
-            out.extend(removed(child, other, _join(path, key)))
+            out.extend(removed(child, other, _join(path, key),
+                               live=there if live is not None else None))
     return out

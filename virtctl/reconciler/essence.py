@@ -10,6 +10,7 @@ order. Called by diff.py and by the planner's identity merge. Pure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -22,7 +23,12 @@ _UNITS = {
     "tib": 1024**4, "tb": 1000**4, "p": 1024**5, "pib": 1024**5, "pb": 1000**5,
     "e": 1024**6, "eib": 1024**6, "eb": 1000**6,
 }
-_MEMORY_TAGS = frozenset({"memory", "currentMemory", "maxMemory"})
+# Elements whose text is an amount of memory with an optional unit= (KiB by default).
+_MEMORY_TAGS = frozenset({"memory", "currentMemory", "maxMemory", "hard_limit", "soft_limit",
+                          "swap_hard_limit", "min_guarantee", "size", "requested", "block"})
+# Attributes that are an amount of memory scaled by the element's unit= attribute.
+_MEMORY_ATTRS = {("cell", "memory"), ("page", "size"), ("hugepages", "size")}
+_MEMORY_ATTR_TAGS = frozenset(tag for tag, _ in _MEMORY_ATTRS)
 _NS_PREFIX = f"{{{NS}}}"
 
 
@@ -58,10 +64,34 @@ def memory_kib(text: str, unit: str | None) -> str:
     return str(-(-value * factor // 1024))
 
 
-def norm_attr(tag: str, name: str, value: str) -> str:
+_PCI_FIELDS = frozenset({"domain", "bus", "slot", "function", "controller", "target", "unit"})
+
+
+def _number(value: str) -> str:
+    """libvirt writes device address numbers in hex ('0x01'); a spec may write '1'."""
+    try:
+        return str(int(value, 0))
+    except ValueError:
+        return value
+
+
+def norm_attr(tag: str, name: str, value: str, unit: str | None = None) -> str:
+    """An attribute's value with libvirt's spelling removed. `unit` is the element's
+    unit= attribute, for attributes that are memory amounts (numa cells, page sizes).
+
+    Boolean spellings are deliberately left alone: every libvirt attribute takes exactly
+    one pair (yes/no or on/off, see basictypes.rng virYesNo/virOnOff) and refuses the
+    other, so 'true' and 'yes' are not the same there. virtctl's own runtime element,
+    which accepts yes/no/on/off/true/false/1/0, is read by the loader, never diffed."""
     value = value.strip()
-    if name == "address" and tag == "mac":
+    if (name == "address" and tag == "mac") or name == "mac":
         return value.lower()
+    if tag == "address" and name in _PCI_FIELDS:
+        return _number(value)
+    if tag in _MEMORY_ATTR_TAGS and (tag, name) in _MEMORY_ATTRS:
+        return f"{memory_kib(value, unit)} KiB"
+    if tag == "uuid" or (name == "uuid" and len(value) in (32, 36)):
+        return value.replace("-", "").lower()
     return value
 
 
@@ -82,33 +112,82 @@ def norm_text(elem: etree._Element, parent_tag: str | None, dom_type: str) -> st
 def ignored_attr(tag: str, name: str, parent_tag: str | None) -> bool:
     """Attributes that carry no meaning once normalised: memory units (the value is in
     KiB) and the runtime id of a running guest (`parent_tag` None means the root)."""
-    if name == "unit" and tag in _MEMORY_TAGS:
+    if name == "unit" and (tag in _MEMORY_TAGS or tag in _MEMORY_ATTR_TAGS):
         return True
     return parent_tag is None and tag == "domain" and name == "id"
 
 
+def _attr_of(child: str, attr: str) -> Callable[[etree._Element], str | None]:
+    def get(elem: etree._Element) -> str | None:
+        found = elem.find(child) if child else elem
+        return found.get(attr) if found is not None else None
+
+    return get
+
+
+def _pci_source(elem: etree._Element) -> str | None:
+    addr = elem.find("source/address")
+    if addr is None or addr.get("bus") is None:
+        vendor, product = elem.find("source/vendor"), elem.find("source/product")
+        if vendor is not None and product is not None:
+            return f"{vendor.get('id')}:{product.get('id')}"
+        return None
+    return ":".join(str(int(addr.get(p) or "0", 0)) for p in ("domain", "bus", "slot", "function"))
+
+
+# Identity of a child element among its siblings, by tag: the libvirt field that names
+# it. Order among such siblings means nothing to libvirt. Absent a value, the child is
+# keyed by its position among siblings of its group (_position_group).
+_IDENTITY: dict[str, Callable[[etree._Element], str | None]] = {
+    "disk": _attr_of("target", "dev"),
+    "filesystem": _attr_of("target", "dir"),
+    "hostdev": _pci_source,
+    "channel": _attr_of("target", "name"),
+    "timer": _attr_of("", "name"),
+    "feature": _attr_of("", "name"),  # cpu/feature
+    "cell": _attr_of("", "id"),  # numa cells
+    "vcpupin": _attr_of("", "vcpu"),
+    "entry": _attr_of("", "name"),  # sysinfo
+    "portgroup": _attr_of("", "name"),  # networks
+    "ip": _attr_of("", "address"),
+    "range": _attr_of("", "start"),
+    "route": _attr_of("", "address"),
+    "shmem": _attr_of("", "name"),
+    "seclabel": _attr_of("", "model"),
+}
+# Children keyed by their type= (or model=) and their position among that type.
+_TYPED = frozenset({"graphics", "sound", "video", "input", "redirdev", "smartcard", "rng",
+                    "tpm", "panic"})
+_PORTED = frozenset({"serial", "parallel", "console"})
+
+
 def _key(elem: etree._Element, position: int) -> str:
-    """Identity of a child among its siblings; `position` counts same-tag (and type) siblings."""
+    """Identity of a child among its siblings; `position` counts its group (see below)."""
     tag = str(elem.tag)
-    target = elem.find("target")
-    if tag == "disk" and target is not None and target.get("dev"):
-        return f"disk[{target.get('dev')}]"
     if tag == "interface":
         mac = elem.find("mac")
         if mac is not None and mac.get("address"):
             return f"interface[{(mac.get('address') or '').lower()}]"
         return f"interface[{elem.get('type')}#{position}]"
-    if tag in ("graphics", "sound", "video", "input", "hostdev", "controller", "channel"):
+    if tag == "controller":
+        return f"controller[{elem.get('type') or ''}:{elem.get('index', '0')}]"
+    if tag in _PORTED:
+        # libvirt numbers serial/parallel/console ports in order when they are omitted.
+        port = elem.find("target")
+        return f"{tag}[{port.get('port') if port is not None and port.get('port') else position}]"
+    if tag in _TYPED:
         kind = elem.get("type") or elem.get("model") or ""
-        if tag == "controller":
-            return f"controller[{kind}:{elem.get('index', '0')}]"
         if tag == "input":
             kind = f"{kind}:{elem.get('bus', '')}"
         return f"{tag}[{kind}#{position}]" if position else f"{tag}[{kind}]"
-    if tag in ("serial", "parallel", "console") and target is not None and target.get("port"):
-        return f"{tag}[{target.get('port')}]"
-    if tag == "timer":
-        return f"timer[{elem.get('name')}]"
+    if tag == "host" and elem.get("mac"):  # dhcp hosts by MAC, dns hosts by ip
+        return f"host[{(elem.get('mac') or '').lower()}]"
+    identity = _IDENTITY.get(tag)
+    value = identity(elem) if identity is not None else None
+    if tag == "host" and elem.get("ip"):
+        value = elem.get("ip")
+    if value:
+        return f"{tag}[{value}]"
     return f"{tag}[{position}]" if position else tag
 
 
@@ -116,7 +195,7 @@ def _position_group(elem: etree._Element) -> tuple[str, str | None]:
     if elem.tag == "interface":
         has_mac = elem.find("mac") is not None
         return ("interface", None if has_mac else elem.get("type"))
-    if elem.tag in ("graphics", "sound", "video", "input", "hostdev", "channel"):
+    if elem.tag in _TYPED:
         return (str(elem.tag), elem.get("type") or elem.get("model"))
     return (str(elem.tag), None)
 
@@ -146,7 +225,7 @@ def essence(root: etree._Element) -> Node:
 def _node(elem: etree._Element, parent_tag: str | None, dom_type: str) -> Node:
     tag = str(elem.tag)
     attrs = sorted(
-        (str(k), norm_attr(tag, str(k), str(v)))
+        (str(k), norm_attr(tag, str(k), str(v), elem.get("unit")))
         for k, v in elem.attrib.items()
         if not ignored_attr(tag, str(k), parent_tag or "")
     )

@@ -66,25 +66,53 @@ def fill_domain_identity(root: etree._Element, live: etree._Element | None) -> N
     claimed = {
         (m.get("address") or "").lower() for i in declared if (m := i.find("mac")) is not None
     }
-    spare: dict[str | None, list[str]] = defaultdict(list)
-    if live is not None:
-        for iface in live.iterfind("devices/interface"):
-            mac = iface.find("mac")
-            address = (mac.get("address") or "").lower() if mac is not None else ""
-            if address and address not in claimed:
-                spare[iface.get("type")].append(address)
+    spare = _spare_macs(live, claimed)
+    missing = [i for i in declared if i.find("mac") is None]
+    # Two passes: every NIC whose type and source still match a live one keeps its MAC
+    # before any edited NIC may take a leftover MAC of its type.
+    exact = {id(i): _take(spare, i.get("type") or "", _iface_source(i), exact=True)
+             for i in missing}
     seen: Counter[tuple[str, str]] = Counter()
     dom_type = root.get("type", "")
-    for iface in declared:
-        if iface.find("mac") is not None:
-            continue
+    for iface in missing:
         kind = iface.get("type") or ""
         source = _iface_source(iface)
         occurrence = seen[(kind, source)]
         seen[(kind, source)] += 1
-        pool = spare.get(kind)
-        address = pool.pop(0) if pool else derived_mac(dom_type, name, kind, source, str(occurrence))
+        address = exact[id(iface)] or _take(spare, kind, source, exact=False) or derived_mac(
+            dom_type, name, kind, source, str(occurrence))
         _set_mac(iface, address)
+
+
+def _spare_macs(
+    live: etree._Element | None, claimed: set[str]
+) -> dict[tuple[str, str], list[str]]:
+    """The live NICs' MACs no declared NIC claims, by (type, source) in live order."""
+    spare: dict[tuple[str, str], list[str]] = defaultdict(list)
+    if live is None:
+        return spare
+    for iface in live.iterfind("devices/interface"):
+        mac = iface.find("mac")
+        address = (mac.get("address") or "").lower() if mac is not None else ""
+        if address and address not in claimed:
+            spare[(iface.get("type") or "", _iface_source(iface))].append(address)
+    return spare
+
+
+def _take(
+    spare: dict[tuple[str, str], list[str]], kind: str, source: str, *, exact: bool
+) -> str | None:
+    """A live MAC for a declared NIC: one of the same type and source (`exact`), else
+    one of the same type whose source no declared NIC has (the source was edited)."""
+    same = spare.get((kind, source))
+    if same:
+        return same.pop(0)
+    if exact:
+        return None
+    for (have_kind, _), pool in sorted(spare.items()):
+        if have_kind == kind and pool:
+            return pool.pop(0)
+    return None
 
 
 def fill_network_identity(root: etree._Element, live: etree._Element | None) -> None:

@@ -26,7 +26,7 @@ from lxml import etree
 
 from .. import metadata
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
-from ..model import Desired, DomainSpec, DomainState, NetworkSpec
+from ..model import Desired, DomainSpec, DomainState, NetworkSpec, UpdatePolicy
 from ..xmlutil import parse, tostring
 from .speccache import SpecCache
 
@@ -197,6 +197,8 @@ def spec_from_xml(
                             source=rt_source)
         autostart = bool(runtime.get("autostart", False)) if runtime is not None else _flag(
             attrs, "autostart", False, rt_source)
+        rules = _update_rules(attrs if runtime is None else runtime, rt_source,
+                              yaml=runtime is not None)
         return DomainSpec(
             name=name,
             xml=tostring(root, pretty=False),
@@ -212,6 +214,8 @@ def spec_from_xml(
                 (m.get("address") or "").lower()
                 for m in root.iterfind("devices/interface/mac")
             ),
+            update_policy=rules[0],
+            shutdown_timeout=rules[1],
         )
     if root.tag == "network":
         if runtime is not None:
@@ -221,6 +225,8 @@ def spec_from_xml(
             active = _flag(attrs, "active", True, rt_source)
             autostart = _flag(attrs, "autostart", False, rt_source)
         bridge = root.find("bridge")
+        policy, _ = _update_rules(attrs if runtime is None else runtime, rt_source,
+                                  yaml=runtime is not None)
         return NetworkSpec(
             name=name,
             xml=tostring(root, pretty=False),
@@ -229,9 +235,33 @@ def spec_from_xml(
             autostart=autostart,
             uuid=uuid,
             bridge=bridge.get("name") if bridge is not None else None,
+            update_policy=policy,
         )
     raise SpecError(f"expected <domain> or <network>, found <{root.tag}>",
                     source=Source(source, line))
+
+
+def _update_rules(
+    given: Mapping[str, Any], source: Source, *, yaml: bool
+) -> tuple[UpdatePolicy | None, float | None]:
+    """updatePolicy and shutdownTimeout (YAML keys), or the runtime element's
+    update-policy and shutdown-timeout attributes (XML)."""
+    policy_key, timeout_key = ("updatePolicy", "shutdownTimeout") if yaml else (
+        "update-policy", "shutdown-timeout")
+    raw_policy, raw_timeout = given.get(policy_key), given.get(timeout_key)
+    try:
+        policy = UpdatePolicy(raw_policy) if raw_policy is not None else None
+    except ValueError:
+        raise SpecError(f"{policy_key} must be restart, next-boot or recreate, not "
+                        f"{raw_policy!r}", source=source) from None
+    try:
+        timeout = float(raw_timeout) if raw_timeout is not None else None
+    except (TypeError, ValueError):
+        timeout = -1.0
+    if timeout is not None and not 0 <= timeout < float("inf"):
+        raise SpecError(f"{timeout_key} must be a number of seconds >= 0, not {raw_timeout!r}",
+                        source=source)
+    return policy, timeout
 
 
 def _canonical_uuid(text: str | None, source: Source) -> str | None:
@@ -344,7 +374,8 @@ def _spec_from_doc(
         raise SpecError(exc.message, code=exc.code,
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
-    runtime = {k: doc[k] for k in ("state", "autostart", "active") if k in doc}
+    runtime = {k: doc[k] for k in ("state", "autostart", "active", "updatePolicy",
+                                    "shutdownTimeout") if k in doc}
     return spec_from_xml(root, source=source, line=line, runtime=runtime)
 
 

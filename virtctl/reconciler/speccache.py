@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import Source
-from ..model import DomainSpec, DomainState, NetworkSpec
+from ..model import DomainSpec, DomainState, NetworkSpec, UpdatePolicy
 
 Spec = DomainSpec | NetworkSpec
 
@@ -58,22 +58,26 @@ def _key(text: str) -> str:
 
 def _encode(spec: Spec) -> dict[str, Any]:
     common = {"name": spec.name, "xml": spec.xml, "uuid": spec.uuid, "autostart": spec.autostart,
-              "line": spec.source.line}
+              "line": spec.source.line, "update_policy": spec.update_policy}
     if isinstance(spec, DomainSpec):
         return common | {"kind": "domain", "state": str(spec.state),
-                         "networks": list(spec.networks), "macs": list(spec.macs)}
+                         "networks": list(spec.networks), "macs": list(spec.macs),
+                         "shutdown_timeout": spec.shutdown_timeout}
     return common | {"kind": "network", "active": spec.active, "bridge": spec.bridge}
 
 
 def _decode(data: dict[str, Any], source: str) -> Spec:
     where = Source(source, data["line"])
+    policy = UpdatePolicy(data["update_policy"]) if data["update_policy"] else None
     if data["kind"] == "domain":
         return DomainSpec(name=data["name"], xml=data["xml"], source=where,
                           state=DomainState(data["state"]), autostart=data["autostart"],
                           uuid=data["uuid"], networks=tuple(data["networks"]),
-                          macs=tuple(data["macs"]))
+                          macs=tuple(data["macs"]), update_policy=policy,
+                          shutdown_timeout=data["shutdown_timeout"])
     return NetworkSpec(name=data["name"], xml=data["xml"], source=where, active=data["active"],
-                       autostart=data["autostart"], uuid=data["uuid"], bridge=data["bridge"])
+                       autostart=data["autostart"], uuid=data["uuid"], bridge=data["bridge"],
+                       update_policy=policy)
 
 
 class SpecCache:

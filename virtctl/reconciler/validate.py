@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from ..capabilities import HostCapabilities, check_domain
 from ..errors import ErrorCode, Source, SpecError
-from ..model import Desired, DomainSpec, Live, NetworkSpec
+from ..model import Desired, DomainSpec, Live, LiveDomain, NetworkSpec, UpdatePolicy
 from ..xmlutil import parse
 
 
@@ -78,13 +78,29 @@ def _ownership(desired: Desired, live: Live, *, adopt: bool) -> Iterable[SpecErr
                 code=ErrorCode.NOT_MANAGED,
                 source=Source(spec.source.file, spec.source.line, "name"),
             )
+        if spec.update_policy is UpdatePolicy.RECREATE:
+            continue  # identity changes are planned as undefine + define
         if spec.uuid and spec.uuid != found.uuid.lower():
             yield SpecError(
                 f"{spec.key} exists with uuid {found.uuid}, the spec says {spec.uuid}; "
-                "a uuid cannot change in place (delete the object first)",
+                "a uuid cannot change in place (set updatePolicy: recreate, or delete "
+                "the object first)",
                 code=ErrorCode.INVALID_SPEC,
                 source=Source(spec.source.file, spec.source.line, "uuid"),
             )
+        if isinstance(spec, DomainSpec) and isinstance(found, LiveDomain):
+            yield from _type_change(spec, found)
+
+
+def _type_change(spec: DomainSpec, found: LiveDomain) -> Iterable[SpecError]:
+    want, have = parse(spec.xml).get("type"), parse(found.xml).get("type")
+    if want and have and want != have:
+        yield SpecError(
+            f"{spec.key} exists with domain type {have}, the spec says {want}; the type "
+            "cannot change in place (set updatePolicy: recreate, or delete the object first)",
+            code=ErrorCode.INVALID_SPEC,
+            source=Source(spec.source.file, spec.source.line, "type"),
+        )
 
 
 def _uuid_taken(spec: DomainSpec | NetworkSpec, live: Live) -> Iterable[SpecError]:

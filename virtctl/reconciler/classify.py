@@ -1,0 +1,160 @@
+"""Change classes: how each field change reaches a running object, and what is pending.
+
+Every planned field change gets one class (docs/output-format.md has the table):
+`live` (applied to the running object now), `next-boot` (the definition changes and the
+running object keeps the old one until it next starts), `restart` (only a stop and
+start applies it), `recreate` (the identity changes: undefine, define again). The
+planner decides what to do from the classes and the object's update policy; this
+module only names them. It also compares a running guest's definition with what was
+declared, to find a restart pending. Called by plan.py and render.py. Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from lxml import etree
+
+from ..model import ChangeClass, LiveDomain
+from ..xmlutil import parse
+from .diff import ChangeOp, FieldChange, diff_xml
+from .essence import child_keys, memory_kib
+from .identity import fill_domain_identity
+
+LIVE, NEXT_BOOT, RESTART, RECREATE = (
+    ChangeClass.LIVE, ChangeClass.NEXT_BOOT, ChangeClass.RESTART, ChangeClass.RECREATE)
+
+# Host-side only: libvirt keeps them, the guest never sees them.
+_HOST_SIDE = ("metadata", "title", "description")
+# Read only when the guest boots or stops: a running guest is not affected by them.
+_AT_BOOT = ("on_poweroff", "on_reboot", "on_crash", "on_lockfailure", "os/boot",
+            "os/bootmenu", "os/smbios", "os/bios")
+# Devices a running guest may have that its persistent definition lacks: a device the
+# spec removed (or one hot-plugged outside virtctl) keeps the guest restart-pending.
+_REMOVABLE = frozenset({"disk", "interface", "hostdev", "filesystem", "graphics", "sound",
+                        "video", "serial", "parallel", "console", "channel", "redirdev",
+                        "smartcard", "rng", "tpm", "watchdog", "shmem", "vsock"})
+
+
+def _under(path: str, prefixes: Iterable[str]) -> bool:
+    return any(path == p or path.startswith((p + "/", p + "[")) for p in prefixes)
+
+
+def _is_boot_order(path: str) -> bool:
+    return path.startswith("devices/") and (path.endswith("/boot") or "/boot/" in path)
+
+
+def domain_class(change: FieldChange, *, active: bool, max_kib: int | None) -> ChangeClass:
+    """The class of one change to a domain definition. `active`: the guest runs;
+    `max_kib`: the maximum memory the running guest has (currentMemory may grow to it)."""
+    path = change.path
+    if path in ("@type", "uuid"):
+        return RECREATE
+    if _under(path, _HOST_SIDE):
+        return LIVE
+    if path == "currentMemory" and active and change.op is not ChangeOp.REMOVE:
+        if max_kib is not None and kib_of(change.new) <= max_kib:
+            return LIVE
+    if not active or _under(path, _AT_BOOT) or _is_boot_order(path):
+        return NEXT_BOOT
+    return RESTART
+
+
+def network_class(change: FieldChange, *, active: bool) -> ChangeClass:
+    """Networks: libvirt applies a redefinition to an active network only when it is
+    restarted (virtctl does not use virNetworkUpdate), so every change but the uuid
+    (recreate) and host-side metadata (live) waits for a restart."""
+    if change.path == "uuid":
+        return RECREATE
+    if _under(change.path, _HOST_SIDE):
+        return LIVE
+    return RESTART if active else NEXT_BOOT
+
+
+def classified(
+    changes: Iterable[FieldChange], *, network: bool, active: bool, max_kib: int | None = None
+) -> tuple[FieldChange, ...]:
+    out = []
+    for change in changes:
+        cls = (network_class(change, active=active) if network
+               else domain_class(change, active=active, max_kib=max_kib))
+        out.append(dataclasses.replace(change, change_class=cls))
+    return tuple(out)
+
+
+def worst(changes: Iterable[FieldChange]) -> ChangeClass | None:
+    """The most disruptive class among `changes` (None when there are none)."""
+    classes = [c.change_class for c in changes if c.change_class is not None]
+    return max(classes, key=lambda c: c.rank) if classes else None
+
+
+def kib_of(value: str | None) -> int:
+    """'524288 KiB' (the essence's spelling) -> 524288; anything else -> a huge number."""
+    try:
+        return int((value or "").split()[0])
+    except (ValueError, IndexError):
+        return 1 << 62
+
+
+def max_memory_kib(root: etree._Element) -> int | None:
+    memory = root.find("memory")
+    if memory is None or not (memory.text or "").strip():
+        return None
+    return kib_of(memory_kib(memory.text or "", memory.get("unit")))
+
+
+# -- restart pending ------------------------------------------------------------------
+
+
+def _runtime_noise(change: FieldChange, declared: etree._Element) -> bool:
+    """Differences between a declaration and a *running* definition that are only the
+    hypervisor filling in at start what was left to it: an automatic graphics port
+    (-1 becomes 5900...), and a host-model CPU, which runs as the custom model found."""
+    if change.path.startswith("devices/graphics") and change.path.endswith(
+            ("/@port", "/@tlsPort", "/@websocket")) and change.new == "-1":
+        return True
+    cpu = declared.find("cpu")
+    return (change.path.startswith("cpu") and cpu is not None
+            and cpu.get("mode") == "host-model")
+
+
+def _removed_devices(persistent: etree._Element, running: etree._Element) -> list[FieldChange]:
+    devices, live_devices = persistent.find("devices"), running.find("devices")
+    if devices is None or live_devices is None:
+        return []
+    kept = {key for key, _ in child_keys(devices)}
+    return [
+        FieldChange(ChangeOp.REMOVE, f"devices/{key}", str(elem.tag), None)
+        for key, elem in child_keys(live_devices)
+        if elem.tag in _REMOVABLE and key not in kept
+    ]
+
+
+def stale_fields(
+    declared: etree._Element, persistent: etree._Element, running: etree._Element
+) -> tuple[FieldChange, ...]:
+    """What the running guest still lacks of `declared` (identity already filled in) and
+    of its persistent definition: restart-class differences only. Empty means the
+    running guest runs what was declared."""
+    found = [c for c in diff_xml(declared, running) if not _runtime_noise(c, declared)]
+    found += _removed_devices(persistent, running)
+    return tuple(c for c in classified(found, network=False, active=True,
+                                       max_kib=max_memory_kib(running))
+                 if c.change_class is RESTART)
+
+
+def restart_pending(live: LiveDomain, declared_xml: str | None) -> tuple[FieldChange, ...]:
+    """For `get`: a running managed guest whose running definition lacks what its
+    last-applied declaration holds. Empty when not running or nothing is recorded."""
+    if not live.state.active or live.running_xml is None or declared_xml is None:
+        return ()
+    persistent = parse(live.xml)
+    declared = parse(declared_xml)
+    fill_domain_identity(declared, persistent)
+    # The machine the host resolved a declared alias to ('pc' -> 'pc-i440fx-7.2'); the
+    # planner, which has the capabilities, flags a real machine change on its own.
+    want, have = declared.find("os/type"), persistent.find("os/type")
+    if want is not None and have is not None and want.get("machine") and have.get("machine"):
+        want.set("machine", have.get("machine", ""))
+    return stale_fields(declared, persistent, parse(live.running_xml))
