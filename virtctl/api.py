@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import IO
 
 from . import drivers
 from .capabilities import HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
-from .errors import SpecErrors
+from .drivers.sim import state_root
+from .errors import SpecErrors, VirtctlError
+from .hosts import group_by_host, host_lock, run_per_host
 from .model import Desired, Live
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
@@ -30,10 +32,12 @@ from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, cache_dir
 from .reconciler.validate import check_host
+from .uri import default_uri
 
 __all__ = [
-    "Desired", "Live", "Plan", "Policy", "Report", "Result", "apply", "check", "connect",
-    "delete", "load", "make_plan", "plan", "reconcile", "replan",
+    "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply", "check",
+    "connect", "delete", "load", "make_plan", "plan", "reconcile", "replan", "run_hosts",
+    "split_hosts",
 ]
 
 
@@ -132,3 +136,56 @@ def delete(
     report = apply_plan(planned, driver, progress=progress, clock=clock)
     remaining = plan_delete(desired, driver.snapshot(), policy=policy)
     return Result(planned, report, remaining)
+
+
+# -- many hosts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HostRun:
+    """One host's part of a run over several hosts: its result, or why it failed."""
+
+    uri: str
+    result: Result | None = None
+    error: VirtctlError | None = None
+
+    @property
+    def return_code(self) -> int:
+        if self.error is not None or self.result is None:
+            return 1
+        return self.result.return_code
+
+
+def split_hosts(desired: Desired, uri: str | None = None) -> dict[str, Desired]:
+    """The specs grouped by the host they target (`connect:`), keyed by URI.
+
+    Specs without `connect:` go to `uri` (else the default connection). Every host named
+    in a `kind: Hosts` document is included even when no spec targets it, so `--prune`
+    still empties it."""
+    default = default_uri(uri, os.environ)
+    groups = group_by_host(desired, default_uri=default, aliases=desired.hosts)
+    for alias in desired.hosts.values():
+        groups.setdefault(alias.uri, replace(desired, domains={}, networks={}))
+    return groups
+
+
+def run_hosts(
+    groups: Mapping[str, Desired],
+    work: Callable[[Desired, Driver], Result],
+    *,
+    readonly: bool = False,
+    parallel: int = 4,
+) -> list[HostRun]:
+    """`work(desired, driver)` for every host, concurrently (at most `parallel`), each
+    writing run holding that host's lock; an unreachable host fails only itself."""
+    root = state_root(os.environ)
+
+    def one(uri: str, desired: Desired) -> Result:
+        with contextlib.ExitStack() as stack:
+            if not readonly:
+                stack.enter_context(host_lock(uri, root))
+            driver = stack.enter_context(connect(uri, readonly=readonly))
+            return work(desired, driver)
+
+    outcomes = run_per_host(groups, one, parallel=parallel)
+    return [HostRun(o.uri, result=o.value, error=o.error) for o in outcomes]

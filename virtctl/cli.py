@@ -6,6 +6,7 @@ Exit status: 0 success (diff: in sync), 1 error, 2 changes pending (diff, apply 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import api, render
+from . import api, export, gitinfo, render
 from .converters.convert import FORMATS, convert
 from .errors import Source, SpecError, VirtctlError
 from .reconciler.actions import Action
@@ -45,6 +46,12 @@ def _policy(parser: argparse.ArgumentParser) -> None:
                         help="destroy guests that ignore shutdown when their state is shutoff")
 
 
+def _restarts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-restart", action="store_true",
+                        help="stop and start running objects whose changes need it (objects "
+                        "whose spec sets updatePolicy follow that instead)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="virtctl", description="Declarative reconciler for libvirt domains and networks."
@@ -56,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _files(p)
     _policy(p)
+    _restarts(p)
     p.add_argument("--prune", action="store_true", help="delete managed objects absent from the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
@@ -65,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diff", help="show what apply would change (exit 2 if anything)")
     _common(p)
     _files(p)
+    _restarts(p)
     p.add_argument("--prune", action="store_true")
     p.add_argument("--adopt", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -101,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="the file to convert, or - for stdin")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("export", help="write specs for the objects on the host")
+    _common(p)
+    p.add_argument("--to", dest="folder", metavar="DIR",
+                   help="write one file per object here (default: stdout)")
+    p.add_argument("-o", "--output", choices=("yaml", "xml"), default="yaml")
+    p.add_argument("--managed-only", action="store_true",
+                   help="only objects virtctl manages (default: every object)")
+    p.set_defaults(func=cmd_export)
+
     add_watch_parser(sub)
     return parser
 
@@ -133,6 +151,7 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         adopt=getattr(args, "adopt", False),
         shutdown_timeout=getattr(args, "shutdown_timeout", 60.0),
         force_stop=getattr(args, "force_stop", False),
+        allow_restart=getattr(args, "allow_restart", False),
     )
 
 
@@ -145,7 +164,7 @@ def _emit_json(out: TextIO, doc: dict[str, Any]) -> None:
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = _load(args, err)
-    policy = _policy_from(args)
+    policy = dataclasses.replace(_policy_from(args), commit=gitinfo.spec_commit(args.paths))
     if args.dry_run:
         with api.connect(args.connect, readonly=True) as reader:
             planned = api.plan(desired, reader, policy=policy)
@@ -217,6 +236,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         columns = ["name", "state", "autostart", "managed"]
         if args.what == "domains":
             columns.insert(1, "id")
+            columns.append("pending")
         if args.output == "wide":
             columns += ["uuid", "persistent", "source", "commit"]
         out.write(render.table(records, columns))
@@ -251,6 +271,19 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result = convert(text, src=args.src, dst=args.dst, source=source)
     err.writelines(f"warning: {warning}\n" for warning in result.warnings)
     out.write(result.text)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with api.connect(args.connect, readonly=True) as reader:
+        live = reader.snapshot()
+    fmt = export.ExportFormat(args.output)
+    specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only)
+    if args.folder is None:
+        out.write(export.stdout_text(specs, fmt=fmt))
+        return EXIT_OK
+    for path in export.write_specs(Path(args.folder), specs):
+        err.write(f"wrote {path}\n")
     return EXIT_OK
 
 

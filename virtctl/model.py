@@ -91,6 +91,7 @@ class DomainSpec:
     macs: tuple[str, ...] = ()  # declared MACs, lower-case
     update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
     shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
+    connect: str | None = None  # host URI or Hosts alias; None: the command line's
 
     @property
     def key(self) -> ObjectKey:
@@ -109,6 +110,7 @@ class NetworkSpec:
     uuid: str | None = None
     bridge: str | None = None
     update_policy: UpdatePolicy | None = None
+    connect: str | None = None  # host URI or Hosts alias; None: the command line's
 
     @property
     def key(self) -> ObjectKey:
@@ -119,12 +121,22 @@ Spec = DomainSpec | NetworkSpec
 
 
 @dataclass(frozen=True, slots=True)
+class HostAlias:
+    """A name for a host connection, from a `kind: Hosts` document."""
+
+    name: str
+    uri: str
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
 class Desired:
     """Everything the loaded specs declare, keyed by name."""
 
     domains: Mapping[str, DomainSpec] = field(default_factory=dict)
     networks: Mapping[str, NetworkSpec] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. xm keys with no libvirt equivalent
+    hosts: Mapping[str, HostAlias] = field(default_factory=dict)  # from 'kind: Hosts'
 
     def __iter__(self) -> Iterator[Spec]:
         yield from self.networks.values()

@@ -98,7 +98,13 @@ def test_every_object_schema_forbids_unknown_fields() -> None:
     def walk(node: Any, where: str) -> None:
         if isinstance(node, dict):
             if node.get("type") == "object":
-                assert node.get("additionalProperties") is False, where
+                # A record forbids unknown fields; a map (no "properties", values typed by
+                # "additionalProperties", names by "propertyNames") has no fixed fields.
+                if "properties" in node or "additionalProperties" not in node:
+                    assert node.get("additionalProperties") is False, where
+                else:
+                    assert isinstance(node["additionalProperties"], dict), where
+                    assert "propertyNames" in node, where
             for key, value in node.items():
                 walk(value, f"{where}.{key}")
         elif isinstance(node, list):

@@ -26,7 +26,7 @@ from lxml import etree
 
 from .. import metadata
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
-from ..model import Desired, DomainSpec, DomainState, NetworkSpec, UpdatePolicy
+from ..model import Desired, DomainSpec, DomainState, HostAlias, NetworkSpec, UpdatePolicy
 from ..xmlutil import parse, tostring
 from .speccache import SpecCache
 
@@ -95,6 +95,7 @@ def load_specs(
         files = list(expand(paths, stdin=stdin))
     except SpecError as exc:
         raise SpecErrors([exc]) from None
+    aliases: list[HostAlias] = []
     for spec_file in files:
         hit = cache.get(spec_file.text, spec_file.name)
         if hit is not None:
@@ -102,8 +103,10 @@ def load_specs(
             warnings.extend(hit[1])
             continue
         found: list[str] = []
+        named: list[HostAlias] = []
         try:
-            loaded = load_text(spec_file.text, source=spec_file.name, warnings=found)
+            loaded = load_text(spec_file.text, source=spec_file.name, warnings=found,
+                               hosts=named)
         except SpecErrors as many:
             errors.extend(many.errors)
             continue
@@ -112,17 +115,33 @@ def load_specs(
             continue
         specs.extend(loaded)
         warnings.extend(found)
-        cache.put(spec_file.text, loaded, found)
+        aliases.extend(named)
+        if not named:  # the cache holds specs only; files naming hosts are re-read
+            cache.put(spec_file.text, loaded, found)
     from .validate import check_specs
 
     errors.extend(check_specs(specs))
+    hosts = _unique_hosts(aliases, errors)
     if errors:
         raise SpecErrors(errors)
     return Desired(
         domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
         networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
         warnings=tuple(warnings),
+        hosts=hosts,
     )
+
+
+def _unique_hosts(aliases: list[HostAlias], errors: list[SpecError]) -> dict[str, HostAlias]:
+    hosts: dict[str, HostAlias] = {}
+    for alias in aliases:
+        first = hosts.get(alias.name)
+        if first is not None and first.uri != alias.uri:
+            errors.append(SpecError(
+                f"host {alias.name!r} is already named {first.uri} at {first.source}",
+                code=ErrorCode.DUPLICATE, source=alias.source))
+        hosts.setdefault(alias.name, alias)
+    return hosts
 
 
 def detect_format(text: str, source: str) -> str:
@@ -142,15 +161,17 @@ def detect_format(text: str, source: str) -> str:
 
 
 def load_text(
-    text: str, *, source: str, warnings: list[str] | None = None
+    text: str, *, source: str, warnings: list[str] | None = None,
+    hosts: list[HostAlias] | None = None,
 ) -> list[DomainSpec | NetworkSpec]:
-    """The specs one file declares; conversion warnings are appended to `warnings`."""
+    """The specs one file declares; conversion warnings are appended to `warnings`, host
+    names from `kind: Hosts` documents to `hosts`."""
     fmt = detect_format(text, source)
     if fmt == "xml":
         return [spec_from_xml(parse(text, source=source), source=source)]
     if fmt == "xen":
         return [_load_xen(text, source, warnings if warnings is not None else [])]
-    return _load_yaml(text, source)
+    return _load_yaml(text, source, hosts if hosts is not None else [])
 
 
 # -- XML --------------------------------------------------------------------------------
@@ -216,6 +237,7 @@ def spec_from_xml(
             ),
             update_policy=rules[0],
             shutdown_timeout=rules[1],
+            connect=_connect(attrs if runtime is None else runtime),
         )
     if root.tag == "network":
         if runtime is not None:
@@ -236,9 +258,15 @@ def spec_from_xml(
             uuid=uuid,
             bridge=bridge.get("name") if bridge is not None else None,
             update_policy=policy,
+            connect=_connect(attrs if runtime is None else runtime),
         )
     raise SpecError(f"expected <domain> or <network>, found <{root.tag}>",
                     source=Source(source, line))
+
+
+def _connect(given: Mapping[str, Any]) -> str | None:
+    value = given.get("connect")
+    return str(value).strip() or None if value is not None else None
 
 
 def _update_rules(
@@ -301,7 +329,7 @@ def schema() -> dict[str, Any]:
 def _validator(kind: str | None = None) -> jsonschema.protocols.Validator:
     """The schema's validator; for a known kind, one that skips the kind dispatch."""
     root = schema()
-    if kind in ("Domain", "Network"):
+    if kind in ("Domain", "Network", "Hosts"):
         # Same $defs, no if/then on kind: a third of the validation time on large runs.
         root = dict(root, allOf=[{"$ref": f"#/$defs/{kind.lower()}"}])
     cls = jsonschema.validators.validator_for(root)
@@ -325,7 +353,9 @@ def _has_content_before(text: str, line: int) -> bool:
     return False
 
 
-def _load_yaml(text: str, source: str) -> list[DomainSpec | NetworkSpec]:
+def _load_yaml(
+    text: str, source: str, hosts: list[HostAlias]
+) -> list[DomainSpec | NetworkSpec]:
     try:
         docs = [d for d in yaml.load_all(text, Loader=_Loader)]
     except yaml.YAMLError as exc:
@@ -341,7 +371,10 @@ def _load_yaml(text: str, source: str) -> list[DomainSpec | NetworkSpec]:
     for index, doc in nonempty:
         line = starts[index] if index < len(starts) else None
         try:
-            specs.append(_spec_from_doc(doc, source, index, line, text))
+            if isinstance(doc, dict) and doc.get("kind") == "Hosts":
+                hosts.extend(_hosts_from_doc(doc, source, index, line, text))
+            else:
+                specs.append(_spec_from_doc(doc, source, index, line, text))
         except SpecErrors as many:
             errors.extend(many.errors)
         except SpecError as exc:
@@ -349,6 +382,20 @@ def _load_yaml(text: str, source: str) -> list[DomainSpec | NetworkSpec]:
     if errors:
         raise SpecErrors(errors)
     return specs
+
+
+def _hosts_from_doc(
+    doc: dict[str, Any], source: str, index: int, line: int | None, text: str
+) -> list[HostAlias]:
+    problems = sorted(_validator("Hosts").iter_errors(doc), key=_error_rank)
+    if problems:
+        raise SpecErrors([_schema_error(e, source, index, line, text) for e in problems[:20]])
+    return [
+        HostAlias(name=str(name), uri=str(uri),
+                  source=Source(source, _line_of(text, index, ["hosts", name]) or line,
+                                f"hosts.{name}"))
+        for name, uri in doc["hosts"].items()
+    ]
 
 
 def _spec_from_doc(
@@ -375,7 +422,7 @@ def _spec_from_doc(
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
     runtime = {k: doc[k] for k in ("state", "autostart", "active", "updatePolicy",
-                                    "shutdownTimeout") if k in doc}
+                                    "shutdownTimeout", "connect") if k in doc}
     return spec_from_xml(root, source=source, line=line, runtime=runtime)
 
 

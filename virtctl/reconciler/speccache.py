@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,28 +57,36 @@ def _key(text: str) -> str:
     return hashlib.sha256(_code_fingerprint().encode() + b"\0" + text.encode()).hexdigest()
 
 
+_KINDS: dict[str, type[DomainSpec] | type[NetworkSpec]] = {
+    "domain": DomainSpec, "network": NetworkSpec,
+}
+# Fields whose JSON form is not the Python value itself.
+_DECODERS: dict[str, Any] = {
+    "state": DomainState,
+    "update_policy": lambda v: None if v is None else UpdatePolicy(v),
+    "networks": tuple,
+    "macs": tuple,
+}
+
+
 def _encode(spec: Spec) -> dict[str, Any]:
-    common = {"name": spec.name, "xml": spec.xml, "uuid": spec.uuid, "autostart": spec.autostart,
-              "line": spec.source.line, "update_policy": spec.update_policy}
-    if isinstance(spec, DomainSpec):
-        return common | {"kind": "domain", "state": str(spec.state),
-                         "networks": list(spec.networks), "macs": list(spec.macs),
-                         "shutdown_timeout": spec.shutdown_timeout}
-    return common | {"kind": "network", "active": spec.active, "bridge": spec.bridge}
+    # Every field but the source, whose file is the cache key's file anyway.
+    out: dict[str, Any] = {"kind": "domain" if isinstance(spec, DomainSpec) else "network",
+                           "line": spec.source.line}
+    for f in fields(spec):
+        if f.name != "source":
+            value = getattr(spec, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def _decode(data: dict[str, Any], source: str) -> Spec:
-    where = Source(source, data["line"])
-    policy = UpdatePolicy(data["update_policy"]) if data["update_policy"] else None
-    if data["kind"] == "domain":
-        return DomainSpec(name=data["name"], xml=data["xml"], source=where,
-                          state=DomainState(data["state"]), autostart=data["autostart"],
-                          uuid=data["uuid"], networks=tuple(data["networks"]),
-                          macs=tuple(data["macs"]), update_policy=policy,
-                          shutdown_timeout=data["shutdown_timeout"])
-    return NetworkSpec(name=data["name"], xml=data["xml"], source=where, active=data["active"],
-                       autostart=data["autostart"], uuid=data["uuid"], bridge=data["bridge"],
-                       update_policy=policy)
+    cls = _KINDS[data["kind"]]
+    kwargs = {
+        f.name: _DECODERS.get(f.name, lambda v: v)(data[f.name])
+        for f in fields(cls) if f.name != "source"
+    }
+    return cls(source=Source(source, data["line"]), **kwargs)
 
 
 class SpecCache:

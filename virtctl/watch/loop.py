@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -29,6 +29,7 @@ from .. import drivers
 from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import DriverError, SpecError, TransientError, VirtctlError
+from ..gitinfo import spec_commit
 from ..model import Desired, Live, ObjectKey
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
@@ -150,7 +151,9 @@ class Watcher:
         live = self.driver.snapshot()
         caps = self._capabilities()
         settled = self._settle(scan, live, caps)
-        planned = protect(make_plan(settled.desired, live, policy=self.policy, caps=caps), live, settled)
+        # Read per pass: a `git pull` beside a running watcher moves the commit.
+        policy = replace(self.policy, commit=spec_commit(self.specs.paths))
+        planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps), live, settled)
         if first:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted)

@@ -1,0 +1,133 @@
+"""Many hosts: which connection each spec targets, and one reconcile per host at a time.
+
+A spec may name its host with `connect:` (a libvirt URI, or an alias from a `kind: Hosts`
+document: `hosts: {web: qemu+ssh://root@web1/system}`); specs that name none go to the
+connection chosen on the command line. `group_by_host` is pure. `host_lock` serialises
+virtctl runs against one host (an flock per URI under the state directory), and
+`run_per_host` runs a function for every host concurrently (bounded), turning each host's
+failure into that host's result only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from .errors import (
+    ErrorCode,
+    ErrorDomain,
+    InternalError,
+    Source,
+    SpecError,
+    SpecErrors,
+    VirtctlError,
+)
+from .model import Desired, DomainSpec, HostAlias, NetworkSpec
+from .uri import parse_uri
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def resolve(connect: str, aliases: Mapping[str, HostAlias]) -> str:
+    """An alias's URI, or `connect` itself when it is a URI."""
+    if connect in aliases:
+        return aliases[connect].uri
+    return connect
+
+
+def group_by_host(
+    desired: Desired, *, default_uri: str, aliases: Mapping[str, HostAlias] | None = None
+) -> dict[str, Desired]:
+    """Split the specs by the host they target; raise SpecErrors for unknown hosts."""
+    aliases = aliases or {}
+    domains: dict[str, dict[str, DomainSpec]] = {}
+    networks: dict[str, dict[str, NetworkSpec]] = {}
+    errors: list[SpecError] = []
+    for spec in desired:
+        uri = default_uri if spec.connect is None else resolve(spec.connect, aliases)
+        if "://" not in uri:
+            errors.append(SpecError(
+                f"connect: {spec.connect!r} is neither a URI nor a host named in a "
+                "'kind: Hosts' document",
+                code=ErrorCode.UNKNOWN_REFERENCE,
+                source=Source(spec.source.file, spec.source.line, "connect")))
+            continue
+        try:
+            parse_uri(uri)
+        except SpecError as exc:
+            errors.append(SpecError(exc.message, code=exc.code,
+                                    source=Source(spec.source.file, spec.source.line, "connect")))
+            continue
+        if isinstance(spec, DomainSpec):
+            domains.setdefault(uri, {})[spec.name] = spec
+        else:
+            networks.setdefault(uri, {})[spec.name] = spec
+    if errors:
+        raise SpecErrors(errors)
+    uris = sorted(set(domains) | set(networks))
+    return {
+        uri: replace(desired, domains=domains.get(uri, {}), networks=networks.get(uri, {}))
+        for uri in uris
+    } or {default_uri: desired}
+
+
+def lock_path(uri: str, state_root: Path) -> Path:
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
+    return state_root / "locks" / f"{digest}.lock"
+
+
+@contextlib.contextmanager
+def host_lock(uri: str, state_root: Path) -> Iterator[None]:
+    """Hold the per-host lock: two virtctl runs never interleave actions on one host."""
+    path = lock_path(uri, state_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {uri}\n".encode())
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True, slots=True)
+class HostOutcome(Generic[R]):
+    uri: str
+    value: R | None = None
+    error: VirtctlError | None = None
+
+
+def run_per_host(
+    work: Mapping[str, T], fn: Callable[[str, T], R], *, parallel: int = 4
+) -> list[HostOutcome[R]]:
+    """Run `fn(uri, item)` for every host, at most `parallel` at once, in URI order.
+
+    A host whose run raises a VirtctlError (unreachable, bad input for that host...) gets
+    that error as its outcome; the other hosts are unaffected.
+    """
+
+    def one(uri: str) -> HostOutcome[R]:
+        try:
+            return HostOutcome(uri, value=fn(uri, work[uri]))
+        except VirtctlError as exc:
+            return HostOutcome(uri, error=exc)
+        except Exception as exc:  # noqa: BLE001 - one host's bug must not sink the others
+            return HostOutcome(uri, error=InternalError(
+                f"{type(exc).__name__}: {exc}", domain=ErrorDomain.CLI))
+
+    uris = sorted(work)
+    if len(uris) <= 1 or parallel <= 1:
+        return [one(uri) for uri in uris]
+    with ThreadPoolExecutor(max_workers=min(parallel, len(uris))) as pool:
+        return list(pool.map(one, uris))
