@@ -22,8 +22,8 @@ from . import drivers
 from .capabilities import HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .drivers.sim import state_root
-from .errors import SpecErrors, VirtctlError
-from .hosts import group_by_host, host_lock, run_per_host
+from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
+from .hosts import HostOutcome, group_by_host, host_lock, run_per_host
 from .model import Desired, Live
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
@@ -35,8 +35,9 @@ from .reconciler.validate import check_host
 from .uri import default_uri
 
 __all__ = [
-    "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply", "check",
-    "connect", "delete", "load", "make_plan", "plan", "reconcile", "replan", "run_hosts",
+    "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
+    "check",
+    "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan", "run_hosts",
     "split_hosts",
 ]
 
@@ -120,17 +121,24 @@ def reconcile(
     return Result(planned, report, replan(desired, driver, policy=policy))
 
 
+def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
+    """What `delete` would do: stop and undefine the managed objects the specs name."""
+    return plan_delete(desired, reader.snapshot(), policy=policy)
+
+
 def delete(
     desired: Desired,
     driver: Driver,
     *,
     policy: Policy = Policy(),
     dry_run: bool = False,
+    planned: Plan | None = None,
     progress: Progress | None = None,
     clock: Clock = Clock(),
 ) -> Result:
-    """Stop and undefine the managed objects the specs name."""
-    planned = plan_delete(desired, driver.snapshot(), policy=policy)
+    """Stop and undefine the managed objects the specs name (per `planned`, if given)."""
+    if planned is None:
+        planned = plan_deletion(desired, driver, policy=policy)
     if dry_run:
         return Result(planned, Report(), planned)
     report = apply_plan(planned, driver, progress=progress, clock=clock)
@@ -169,23 +177,62 @@ def split_hosts(desired: Desired, uri: str | None = None) -> dict[str, Desired]:
     return groups
 
 
+Prepare = Callable[[Desired, Driver], Plan]
+Execute = Callable[[Desired, Driver, Plan], Result]
+
+
 def run_hosts(
     groups: Mapping[str, Desired],
-    work: Callable[[Desired, Driver], Result],
+    prepare: Prepare,
+    execute: Execute | None = None,
     *,
     readonly: bool = False,
     parallel: int = 4,
 ) -> list[HostRun]:
-    """`work(desired, driver)` for every host, concurrently (at most `parallel`), each
-    writing run holding that host's lock; an unreachable host fails only itself."""
+    """Plan on every host, then act on every host, concurrently (at most `parallel`).
+
+    Each writing run holds that host's lock from planning to the end. Nothing is applied
+    anywhere until every host has been planned: a spec error found on any host (an object
+    virtctl does not own, a guest the host cannot run...) stops the whole run first. An
+    unreachable host fails only itself. Without `execute`, the plan is the result."""
     root = state_root(os.environ)
+    held: dict[str, contextlib.ExitStack] = {}  # per host: its lock and connection
 
-    def one(uri: str, desired: Desired) -> Result:
-        with contextlib.ExitStack() as stack:
-            if not readonly:
-                stack.enter_context(host_lock(uri, root))
-            driver = stack.enter_context(connect(uri, readonly=readonly))
-            return work(desired, driver)
+    def plan_one(uri: str, desired: Desired) -> tuple[Driver, Plan]:
+        stack = held[uri] = contextlib.ExitStack()
+        if not readonly:
+            stack.enter_context(host_lock(uri, root))
+        driver = stack.enter_context(connect(uri, readonly=readonly))
+        return driver, prepare(desired, driver)
 
-    outcomes = run_per_host(groups, one, parallel=parallel)
-    return [HostRun(o.uri, result=o.value, error=o.error) for o in outcomes]
+    def act(uri: str, item: tuple[Driver, Plan]) -> Result:
+        assert execute is not None
+        return execute(groups[uri], item[0], item[1])
+
+    try:
+        planned = run_per_host(groups, plan_one, parallel=parallel)
+        spec_errors = [o.error for o in planned if isinstance(o.error, SpecError)]
+        if spec_errors or execute is None:
+            return [_planned_only(o, stopped=bool(spec_errors)) for o in planned]
+        ready = {o.uri: o.value for o in planned if o.value is not None}
+        done = {o.uri: o for o in run_per_host(ready, act, parallel=parallel)}
+    finally:
+        for stack in held.values():
+            stack.close()
+    return [
+        HostRun(o.uri, result=done[o.uri].value, error=done[o.uri].error) if o.uri in done
+        else HostRun(o.uri, error=o.error)
+        for o in planned
+    ]
+
+
+def _planned_only(outcome: HostOutcome[tuple[Driver, Plan]], *, stopped: bool) -> HostRun:
+    if outcome.error is not None:
+        return HostRun(outcome.uri, error=outcome.error)
+    assert outcome.value is not None
+    plan = outcome.value[1]
+    if stopped:
+        return HostRun(outcome.uri, error=SpecError(
+            "not applied: spec errors on other hosts stop the whole run",
+            code=ErrorCode.INVALID_SPEC))
+    return HostRun(outcome.uri, result=Result(plan, Report(), plan))

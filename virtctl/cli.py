@@ -17,6 +17,7 @@ import yaml
 
 from . import api, export, gitinfo, render
 from .converters.convert import FORMATS, convert
+from .drivers.base import Driver
 from .errors import Source, SpecError, VirtctlError
 from .reconciler.actions import Action
 from .watch import add_watch_parser
@@ -52,6 +53,11 @@ def _restarts(parser: argparse.ArgumentParser) -> None:
                         "whose spec sets updatePolicy follow that instead)")
 
 
+def _parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+                        help="hosts reconciled at once when specs target several (default 4)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="virtctl", description="Declarative reconciler for libvirt domains and networks."
@@ -64,9 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     _files(p)
     _policy(p)
     _restarts(p)
-    p.add_argument("--prune", action="store_true", help="delete managed objects absent from the specs")
+    p.add_argument("--prune", action="store_true",
+                   help="delete managed objects absent from the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
+    _parallel(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_apply)
 
@@ -77,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true")
     p.add_argument("--adopt", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _parallel(p)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _policy(p)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _parallel(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("get", help="list domains or networks on the host")
@@ -162,66 +172,157 @@ def _emit_json(out: TextIO, doc: dict[str, Any]) -> None:
 # -- verbs ------------------------------------------------------------------------------
 
 
+def _apply_steps(
+    policy: api.Policy, args: argparse.Namespace, err: TextIO, stream: TextIO | None
+) -> tuple[api.Prepare, api.Execute | None]:
+    """One host's apply: plan (printed at once to `stream`, if given), then apply and
+    verify, unless it is a dry run."""
+
+    def prepare(desired: api.Desired, driver: Driver) -> api.Plan:
+        return api.plan(desired, driver, policy=policy)
+
+    def execute(desired: api.Desired, driver: Driver, planned: api.Plan) -> api.Result:
+        if stream is not None:
+            stream.write(render.plan_text(planned))
+            stream.flush()
+        report = api.apply(planned, driver, progress=_progress(err) if stream else None)
+        remaining = planned if planned.empty else api.replan(desired, driver, policy=policy)
+        return api.Result(planned, report, remaining)
+
+    return prepare, None if args.dry_run else execute
+
+
+def _apply_doc(result: api.Result, *, dry_run: bool) -> dict[str, Any]:
+    if dry_run:
+        return render.plan_json(result.plan)
+    doc = render.plan_json(result.plan) | {"kind": "ApplyResult"}
+    doc["report"] = render.report_json(result.report)
+    doc["remaining"] = render.plan_json(result.remaining)["objects"]
+    return doc
+
+
+def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: bool) -> None:
+    if not plan_shown:
+        out.write(render.plan_text(result.plan))
+    if result.plan.empty or not result.report.results:
+        return
+    out.write(render.report_text(result.report))
+    if not result.remaining.empty and not result.report.return_code:
+        err.write("error: the host still differs from the specs after applying:\n")
+        err.write(render.plan_text(result.remaining))
+
+
+def _exit_code(runs: list[api.HostRun], *, dry_run: bool) -> int:
+    if any(run.error is not None for run in runs):
+        return EXIT_ERROR
+    results = [run.result for run in runs if run.result is not None]
+    if dry_run:
+        return EXIT_OK if all(r.plan.empty for r in results) else EXIT_CHANGES
+    return EXIT_ERROR if any(r.return_code for r in results) else EXIT_OK
+
+
+def _run(
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    groups: dict[str, api.Desired],
+    steps: tuple[api.Prepare, api.Execute | None],
+    *,
+    readonly: bool,
+    render_doc: Callable[[api.Result], dict[str, Any]],
+    render_text: Callable[[api.Result], None],
+    kind: str,
+) -> list[api.HostRun]:
+    """Run `work` on each host the specs target. One host: as if there were no others
+    (its errors propagate, output unchanged). Several: concurrently, each host's outcome
+    under its own heading, an unreachable host failing only itself."""
+    if len(groups) == 1:
+        runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1)
+        if runs[0].error is not None:
+            raise runs[0].error
+        assert runs[0].result is not None
+        if args.output == "json":
+            _emit_json(out, render_doc(runs[0].result))
+        else:
+            render_text(runs[0].result)
+        return runs
+    runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=args.parallel)
+    if args.output == "json":
+        hosts = [
+            {"uri": run.uri} | (render_doc(run.result) if run.result is not None
+                                else render.error_json(run.error or VirtctlError("failed")))
+            for run in runs
+        ]
+        _emit_json(out, {"apiVersion": render.API_VERSION, "kind": kind, "hosts": hosts})
+        return runs
+    for run in runs:
+        out.write(f"=== {run.uri}\n")
+        if run.result is not None:
+            render_text(run.result)
+        else:
+            err.writelines(f"error: {run.uri}: {line}\n" for line in str(run.error).splitlines())
+    return runs
+
+
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = _load(args, err)
     policy = dataclasses.replace(_policy_from(args), commit=gitinfo.spec_commit(args.paths))
-    if args.dry_run:
-        with api.connect(args.connect, readonly=True) as reader:
-            planned = api.plan(desired, reader, policy=policy)
-        _show_plan(planned, args.output, out)
-        return EXIT_OK if planned.empty else EXIT_CHANGES
-    with api.connect(args.connect) as driver:
-        planned = api.plan(desired, driver, policy=policy)
-        if args.output == "text":
-            out.write(render.plan_text(planned))
-            out.flush()
-        report = api.apply(planned, driver, progress=_progress(err))
-        remaining = planned if planned.empty else api.replan(desired, driver, policy=policy)
-    result = api.Result(planned, report, remaining)
-    if args.output == "json":
-        doc = render.plan_json(planned) | {"kind": "ApplyResult"}
-        doc["report"] = render.report_json(report)
-        doc["remaining"] = render.plan_json(remaining)["objects"]
-        _emit_json(out, doc)
-    elif not planned.empty:
-        out.write(render.report_text(report))
-        if not remaining.empty and not report.return_code:
-            err.write("error: the host still differs from the specs after applying:\n")
-            err.write(render.plan_text(remaining))
-    return EXIT_ERROR if result.return_code else EXIT_OK
-
-
-def _show_plan(planned: api.Plan, output: str, out: TextIO) -> None:
-    if output == "json":
-        _emit_json(out, render.plan_json(planned))
-    else:
-        out.write(render.plan_text(planned))
+    groups = api.split_hosts(desired, args.connect)
+    # One host: print the plan before acting, as it happens; several: each when done.
+    live_output = len(groups) == 1 and args.output == "text" and not args.dry_run
+    stream = out if live_output else None
+    runs = _run(
+        args, out, err, groups, _apply_steps(policy, args, err, stream),
+        readonly=args.dry_run,
+        render_doc=lambda r: _apply_doc(r, dry_run=args.dry_run),
+        render_text=lambda r: _apply_text(r, out, err, plan_shown=live_output),
+        kind="MultiHostPlan" if args.dry_run else "MultiHostApplyResult",
+    )
+    return _exit_code(runs, dry_run=args.dry_run)
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = _load(args, err)
-    with api.connect(args.connect, readonly=True) as reader:
-        planned = api.plan(desired, reader, policy=_policy_from(args))
-    _show_plan(planned, args.output, out)
-    return EXIT_OK if planned.empty else EXIT_CHANGES
+    policy = _policy_from(args)
+
+    def prepare(d: api.Desired, reader: Driver) -> api.Plan:
+        return api.plan(d, reader, policy=policy)
+
+    def text(result: api.Result) -> None:
+        out.write(render.plan_text(result.plan))
+
+    runs = _run(args, out, err, api.split_hosts(desired, args.connect), (prepare, None),
+                readonly=True,
+                render_doc=lambda r: render.plan_json(r.plan), render_text=text,
+                kind="MultiHostPlan")
+    return _exit_code(runs, dry_run=True)
 
 
 def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = _load(args, err)
-    with api.connect(args.connect, readonly=args.dry_run) as driver:
-        result = api.delete(desired, driver, policy=_policy_from(args), dry_run=args.dry_run,
-                            progress=None if args.dry_run else _progress(err))
-    if args.output == "json":
-        doc = render.plan_json(result.plan) | {"kind": "DeleteResult"}
-        doc["report"] = render.report_json(result.report)
-        _emit_json(out, doc)
-    else:
+    policy = _policy_from(args)
+
+    def prepare(d: api.Desired, driver: Driver) -> api.Plan:
+        return api.plan_deletion(d, driver, policy=policy)
+
+    def execute(d: api.Desired, driver: Driver, planned: api.Plan) -> api.Result:
+        return api.delete(d, driver, policy=policy, planned=planned, progress=_progress(err))
+
+    def doc(result: api.Result) -> dict[str, Any]:
+        out_doc = render.plan_json(result.plan) | {"kind": "DeleteResult"}
+        out_doc["report"] = render.report_json(result.report)
+        return out_doc
+
+    def text(result: api.Result) -> None:
         out.write(render.plan_text(result.plan))
         if not args.dry_run and not result.plan.empty:
             out.write(render.report_text(result.report))
-    if args.dry_run:
-        return EXIT_OK if result.plan.empty else EXIT_CHANGES
-    return EXIT_ERROR if result.return_code else EXIT_OK
+
+    runs = _run(args, out, err, api.split_hosts(desired, args.connect),
+                (prepare, None if args.dry_run else execute),
+                readonly=args.dry_run, render_doc=doc, render_text=text,
+                kind="MultiHostDeleteResult")
+    return _exit_code(runs, dry_run=args.dry_run)
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -43,6 +42,17 @@ def resolve(connect: str, aliases: Mapping[str, HostAlias]) -> str:
     return connect
 
 
+def _uri_problem(connect: str, uri: str) -> str | None:
+    if "://" not in uri:
+        return (f"connect: {connect!r} is neither a URI nor a host named in a "
+                "'kind: Hosts' document")
+    try:
+        parse_uri(uri)
+    except SpecError as exc:
+        return exc.message
+    return None
+
+
 def group_by_host(
     desired: Desired, *, default_uri: str, aliases: Mapping[str, HostAlias] | None = None
 ) -> dict[str, Desired]:
@@ -51,21 +61,16 @@ def group_by_host(
     domains: dict[str, dict[str, DomainSpec]] = {}
     networks: dict[str, dict[str, NetworkSpec]] = {}
     errors: list[SpecError] = []
+    parse_uri(default_uri)  # a bad --connect is the command line's error, not a spec's
     for spec in desired:
-        uri = default_uri if spec.connect is None else resolve(spec.connect, aliases)
-        if "://" not in uri:
-            errors.append(SpecError(
-                f"connect: {spec.connect!r} is neither a URI nor a host named in a "
-                "'kind: Hosts' document",
-                code=ErrorCode.UNKNOWN_REFERENCE,
-                source=Source(spec.source.file, spec.source.line, "connect")))
-            continue
-        try:
-            parse_uri(uri)
-        except SpecError as exc:
-            errors.append(SpecError(exc.message, code=exc.code,
-                                    source=Source(spec.source.file, spec.source.line, "connect")))
-            continue
+        uri = default_uri
+        if spec.connect is not None:
+            uri = resolve(spec.connect, aliases)
+            problem = _uri_problem(spec.connect, uri)
+            if problem:
+                errors.append(SpecError(problem, code=ErrorCode.UNKNOWN_REFERENCE, source=Source(
+                    spec.source.file, spec.source.line, "connect")))
+                continue
         if isinstance(spec, DomainSpec):
             domains.setdefault(uri, {})[spec.name] = spec
         else:
@@ -89,13 +94,10 @@ def host_lock(uri: str, state_root: Path) -> Iterator[None]:
     """Hold the per-host lock: two virtctl runs never interleave actions on one host."""
     path = lock_path(uri, state_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    # Opened for appending and never written: taking the lock changes nothing on disk.
+    with open(path, "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()} {uri}\n".encode())
-            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -42,10 +42,11 @@ def lab(specs: Path, kit: SimpleNamespace) -> Path:
 
 
 def state_files(state_dir: Path) -> dict[str, float]:
-    """Every file in the sim state directory with its mtime (ns), but the lock, which
-    every connection touches."""
+    """Every file in the sim state directory with its mtime (ns), but the locks: the sim's,
+    which every connection touches, and the per-host locks of virtctl runs (locks/)."""
     return {str(p.relative_to(state_dir)): p.stat().st_mtime_ns
-            for p in state_dir.rglob("*") if p.is_file() and p.name != "lock"}
+            for p in state_dir.rglob("*")
+            if p.is_file() and p.name != "lock" and p.parent.name != "locks"}
 
 
 def test_apply_then_reapply_makes_no_mutating_call(cli, lab: Path, state_dir: Path,
