@@ -30,7 +30,8 @@ from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan import plan as make_plan
-from .reconciler.speccache import SpecCache, cache_dir
+from .reconciler.memo import context_of, memo_for
+from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
 from .reconciler.validate import check_host
 from .uri import default_uri
 
@@ -75,15 +76,33 @@ def check(
 
 
 def plan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
-    """Check, then plan against the host's current state. Changes nothing."""
-    live, caps = check(desired, reader, policy=policy)
-    return make_plan(desired, live, policy=policy, caps=caps)
+    """Check, then plan against the host's current state. Changes the host in no way.
+
+    Objects found in sync by an earlier run with exactly the same inputs (spec, live
+    state, policy, capabilities, virtctl's code) are not compared again (see
+    reconciler/memo.py); the memo lives in the cache directory, per host."""
+    return _memoized_plan(desired, reader, policy, check=True)
 
 
 def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """Plan again after applying (verification): what still differs. No checks."""
+    return _memoized_plan(desired, reader, policy, check=False)
+
+
+def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
+    live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
-    return make_plan(desired, reader.snapshot(), policy=policy, caps=caps)
+    store = SyncMemo(cache_dir(os.environ), reader.uri)
+    context = context_of(repr(replace(policy, commit="")), caps, code_fingerprint())
+    memo = memo_for(desired, live, context=context, known=store.load())
+    if check:
+        errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
+                            verified=memo.verified())
+        if errors:
+            raise SpecErrors(errors)
+    planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo)
+    store.save(planned.in_sync, memo.known)
+    return planned
 
 
 def apply(

@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
@@ -51,6 +51,7 @@ from .classify import classified, kib_of, max_memory_kib, stale_fields, worst
 from .diff import ChangeOp, FieldChange, Origin, diff_xml, removed
 from .essence import essence
 from .identity import fill_domain_identity, fill_network_identity, keep_host_machine
+from .memo import Memo
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class Plan:
     # Every classified field change (definition and runtime) of each object, plan order.
     changes: tuple[tuple[ObjectKey, tuple[FieldChange, ...]], ...] = ()
     pending: tuple[Pending, ...] = ()
+    # sync_key of every object found in sync (see memo.py), for the next run to skip.
+    in_sync: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def empty(self) -> bool:
@@ -129,27 +132,44 @@ def plan(
     *,
     policy: Policy = Policy(),
     caps: HostCapabilities | None = None,
+    memo: Memo | None = None,
 ) -> Plan:
     """The actions that make `live` match `desired`. `caps` (the host's capabilities)
-    lets declared machine aliases match the versioned machines the host stores."""
+    lets declared machine aliases match the versioned machines the host stores. Objects
+    whose sync key (memo.py) was found in sync before, with exactly these inputs, are not
+    compared again; the plan's `in_sync` lists the keys of every object in sync now."""
+    memo = memo or Memo()
     steps: dict[ObjectKey, _Step] = {}
     creates: set[ObjectKey] = set()
+    synced: set[str] = set()
+
+    def remember(key: ObjectKey, step: _Step) -> _Step:
+        found = memo.keys.get(key)
+        if found is not None and not (step.actions or step.changes or step.pending
+                                      or step.notes):
+            synced.add(found)
+        return step
+
+    skip = memo.verified()
     for net in desired.networks.values():
         current = live.networks.get(net.name)
         if current is None:
             creates.add(net.key)
-        steps[net.key] = _network_step(net, current, policy, live)
+        step = _Step() if net.key in skip else _network_step(net, current, policy, live)
+        steps[net.key] = remember(net.key, step)
     for dom in desired.domains.values():
         current_dom = live.domains.get(dom.name)
         if current_dom is None:
             creates.add(dom.key)
-        steps[dom.key] = _domain_step(dom, current_dom, policy, caps)
+        step = _Step() if dom.key in skip else _domain_step(dom, current_dom, policy, caps)
+        steps[dom.key] = remember(dom.key, step)
     deletes: set[ObjectKey] = set()
     if policy.prune:
-        for key, step in _prune(desired, live, policy).items():
+        for key, pruned in _prune(desired, live, policy).items():
             deletes.add(key)
-            steps[key] = step
-    return _assemble(steps, creates=creates, deletes=deletes)
+            steps[key] = pruned
+    planned = _assemble(steps, creates=creates, deletes=deletes)
+    return replace(planned, in_sync=frozenset(synced))
 
 
 def _assemble(
@@ -233,7 +253,8 @@ def _define_xml(root: etree._Element, spec: DomainSpec | NetworkSpec, policy: Po
     out = copy.deepcopy(root)
     metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
                                       commit=policy.commit, last_applied=record))
-    return tostring(out)
+    # Compact: the hypervisor stores it in its own layout anyway.
+    return tostring(out, pretty=False)
 
 
 def _previous(

@@ -40,12 +40,14 @@ def cache_dir(env: Mapping[str, str]) -> Path | None:
 
 
 @cache
-def _code_fingerprint() -> str:
+def code_fingerprint() -> str:
+    """virtctl's version and the sources whose output the caches hold (loading,
+    converting, planning): a change to any of them empties every cache."""
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(__version__.encode())
     sources = [package / "schemas" / "spec.schema.json", package / "metadata.py",
-               package / "xmlutil.py", package / "model.py",
-               *sorted((package / "reconciler").glob("load*.py")),
+               package / "xmlutil.py", package / "model.py", package / "capabilities.py",
+               *sorted((package / "reconciler").glob("*.py")),
                *sorted((package / "converters").glob("*.py"))]
     for path in sources:
         with contextlib.suppress(OSError):
@@ -54,7 +56,7 @@ def _code_fingerprint() -> str:
 
 
 def _key(text: str) -> str:
-    return hashlib.sha256(_code_fingerprint().encode() + b"\0" + text.encode()).hexdigest()
+    return hashlib.sha256(code_fingerprint().encode() + b"\0" + text.encode()).hexdigest()
 
 
 _KINDS: dict[str, type[DomainSpec] | type[NetworkSpec]] = {
@@ -87,6 +89,37 @@ def _decode(data: dict[str, Any], source: str) -> Spec:
         for f in fields(cls) if f.name != "source"
     }
     return cls(source=Source(source, data["line"]), **kwargs)
+
+
+class SyncMemo:
+    """The sync keys (reconciler/memo.py) of objects found in sync on one host."""
+
+    LIMIT = 50_000
+
+    def __init__(self, folder: Path | None, uri: str) -> None:
+        name = hashlib.sha256(uri.encode()).hexdigest()[:32]
+        self.path = folder / "in-sync" / f"{name}.json" if folder is not None else None
+
+    def load(self) -> frozenset[str]:
+        if self.path is None:
+            return frozenset()
+        try:
+            data = json.loads(self.path.read_bytes())
+            return frozenset(str(k) for k in data) if isinstance(data, list) else frozenset()
+        except (OSError, ValueError):
+            return frozenset()
+
+    def save(self, found: frozenset[str], previous: frozenset[str]) -> None:
+        """Keep what was found in sync now, then older keys up to LIMIT."""
+        if self.path is None or found <= previous:
+            return
+        keys = [*sorted(found), *sorted(previous - found)][: self.LIMIT]
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(keys, handle)
+            os.replace(tmp, self.path)
 
 
 class SpecCache:

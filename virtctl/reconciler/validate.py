@@ -12,7 +12,16 @@ from collections.abc import Iterable, Sequence
 
 from ..capabilities import HostCapabilities, check_domain
 from ..errors import ErrorCode, Source, SpecError
-from ..model import Desired, DomainSpec, Live, LiveDomain, NetworkSpec, UpdatePolicy
+from ..model import (
+    Desired,
+    DomainSpec,
+    Live,
+    LiveDomain,
+    LiveNetwork,
+    NetworkSpec,
+    ObjectKey,
+    UpdatePolicy,
+)
 from ..xmlutil import parse
 
 
@@ -55,21 +64,35 @@ def check_host(
     *,
     adopt: bool = False,
     prune: bool = False,
+    verified: frozenset[ObjectKey] = frozenset(),
 ) -> list[SpecError]:
+    """Every problem of the specs against this host. Objects in `verified` passed the
+    ownership and capability checks before with exactly these inputs (memo.py)."""
     errors: list[SpecError] = []
-    errors.extend(_ownership(desired, live, adopt=adopt))
+    unverified = [s for s in desired if s.key not in verified]
+    errors.extend(_ownership(unverified, live, adopt=adopt))
     errors.extend(_references(desired, live, prune=prune))
     if caps is not None:
-        errors.extend(_capabilities(desired.domains.values(), caps))
+        errors.extend(_capabilities((s for s in unverified if isinstance(s, DomainSpec)), caps))
     return errors
 
 
-def _ownership(desired: Desired, live: Live, *, adopt: bool) -> Iterable[SpecError]:
-    for spec in desired:
+def _ownership(
+    specs: Iterable[DomainSpec | NetworkSpec], live: Live, *, adopt: bool
+) -> Iterable[SpecError]:
+    everything: list[LiveDomain | LiveNetwork] = [*live.domains.values(),
+                                                 *live.networks.values()]
+    owners = {(o.key.kind, o.uuid.lower()): o for o in everything}
+    for spec in specs:
         found = live.get(spec.key)
         if found is None:
-            if spec.uuid:
-                yield from _uuid_taken(spec, live)
+            other = owners.get((spec.key.kind, spec.uuid)) if spec.uuid else None
+            if other is not None:
+                yield SpecError(
+                    f"uuid {spec.uuid} already belongs to {other.key} on the host",
+                    code=ErrorCode.DUPLICATE,
+                    source=Source(spec.source.file, spec.source.line, "uuid"),
+                )
             continue
         if not found.managed and not adopt:
             yield SpecError(
@@ -101,17 +124,6 @@ def _type_change(spec: DomainSpec, found: LiveDomain) -> Iterable[SpecError]:
             code=ErrorCode.INVALID_SPEC,
             source=Source(spec.source.file, spec.source.line, "type"),
         )
-
-
-def _uuid_taken(spec: DomainSpec | NetworkSpec, live: Live) -> Iterable[SpecError]:
-    table = live.domains if isinstance(spec, DomainSpec) else live.networks
-    for other in table.values():
-        if other.uuid.lower() == spec.uuid:
-            yield SpecError(
-                f"uuid {spec.uuid} already belongs to {other.key} on the host",
-                code=ErrorCode.DUPLICATE,
-                source=Source(spec.source.file, spec.source.line, "uuid"),
-            )
 
 
 def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecError]:

@@ -1,0 +1,63 @@
+"""Fingerprints of (spec, live object) pairs already found in sync, so a no-op run can
+skip re-comparing them.
+
+Planning one object is a pure function of its spec, its live state, the policy and the
+host's capabilities. `sync_key` hashes all of those (and the planner's own code version,
+passed in by the caller), so when a key is in the set of pairs found in sync before, the
+planner would reach the same empty result again and may skip the work. A changed byte
+anywhere in the inputs gives a new key: drift, a spec edit or a new virtctl version is
+never hidden. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from ..capabilities import HostCapabilities
+from ..model import Desired, Live, LiveDomain, LiveNetwork, ObjectKey, Spec
+
+# Live fields that follow from others or never decide a plan: the ownership record is
+# read from the definition (already hashed), the id changes with every start.
+_DERIVED = frozenset({"owner", "id"})
+
+
+@dataclass(frozen=True, slots=True)
+class Memo:
+    """Each object's sync key in this run, and the keys found in sync before."""
+
+    keys: Mapping[ObjectKey, str] = field(default_factory=dict)
+    known: frozenset[str] = frozenset()
+
+    def verified(self) -> frozenset[ObjectKey]:
+        return frozenset(k for k, v in self.keys.items() if v in self.known)
+
+
+def _fields(obj: Spec | LiveDomain | LiveNetwork, skip: frozenset[str]) -> str:
+    return "\0".join(str(getattr(obj, f.name)) for f in fields(obj) if f.name not in skip)
+
+
+def sync_key(spec: Spec, live: LiveDomain | LiveNetwork, *, context: str) -> str:
+    """The fingerprint of everything that decides this object's plan: both sides' every
+    field (definitions, runtime state, autostart, policies...) and the run's context."""
+    digest = hashlib.sha256(context.encode())
+    digest.update(b"\1" + _fields(spec, frozenset({"source"})).encode())
+    digest.update(b"\1" + _fields(live, _DERIVED).encode())
+    return digest.hexdigest()
+
+
+def context_of(policy_repr: str, caps: HostCapabilities | None, code: str) -> str:
+    """What every object's plan depends on besides the object: the policy (`repr`, without
+    the commit, which only labels definitions), the capabilities, the code version."""
+    caps_repr = "" if caps is None else repr(caps)
+    return hashlib.sha256("\0".join((code, policy_repr, caps_repr)).encode()).hexdigest()
+
+
+def memo_for(desired: Desired, live: Live, *, context: str, known: frozenset[str]) -> Memo:
+    keys = {
+        spec.key: sync_key(spec, found, context=context)
+        for spec in desired
+        if (found := live.get(spec.key)) is not None
+    }
+    return Memo(keys=keys, known=known)
