@@ -57,3 +57,10 @@ def libvirt_relaxng() -> Callable[[str], etree.RelaxNG]:
         return _load_relaxng(tag)
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own spec cache and sync memo (never the user's ~/.cache)."""
+    monkeypatch.setenv("VIRTCTL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field, fields
 from ..capabilities import HostCapabilities
 from ..model import Desired, Live, LiveDomain, LiveNetwork, ObjectKey, Spec
 
-# Live fields that follow from others or never decide a plan: the ownership record is
-# read from the definition (already hashed), the id changes with every start.
-_DERIVED = frozenset({"owner", "id"})
+# A live field that never decides a plan: the id changes with every start.
+_DERIVED = frozenset({"id"})
 
 
 @dataclass(frozen=True, slots=True)
