@@ -129,7 +129,9 @@ def bench(n: int, fmt: str, repeat: int) -> dict[str, float]:
         specs = Path(tmp) / "specs"
         write_specs(specs, n, fmt)
         env = dict(os.environ, VIRTCTL_STATE_DIR=str(Path(tmp) / "state"),
-                   VIRTCTL_CONNECT="sim:///bench")
+                   VIRTCTL_CONNECT="sim:///bench", VIRTCTL_CACHE_DIR=str(Path(tmp) / "cache"))
+        # As installed: byte-compiled modules are written once and reused.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         full, _ = run_apply(specs, env)
         noop = []
         rss = 0.0

@@ -91,9 +91,10 @@ def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Pl
 
 def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
     live = reader.snapshot()
-    caps = parse_capabilities(reader.capabilities())
+    caps_xml = reader.capabilities()
+    caps = parse_capabilities(caps_xml)
     store = SyncMemo(cache_dir(os.environ), reader.uri)
-    context = context_of(repr(replace(policy, commit="")), caps, code_fingerprint())
+    context = context_of(repr(replace(policy, commit="")), caps_xml, code_fingerprint())
     memo = memo_for(desired, live, context=context, known=store.load())
     if check:
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,

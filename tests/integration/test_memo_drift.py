@@ -51,3 +51,27 @@ def test_drift_after_memoized_runs_is_found(tmp_path: Path, monkeypatch) -> None
 
     (specs / "web.yaml").write_text(SPEC.replace("512MiB", "1GiB"))  # the spec changes
     assert run("diff", "-f", str(specs)) == 2
+
+
+def test_keys_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """Hash randomisation must not change a key: a second process finds the pairs the
+    first one recorded (the memo does not grow) and compares nothing again."""
+    import json
+    import subprocess
+    import sys
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(SPEC)
+    env = dict(os.environ, VIRTCTL_STATE_DIR=str(tmp_path / "state"),
+               VIRTCTL_CONNECT="sim:///memo")
+    repo = Path(__file__).resolve().parents[2]
+    sizes = []
+    for seed in ("1", "2", "3"):
+        done = subprocess.run([sys.executable, "-m", "virtctl", "apply", "-f", str(specs)],
+                              env=dict(env, PYTHONHASHSEED=seed, PYTHONPATH=str(repo)),
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        files = list(Path(env["VIRTCTL_CACHE_DIR"]).glob("in-sync/*.json"))
+        sizes.append(sum(len(json.loads(f.read_text())) for f in files))
+    assert sizes[1] == sizes[2] == 1, sizes

@@ -19,7 +19,7 @@ LIVE_XML = ("<domain type='kvm'><name>web</name><uuid>9b1c5e8a-2f4d-4c3b-8a6e-1d
 SPEC = DomainSpec(name="web", xml=DECLARED, source=Source("web.xml", 1))
 LIVE = LiveDomain(name="web", uuid="9b1c5e8a-2f4d-4c3b-8a6e-1d2c3b4a5f60", xml=LIVE_XML,
                   state=DomainState.RUNNING, id=3, owner=Ownership())
-CONTEXT = context_of(repr(Policy()), None, "code-1")
+CONTEXT = context_of(repr(Policy()), "<capabilities/>", "code-1")
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,12 @@ CONTEXT = context_of(repr(Policy()), None, "code-1")
         pytest.param(SPEC, dataclasses.replace(LIVE, running_xml="<domain/>"), CONTEXT,
                      id="live-running-definition"),
         pytest.param(SPEC, dataclasses.replace(LIVE, owner=None), CONTEXT, id="not-managed"),
-        pytest.param(SPEC, LIVE, context_of(repr(Policy(allow_restart=True)), None, "code-1"),
-                     id="policy"),
-        pytest.param(SPEC, LIVE, context_of(repr(Policy()), None, "code-2"), id="code"),
+        pytest.param(SPEC, LIVE, context_of(repr(Policy(allow_restart=True)),
+                                            "<capabilities/>", "code-1"), id="policy"),
+        pytest.param(SPEC, LIVE, context_of(repr(Policy()), "<capabilities/>", "code-2"),
+                     id="code"),
+        pytest.param(SPEC, LIVE, context_of(repr(Policy()), "<capabilities><host/>"
+                                            "</capabilities>", "code-1"), id="capabilities"),
     ],
 )
 def test_any_changed_input_gives_a_new_key(spec: DomainSpec, live: LiveDomain,

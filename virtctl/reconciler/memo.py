@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from ..capabilities import HostCapabilities
 from ..model import Desired, Live, LiveDomain, LiveNetwork, ObjectKey, Spec
 
 # A live field that never decides a plan: the id changes with every start.
@@ -46,11 +45,11 @@ def sync_key(spec: Spec, live: LiveDomain | LiveNetwork, *, context: str) -> str
     return digest.hexdigest()
 
 
-def context_of(policy_repr: str, caps: HostCapabilities | None, code: str) -> str:
+def context_of(policy_repr: str, caps_xml: str, code: str) -> str:
     """What every object's plan depends on besides the object: the policy (`repr`, without
-    the commit, which only labels definitions), the capabilities, the code version."""
-    caps_repr = "" if caps is None else repr(caps)
-    return hashlib.sha256("\0".join((code, policy_repr, caps_repr)).encode()).hexdigest()
+    the commit, which only labels definitions), the host's capabilities XML (as text:
+    the parsed form holds sets, whose order differs between processes), the code."""
+    return hashlib.sha256("\0".join((code, policy_repr, caps_xml)).encode()).hexdigest()
 
 
 def memo_for(desired: Desired, live: Live, *, context: str, known: frozenset[str]) -> Memo:
