@@ -6,6 +6,8 @@ import io
 import json
 import os
 from pathlib import Path
+
+from virtctl.cli import main
 from types import SimpleNamespace
 
 import pytest
@@ -300,6 +302,21 @@ def test_plans_do_not_depend_on_hash_seed(state_dir: Path, lab: Path,
 def test_progress_is_not_shown_when_piped(cli, lab: Path) -> None:
     result = cli("apply", "-f", str(lab))
     assert "\r" not in result.err and "\033" not in result.out + result.err
+
+
+def test_progress_is_shown_on_a_terminal(lab: Path, state_dir: Path) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out, err = io.StringIO(), Terminal()
+    assert main(["apply", "-f", str(lab)], out=out, err=err) == 0
+    shown = err.getvalue()
+    assert "\r" in shown
+    counters = [part.split("]")[0] for part in shown.split("[")[1:]]
+    done, whole = counters[-1].split("/")
+    assert done == whole and int(whole) >= 3  # ends on N/N for the N actions applied
+    assert "\033" not in out.getvalue()  # the plan itself stays plain
 
 
 def test_environment_is_isolated(state_dir: Path) -> None:
