@@ -6,13 +6,12 @@ import io
 import json
 import os
 from pathlib import Path
-
-from virtctl.cli import main
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from virtctl.cli import main
 from virtctl.model import Kind
 
 YAML_SPEC = """\
