@@ -11,7 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "virtctl"
 PURE = sorted(
     [PACKAGE / "reconciler" / f"{name}.py"
-     for name in ("essence", "diff", "identity", "actions", "plan", "validate", "classify")]
+     for name in ("essence", "diff", "identity", "actions", "plan", "plan_network",
+                  "steps", "validate", "classify")]
     + list((PACKAGE / "converters").glob("*.py"))
 )
 FORBIDDEN = {"os", "time", "subprocess", "libvirt", "random", "socket", "secrets", "shutil"}

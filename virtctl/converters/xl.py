@@ -2,11 +2,12 @@
 
 Called through `virtctl.converters.xm.xm_to_xml(..., flavor="xl")` / `xml_to_xm(...,
 flavor="xl")`, or the `xl_to_xml` / `xml_to_xl` wrappers below. xl is a superset of xm,
-so everything shared lives in `xm`, `xmbase` and `xmdev`; this module holds only xl's
-differences: `type=`/`cmdline=`/`bios=` boot keys and HVM direct kernel boot, the xl disk
-syntax (`format=,vdev=,access=,backendtype=,devtype=,target=` and rbd targets),
-`maxvcpus`, channel, usbctrl, usbdev, vnuma, spice, the xenbus limits and
-`device_model_args`. Pure: no I/O.
+so everything shared lives in `xm`, `xmbase` and the device modules (`xmdisk`, `xmvif`,
+`xmchardev`, `xmdev`); this module holds only xl's differences: `type=`/`cmdline=`/`bios=`
+boot keys and HVM direct kernel boot, the xl disk syntax
+(`format=,vdev=,access=,backendtype=,devtype=,target=` and rbd targets), `maxvcpus`,
+channel, usbctrl, usbdev, vnuma, spice, the xenbus limits and `device_model_args`.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from lxml import etree
 
 from . import xm
 from .xmbase import HVMLOADER, Guest, Kind, Writer, format_cpuset, parse_cpuset, sub
-from .xmdev import FORMATS, add_disk_mode, disk_bus, disk_facts, key_values
-from .xmparse import ConfigReader, Value
+from .xmdisk import FORMATS, add_disk_mode, disk_bus, disk_facts
+from .xmparse import ConfigReader, Value, key_values
 
 #: libvirt's namespace for extra device-model arguments.
 XEN_NS = "http://libvirt.org/schemas/domain/xen/1.0"

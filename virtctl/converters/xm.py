@@ -7,7 +7,8 @@ out, no I/O, no clock, no randomness (a missing uuid stays missing; libvirt fill
 The same engine serves xl files: a `Dialect` names what differs (how the OS keys,
 disks and the paravirtual NIC keyword read and write, and which extra keys exist);
 `virtctl.converters.xl` defines the xl dialect. Key-by-key mapping and the decisions
-taken are in docs/xen-conversion.md. Device parsers live in `virtctl.converters.xmdev`.
+taken are in docs/xen-conversion.md. Device parsers live in `xmdisk`, `xmvif`,
+`xmchardev` and `xmdev` (the rest).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lxml import etree
 
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
 from ..xmlutil import parse, tostring
-from . import xmbase, xmdev
+from . import xmbase, xmchardev, xmdev, xmdisk, xmvif
 from .xmbase import Guest, Kind, Writer, sub
 from .xmparse import ConfigReader, Value, format_config, looks_like_xen_config, parse_config
 
@@ -252,10 +253,10 @@ def _read_devices(r: ConfigReader, guest: Guest, dialect: Dialect) -> None:
         disk = dialect.read_disk(r, index, spec, guest)
         if disk is not None:
             guest.devices.append(disk)
-    xmdev.read_legacy_cdrom(r, guest)
-    xmdev.read_vifs(r, guest)
+    xmdisk.read_legacy_cdrom(r, guest)
+    xmvif.read_vifs(r, guest)
     xmdev.read_graphics(r, guest)
-    xmdev.read_chardevs(r, guest)
+    xmchardev.read_chardevs(r, guest)
     xmdev.read_inputs(r, guest)
     xmdev.read_sound(r, guest)
     xmdev.read_pci(r, guest)
@@ -476,9 +477,9 @@ def _write_devices(w: Writer, devices: etree._Element, dialect: Dialect) -> None
             disks.append(spec)
     if disks:
         w.put("disk", tuple(disks))
-    xmdev.write_vifs(w, devices)
+    xmvif.write_vifs(w, devices)
     xmdev.write_graphics(w, devices)
-    xmdev.write_chardevs(w, devices)
+    xmchardev.write_chardevs(w, devices)
     xmdev.write_inputs(w, devices)
     xmdev.write_sound(w, devices)
     xmdev.write_pci(w, devices)
@@ -491,10 +492,10 @@ def _write_xm_extras(w: Writer, root: etree._Element) -> None:
 XM = Dialect(
     flavor=Flavor.XM,
     read_os=_read_xm_os,
-    read_disk=xmdev.read_xm_disk,
+    read_disk=xmdisk.read_xm_disk,
     read_extras=_read_xm_extras,
     write_os=_write_xm_os,
     write_vcpus=_write_xm_vcpus,
-    write_disk=xmdev.write_xm_disk,
+    write_disk=xmdisk.write_xm_disk,
     write_extras=_write_xm_extras,
 )

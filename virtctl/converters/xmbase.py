@@ -1,6 +1,7 @@
 """Shared base of the Xen converters: reading/writing contexts and scalar mappings.
 
-Called only by `virtctl.converters.xm`, `.xmdev` and `.xl`. `Guest` is the domain being
+Called only by `virtctl.converters.xm`, `.xl` and the device modules (`.xmdisk`,
+`.xmvif`, `.xmchardev`, `.xmdev`). `Guest` is the domain being
 built from a config file; `Writer` collects cfg keys from domain XML and tracks which XML
 parts were used so the rest can be reported. Also: cpuset, uuid, memory units, timers
 and `<features><xen>`. Pure: no I/O.

@@ -9,7 +9,8 @@ assignments, ...) is refused with a `SpecError` naming the file and line. Never
 exec/eval/compile-to-code.
 
 `ConfigReader` hands out typed values to the converters, remembers which keys were used
-and turns every unused key into a warning, so nothing is dropped silently. `format_config`
+and turns every unused key into a warning, so nothing is dropped silently; `key_values`
+splits the `k=v,k=v` device strings (vif, pci, xl's channel) the way Xen does. `format_config`
 writes the cfg text back. Pure: no I/O.
 """
 
@@ -226,6 +227,20 @@ class ConfigReader:
             if entry.key not in self.used:
                 out.append(f"{entry.key} (line {entry.line}): no domain XML equivalent; ignored")
         return out
+
+
+def key_values(r: ConfigReader, key: str, index: int, spec: str) -> dict[str, str]:
+    """`k=v,k=v` tokens as Xen splits them: commas, then spaces/tabs after a comma skipped."""
+    out: dict[str, str] = {}
+    for token in spec.split(","):
+        token = token.lstrip(" \t")
+        if not token:
+            continue
+        name, eq, value = token.partition("=")
+        if not eq:
+            raise r.error(key, f"item {index}: {token!r} is not key=value")
+        out[name.strip()] = value
+    return out
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -4,19 +4,19 @@ Pure: no driver calls, no clock. Definition, power state, autostart and deletion
 separate axes with separate actions; ordering comes from one phase table (actions.py),
 then kind and name, so the same inputs always give the same plan. Input is assumed to
 have passed `validate.check` (ownership, references, capabilities).
+
+This module holds the plan itself and domain planning; networks are planned in
+`plan_network`, and `steps` holds what both share (`Policy` and `spec_hash` live there
+and are re-exported here, where callers import them from).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
-from .. import metadata
 from ..capabilities import HostCapabilities
 from ..model import (
     ChangeClass,
@@ -24,20 +24,15 @@ from ..model import (
     DomainSpec,
     DomainState,
     Kind,
-    LastApplied,
     Live,
     LiveDomain,
-    LiveNetwork,
-    NetworkSpec,
     ObjectKey,
-    Ownership,
     UpdatePolicy,
 )
-from ..xmlutil import parse, tostring
+from ..xmlutil import parse
 from .actions import (
     Action,
     Define,
-    Destroy,
     Resume,
     SetAutostart,
     SetMemory,
@@ -48,20 +43,26 @@ from .actions import (
     phase_of,
 )
 from .classify import classified, kib_of, max_memory_kib, stale_fields, worst
-from .diff import ChangeOp, FieldChange, Origin, diff_xml, removed
-from .essence import essence
-from .identity import fill_domain_identity, fill_network_identity, keep_host_machine
+from .diff import ChangeOp, FieldChange
+from .identity import fill_domain_identity, keep_host_machine
 from .memo import Memo
+from .plan_network import delete_network, network_step
+from .steps import (
+    Policy,
+    Step,
+    autostart_steps,
+    define_reason,
+    define_xml,
+    field_changes,
+    may_restart,
+    paths,
+    recreate_refused,
+    runtime_change,
+    spec_hash,
+    users_of,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    prune: bool = False
-    adopt: bool = False
-    shutdown_timeout: float = 60.0  # unless a spec sets shutdownTimeout
-    force_stop: bool = False  # destroy a guest that ignores shutdown (state: shutoff, restarts)
-    commit: str = ""  # git commit the specs come from, recorded in the ownership mark
-    allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
+__all__ = ["Pending", "Plan", "Policy", "plan", "plan_delete", "spec_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,22 +106,6 @@ class Plan:
         return next((p for p in self.pending if p.key == key), None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """What the planner decided for one object."""
-
-    actions: tuple[Action, ...] = ()
-    changes: tuple[FieldChange, ...] = ()
-    pending: tuple[FieldChange, ...] = ()
-    notes: tuple[str, ...] = ()
-    restart: bool = False
-    recreate: bool = False
-
-
-def spec_hash(xml: str) -> str:
-    return "sha256:" + hashlib.sha256(xml.encode()).hexdigest()
-
-
 def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
     # Stable sort: within one object, actions keep the order the planner emitted them.
     return tuple(sorted(actions, key=lambda a: (phase_of(a), a.kind, a.name)))
@@ -139,11 +124,11 @@ def plan(
     whose sync key (memo.py) was found in sync before, with exactly these inputs, are not
     compared again; the plan's `in_sync` lists the keys of every object in sync now."""
     memo = memo or Memo()
-    steps: dict[ObjectKey, _Step] = {}
+    steps: dict[ObjectKey, Step] = {}
     creates: set[ObjectKey] = set()
     synced: set[str] = set()
 
-    def remember(key: ObjectKey, step: _Step) -> _Step:
+    def remember(key: ObjectKey, step: Step) -> Step:
         found = memo.keys.get(key)
         if found is not None and not (step.actions or step.changes or step.pending
                                       or step.notes):
@@ -155,13 +140,13 @@ def plan(
         current = live.networks.get(net.name)
         if current is None:
             creates.add(net.key)
-        step = _Step() if net.key in skip else _network_step(net, current, policy, live)
+        step = Step() if net.key in skip else network_step(net, current, policy, live)
         steps[net.key] = remember(net.key, step)
     for dom in desired.domains.values():
         current_dom = live.domains.get(dom.name)
         if current_dom is None:
             creates.add(dom.key)
-        step = _Step() if dom.key in skip else _domain_step(dom, current_dom, policy, caps)
+        step = Step() if dom.key in skip else _domain_step(dom, current_dom, policy, caps)
         steps[dom.key] = remember(dom.key, step)
     deletes: set[ObjectKey] = set()
     if policy.prune:
@@ -173,7 +158,7 @@ def plan(
 
 
 def _assemble(
-    steps: dict[ObjectKey, _Step], *, creates: set[ObjectKey], deletes: set[ObjectKey],
+    steps: dict[ObjectKey, Step], *, creates: set[ObjectKey], deletes: set[ObjectKey],
     notes: Iterable[str] = (),
 ) -> Plan:
     keys = sorted(steps)
@@ -189,21 +174,21 @@ def _assemble(
     )
 
 
-def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, _Step]:
+def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
     reason = "pruned: absent from the specs"
     doomed = [d for d in live.domains.values() if d.managed and d.name not in desired.domains]
-    out = {d.key: _Step(actions=tuple(_delete_domain(d, policy.shutdown_timeout,
-                                                     reason=reason))) for d in doomed}
+    out = {d.key: Step(actions=tuple(_delete_domain(d, policy.shutdown_timeout,
+                                                    reason=reason))) for d in doomed}
     for n in live.networks.values():
         if n.managed and n.name not in desired.networks:
-            users = _users_of(n.name, doomed)
-            out[n.key] = _Step(actions=tuple(_delete_network(n, users, reason=reason)))
+            users = users_of(n.name, doomed)
+            out[n.key] = Step(actions=tuple(delete_network(n, users, reason=reason)))
     return out
 
 
 def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy()) -> Plan:
     """Stop and undefine every managed object the specs name; leave the rest alone."""
-    steps: dict[ObjectKey, _Step] = {}
+    steps: dict[ObjectKey, Step] = {}
     notes: list[str] = []
     doomed: list[LiveDomain] = []
     for spec in desired.domains.values():
@@ -214,7 +199,7 @@ def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy()) -> P
             notes.append(f"domain/{spec.name} is not managed by virtctl; left alone")
             continue
         doomed.append(found)
-        steps[found.key] = _Step(actions=tuple(_delete_domain(
+        steps[found.key] = Step(actions=tuple(_delete_domain(
             found, _timeout(spec, policy), reason="deleted")))
     for net in desired.networks.values():
         found_net = live.networks.get(net.name)
@@ -223,114 +208,27 @@ def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy()) -> P
         if not found_net.managed:
             notes.append(f"network/{net.name} is not managed by virtctl; left alone")
             continue
-        steps[found_net.key] = _Step(actions=tuple(_delete_network(
-            found_net, _users_of(net.name, doomed), reason="deleted")))
+        steps[found_net.key] = Step(actions=tuple(delete_network(
+            found_net, users_of(net.name, doomed), reason="deleted")))
     return _assemble(steps, creates=set(), deletes=set(steps), notes=notes)
 
 
-# -- shared ---------------------------------------------------------------------------
+# -- domains --------------------------------------------------------------------------
 
 
 def _timeout(spec: DomainSpec, policy: Policy) -> float:
     return spec.shutdown_timeout if spec.shutdown_timeout is not None else policy.shutdown_timeout
 
 
-def _may_restart(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
-    if spec.update_policy is not None:
-        return spec.update_policy.allows_restart
-    return policy.allow_restart
-
-
-def _define_xml(root: etree._Element, spec: DomainSpec | NetworkSpec, policy: Policy) -> str:
-    """The definition to send: a copy of `root` carrying the ownership mark and the
-    last-applied record of what was declared."""
-    if isinstance(spec, DomainSpec):
-        record = LastApplied(metadata.encode_declared(spec.xml), state=str(spec.state),
-                             autostart=spec.autostart)
-    else:
-        record = LastApplied(metadata.encode_declared(spec.xml), autostart=spec.autostart,
-                             active=spec.active)
-    out = copy.deepcopy(root)
-    metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
-                                      commit=policy.commit, last_applied=record))
-    # Compact: the hypervisor stores it in its own layout anyway.
-    return tostring(out, pretty=False)
-
-
-def _previous(
-    spec: DomainSpec | NetworkSpec, owner: Ownership | None, live_root: etree._Element
-) -> etree._Element | None:
-    """The declaration virtctl last applied, identity filled in from the live object;
-    None when there is none or it equals the current spec (nothing was changed)."""
-    if owner is None or owner.last_applied is None or owner.spec_hash == spec_hash(spec.xml):
-        return None
-    text = metadata.declared_xml(owner.last_applied)
-    if text is None:
-        return None
-    previous = parse(text)
-    if isinstance(spec, DomainSpec):
-        fill_domain_identity(previous, live_root)
-    else:
-        fill_network_identity(previous, live_root)
-    return previous
-
-
-def _field_changes(
-    spec: DomainSpec | NetworkSpec, owner: Ownership | None,
-    root: etree._Element, live_root: etree._Element,
-) -> list[FieldChange]:
-    """Declared fields that differ, plus fields the spec no longer declares that the
-    object still has; each tagged with its origin (spec change or drift)."""
-    found = diff_xml(root, live_root)
-    previous = _previous(spec, owner, live_root)
-    if previous is None:
-        origin = Origin.UNKNOWN if owner is None or owner.last_applied is None else Origin.DRIFT
-        return [dataclasses.replace(c, origin=origin) for c in found]
-    gone = removed(essence(previous), essence(root), live=essence(live_root))
-    edited = {c.path for c in diff_xml(root, previous)} | {c.path for c in gone}
-    return [dataclasses.replace(c, origin=Origin.SPEC if c.path in edited else Origin.DRIFT)
-            for c in (*found, *gone)]
-
-
-def _runtime_change(
-    path: str, old: str, new: str, *, recorded: str | None, origin_known: bool
-) -> FieldChange:
-    if not origin_known:
-        origin = Origin.UNKNOWN
-    else:
-        origin = Origin.DRIFT if recorded == new else Origin.SPEC
-    return FieldChange(ChangeOp.CHANGE, path, old, new, change_class=ChangeClass.LIVE,
-                       origin=origin)
-
-
-def _yes(flag: bool | None) -> str | None:
-    return None if flag is None else ("yes" if flag else "no")
-
-
-def _autostart_steps(
-    spec: DomainSpec | NetworkSpec, have: bool, owner: Ownership | None
-) -> tuple[list[Action], list[FieldChange]]:
-    if spec.autostart == have:
-        return [], []
-    record = owner.last_applied if owner is not None else None
-    change = _runtime_change("autostart", _yes(have) or "", _yes(spec.autostart) or "",
-                             recorded=_yes(record.autostart) if record else None,
-                             origin_known=record is not None)
-    return [SetAutostart(kind=spec.key.kind, name=spec.name, enabled=spec.autostart)], [change]
-
-
-# -- domains --------------------------------------------------------------------------
-
-
 def _domain_step(
     spec: DomainSpec, live: LiveDomain | None, policy: Policy, caps: HostCapabilities | None
-) -> _Step:
+) -> Step:
     root = parse(spec.xml)
     live_root = parse(live.xml) if live is not None else None
     fill_domain_identity(root, live_root)
     keep_host_machine(root, live_root, caps)
     if live is None or live_root is None:
-        return _Step(actions=tuple(_create_domain(spec, root, policy)))
+        return Step(actions=tuple(_create_domain(spec, root, policy)))
     return _update_domain(spec, live, root, live_root, policy)
 
 
@@ -338,7 +236,7 @@ def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> li
     kind, name = Kind.DOMAIN, spec.name
     nets = tuple(ObjectKey(Kind.NETWORK, n) for n in spec.networks)
     actions: list[Action] = [
-        Define(kind=kind, name=name, xml=_define_xml(root, spec, policy), new=True)]
+        Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=True)]
     if spec.autostart:
         actions.append(SetAutostart(kind=kind, name=name, enabled=True))
     if spec.state is not DomainState.SHUTOFF:
@@ -351,31 +249,31 @@ def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> li
 def _update_domain(
     spec: DomainSpec, live: LiveDomain, root: etree._Element, live_root: etree._Element,
     policy: Policy,
-) -> _Step:
+) -> Step:
     active = live.state.active
     running = parse(live.running_xml) if active and live.running_xml else None
     max_kib = max_memory_kib(running if running is not None else live_root)
-    changes = classified(_field_changes(spec, live.owner, root, live_root), network=False,
+    changes = classified(field_changes(spec, live.owner, root, live_root), network=False,
                          active=active, max_kib=max_kib)
     if worst(changes) is ChangeClass.RECREATE:
         return _recreate_domain(spec, live, root, changes, policy)
     actions: list[Action] = []
     if changes or not live.managed or not live.persistent:
         actions.append(Define(kind=Kind.DOMAIN, name=spec.name,
-                              xml=_define_xml(root, spec, policy), new=False, changes=changes,
-                              reason=_define_reason(changes, live.managed, live.persistent)))
-    autostart, runtime = _autostart_steps(spec, live.autostart, live.owner)
+                              xml=define_xml(root, spec, policy), new=False, changes=changes,
+                              reason=define_reason(changes, live.managed, live.persistent)))
+    autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
     stale = _stale(spec, changes, root, live_root, running)
-    restart = bool(stale) and _may_restart(spec, policy)
+    restart = bool(stale) and may_restart(spec, policy)
     if restart:
         actions += _restart_domain(spec, stale, policy)
     else:
         power, state_changes = _power_actions(spec, live, policy)
         actions += power + _live_memory(spec, live, changes)
         runtime += state_changes
-    return _Step(actions=tuple(actions), changes=(*changes, *runtime), restart=restart,
-                 pending=() if restart else stale)
+    return Step(actions=tuple(actions), changes=(*changes, *runtime), restart=restart,
+                pending=() if restart else stale)
 
 
 def _stale(
@@ -423,13 +321,11 @@ def _live_memory(
 def _recreate_domain(
     spec: DomainSpec, live: LiveDomain, root: etree._Element,
     changes: tuple[FieldChange, ...], policy: Policy,
-) -> _Step:
+) -> Step:
     """Identity changes (uuid, domain type): undefine and define again, when allowed."""
     if spec.update_policy is not UpdatePolicy.RECREATE:
-        return _Step(changes=changes, notes=(
-            f"{spec.key}: {_paths(changes, ChangeClass.RECREATE)} cannot change in place; "
-            "set updatePolicy: recreate to undefine and define it again",))
-    kind, name, why = Kind.DOMAIN, spec.name, "recreate: " + _paths(changes, ChangeClass.RECREATE)
+        return recreate_refused(spec, changes)
+    kind, name, why = Kind.DOMAIN, spec.name, "recreate: " + paths(changes, ChangeClass.RECREATE)
     actions: list[Action] = []
     if live.state.active:
         actions.append(Shutdown(kind=kind, name=name, reason=why,
@@ -437,20 +333,8 @@ def _recreate_domain(
     if live.persistent:
         actions.append(Undefine(kind=kind, name=name, reason=why))
     actions += _create_domain(spec, root, policy)
-    return _Step(actions=tuple(actions), changes=changes, recreate=True,
-                 restart=live.state.active)
-
-
-def _paths(changes: Iterable[FieldChange], cls: ChangeClass) -> str:
-    return ", ".join(c.path for c in changes if c.change_class is cls)
-
-
-def _define_reason(changes: tuple[FieldChange, ...], managed: bool, persistent: bool) -> str:
-    if not persistent:
-        return "make the transient object persistent"
-    if not managed:
-        return "adopt: mark as managed by virtctl"
-    return f"{len(changes)} field(s) differ"
+    return Step(actions=tuple(actions), changes=changes, recreate=True,
+                restart=live.state.active)
 
 
 def _power_actions(
@@ -461,9 +345,9 @@ def _power_actions(
     if not actions:
         return [], []
     record = live.owner.last_applied if live.owner is not None else None
-    change = _runtime_change("state", str(have), str(want),
-                             recorded=record.state if record else None,
-                             origin_known=record is not None)
+    change = runtime_change("state", str(have), str(want),
+                            recorded=record.state if record else None,
+                            origin_known=record is not None)
     return actions, [change]
 
 
@@ -499,108 +383,3 @@ def _delete_domain(live: LiveDomain, timeout: float, *, reason: str) -> list[Act
         actions.append(Undefine(kind=kind, name=name, reason=reason))
     return actions
 
-
-def _users_of(network: str, domains: Iterable[LiveDomain]) -> tuple[ObjectKey, ...]:
-    users = []
-    for dom in domains:
-        root = parse(dom.xml)
-        if any(
-            s.get("network") == network
-            for s in root.iterfind("devices/interface[@type='network']/source")
-        ):
-            users.append(dom.key)
-    return tuple(users)
-
-
-# -- networks -------------------------------------------------------------------------
-
-
-def _network_step(
-    spec: NetworkSpec, live: LiveNetwork | None, policy: Policy, host: Live
-) -> _Step:
-    kind, name = Kind.NETWORK, spec.name
-    root = parse(spec.xml)
-    live_root = parse(live.xml) if live is not None else None
-    fill_network_identity(root, live_root)
-    if live is None or live_root is None:
-        return _Step(actions=tuple(_create_network(spec, root, policy)))
-    changes = classified(_field_changes(spec, live.owner, root, live_root), network=True,
-                         active=live.active)
-    if worst(changes) is ChangeClass.RECREATE:
-        return _recreate_network(spec, live, root, changes, policy)
-    actions: list[Action] = []
-    if changes or not live.managed or not live.persistent:
-        actions.append(
-            Define(kind=kind, name=name, xml=_define_xml(root, spec, policy), new=False,
-                   changes=changes, reason=_define_reason(changes, live.managed, live.persistent))
-        )
-    autostart, runtime = _autostart_steps(spec, live.autostart, live.owner)
-    actions += autostart
-    stale = tuple(c for c in changes if c.change_class is ChangeClass.RESTART)
-    if stale and spec.active and _may_restart(spec, policy):
-        why = "restart to apply " + ", ".join(c.path for c in stale)
-        actions += [Destroy(kind=kind, name=name, reason=why), Start(kind=kind, name=name,
-                                                                       reason=why)]
-        users = _users_of(name, (d for d in host.domains.values() if d.state.active))
-        note = (f"{spec.key} restarts: running guests on it ({', '.join(map(str, users))}) "
-                "lose their connection until their interfaces are reattached"
-                if users else f"{spec.key} restarts: no running guest uses it")
-        return _Step(actions=tuple(actions), changes=(*changes, *runtime), restart=True,
-                     notes=(note,))
-    power, state_changes = _network_power(spec, live)
-    return _Step(actions=tuple(actions + power), changes=(*changes, *runtime, *state_changes),
-                 pending=stale if spec.active else ())
-
-
-def _network_power(spec: NetworkSpec, live: LiveNetwork) -> tuple[list[Action], list[FieldChange]]:
-    kind, name = Kind.NETWORK, spec.name
-    if spec.active == live.active:
-        return [], []
-    record = live.owner.last_applied if live.owner is not None else None
-    change = _runtime_change("active", _yes(live.active) or "", _yes(spec.active) or "",
-                             recorded=_yes(record.active) if record else None,
-                             origin_known=record is not None)
-    if spec.active:
-        return [Start(kind=kind, name=name, reason="active: no -> yes")], [change]
-    return [Destroy(kind=kind, name=name, reason="active: yes -> no")], [change]
-
-
-def _create_network(spec: NetworkSpec, root: etree._Element, policy: Policy) -> list[Action]:
-    kind, name = Kind.NETWORK, spec.name
-    actions: list[Action] = [
-        Define(kind=kind, name=name, xml=_define_xml(root, spec, policy), new=True)]
-    if spec.autostart:
-        actions.append(SetAutostart(kind=kind, name=name, enabled=True))
-    if spec.active:
-        actions.append(Start(kind=kind, name=name))
-    return actions
-
-
-def _recreate_network(
-    spec: NetworkSpec, live: LiveNetwork, root: etree._Element,
-    changes: tuple[FieldChange, ...], policy: Policy,
-) -> _Step:
-    if spec.update_policy is not UpdatePolicy.RECREATE:
-        return _Step(changes=changes, notes=(
-            f"{spec.key}: {_paths(changes, ChangeClass.RECREATE)} cannot change in place; "
-            "set updatePolicy: recreate to undefine and define it again",))
-    why = "recreate: " + _paths(changes, ChangeClass.RECREATE)
-    actions: list[Action] = []
-    if live.active:
-        actions.append(Destroy(kind=Kind.NETWORK, name=spec.name, reason=why))
-    if live.persistent:
-        actions.append(Undefine(kind=Kind.NETWORK, name=spec.name, reason=why))
-    actions += _create_network(spec, root, policy)
-    return _Step(actions=tuple(actions), changes=changes, recreate=True, restart=live.active)
-
-
-def _delete_network(
-    live: LiveNetwork, users: tuple[ObjectKey, ...], *, reason: str
-) -> list[Action]:
-    kind, name = Kind.NETWORK, live.name
-    actions: list[Action] = []
-    if live.active:
-        actions.append(Destroy(kind=kind, name=name, needs=users, reason=reason))
-    if live.persistent:
-        actions.append(Undefine(kind=kind, name=name, needs=users, reason=reason))
-    return actions

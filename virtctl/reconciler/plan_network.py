@@ -1,0 +1,130 @@
+"""Network planning: the step for one declared network (create, update, restart, recreate,
+start or stop) and the actions that delete a live one.
+
+Called only by `virtctl.reconciler.plan` (`plan` for `network_step`, `plan`'s pruning and
+`plan_delete` for `delete_network`). Pure: no driver calls, no clock. Input is assumed to
+have passed `validate.check`. It must not import `plan` (which imports it).
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from ..model import ChangeClass, Kind, Live, LiveNetwork, NetworkSpec, ObjectKey, UpdatePolicy
+from ..xmlutil import parse
+from .actions import Action, Define, Destroy, SetAutostart, Start, Undefine
+from .classify import classified, worst
+from .diff import FieldChange
+from .identity import fill_network_identity
+from .steps import (
+    Policy,
+    Step,
+    autostart_steps,
+    define_reason,
+    define_xml,
+    field_changes,
+    may_restart,
+    paths,
+    recreate_refused,
+    runtime_change,
+    users_of,
+    yes_no,
+)
+
+
+def network_step(
+    spec: NetworkSpec, live: LiveNetwork | None, policy: Policy, host: Live
+) -> Step:
+    kind, name = Kind.NETWORK, spec.name
+    root = parse(spec.xml)
+    live_root = parse(live.xml) if live is not None else None
+    fill_network_identity(root, live_root)
+    if live is None or live_root is None:
+        return Step(actions=tuple(_create_network(spec, root, policy)))
+    changes = classified(field_changes(spec, live.owner, root, live_root), network=True,
+                         active=live.active)
+    if worst(changes) is ChangeClass.RECREATE:
+        return _recreate_network(spec, live, root, changes, policy)
+    actions: list[Action] = []
+    if changes or not live.managed or not live.persistent:
+        actions.append(
+            Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=False,
+                   changes=changes, reason=define_reason(changes, live.managed, live.persistent))
+        )
+    autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
+    actions += autostart
+    stale = tuple(c for c in changes if c.change_class is ChangeClass.RESTART)
+    if stale and spec.active and may_restart(spec, policy):
+        restart, note = _restart_network(spec, stale, host)
+        return Step(actions=tuple(actions + restart), changes=(*changes, *runtime),
+                    restart=True, notes=(note,))
+    power, state_changes = _network_power(spec, live)
+    return Step(actions=tuple(actions + power), changes=(*changes, *runtime, *state_changes),
+                pending=stale if spec.active else ())
+
+
+def _restart_network(
+    spec: NetworkSpec, stale: tuple[FieldChange, ...], host: Live
+) -> tuple[list[Action], str]:
+    """Destroy and start again, and a note naming the running guests that lose their link."""
+    kind, name = Kind.NETWORK, spec.name
+    why = "restart to apply " + ", ".join(c.path for c in stale)
+    users = users_of(name, (d for d in host.domains.values() if d.state.active))
+    note = (f"{spec.key} restarts: running guests on it ({', '.join(map(str, users))}) "
+            "lose their connection until their interfaces are reattached"
+            if users else f"{spec.key} restarts: no running guest uses it")
+    actions: list[Action] = [Destroy(kind=kind, name=name, reason=why),
+                             Start(kind=kind, name=name, reason=why)]
+    return actions, note
+
+
+def _network_power(spec: NetworkSpec, live: LiveNetwork) -> tuple[list[Action], list[FieldChange]]:
+    kind, name = Kind.NETWORK, spec.name
+    if spec.active == live.active:
+        return [], []
+    record = live.owner.last_applied if live.owner is not None else None
+    change = runtime_change("active", yes_no(live.active) or "", yes_no(spec.active) or "",
+                            recorded=yes_no(record.active) if record else None,
+                            origin_known=record is not None)
+    if spec.active:
+        return [Start(kind=kind, name=name, reason="active: no -> yes")], [change]
+    return [Destroy(kind=kind, name=name, reason="active: yes -> no")], [change]
+
+
+def _create_network(spec: NetworkSpec, root: etree._Element, policy: Policy) -> list[Action]:
+    kind, name = Kind.NETWORK, spec.name
+    actions: list[Action] = [
+        Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=True)]
+    if spec.autostart:
+        actions.append(SetAutostart(kind=kind, name=name, enabled=True))
+    if spec.active:
+        actions.append(Start(kind=kind, name=name))
+    return actions
+
+
+def _recreate_network(
+    spec: NetworkSpec, live: LiveNetwork, root: etree._Element,
+    changes: tuple[FieldChange, ...], policy: Policy,
+) -> Step:
+    if spec.update_policy is not UpdatePolicy.RECREATE:
+        return recreate_refused(spec, changes)
+    why = "recreate: " + paths(changes, ChangeClass.RECREATE)
+    actions: list[Action] = []
+    if live.active:
+        actions.append(Destroy(kind=Kind.NETWORK, name=spec.name, reason=why))
+    if live.persistent:
+        actions.append(Undefine(kind=Kind.NETWORK, name=spec.name, reason=why))
+    actions += _create_network(spec, root, policy)
+    return Step(actions=tuple(actions), changes=changes, recreate=True, restart=live.active)
+
+
+def delete_network(
+    live: LiveNetwork, users: tuple[ObjectKey, ...], *, reason: str
+) -> list[Action]:
+    kind, name = Kind.NETWORK, live.name
+    actions: list[Action] = []
+    if live.active:
+        actions.append(Destroy(kind=kind, name=name, needs=users, reason=reason))
+    if live.persistent:
+        actions.append(Undefine(kind=kind, name=name, needs=users, reason=reason))
+    return actions

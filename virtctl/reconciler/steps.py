@@ -1,0 +1,175 @@
+"""What the planner decides for one object (`Step`), its options (`Policy`), and the
+helpers domain and network planning share: the definition to send, field changes with
+their origin, runtime changes, autostart.
+
+Called by `virtctl.reconciler.plan` and `virtctl.reconciler.plan_network`; `Policy` and
+`spec_hash` are re-exported by `plan`, where callers import them from. Pure: no driver
+calls, no clock. It must not import `plan` or `plan_network` (they import it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from .. import metadata
+from ..model import (
+    ChangeClass,
+    DomainSpec,
+    LastApplied,
+    LiveDomain,
+    NetworkSpec,
+    ObjectKey,
+    Ownership,
+)
+from ..xmlutil import parse, tostring
+from .actions import Action, SetAutostart
+from .diff import ChangeOp, FieldChange, Origin, diff_xml, removed
+from .essence import essence
+from .identity import fill_domain_identity, fill_network_identity
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    prune: bool = False
+    adopt: bool = False
+    shutdown_timeout: float = 60.0  # unless a spec sets shutdownTimeout
+    force_stop: bool = False  # destroy a guest that ignores shutdown (state: shutoff, restarts)
+    commit: str = ""  # git commit the specs come from, recorded in the ownership mark
+    allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the planner decided for one object."""
+
+    actions: tuple[Action, ...] = ()
+    changes: tuple[FieldChange, ...] = ()
+    pending: tuple[FieldChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    restart: bool = False
+    recreate: bool = False
+
+
+def spec_hash(xml: str) -> str:
+    return "sha256:" + hashlib.sha256(xml.encode()).hexdigest()
+
+
+def may_restart(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
+    if spec.update_policy is not None:
+        return spec.update_policy.allows_restart
+    return policy.allow_restart
+
+
+def define_xml(root: etree._Element, spec: DomainSpec | NetworkSpec, policy: Policy) -> str:
+    """The definition to send: a copy of `root` carrying the ownership mark and the
+    last-applied record of what was declared."""
+    if isinstance(spec, DomainSpec):
+        record = LastApplied(metadata.encode_declared(spec.xml), state=str(spec.state),
+                             autostart=spec.autostart)
+    else:
+        record = LastApplied(metadata.encode_declared(spec.xml), autostart=spec.autostart,
+                             active=spec.active)
+    out = copy.deepcopy(root)
+    metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
+                                      commit=policy.commit, last_applied=record))
+    # Compact: the hypervisor stores it in its own layout anyway.
+    return tostring(out, pretty=False)
+
+
+def define_reason(changes: tuple[FieldChange, ...], managed: bool, persistent: bool) -> str:
+    if not persistent:
+        return "make the transient object persistent"
+    if not managed:
+        return "adopt: mark as managed by virtctl"
+    return f"{len(changes)} field(s) differ"
+
+
+def _previous(
+    spec: DomainSpec | NetworkSpec, owner: Ownership | None, live_root: etree._Element
+) -> etree._Element | None:
+    """The declaration virtctl last applied, identity filled in from the live object;
+    None when there is none or it equals the current spec (nothing was changed)."""
+    if owner is None or owner.last_applied is None or owner.spec_hash == spec_hash(spec.xml):
+        return None
+    text = metadata.declared_xml(owner.last_applied)
+    if text is None:
+        return None
+    previous = parse(text)
+    if isinstance(spec, DomainSpec):
+        fill_domain_identity(previous, live_root)
+    else:
+        fill_network_identity(previous, live_root)
+    return previous
+
+
+def field_changes(
+    spec: DomainSpec | NetworkSpec, owner: Ownership | None,
+    root: etree._Element, live_root: etree._Element,
+) -> list[FieldChange]:
+    """Declared fields that differ, plus fields the spec no longer declares that the
+    object still has; each tagged with its origin (spec change or drift)."""
+    found = diff_xml(root, live_root)
+    previous = _previous(spec, owner, live_root)
+    if previous is None:
+        origin = Origin.UNKNOWN if owner is None or owner.last_applied is None else Origin.DRIFT
+        return [dataclasses.replace(c, origin=origin) for c in found]
+    gone = removed(essence(previous), essence(root), live=essence(live_root))
+    edited = {c.path for c in diff_xml(root, previous)} | {c.path for c in gone}
+    return [dataclasses.replace(c, origin=Origin.SPEC if c.path in edited else Origin.DRIFT)
+            for c in (*found, *gone)]
+
+
+def runtime_change(
+    path: str, old: str, new: str, *, recorded: str | None, origin_known: bool
+) -> FieldChange:
+    if not origin_known:
+        origin = Origin.UNKNOWN
+    else:
+        origin = Origin.DRIFT if recorded == new else Origin.SPEC
+    return FieldChange(ChangeOp.CHANGE, path, old, new, change_class=ChangeClass.LIVE,
+                       origin=origin)
+
+
+def yes_no(flag: bool | None) -> str | None:
+    return None if flag is None else ("yes" if flag else "no")
+
+
+def autostart_steps(
+    spec: DomainSpec | NetworkSpec, have: bool, owner: Ownership | None
+) -> tuple[list[Action], list[FieldChange]]:
+    if spec.autostart == have:
+        return [], []
+    record = owner.last_applied if owner is not None else None
+    change = runtime_change("autostart", yes_no(have) or "", yes_no(spec.autostart) or "",
+                            recorded=yes_no(record.autostart) if record else None,
+                            origin_known=record is not None)
+    return [SetAutostart(kind=spec.key.kind, name=spec.name, enabled=spec.autostart)], [change]
+
+
+def paths(changes: Iterable[FieldChange], cls: ChangeClass) -> str:
+    return ", ".join(c.path for c in changes if c.change_class is cls)
+
+
+def recreate_refused(spec: DomainSpec | NetworkSpec, changes: tuple[FieldChange, ...]) -> Step:
+    """Identity changes the spec does not allow to recreate: say so, do nothing."""
+    return Step(changes=changes, notes=(
+        f"{spec.key}: {paths(changes, ChangeClass.RECREATE)} cannot change in place; "
+        "set updatePolicy: recreate to undefine and define it again",))
+
+
+def users_of(network: str, domains: Iterable[LiveDomain]) -> tuple[ObjectKey, ...]:
+    users = []
+    for dom in domains:
+        root = parse(dom.xml)
+        if any(
+            s.get("network") == network
+            for s in root.iterfind("devices/interface[@type='network']/source")
+        ):
+            users.append(dom.key)
+    return tuple(users)
