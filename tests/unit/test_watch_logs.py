@@ -61,3 +61,24 @@ def test_log_writes_whole_lines_and_hides_debug(fmt: LogFormat) -> None:
     assert "sim:///x" in lines[0]
     if fmt is LogFormat.JSON:
         assert json.loads(lines[0])["event"] == "started"
+
+
+def test_a_bound_log_puts_its_fields_first_and_follows_its_context() -> None:
+    stream, many = io.StringIO(), [False]
+    journal = Log(stream, fmt=LogFormat.JSON, clock=lambda: T0)
+    host_log = journal.bound(lambda: {"host": "sim:///a"} if many[0] else {})
+    host_log.info("reconciled", "in sync", trigger="start")
+    many[0] = True
+    host_log.info("reconciled", "in sync", trigger="spec")
+    journal.info("stopped", "stopped cleanly")
+    first, second, last = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "host" not in first
+    assert list(second)[4:] == ["host", "trigger"] and second["host"] == "sim:///a"
+    assert "host" not in last
+
+
+def test_a_field_may_be_called_message() -> None:
+    stream = io.StringIO()
+    Log(stream, fmt=LogFormat.JSON, clock=lambda: T0).error(
+        "driver-error", "cannot connect", message="cannot connect", code="connection")
+    assert json.loads(stream.getvalue())["message"] == "cannot connect"

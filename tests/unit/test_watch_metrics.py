@@ -80,3 +80,30 @@ def test_server_serves_metrics_on_loopback_and_nothing_else() -> None:
         assert caught.value.code == 404
     finally:
         server.close()
+
+
+def test_host_label_is_left_out_while_there_is_one_host() -> None:
+    metrics = WatchMetrics()
+    metrics.runs.inc(host="sim:///a", trigger="start")
+    metrics.errors.inc(host="sim:///a", type="spec")
+    metrics.errors.inc(type="spec")  # a file broken for every host: no host
+    text = render(metrics.all(), hide=metrics.hidden())
+    assert 'virtctl_watch_reconcile_runs_total{trigger="start"} 1' in text
+    assert 'virtctl_watch_errors_total{type="spec"} 2' in text  # merged, summed
+
+
+def test_host_label_is_shown_once_there_are_several() -> None:
+    metrics = WatchMetrics()
+    metrics.show_hosts = True
+    for host in ("sim:///a", "sim:///b"):
+        metrics.runs.inc(host=host, trigger="start")
+    metrics.errors.inc(type="spec")
+    text = render(metrics.all(), hide=metrics.hidden())
+    assert 'virtctl_watch_reconcile_runs_total{host="sim:///a",trigger="start"} 1' in text
+    assert 'virtctl_watch_reconcile_runs_total{host="sim:///b",trigger="start"} 1' in text
+    assert 'virtctl_watch_errors_total{type="spec"} 1' in text  # empty label = absent
+
+
+def test_only_optional_labels_may_be_left_out() -> None:
+    with pytest.raises(ValueError, match="takes labels"):
+        WatchMetrics().runs.inc(host="sim:///a")

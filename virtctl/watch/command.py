@@ -80,7 +80,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if "-" in args.paths:
         err.write("error: watch needs files or directories, not '-' (stdin)\n")
         return 1
-    from .loop import run_watch  # watchdog and http.server load only when watching
+    from .fleet import run_watch  # watchdog and http.server load only when watching
 
     policy = Policy(prune=args.prune, adopt=args.adopt,
                     shutdown_timeout=args.shutdown_timeout, force_stop=args.force_stop)

@@ -3,11 +3,14 @@
 Called by the watch loop only. `format_text` and `format_json` are pure (a record in, a
 line out) so they can be tested without a clock or a stream; `Log` stamps the time and
 writes whole lines under a lock, since the spec watcher and the driver's event thread
-log too. Stdlib only; no handlers, no configuration.
+log too. `Log.bound` gives a host's watcher a log whose records carry that host's fields
+(`host=URI` once the watch covers several hosts). Stdlib only; no handlers, no
+configuration.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TextIO
+
+Context = Callable[[], Mapping[str, object]]
 
 
 class Level(StrEnum):
@@ -94,23 +99,32 @@ class Log:
         self._debug = debug
         self._clock = clock
         self._lock = threading.Lock()
+        self._context: Context | None = None
 
-    def emit(self, level: Level, event: str, message: str, **fields: object) -> None:
+    def bound(self, context: Context) -> Log:
+        """This log, with `context()`'s fields first in every record (same stream and lock)."""
+        child = copy.copy(self)
+        child._context = context
+        return child
+
+    def emit(self, level: Level, event: str, message: str, /, **fields: object) -> None:
         if level is Level.DEBUG and not self._debug:
             return
+        if self._context is not None:
+            fields = {**self._context(), **fields}
         line = self._format(LogRecord(self._clock(), level, event, message, fields))
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
 
-    def debug(self, event: str, message: str, **fields: object) -> None:
+    def debug(self, event: str, message: str, /, **fields: object) -> None:
         self.emit(Level.DEBUG, event, message, **fields)
 
-    def info(self, event: str, message: str, **fields: object) -> None:
+    def info(self, event: str, message: str, /, **fields: object) -> None:
         self.emit(Level.INFO, event, message, **fields)
 
-    def warning(self, event: str, message: str, **fields: object) -> None:
+    def warning(self, event: str, message: str, /, **fields: object) -> None:
         self.emit(Level.WARNING, event, message, **fields)
 
-    def error(self, event: str, message: str, **fields: object) -> None:
+    def error(self, event: str, message: str, /, **fields: object) -> None:
         self.emit(Level.ERROR, event, message, **fields)

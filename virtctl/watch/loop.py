@@ -1,35 +1,34 @@
-"""The reconcile loop behind `virtctl watch`: `run_watch(paths, ...) -> exit status`.
+"""One host's reconcile loop behind `virtctl watch`: the `Watcher`.
 
-Called by the CLI (watch/command.py) and by tests in-process. One thread reconciles;
-the spec watcher and the driver's event thread only wake it (sources.py). Each run is
-level-based: re-read every spec file, snapshot the host, settle which specs stand
-(specs.py), plan, apply, then plan again until the plan is empty (bounded). Events our
-own actions cause are expected and absorbed, so applying never wakes the loop.
+Run by the fleet (fleet.py), one Watcher per host, each on its own thread; the spec
+watcher and the host's event thread only wake it (sources.py). Each run is level-based:
+re-read every spec file (the Catalog routes them to their hosts), snapshot the host,
+settle which specs stand for it (specs.py), plan, apply, then plan again until the plan
+is empty (bounded). Each pass holds the host's lock (virtctl.hosts.host_lock), so a
+`virtctl apply` on the same host runs between passes, never interleaved with one.
+Events our own actions cause are expected and absorbed, so applying never wakes the loop.
 
 Errors are caught here and only here: a broken spec file is reported and stands on its
-last good specs; a failing driver call is logged, counted and retried with backoff; a bug
-is logged with its type and the loop goes on. SIGTERM and SIGINT end the loop after the
-action in flight (exit 0); a second signal kills at once.
+last good specs; a failing driver call, or a host that cannot be reached, is logged,
+counted and retried with backoff (reconnecting if it never connected); a bug is logged
+with its type and the loop goes on. A stop ends the loop after the action in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
-from typing import TextIO
+from typing import Protocol
 
 from .. import drivers
 from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
+from ..hosts import host_lock
 from ..model import Desired, Live, ObjectKey
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
@@ -37,10 +36,10 @@ from ..reconciler.apply import apply as apply_plan
 from ..reconciler.plan import Plan, Policy
 from ..reconciler.plan import plan as make_plan
 from ..reconciler.validate import check_host
-from .logs import Log, LogFormat
-from .metrics import MetricsServer, WatchMetrics
-from .sources import Debouncer, Expectations, Inbox, SpecWatch, Trigger
-from .specs import Scan, Settled, SpecSet, settle
+from .logs import Log
+from .metrics import WatchMetrics
+from .sources import Inbox, Trigger
+from .specs import Scan, Settled, Specs, settle
 
 EXIT_OK, EXIT_ERROR = 0, 1
 MAX_PASSES = 3  # apply, verify, and one more go at a host that changed meanwhile
@@ -48,7 +47,7 @@ RETRY_MIN, RETRY_MAX = 1.0, 60.0
 _TRIGGER_ORDER = (Trigger.START, Trigger.SPEC, Trigger.EVENT, Trigger.RETRY, Trigger.RESYNC)
 
 
-class _Stopping(Exception):
+class StopRequested(Exception):
     """Raised between actions once a stop was asked for; not a VirtctlError on purpose,
     so the applier does not record it as a failed action."""
 
@@ -60,11 +59,27 @@ class PassResult:
     retry_after: float | None = None
 
 
+class HostSpecs(Protocol):
+    """One host's view of the watched spec files (fleet.HostSpecs)."""
+
+    paths: tuple[str, ...]
+    last_good: dict[str, Specs]
+
+    def read(self) -> Scan: ...
+
+    def commit(self, settled: Settled) -> None: ...
+
+
 class Watcher:
+    """Keeps one host as the specs declare. Connects on its first pass unless handed a
+    connected `driver` (which then stays the caller's to close)."""
+
     def __init__(
-        self, driver: Driver, specs: SpecSet, inbox: Inbox, *, journal: Log,
+        self, uri: str, specs: HostSpecs, inbox: Inbox, *, journal: Log,
         metrics: WatchMetrics, policy: Policy, interval: float,
+        driver: Driver | None = None, lock_root: Path | None = None,
     ) -> None:
+        self.uri = uri
         self.driver = driver
         self.specs = specs
         self.inbox = inbox
@@ -72,9 +87,24 @@ class Watcher:
         self.metrics = metrics
         self.policy = policy
         self.interval = interval
+        self.lock_root = lock_root
+        self._owns_driver = driver is None
+        self._unsubscribe: Callable[[], None] | None = None
+        if driver is not None:
+            self._unsubscribe = driver.subscribe(inbox.driver_event)
         self._caps: HostCapabilities | None = None
         self._reported: dict[str, tuple[str, ...]] = {}
         self._backoff = RETRY_MIN
+
+    def close(self) -> None:
+        """Stop listening to the host; close the connection if this watcher opened it."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._owns_driver and self.driver is not None:
+            with contextlib.suppress(VirtctlError):
+                self.driver.close()
+            self.driver = None
 
     # -- the loop -------------------------------------------------------------------
 
@@ -99,7 +129,7 @@ class Watcher:
     def _round(self, triggers: set[Trigger]) -> float:
         """Reconcile until in sync (bounded); return when to retry (inf: no need)."""
         trigger = next(t for t in _TRIGGER_ORDER if t in triggers)
-        self.metrics.runs.inc(trigger=str(trigger))
+        self.metrics.runs.inc(host=self.uri, trigger=str(trigger))
         started = time.monotonic()
         result, passes = PassResult(in_sync=False), 0
         while passes < MAX_PASSES and not (result.in_sync or result.failed):
@@ -112,21 +142,23 @@ class Watcher:
                           duration_ms=round(elapsed * 1000, 1))
         if result.in_sync:
             self._backoff = RETRY_MIN
-            self.metrics.last_success.set(time.time())
+            self.metrics.last_success.set(time.time(), host=self.uri)
             return float("inf")
         if not result.failed:
             self.journal.warning("not-converged", f"the host still differs after {MAX_PASSES} "
                                  "passes (something else is changing it?)",
                                  trigger=str(trigger))
-        delay = result.retry_after or self._backoff
+        # The driver's retry_after is a floor: an unreachable host still backs off.
+        delay = max(result.retry_after or 0.0, self._backoff)
         self._backoff = min(self._backoff * 2, RETRY_MAX)
         self.journal.info("retry-scheduled", f"retrying in {delay:g}s", seconds=delay)
         return time.monotonic() + delay
 
     def _guarded_pass(self, trigger: Trigger, *, first: bool) -> PassResult:
         try:
-            return self._pass(trigger, first=first)
-        except _Stopping:
+            with self._locked():
+                return self._pass(trigger, first=first)
+        except StopRequested:
             raise
         except TransientError as exc:
             self._count_error("driver", exc)
@@ -135,40 +167,67 @@ class Watcher:
             self._count_error("driver", exc)
             return PassResult(in_sync=False, failed=True)
         except Exception as exc:  # noqa: BLE001 (a bug: report it, keep the host watched)
-            self.metrics.errors.inc(type="internal")
+            self.metrics.errors.inc(host=self.uri, type="internal")
             self.journal.error("internal-error", f"{type(exc).__name__}: {exc}",
                                error=type(exc).__name__)
             return PassResult(in_sync=False, failed=True)
 
     def _count_error(self, kind: str, exc: VirtctlError) -> None:
-        self.metrics.errors.inc(type=kind)
+        self.metrics.errors.inc(host=self.uri, type=kind)
         self.journal.error("driver-error", str(exc), **exc.to_dict())
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the host's lock for one pass; stop instead if asked while waiting."""
+        if self.lock_root is None:
+            yield
+            return
+        with host_lock(self.uri, self.lock_root):
+            if self.inbox.stopping:
+                raise StopRequested()
+            yield
+
+    def _connected(self) -> Driver:
+        if self.driver is None:
+            try:
+                driver = drivers.connect(self.uri)
+            except SpecError as exc:  # a URI no driver takes (sim:// with a host...)
+                raise DriverError(exc.message, code=exc.code, domain=exc.domain) from None
+            try:
+                self._unsubscribe = driver.subscribe(self.inbox.driver_event)
+            except VirtctlError:
+                driver.close()
+                raise
+            self.driver, self._caps = driver, None
+            self.journal.info("connected", f"connected to {driver.uri}", uri=driver.uri)
+        return self.driver
 
     # -- one pass: read, snapshot, settle, plan, apply --------------------------------
 
     def _pass(self, trigger: Trigger, *, first: bool) -> PassResult:
         scan = self.specs.read()
-        live = self.driver.snapshot()
-        caps = self._capabilities()
+        driver = self._connected()
+        live = driver.snapshot()
+        caps = self._capabilities(driver)
         settled = self._settle(scan, live, caps)
         # Read per pass: a `git pull` beside a running watcher moves the commit.
         policy = replace(self.policy, commit=spec_commit(self.specs.paths))
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps), live, settled)
         if first:
             drifted = len(planned.keys())
-            self.metrics.drifted.set(drifted)
-            self.metrics.drifted_total.inc(drifted)
+            self.metrics.drifted.set(drifted, host=self.uri)
+            self.metrics.drifted_total.inc(drifted, host=self.uri)
         if planned.empty:
             return PassResult(in_sync=True)
         touched = [str(key) for key in planned.keys()]  # noqa: SIM118 (a method, not a dict)
         self.journal.info("plan", f"{len(planned.actions)} action(s) to apply",
                           trigger=str(trigger), objects=touched)
-        report = self._apply(planned)
+        report = self._apply(planned, driver)
         return PassResult(in_sync=False, failed=bool(report.failed or report.skipped))
 
-    def _capabilities(self) -> HostCapabilities:
+    def _capabilities(self, driver: Driver) -> HostCapabilities:
         if self._caps is None:
-            self._caps = parse_capabilities(self.driver.capabilities())
+            self._caps = parse_capabilities(driver.capabilities())
         return self._caps
 
     def _settle(self, scan: Scan, live: Live, caps: HostCapabilities) -> Settled:
@@ -177,42 +236,46 @@ class Watcher:
                               prune=self.policy.prune)
 
         settled = settle(scan, self.specs.last_good, host_check=host_check)
-        self._report_specs(settled)
+        self._report_specs(settled, scan)
         self.specs.commit(settled)
-        self.metrics.spec_files.set(len(set(settled.chosen) - set(settled.broken)), state="valid")
-        self.metrics.spec_files.set(len(settled.broken), state="invalid")
+        valid = len(set(settled.chosen) - set(settled.broken))
+        self.metrics.spec_files.set(valid, host=self.uri, state="valid")
+        self.metrics.spec_files.set(len(settled.broken), host=self.uri, state="invalid")
         return settled
 
-    def _report_specs(self, settled: Settled) -> None:
-        """Log a file's errors when they change, and when it becomes valid again."""
-        for name, errors in sorted(settled.broken.items()):
+    def _report_specs(self, settled: Settled, scan: Scan) -> None:
+        """Log a file's errors on this host when they change, and when the file becomes
+        valid again. Errors it has whatever the host (`scan.errors`: it does not parse,
+        clashes...) are the Catalog's to report, once for all hosts."""
+        own = {name: errors[len(scan.errors.get(name, ())):]
+               for name, errors in settled.broken.items()}
+        for name, errors in sorted(own.items()):
             messages = tuple(str(e) for e in errors)
-            if self._reported.get(name) == messages:
+            if not messages or self._reported.get(name) == messages:
                 continue
             self._reported[name] = messages
-            self.metrics.errors.inc(type="spec")
-            kept = "keeping its last good specs" if name in self.specs.last_good else (
-                "nothing of it is applied")
-            self.journal.error("spec-invalid", f"{name}: invalid; {kept}; its objects are "
-                               "not pruned", file=name, errors=list(messages))
-        for name in sorted(set(self._reported) - set(settled.broken)):
+            self.metrics.errors.inc(host=self.uri, type="spec")
+            self.journal.error("spec-invalid", spec_invalid(name, self.specs.last_good),
+                               file=name, errors=list(messages))
+        for name in sorted(set(self._reported) - {n for n, e in own.items() if e}):
             del self._reported[name]
-            self.journal.info("spec-valid", f"{name}: valid again", file=name)
+            if name not in settled.broken:
+                self.journal.info("spec-valid", f"{name}: valid again", file=name)
 
-    def _apply(self, planned: Plan) -> Report:
+    def _apply(self, planned: Plan, driver: Driver) -> Report:
         inbox = self.inbox
 
         def before(done: int, total: int, action: Action) -> None:
             if inbox.stopping:
-                raise _Stopping()
+                raise StopRequested()
             if done < total:
                 inbox.expect(action)
 
         def sleep(seconds: float) -> None:
             if _wait_stop(inbox, seconds):
-                raise _Stopping()
+                raise StopRequested()
 
-        report = apply_plan(planned, self.driver, progress=before,
+        report = apply_plan(planned, driver, progress=before,
                             clock=Clock(now=time.monotonic, sleep=sleep))
         for result in report.results:
             self._record(result.action, result.outcome, result.error, result.detail)
@@ -225,13 +288,14 @@ class Watcher:
                 detail: str) -> None:
         if outcome is not Outcome.DONE:
             self.inbox.forget(action)
-        self.metrics.actions.inc(action=action.verb, object=str(action.kind), result=str(outcome))
+        self.metrics.actions.inc(host=self.uri, action=action.verb, object=str(action.kind),
+                                 result=str(outcome))
         fields: dict[str, object] = {"action": action.verb, "object": str(action.key),
                                      "result": str(outcome)}
         if action.reason:
             fields["reason"] = action.reason
         if error is not None:
-            self.metrics.errors.inc(type="driver")
+            self.metrics.errors.inc(host=self.uri, type="driver")
             fields["error"] = error.to_dict()
             self.journal.error("action", f"{action.verb} {action.key}: {error}", **fields)
             return
@@ -245,6 +309,11 @@ class Watcher:
         where = f"{event.kind}/{event.name}" if event.kind else "host"
         self.journal.info("host-event", f"{where}: {event.type} outside virtctl",
                           type=str(event.type), object=where)
+
+
+def spec_invalid(name: str, last_good: Mapping[str, Specs]) -> str:
+    kept = "keeping its last good specs" if name in last_good else "nothing of it is applied"
+    return f"{name}: invalid; {kept}; its objects are not pruned"
 
 
 def _wait_stop(inbox: Inbox, seconds: float) -> bool:
@@ -276,115 +345,3 @@ def protect(planned: Plan, live: Live, settled: Settled) -> Plan:
         creates=planned.creates,
         deletes=planned.deletes - kept,
     )
-
-
-# -- entry point -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _signals(inbox: Inbox) -> Iterator[None]:
-    """SIGTERM/SIGINT ask the loop to stop; a second one restores the default (kills)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if inbox.stopping:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-        inbox.stop()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, previous in old.items():
-            signal.signal(signum, previous)
-
-
-def run_watch(
-    paths: Sequence[str],
-    *,
-    uri: str | None,
-    policy: Policy,
-    interval: float = 300.0,
-    log_format: str = "text",
-    metrics_port: int | None = None,
-    metrics_address: str = "127.0.0.1",
-    stop: threading.Event | None = None,
-    stream: TextIO | None = None,
-    debounce: float = 0.1,
-) -> int:
-    """Watch `paths` and keep the host at `uri` as they declare until stopped.
-
-    Returns 0 after a clean stop (SIGTERM, SIGINT, or `stop` set), 1 if it cannot
-    start (a missing path, no connection, the metrics port taken)."""
-    journal = Log(stream or sys.stderr, fmt=LogFormat(log_format))
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        journal.error("startup-failed", f"no such file or directory: {', '.join(missing)}")
-        return EXIT_ERROR
-    metrics = WatchMetrics()
-    inbox = Inbox(debounce=Debouncer(delay=debounce), expectations=Expectations())
-    with contextlib.ExitStack() as stack:
-        try:
-            driver = stack.enter_context(_connected(uri))
-            server = _serve(metrics, metrics_address, metrics_port, journal)
-        except (VirtctlError, OSError) as exc:
-            journal.error("startup-failed", str(exc))
-            return EXIT_ERROR
-        if server is not None:
-            stack.callback(server.close)
-        stack.enter_context(_signals(inbox))
-        if stop is not None:
-            _relay_stop(stop, inbox, stack)
-        stack.callback(driver.subscribe(inbox.driver_event))
-        watch = SpecWatch(paths, inbox.spec_changed)
-        watch.start()
-        stack.callback(watch.close)
-        journal.info("started", f"watching {', '.join(paths)} on {driver.uri}",
-                     paths=list(paths), uri=driver.uri, interval=interval,
-                     prune=policy.prune, adopt=policy.adopt)
-        watcher = Watcher(driver, SpecSet(paths), inbox, journal=journal, metrics=metrics,
-                          policy=policy, interval=interval)
-        with contextlib.suppress(_Stopping):
-            watcher.run()
-    journal.info("stopped", "stopped cleanly")
-    return EXIT_OK
-
-
-@contextlib.contextmanager
-def _connected(uri: str | None) -> Iterator[Driver]:
-    driver = drivers.connect(uri)
-    try:
-        yield driver
-    finally:
-        driver.close()
-
-
-def _serve(
-    metrics: WatchMetrics, address: str, port: int | None, journal: Log
-) -> MetricsServer | None:
-    if port is None:
-        return None
-    server = MetricsServer(metrics, address=address, port=port)
-    server.start()
-    journal.info("metrics", f"serving metrics on http://{address}:{server.port}/metrics",
-                 address=address, port=server.port)
-    return server
-
-
-def _relay_stop(stop: threading.Event, inbox: Inbox, stack: contextlib.ExitStack) -> None:
-    """Turn a caller's threading.Event into a stop of the loop."""
-    done = threading.Event()
-
-    def relay() -> None:
-        while not done.is_set():
-            if stop.wait(0.1):
-                inbox.stop()
-                return
-
-    thread = threading.Thread(target=relay, name="virtctl-watch-stop", daemon=True)
-    thread.start()
-    stack.callback(done.set)
-

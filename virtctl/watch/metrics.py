@@ -2,8 +2,11 @@
 
 Called by the watch loop. Counters, gauges and histograms hold floats keyed by label
 values; `render` writes the text exposition format (version 0.0.4) and is pure given
-the recorded values. `MetricsServer` serves `GET /metrics` from a daemon thread with
-stdlib `http.server`, bound to 127.0.0.1 unless told otherwise; it serves nothing else.
+the recorded values. Metrics about one host carry a `host` label, left out of the output
+while the watch has only ever covered one host (`WatchMetrics.show_hosts`), so a
+single-host watcher's series are as they always were. `MetricsServer` serves
+`GET /metrics` from a daemon thread with stdlib `http.server`, bound to 127.0.0.1 unless
+told otherwise; it serves nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import bisect
 import http.server
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,12 +48,27 @@ class _Metric:
     name: str
     help: str
     labelnames: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # labels a caller may leave out (recorded empty)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.labelnames):
+        given, required = set(labels), set(self.labelnames) - set(self.optional)
+        if not required <= given <= set(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
-        return tuple(labels[n] for n in self.labelnames)
+        return tuple(labels.get(n, "") for n in self.labelnames)
+
+    def _samples(self, values: dict[LabelValues, float], hide: Collection[str],
+                 *, add: bool) -> list[str]:
+        """Sorted samples; labels in `hide` or with empty values (which Prometheus reads as
+        absent) are left out, and samples left with the same labels merged (summed if
+        `add`, else the last one wins)."""
+        merged: dict[tuple[tuple[str, str], ...], float] = {}
+        for key, value in sorted(values.items()):
+            pairs = tuple((n, v) for n, v in zip(self.labelnames, key, strict=True)
+                          if v and n not in hide)
+            merged[pairs] = merged.get(pairs, 0.0) + value if add else value
+        return [f"{self.name}{_labels([n for n, _ in p], [v for _, v in p])} {_number(v)}"
+                for p, v in sorted(merged.items())]
 
     def _header(self, kind: str) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {kind}"]
@@ -65,11 +83,10 @@ class Counter(_Metric):
         with self._lock:
             self.values[key] = self.values.get(key, 0.0) + amount
 
-    def render(self) -> list[str]:
+    def render(self, hide: Collection[str] = ()) -> list[str]:
         with self._lock:
-            items = sorted(self.values.items())
-        lines = self._header("counter")
-        return lines + [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items]
+            values = dict(self.values)
+        return self._header("counter") + self._samples(values, hide, add=True)
 
 
 @dataclass(slots=True)
@@ -81,11 +98,10 @@ class Gauge(_Metric):
         with self._lock:
             self.values[key] = value
 
-    def render(self) -> list[str]:
+    def render(self, hide: Collection[str] = ()) -> list[str]:
         with self._lock:
-            items = sorted(self.values.items())
-        lines = self._header("gauge")
-        return lines + [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items]
+            values = dict(self.values)
+        return self._header("gauge") + self._samples(values, hide, add=False)
 
 
 @dataclass(slots=True)
@@ -106,7 +122,7 @@ class Histogram(_Metric):
             self.total += value
             self.observed += 1
 
-    def render(self) -> list[str]:
+    def render(self, hide: Collection[str] = ()) -> list[str]:
         with self._lock:
             counts, total, observed = list(self.counts), self.total, self.observed
         lines = self._header("histogram")
@@ -121,23 +137,28 @@ class Histogram(_Metric):
 
 
 class WatchMetrics:
-    """Everything the watcher records."""
+    """Everything the watcher records. Per-host metrics take an optional `host` label."""
 
     def __init__(self) -> None:
+        host = ("host",)
+        self.show_hosts = False  # set once the watch covers a second host
         self.runs = Counter(
             "virtctl_watch_reconcile_runs_total",
-            "Reconcile runs, by what triggered them (start, spec, event, resync, retry).",
-            ("trigger",),
+            "Reconcile runs, by host and by what triggered them "
+            "(start, spec, event, resync, retry).",
+            ("host", "trigger"), host,
         )
         self.actions = Counter(
             "virtctl_watch_actions_total",
-            "Actions applied, by action kind, object kind and result (done, failed, skipped).",
-            ("action", "object", "result"),
+            "Actions applied, by host, action kind, object kind and result "
+            "(done, failed, skipped).",
+            ("host", "action", "object", "result"), host,
         )
         self.errors = Counter(
             "virtctl_watch_errors_total",
-            "Errors, by type (spec, driver, internal).",
-            ("type",),
+            "Errors, by host and type (spec, driver, internal); spec files that are "
+            "invalid for every host have no host.",
+            ("host", "type"), host,
         )
         self.duration = Histogram(
             "virtctl_watch_reconcile_duration_seconds",
@@ -146,30 +167,37 @@ class WatchMetrics:
         self.drifted = Gauge(
             "virtctl_watch_objects_drifted",
             "Objects that differed from their specs at the start of the last reconcile run.",
+            host, host,
         )
         self.drifted_total = Counter(
             "virtctl_watch_objects_drifted_total",
             "Objects found differing from their specs, summed over reconcile runs.",
+            host, host,
         )
         self.spec_files = Gauge(
             "virtctl_watch_spec_files",
-            "Spec files watched, by state (valid, invalid).",
-            ("state",),
+            "Spec files watched, by host and state (valid, invalid).",
+            ("host", "state"), host,
         )
         self.last_success = Gauge(
             "virtctl_watch_last_success_timestamp_seconds",
             "When the host last matched the specs (Unix time).",
+            host, host,
         )
 
     def all(self) -> Iterable[Counter | Gauge | Histogram]:
         return (self.runs, self.actions, self.errors, self.duration, self.drifted,
                 self.drifted_total, self.spec_files, self.last_success)
 
+    def hidden(self) -> tuple[str, ...]:
+        """Labels left out of the output: `host` while there has only been one."""
+        return () if self.show_hosts else ("host",)
 
-def render(metrics: Iterable[Counter | Gauge | Histogram]) -> str:
+
+def render(metrics: Iterable[Counter | Gauge | Histogram], *, hide: Collection[str] = ()) -> str:
     lines: list[str] = []
     for metric in metrics:
-        lines.extend(metric.render())
+        lines.extend(metric.render(hide))
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +229,7 @@ def _handler_for(metrics: WatchMetrics) -> type[http.server.BaseHTTPRequestHandl
             if self.path.split("?", 1)[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            body = render(metrics.all()).encode()
+            body = render(metrics.all(), hide=metrics.hidden()).encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))

@@ -6,7 +6,8 @@ on its own with `load_text`, caching by content so an unchanged file costs a str
 compare. `settle()` is pure: it decides, file by file, which specs stand. A file that
 does not parse, clashes with another file, or fails the host check is *broken*: its last
 good specs (if any) stand in for it and the objects it owned are protected from pruning,
-until it is valid again. Everything else goes on.
+until it is valid again. Everything else goes on. With several hosts, routing.py settles
+the files once for all hosts and each host's watcher settles its own share with `settle`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Source, SpecError, SpecErrors
-from ..model import Desired, DomainSpec, NetworkSpec, Spec
+from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, Spec
 from ..reconciler.load import expand, load_text
 from ..reconciler.validate import check_specs
 
 Specs = tuple[Spec, ...]
+Aliases = tuple[HostAlias, ...]
 HostCheck = Callable[[Desired], list[SpecError]]
 
 
@@ -31,6 +33,7 @@ class Scan:
     parsed: Mapping[str, Specs] = field(default_factory=dict)
     errors: Mapping[str, tuple[SpecError, ...]] = field(default_factory=dict)
     unreadable: tuple[str, ...] = ()  # given paths that could not be listed this time
+    hosts: Mapping[str, Aliases] = field(default_factory=dict)  # 'kind: Hosts' entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +114,11 @@ class SpecSet:
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = tuple(paths)
         self.last_good: dict[str, Specs] = {}
-        self._cache: dict[str, tuple[str, Specs | SpecError]] = {}
+        self._cache: dict[str, tuple[str, tuple[Specs, Aliases] | SpecError]] = {}
 
     def read(self) -> Scan:
         parsed: dict[str, Specs] = {}
+        hosts: dict[str, Aliases] = {}
         errors: dict[str, tuple[SpecError, ...]] = {}
         unreadable: list[str] = []
         for given in self.paths:
@@ -128,18 +132,21 @@ class SpecSet:
                 result = self._parse(spec_file.name, spec_file.text)
                 if isinstance(result, SpecError):
                     errors[spec_file.name] = tuple(_flatten([result]))
-                else:
-                    parsed[spec_file.name] = result
+                    continue
+                parsed[spec_file.name] = result[0]
+                if result[1]:
+                    hosts[spec_file.name] = result[1]
         self._cache = {k: v for k, v in self._cache.items() if k in parsed or k in errors}
-        return Scan(parsed, errors, tuple(unreadable))
+        return Scan(parsed, errors, tuple(unreadable), hosts)
 
-    def _parse(self, name: str, text: str) -> Specs | SpecError:
+    def _parse(self, name: str, text: str) -> tuple[Specs, Aliases] | SpecError:
         cached = self._cache.get(name)
         if cached is not None and cached[0] == text:
             return cached[1]
-        result: Specs | SpecError
+        result: tuple[Specs, Aliases] | SpecError
+        named: list[HostAlias] = []
         try:
-            result = tuple(load_text(text, source=name))
+            result = (tuple(load_text(text, source=name, hosts=named)), tuple(named))
         except SpecError as exc:
             result = exc
         except Exception as exc:  # noqa: BLE001 (a converter bug must not stop the rest)
@@ -148,10 +155,15 @@ class SpecSet:
         return result
 
     def commit(self, settled: Settled) -> None:
-        """Remember the specs of every valid file as its last good ones; forget files
-        that are gone (neither read nor broken)."""
-        keep = set(settled.chosen) | set(settled.broken)
-        self.last_good = {f: s for f, s in self.last_good.items() if f in keep}
-        for name, specs in settled.chosen.items():
-            if name not in settled.broken:
-                self.last_good[name] = specs
+        self.last_good = remember(self.last_good, settled)
+
+
+def remember(last_good: Mapping[str, Specs], settled: Settled) -> dict[str, Specs]:
+    """The specs of every valid file become its last good ones; files that are gone
+    (neither read nor broken) are forgotten."""
+    keep = set(settled.chosen) | set(settled.broken)
+    out = {f: s for f, s in last_good.items() if f in keep}
+    for name, specs in settled.chosen.items():
+        if name not in settled.broken:
+            out[name] = specs
+    return out

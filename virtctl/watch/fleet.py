@@ -1,0 +1,393 @@
+"""`virtctl watch` over every host the specs target: `run_watch(paths, ...) -> exit status`.
+
+Called by the CLI (watch/command.py) and by tests in-process. The pieces:
+
+- `Catalog`: the watched spec files, read and routed to their hosts (routing.py) under
+  one lock, shared by every host's watcher; it reports files that are broken whatever
+  the host (they do not parse, name an unknown host, clash), once.
+- `HostSpecs`: one host's view of the Catalog, with that host's last good specs.
+- `Fleet`: one `Watcher` (loop.py) per host, each on its own thread with its own inbox
+  and connection. When the hosts the specs target change, and every `--interval`, it
+  starts a watcher for each new one and stops those no spec targets any more
+  (unless a `kind: Hosts` document names them, so `--prune` can still empty them).
+  It reads no spec itself on a change: the hosts' watchers do, and the Catalog tells it
+  when a reading changes the set of hosts.
+
+A host that cannot be reached fails only itself: its watcher logs, backs off and tries
+again while the others go on. SIGTERM and SIGINT stop every watcher after the action in
+flight (exit 0); a second signal kills at once. With one host, logs and metrics are as
+they have always been; once there are several, host-scoped records carry `host`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Protocol, TextIO
+
+from .. import drivers
+from ..drivers.base import Driver
+from ..drivers.sim import state_root
+from ..errors import VirtctlError
+from ..reconciler.plan import Policy
+from ..uri import default_uri, parse_uri
+from .logs import Log, LogFormat
+from .loop import Watcher, StopRequested, spec_invalid
+from .metrics import MetricsServer, WatchMetrics
+from .routing import Routed, route, share
+from .sources import Debouncer, Expectations, Inbox, SpecWatch
+from .specs import Aliases, Scan, Settled, Specs, SpecSet, remember
+
+EXIT_OK, EXIT_ERROR = 0, 1
+# CPython runs signal handlers on the main thread only, and a signal delivered to another
+# thread (libvirt's event loop, a watcher) does not interrupt the main thread's wait: so
+# the main thread never blocks longer than this.
+SIGNAL_CHECK = 0.25
+
+
+class Catalog:
+    """The watched spec files, routed to their hosts; safe to share between threads."""
+
+    def __init__(self, paths: Sequence[str], *, default: str, journal: Log,
+                 metrics: WatchMetrics) -> None:
+        self.paths = tuple(paths)
+        self.default = default
+        self._files = SpecSet(paths)
+        self._hosts: dict[str, Aliases] = {}  # each file's last good 'kind: Hosts' entries
+        self._journal = journal
+        self._metrics = metrics
+        self._reported: dict[str, tuple[str, ...]] = {}
+        self._targets: tuple[str, ...] = ()
+        self._on_targets: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+
+    def listen(self, on_targets: Callable[[], None]) -> None:
+        """Call `on_targets()` whenever a reading changes the set of hosts to watch."""
+        self._on_targets = on_targets
+
+    def refresh(self, *, report: bool = True) -> Routed:
+        """Read every file now (unchanged ones cost a compare) and route the specs."""
+        with self._lock:
+            routed = route(self._files.read(), self._files.last_good, self._hosts,
+                           default=self.default)
+            if report:
+                self._report(routed)
+            self._files.commit(Settled(routed.chosen, routed.broken))
+            self._hosts = dict(routed.good_hosts)
+            targets, self._targets = self._targets, routed.targets(self.default)
+        if targets and targets != self._targets and self._on_targets is not None:
+            self._on_targets()
+        return routed
+
+    def last_good_for(self, uri: str) -> dict[str, Specs]:
+        with self._lock:
+            return share(self._files.last_good, uri)
+
+    def _report(self, routed: Routed) -> None:
+        """Log a file's errors when they change, and when it becomes valid again."""
+        for name, errors in sorted(routed.broken.items()):
+            messages = tuple(str(e) for e in errors)
+            if self._reported.get(name) == messages:
+                continue
+            self._reported[name] = messages
+            self._metrics.errors.inc(type="spec")
+            self._journal.error("spec-invalid", spec_invalid(name, self._files.last_good),
+                                file=name, errors=list(messages))
+        for name in sorted(set(self._reported) - set(routed.broken)):
+            del self._reported[name]
+            self._journal.info("spec-valid", f"{name}: valid again", file=name)
+
+
+class HostSpecs:
+    """One host's share of the Catalog, and that host's last good specs per file."""
+
+    def __init__(self, catalog: Catalog, uri: str) -> None:
+        self.catalog = catalog
+        self.uri = uri
+        self.paths = catalog.paths
+        # A host that joins late starts from what its share was when last good.
+        self.last_good: dict[str, Specs] = catalog.last_good_for(uri)
+
+    def read(self) -> Scan:
+        routed = self.catalog.refresh()
+        if self.uri not in routed.targets(self.catalog.default):
+            # No spec targets this host any more and no Hosts document names it: stop
+            # before planning, so nothing on it is pruned; the fleet retires the watcher.
+            raise StopRequested()
+        return routed.scan_for(self.uri)
+
+    def commit(self, settled: Settled) -> None:
+        self.last_good = remember(self.last_good, settled)
+
+
+@dataclass(slots=True)
+class _Running:
+    watcher: Watcher
+    thread: threading.Thread
+
+
+class Fleet:
+    """A Watcher per host, on its own thread; the caller's thread runs `run()`."""
+
+    def __init__(
+        self, catalog: Catalog, *, journal: Log, metrics: WatchMetrics, policy: Policy,
+        interval: float, debounce: float, lock_root: Path | None,
+    ) -> None:
+        self.catalog = catalog
+        self.journal = journal
+        self.metrics = metrics
+        self.policy = policy
+        self.interval = interval
+        self.debounce = debounce
+        self.lock_root = lock_root
+        self.inbox = self._new_inbox()  # host-set changes and stops, for the fleet itself
+        catalog.listen(self.inbox.spec_changed)
+        self._running: dict[str, _Running] = {}
+        self._retired: list[_Running] = []
+        self._seen: set[str] = set()
+        self._lock = threading.RLock()  # re-entered by a signal handler's stop()
+
+    @property
+    def many(self) -> bool:
+        """Has the watch ever covered more than one host? (Then records name theirs.)"""
+        return len(self._seen) > 1
+
+    @property
+    def stopping(self) -> bool:
+        return self.inbox.stopping
+
+    def hosts(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running)
+
+    def _new_inbox(self) -> Inbox:
+        return Inbox(debounce=Debouncer(delay=self.debounce), expectations=Expectations())
+
+    def spec_changed(self) -> None:
+        """Wake every host's watcher; the one whose reading changes the hosts wakes us."""
+        for running in self._all():
+            running.watcher.inbox.spec_changed()
+
+    def stop(self) -> None:
+        self.inbox.stop()
+        for running in self._all():
+            running.watcher.inbox.stop()
+
+    def _all(self) -> list[_Running]:
+        with self._lock:
+            return [*self._running.values(), *self._retired]
+
+    def add(self, uri: str, *, driver: Driver | None = None) -> None:
+        """Start watching `uri` (with `driver` if already connected)."""
+        self._seen.add(uri)
+        if self.many:
+            self.metrics.show_hosts = True
+
+        def context() -> dict[str, object]:
+            return {"host": uri} if self.many else {}
+
+        inbox = self._new_inbox()
+        watcher = Watcher(uri, HostSpecs(self.catalog, uri), inbox,
+                          journal=self.journal.bound(context), metrics=self.metrics,
+                          policy=self.policy, interval=self.interval, driver=driver,
+                          lock_root=self.lock_root)
+        thread = threading.Thread(target=self._watch, args=(watcher,), daemon=True,
+                                  name=f"virtctl-watch {uri}")
+        with self._lock:
+            self._running[uri] = _Running(watcher, thread)
+        if self.inbox.stopping:
+            inbox.stop()
+        thread.start()
+
+    def _watch(self, watcher: Watcher) -> None:
+        try:
+            with contextlib.suppress(StopRequested):
+                watcher.run()
+        except Exception as exc:  # noqa: BLE001 (a bug: this host stops, the others go on)
+            watcher.journal.error("internal-error", f"{type(exc).__name__}: {exc}",
+                                  error=type(exc).__name__)
+        finally:
+            watcher.close()
+
+    def sync(self) -> None:
+        """Watch every host the specs target now; stop watching the others. A watcher
+        that ended on its own (its host dropped, or a bug) is restarted if still needed."""
+        targets = set(self.catalog.refresh(report=False).targets(self.catalog.default))
+        with self._lock:
+            ended = {uri for uri, r in self._running.items() if not r.thread.is_alive()}
+            for uri in ended:
+                del self._running[uri]
+            self._retired = [r for r in self._retired if r.thread.is_alive()]
+        current = set(self.hosts())
+        for uri in sorted(targets - current):
+            self.add(uri)
+            self.journal.info("host-added", f"watching {uri}", host=uri)
+        for uri in sorted(current - targets):
+            self._retire(uri)
+        for uri in sorted((current | ended) - targets):
+            self.journal.info("host-removed", f"no spec targets {uri} any more; not "
+                              "watching it", host=uri)
+
+    def _retire(self, uri: str) -> None:
+        with self._lock:
+            running = self._running.pop(uri)
+            self._retired.append(running)
+        running.watcher.inbox.stop()  # it finishes the action in flight, then closes
+
+    def run(self) -> None:
+        """Follow changes of the hosts to watch (and resync) until stopped; then wait for
+        every watcher."""
+        next_resync = time.monotonic() + self.interval
+        try:
+            while not self.inbox.stopping:
+                wake = self.inbox.wait(until=min(next_resync, time.monotonic() + SIGNAL_CHECK))
+                if self.inbox.stopping:
+                    break
+                if time.monotonic() >= next_resync:
+                    next_resync = time.monotonic() + self.interval
+                elif not wake.triggers:
+                    continue
+                self.sync()
+        finally:
+            self.stop()
+            for running in self._all():
+                while running.thread.is_alive():
+                    running.thread.join(SIGNAL_CHECK)
+
+
+# -- entry point -----------------------------------------------------------------------
+
+
+class _Stoppable(Protocol):
+    @property
+    def stopping(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _signals(target: _Stoppable) -> Iterator[None]:
+    """SIGTERM/SIGINT ask every watcher to stop; a second one restores the default (kills)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if target.stopping:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        target.stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+
+def run_watch(
+    paths: Sequence[str],
+    *,
+    uri: str | None,
+    policy: Policy,
+    interval: float = 300.0,
+    log_format: str = "text",
+    metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
+    stop: threading.Event | None = None,
+    stream: TextIO | None = None,
+    debounce: float = 0.1,
+) -> int:
+    """Watch `paths` and keep every host they target as they declare until stopped; specs
+    without `connect:` target `uri` (else the default connection).
+
+    Returns 0 after a clean stop (SIGTERM, SIGINT, or `stop` set), 1 if it cannot
+    start (a missing path, a bad `uri`, the metrics port taken, or, when the specs target
+    a single host, no connection to it)."""
+    journal = Log(stream or sys.stderr, fmt=LogFormat(log_format))
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        journal.error("startup-failed", f"no such file or directory: {', '.join(missing)}")
+        return EXIT_ERROR
+    metrics = WatchMetrics()
+    default = default_uri(uri, os.environ)
+    catalog = Catalog(paths, default=default, journal=journal, metrics=metrics)
+    fleet = Fleet(catalog, journal=journal, metrics=metrics, policy=policy, interval=interval,
+                  debounce=debounce, lock_root=state_root(os.environ))
+    with contextlib.ExitStack() as stack:
+        try:
+            parse_uri(default)
+            targets = catalog.refresh(report=False).targets(default)
+            driver = stack.enter_context(_connected(targets[0])) if len(targets) == 1 else None
+            server = _serve(metrics, metrics_address, metrics_port, journal)
+        except (VirtctlError, OSError) as exc:
+            journal.error("startup-failed", str(exc))
+            return EXIT_ERROR
+        if server is not None:
+            stack.callback(server.close)
+        stack.enter_context(_signals(fleet))
+        if stop is not None:
+            _relay_stop(stop, fleet, stack)
+        watch = SpecWatch(paths, fleet.spec_changed)
+        watch.start()
+        stack.callback(watch.close)
+        _log_started(journal, paths, driver.uri if driver else default, targets,
+                     interval=interval, policy=policy)
+        for target in targets:
+            fleet.add(target, driver=driver)
+        fleet.run()
+    journal.info("stopped", "stopped cleanly")
+    return EXIT_OK
+
+
+def _log_started(journal: Log, paths: Sequence[str], uri: str, targets: Sequence[str], *,
+                 interval: float, policy: Policy) -> None:
+    where = uri if len(targets) == 1 else f"{len(targets)} hosts: {', '.join(targets)}"
+    hosts: dict[str, object] = {"hosts": list(targets)} if len(targets) > 1 else {}
+    journal.info("started", f"watching {', '.join(paths)} on {where}", paths=list(paths),
+                 uri=uri, **hosts, interval=interval, prune=policy.prune, adopt=policy.adopt)
+
+
+@contextlib.contextmanager
+def _connected(uri: str) -> Iterator[Driver]:
+    driver = drivers.connect(uri)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def _serve(
+    metrics: WatchMetrics, address: str, port: int | None, journal: Log
+) -> MetricsServer | None:
+    if port is None:
+        return None
+    server = MetricsServer(metrics, address=address, port=port)
+    server.start()
+    journal.info("metrics", f"serving metrics on http://{address}:{server.port}/metrics",
+                 address=address, port=server.port)
+    return server
+
+
+def _relay_stop(stop: threading.Event, target: _Stoppable, stack: contextlib.ExitStack) -> None:
+    """Turn a caller's threading.Event into a stop of every watcher."""
+    done = threading.Event()
+
+    def relay() -> None:
+        while not done.is_set():
+            if stop.wait(0.1):
+                target.stop()
+                return
+
+    thread = threading.Thread(target=relay, name="virtctl-watch-stop", daemon=True)
+    thread.start()
+    stack.callback(done.set)
