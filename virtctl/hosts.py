@@ -3,7 +3,7 @@
 A spec may name its host with `connect:` (a libvirt URI, or an alias from a `kind: Hosts`
 document: `hosts: {web: qemu+ssh://root@web1/system}`); specs that name none go to the
 connection chosen on the command line. `group_by_host` is pure. `host_lock` serialises
-virtctl runs against one host (an flock per URI under the state directory), and
+virtctl runs against one host (an flock per URI: see `lock_path`), and
 `run_per_host` runs a function for every host concurrently (bounded), turning each host's
 failure into that host's result only.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -84,9 +85,32 @@ def group_by_host(
     } or {default_uri: desired}
 
 
+MACHINE_LOCK_DIR = Path("/run/lock/virtctl")
+
+
 def lock_path(uri: str, state_root: Path) -> Path:
-    digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
-    return state_root / "locks" / f"{digest}.lock"
+    """Where the lock for `uri` lives.
+
+    A sim host is its state directory, so its lock lives there. A libvirt host is shared
+    by every user of this machine (a root shell's `virtctl apply` and the watcher's
+    systemd unit have different state directories), so its lock lives in one
+    machine-wide place: $VIRTCTL_LOCK_DIR, else /run/lock/virtctl when it can be used,
+    else the state directory."""
+    name = hashlib.sha256(uri.encode()).hexdigest()[:24] + ".lock"
+    if parse_uri(uri).driver == "sim":
+        return state_root / "locks" / name
+    for folder in (os.environ.get("VIRTCTL_LOCK_DIR"), MACHINE_LOCK_DIR):
+        if folder and _usable(Path(folder)):
+            return Path(folder) / name
+    return state_root / "locks" / name
+
+
+def _usable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 @contextlib.contextmanager
