@@ -86,3 +86,16 @@ def text_of(elem: etree._Element | None) -> str | None:
     if elem is None:
         return None
     return (elem.text or "").strip()
+
+
+def set_uuid(root: etree._Element, value: str) -> None:
+    """Set a definition's <uuid>, creating it right after <name> where libvirt puts it."""
+    elem = root.find("uuid")
+    if elem is None:
+        elem = etree.Element("uuid")
+        name = root.find("name")
+        if name is not None:
+            name.addnext(elem)
+        else:
+            root.insert(0, elem)
+    elem.text = value

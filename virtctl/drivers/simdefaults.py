@@ -12,13 +12,10 @@ from __future__ import annotations
 from lxml import etree
 
 from ..capabilities import HostCapabilities
+from ..converters.sizes import unit_bytes
+from ..xmlutil import set_uuid
 from .simcaps import DEFAULT_MACHINE
 
-_UNITS = {
-    "b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
-    "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4,
-    "tib": 1024**4, "tb": 1000**4,
-}
 
 
 class DefaultsError(ValueError):
@@ -26,15 +23,15 @@ class DefaultsError(ValueError):
 
 
 def to_kib(elem: etree._Element) -> int:
-    unit = (elem.get("unit") or "KiB").lower()
-    if unit not in _UNITS:
+    factor = unit_bytes(elem.get("unit") or "KiB")
+    if factor is None:
         raise DefaultsError(f"unknown memory unit '{elem.get('unit')}'")
     try:
         value = int((elem.text or "").strip())
     except ValueError:
         raise DefaultsError(f"invalid memory value '{elem.text}'") from None
     # libvirt rounds up to whole KiB.
-    return -(-value * _UNITS[unit] // 1024)
+    return -(-value * factor // 1024)
 
 
 def _set_kib(elem: etree._Element, kib: int) -> None:
@@ -47,7 +44,7 @@ def fill_domain(
 ) -> None:
     """Fill libvirt's defaults into a domain definition, in place."""
     dom_type = root.get("type", "")
-    _ensure_uuid(root, uuid)
+    set_uuid(root, uuid)
     memory = root.find("memory")
     if memory is None:
         raise DefaultsError("missing <memory> element")
@@ -71,18 +68,6 @@ def fill_domain(
             elem = etree.SubElement(root, tag)
             elem.text = default
     _fill_macs(root, dom_type, mac_suffixes)
-
-
-def _ensure_uuid(root: etree._Element, uuid: str) -> None:
-    elem = root.find("uuid")
-    if elem is None:
-        elem = etree.Element("uuid")
-        name = root.find("name")
-        if name is not None:
-            name.addnext(elem)
-        else:
-            root.insert(0, elem)
-    elem.text = uuid
 
 
 def _fill_os(root: etree._Element, dom_type: str, caps: HostCapabilities) -> None:
@@ -118,7 +103,7 @@ def _fill_macs(root: etree._Element, dom_type: str, suffixes: list[str]) -> None
 def fill_network(
     root: etree._Element, *, uuid: str, bridge: str, mac_suffix: str
 ) -> None:
-    _ensure_uuid(root, uuid)
+    set_uuid(root, uuid)
     forward = root.find("forward")
     mode = forward.get("mode", "nat") if forward is not None else None
     if mode in (None, "nat", "route", "open"):

@@ -15,14 +15,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ..converters.sizes import unit_bytes
 from ..xmlutil import NS
 
-_UNITS = {
-    "b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
-    "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4,
-    "tib": 1024**4, "tb": 1000**4, "p": 1024**5, "pib": 1024**5, "pb": 1000**5,
-    "e": 1024**6, "eib": 1024**6, "eb": 1000**6,
-}
 # Elements whose text is an amount of memory with an optional unit= (KiB by default).
 _MEMORY_TAGS = frozenset({"memory", "currentMemory", "maxMemory", "hard_limit", "soft_limit",
                           "swap_hard_limit", "min_guarantee", "size", "requested", "block"})
@@ -54,7 +49,7 @@ class Node:
 
 def memory_kib(text: str, unit: str | None) -> str:
     """A memory amount in KiB, as text; unparseable input is returned unchanged."""
-    factor = _UNITS.get((unit or "KiB").lower())
+    factor = unit_bytes(unit or "KiB")
     try:
         value = int(text.strip())
     except ValueError:

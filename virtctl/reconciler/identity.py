@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from lxml import etree
 
 from ..capabilities import HostCapabilities
+from ..xmlutil import set_uuid
 
 # Namespace for uuid5 identities of objects virtctl creates without a declared uuid.
 _UUID_NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
@@ -30,18 +31,6 @@ def derived_mac(dom_type: str, *parts: str) -> str:
     # Xen guests use Xensource's OUI, the rest QEMU's, as libvirt would.
     prefix = "00:16:3e" if dom_type == "xen" else "52:54:00"
     return prefix + "".join(f":{b:02x}" for b in digest[:3])
-
-
-def _set_uuid(root: etree._Element, value: str) -> None:
-    elem = root.find("uuid")
-    if elem is None:
-        elem = etree.Element("uuid")
-        name = root.find("name")
-        if name is not None:
-            name.addnext(elem)
-        else:
-            root.insert(0, elem)
-    elem.text = value
 
 
 def _iface_source(iface: etree._Element) -> str:
@@ -61,7 +50,7 @@ def fill_domain_identity(root: etree._Element, live: etree._Element | None) -> N
     name = (root.findtext("name") or "").strip()
     if not (root.findtext("uuid") or "").strip():
         live_uuid = (live.findtext("uuid") or "").strip() if live is not None else ""
-        _set_uuid(root, live_uuid or derived_uuid("domain", name))
+        set_uuid(root, live_uuid or derived_uuid("domain", name))
     declared = root.findall("devices/interface")
     claimed = {
         (m.get("address") or "").lower() for i in declared if (m := i.find("mac")) is not None
@@ -120,7 +109,7 @@ def fill_network_identity(root: etree._Element, live: etree._Element | None) -> 
     name = (root.findtext("name") or "").strip()
     if not (root.findtext("uuid") or "").strip():
         live_uuid = (live.findtext("uuid") or "").strip() if live is not None else ""
-        _set_uuid(root, live_uuid or derived_uuid("network", name))
+        set_uuid(root, live_uuid or derived_uuid("network", name))
     if live is None:
         return
     forward = root.find("forward")
