@@ -18,7 +18,7 @@ import yaml
 from . import api, export, gitinfo, render
 from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
-from .errors import Source, SpecError, VirtctlError
+from .errors import Source, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
 from .watch import add_watch_parser
 
@@ -346,9 +346,16 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = _load(args, err)
-    if not args.offline:
-        with api.connect(args.connect, readonly=True) as reader:
-            api.check(desired, reader, policy=api.Policy(adopt=True))
+    groups = {} if args.offline else api.split_hosts(desired, args.connect)
+    problems: list[SpecError] = []
+    for uri, share in groups.items():  # each host the specs target, read-only
+        try:
+            with api.connect(uri, readonly=True) as reader:
+                api.check(share, reader, policy=api.Policy(adopt=True))
+        except SpecErrors as many:
+            problems.extend(many.errors)
+    if problems:
+        raise SpecErrors(problems)
     out.write(
         f"{len(desired.domains)} domain(s) and {len(desired.networks)} network(s) are valid.\n"
     )

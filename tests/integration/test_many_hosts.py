@@ -224,3 +224,19 @@ def test_two_libvirt_hosts_reconcile_concurrently(daemons: list[RemoteLibvirtd],
     finally:
         for daemon in daemons:
             purge_libvirt(daemon.uri)
+
+
+def test_validate_checks_every_host(fleet: tuple[Path, Path]) -> None:
+    specs, state = fleet
+    assert virtctl(state, "validate", "-f", str(specs)).returncode == 0
+    connect("sim:///b", env={"VIRTCTL_STATE_DIR": str(state)}).define(
+        Kind.DOMAIN, "<domain type='kvm'><name>cache</name><memory unit='MiB'>64</memory>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>")
+    # An unmanaged object is fine for validate (apply --adopt could take it) ...
+    assert virtctl(state, "validate", "-f", str(specs)).returncode == 0
+    # ... but a guest host b cannot run is not.
+    (specs / "b.yaml").write_text(sim_domain("db", connect_to="b").replace(
+        "arch: x86_64", "arch: aarch64"))
+    result = virtctl(state, "validate", "-f", str(specs))
+    assert result.returncode == 1 and "b.yaml" in result.stderr
+    assert "aarch64" in result.stderr
