@@ -233,9 +233,9 @@ def _run(
     render_text: Callable[[api.Result], None],
     kind: str,
 ) -> list[api.HostRun]:
-    """Run `work` on each host the specs target. One host: as if there were no others
-    (its errors propagate, output unchanged). Several: concurrently, each host's outcome
-    under its own heading, an unreachable host failing only itself."""
+    """Plan, then act (`steps`), on each host the specs target. One host: as if there
+    were no others (its errors propagate, output unchanged). Several: concurrently, each
+    host's outcome under its own heading, an unreachable host failing only itself."""
     if len(groups) == 1:
         runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1)
         if runs[0].error is not None:
