@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from typing import Any
 
 from lxml import etree
 
 from .model import LastApplied, Ownership
-from .xmlutil import NS, NS_PREFIX
+from .xmlutil import NS, NS_PREFIX, parse
 
 OWNER = f"{{{NS}}}owner"
 RUNTIME = f"{{{NS}}}runtime"
@@ -66,6 +67,27 @@ def read_owner(root: etree._Element) -> Ownership | None:
         commit=owner.get("commit", ""),
         last_applied=_read_last_applied(owner.find(LAST_APPLIED)),
     )
+
+
+# libvirt writes each <metadata> child with its own namespace declaration, so the owner
+# element can be cut out of the definition's text and parsed alone.
+_OWNER_TEXT = re.compile(
+    r'<(?P<p>[A-Za-z_][\w.-]*):owner\b(?P<attrs>[^>]*?)(?:/>|>.*?</(?P=p):owner>)', re.DOTALL)
+
+
+def owner_from_text(xml: str, *, source: str = "<xml>") -> Ownership | None:
+    """`read_owner` of a definition given as text, without parsing all of it."""
+    if NS not in xml:
+        return None
+    found = _OWNER_TEXT.search(xml)
+    declared = found is not None and re.search(
+        rf"""xmlns:{found["p"]}=(["']){re.escape(NS)}\1""", found["attrs"])
+    if found is not None and declared:
+        fragment = parse(found.group(0), source=source)
+        holder = etree.Element("domain")
+        etree.SubElement(holder, "metadata").append(fragment)
+        return read_owner(holder)
+    return read_owner(parse(xml, source=source))
 
 
 def _yes(value: str | None) -> bool | None:

@@ -19,9 +19,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from ..errors import DriverError, ErrorCode, ErrorDomain
-from ..metadata import read_owner
+from ..metadata import owner_from_text
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
-from ..xmlutil import NS, parse
 from .base import EventCallback
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop
@@ -278,7 +277,4 @@ __all__ = ["LibvirtDriver"]
 
 
 def _owner(xml: str, source: str) -> Ownership | None:
-    # Most objects on a host are not virtctl's: skip parsing those that cannot carry the mark.
-    if NS not in xml:
-        return None
-    return read_owner(parse(xml, source=source))
+    return owner_from_text(xml, source=source)

@@ -94,7 +94,9 @@ def _decode(data: dict[str, Any], source: str) -> Spec:
 class SyncMemo:
     """The sync keys (reconciler/memo.py) of objects found in sync on one host."""
 
-    LIMIT = 50_000
+    # Keys of objects no longer in sync are never looked up again: keep what this run
+    # found, then older keys up to twice that (other spec sets applied to the same host).
+    FLOOR = 2_000
 
     def __init__(self, folder: Path | None, uri: str) -> None:
         name = hashlib.sha256(uri.encode()).hexdigest()[:32]
@@ -110,10 +112,10 @@ class SyncMemo:
             return frozenset()
 
     def save(self, found: frozenset[str], previous: frozenset[str]) -> None:
-        """Keep what was found in sync now, then older keys up to LIMIT."""
+        """Keep what was found in sync now, then older keys, within a bound."""
         if self.path is None or found <= previous:
             return
-        keys = [*sorted(found), *sorted(previous - found)][: self.LIMIT]
+        keys = [*sorted(found), *sorted(previous - found)][: max(2 * len(found), self.FLOOR)]
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
