@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.contract.support import purge_libvirt, start_remote
+from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.cli import main
 from virtctl.drivers.sim import SimDriver
 from virtctl.model import Kind
@@ -171,3 +173,21 @@ def kit() -> SimpleNamespace:
         REPO=REPO, write=write, runtime=runtime, domain_xml=domain_xml,
         network_xml=network_xml, records=records, run_virtctl=run_virtctl,
     )
+
+
+@pytest.fixture(scope="session")
+def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RemoteLibvirtd]]:
+    """Two private libvirtd daemons on 127.0.0.1 (see libvirtd_tcp.py), shared by the
+    many-hosts tests; each test removes what it created."""
+    started: list[RemoteLibvirtd] = []
+    try:
+        for i in range(2):
+            started.append(start_remote(tmp_path_factory.mktemp(f"libvirtd-{i}")))
+        yield started
+    finally:
+        for daemon in started:
+            try:
+                if daemon.process is not None:
+                    purge_libvirt(daemon.uri)
+            finally:
+                daemon.stop()

@@ -14,12 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.contract.support import purge_libvirt, start_remote
+from tests.contract.support import purge_libvirt
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from tests.integration.test_libvirt_reconcile import domain_yaml, name, network_yaml
 from virtctl.drivers import connect
@@ -177,22 +176,6 @@ def test_a_second_run_on_a_host_waits_for_the_first(tmp_path: Path) -> None:
 
 
 # -- two real libvirt daemons on loopback --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RemoteLibvirtd]]:
-    started: list[RemoteLibvirtd] = []
-    try:
-        for i in range(2):
-            started.append(start_remote(tmp_path_factory.mktemp(f"libvirtd-{i}")))
-        yield started
-    finally:
-        for daemon in started:
-            try:
-                if daemon.process is not None:
-                    purge_libvirt(daemon.uri)
-            finally:
-                daemon.stop()
 
 
 def test_two_libvirt_hosts_reconcile_concurrently(daemons: list[RemoteLibvirtd],

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import purge_libvirt, start_remote
+from tests.contract.support import purge_libvirt
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from tests.integration.test_libvirt_reconcile import domain_yaml, name
 from tests.integration.test_many_hosts import hosts_doc, sim_domain
@@ -266,22 +266,6 @@ def test_metrics_carry_the_host(
 
 
 # -- two real libvirt daemons on loopback --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RemoteLibvirtd]]:
-    started: list[RemoteLibvirtd] = []
-    try:
-        for i in range(2):
-            started.append(start_remote(tmp_path_factory.mktemp(f"libvirtd-{i}")))
-        yield started
-    finally:
-        for daemon in started:
-            try:
-                if daemon.process is not None:
-                    purge_libvirt(daemon.uri)
-            finally:
-                daemon.stop()
 
 
 def test_two_libvirt_hosts_are_watched_concurrently(
