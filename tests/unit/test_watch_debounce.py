@@ -137,3 +137,23 @@ def test_inbox_stop_wakes_a_waiting_loop() -> None:
 )
 def test_which_file_changes_wake_the_watcher(path: str, is_directory: bool, relevant: bool) -> None:
     assert is_relevant(path, is_directory=is_directory) is relevant
+
+
+def test_a_start_absorbs_qemus_resumed_echo_too() -> None:
+    # Starting a QEMU guest reports STARTED and then RESUMED ("unpaused"); neither may wake
+    # the loop, while a stop behind our back still does.
+    expectations = Expectations()
+    expectations.expect(Start(kind=Kind.DOMAIN, name="web"), now=0.0)
+    assert expectations.absorb(_event(EventType.STARTED), now=0.1)
+    assert expectations.absorb(_event(EventType.RESUMED), now=0.2)
+    assert not expectations.absorb(_event(EventType.STOPPED), now=0.3)
+    assert not expectations.absorb(_event(EventType.RESUMED), now=0.4)
+
+
+def test_forgetting_a_start_forgets_both_of_its_echoes() -> None:
+    expectations = Expectations()
+    start = Start(kind=Kind.DOMAIN, name="web")
+    expectations.expect(start, now=0.0)
+    expectations.forget(start)
+    assert not expectations.absorb(_event(EventType.STARTED), now=0.1)
+    assert not expectations.absorb(_event(EventType.RESUMED), now=0.1)
