@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 import zlib
 from typing import Any
@@ -72,22 +73,46 @@ def read_owner(root: etree._Element) -> Ownership | None:
 # libvirt writes each <metadata> child with its own namespace declaration, so the owner
 # element can be cut out of the definition's text and parsed alone.
 _OWNER_TEXT = re.compile(
-    r'<(?P<p>[A-Za-z_][\w.-]*):owner\b(?P<attrs>[^>]*?)(?:/>|>.*?</(?P=p):owner>)', re.DOTALL)
+    r"<(?P<p>[A-Za-z_][\w.-]*):owner\b(?P<attrs>[^>]*?)(?:/>|>(?P<body>.*?)</(?P=p):owner>)",
+    re.DOTALL)
+_ATTR = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_RECORD = r"\s*<{p}:last-applied\b(?P<attrs>[^>]*?)(?:/>|>(?P<text>[^<]*)</{p}:last-applied>)\s*"
+
+
+def _attrs(text: str) -> dict[str, str]:
+    out = {}
+    for m in _ATTR.finditer(text):
+        value = m[2] if m[2] is not None else m[3]
+        out[m[1]] = html.unescape(value) if "&" in value else value
+    return out
 
 
 def owner_from_text(xml: str, *, source: str = "<xml>") -> Ownership | None:
-    """`read_owner` of a definition given as text, without parsing all of it."""
+    """`read_owner` of a definition given as text, without parsing it: snapshots read
+    the mark of every object, and most of a definition is not the mark.
+
+    Reads the element as virtctl writes it and libvirt stores it (its own namespace
+    declaration; at most a last-applied child with text); anything else is parsed."""
     if NS not in xml:
         return None
     found = _OWNER_TEXT.search(xml)
-    declared = found is not None and re.search(
-        rf"""xmlns:{found["p"]}=(["']){re.escape(NS)}\1""", found["attrs"])
-    if found is not None and declared:
-        fragment = parse(found.group(0), source=source)
-        holder = etree.Element("domain")
-        etree.SubElement(holder, "metadata").append(fragment)
-        return read_owner(holder)
-    return read_owner(parse(xml, source=source))
+    attrs = _attrs(found["attrs"]) if found is not None else {}
+    if found is None or attrs.get(f"xmlns:{found['p']}") != NS:
+        return read_owner(parse(xml, source=source))
+    record: LastApplied | None = None
+    body = found["body"] or ""
+    if body.strip():
+        child = re.fullmatch(_RECORD.format(p=re.escape(found["p"])), body)
+        if child is None:
+            return read_owner(parse(xml, source=source))
+        rec = _attrs(child["attrs"])
+        if rec.get("encoding") == ENCODING:
+            record = LastApplied(
+                encoded="".join(html.unescape(child["text"] or "").split()),
+                state=rec.get("state", ""), autostart=_yes(rec.get("autostart")),
+                active=_yes(rec.get("active")))
+    return Ownership(spec_hash=attrs.get("spec-hash", ""), source=attrs.get("source", ""),
+                     commit=attrs.get("commit", ""), last_applied=record)
 
 
 def _yes(value: str | None) -> bool | None:

@@ -40,6 +40,19 @@ def marked(pretty: bool) -> str:
                  'spec-hash="h3"><vc:last-applied encoding="zlib+base64" state="shutoff">'
                  "eJzLSM3JyQcABiwCFQ==</vc:last-applied></vc:owner></metadata>"),
             id="double-quotes-with-record"),
+        pytest.param(BASE.format(
+            meta="<metadata><virtctl:owner xmlns:virtctl='https://virtctl.dev/xmlns/1' "
+                 "spec-hash='h' source='a&amp;b &quot;c&quot; &#233;'/></metadata>"),
+            id="escaped-attribute"),
+        pytest.param(BASE.format(
+            meta="<metadata><virtctl:owner xmlns:virtctl='https://virtctl.dev/xmlns/1' "
+                 "spec-hash='h'><virtctl:last-applied encoding='gzip'>eJz</virtctl:last-applied>"
+                 "</virtctl:owner></metadata>"), id="unknown-record-encoding"),
+        pytest.param(BASE.format(
+            meta="<metadata><virtctl:owner xmlns:virtctl='https://virtctl.dev/xmlns/1' "
+                 "spec-hash='h'><virtctl:future/><virtctl:last-applied encoding="
+                 "'zlib+base64'>eJzLSM3JyQcABiwCFQ==</virtctl:last-applied>"
+                 "</virtctl:owner></metadata>"), id="unknown-child"),
     ],
 )
 def test_text_and_tree_agree(xml: str) -> None:
