@@ -26,6 +26,7 @@ from lxml import etree
 from . import metadata
 from .converters.yamlxml import domain_from_xml, network_from_xml
 from .errors import ErrorDomain, SpecError
+from .fileio import write_atomic
 from .model import DomainState, Live, LiveDomain, LiveNetwork, ObjectKey
 from .xmlutil import NS, NS_PREFIX, parse, tostring
 
@@ -81,9 +82,7 @@ def write_specs(folder: Path, specs: Iterable[ExportedSpec]) -> list[Path]:
         if "/" in spec.key.name or spec.key.name in ("", ".", ".."):
             raise SpecError(f"cannot name a file after {spec.key}", domain=ErrorDomain.CLI)
         target = folder / spec.filename
-        partial = folder / f".{spec.filename}.partial"
-        partial.write_text(spec.text, encoding="utf-8")
-        partial.replace(target)
+        write_atomic(target, spec.text.encode("utf-8"))
         written.append(target)
     return written
 

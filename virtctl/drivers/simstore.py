@@ -22,12 +22,12 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from ..fileio import write_atomic
 from ..model import Kind
 
 Record = dict[str, Any]
@@ -128,16 +128,4 @@ class SimStore:
             handle.write(json.dumps(event).encode() + b"\n")
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        # The suffix must not be .json: a temp file a crash leaves behind is not a record.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                if self.fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data, fsync=self.fsync)

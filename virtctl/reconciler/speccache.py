@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
@@ -24,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import Source
+from ..fileio import write_atomic
 from ..model import DomainSpec, DomainState, NetworkSpec, UpdatePolicy
 
 Spec = DomainSpec | NetworkSpec
@@ -116,12 +115,9 @@ class SyncMemo:
         if self.path is None or found <= previous:
             return
         keys = [*sorted(found), *sorted(previous - found)][: max(2 * len(found), self.FLOOR)]
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no cache
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(keys, handle)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(keys).encode())
 
 
 class SpecCache:
@@ -143,7 +139,4 @@ class SpecCache:
         payload = json.dumps({"specs": [_encode(s) for s in specs], "warnings": warnings})
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(payload)
-            os.replace(tmp, self.folder / _key(text))
+            write_atomic(self.folder / _key(text), payload.encode())
