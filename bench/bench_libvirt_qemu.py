@@ -6,10 +6,17 @@ started (starting 200 emulated guests would measure QEMU, not virtctl). Each mea
 the best of --repeat runs; every run starts from a host without the bench domains and
 removes them again:
 
-- direct     defineXML per domain;
+- direct     defineXML per domain of the definitions virtctl sends (uuid and ownership
+             mark included): the same calls;
+- plain      defineXML of the user's XML as written, for reference;
 - apply      virtctl's plan + apply (snapshot, capabilities check, plan, define);
-- listing    one listing of their XML: listAllDomains + XMLDesc(INACTIVE) per domain;
+- listing    listAllDomains + XMLDesc(INACTIVE) per domain, on an open connection;
+- read       the same reads virtctl's no-op makes, directly: open a connection,
+             capabilities, every domain with its state, the autostart and transient
+             listings, each domain's name, uuid and XML, the network listings, close;
 - no-op      a no-op re-apply (api.plan on an unchanged host; plans nothing).
+
+Targets (issue 3): apply / direct < 1.5, no-op / read < 1.2.
 
 Complements bench_libvirt.py (test:///default, in-process). Needs root and a running
 libvirtd. Usage: python bench/bench_libvirt_qemu.py [-n 200] [--repeat 3]
@@ -30,6 +37,7 @@ import libvirt
 
 from virtctl import api
 from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.reconciler.actions import Define
 
 URI = "qemu:///system"
 PREFIX = "vctl-bench-"
@@ -53,14 +61,43 @@ def clean(conn: libvirt.virConnect) -> None:
             dom.undefine()
 
 
-def best(prepare: Callable[[], None], body: Callable[[], None], repeat: int) -> float:
-    times = []
+def best(
+    prepare: Callable[[], None], bodies: dict[str, Callable[[], None]], repeat: int
+) -> dict[str, float]:
+    """Best wall time of each body; bodies take turns, each after `prepare`."""
+    times: dict[str, list[float]] = {label: [] for label in bodies}
     for _ in range(repeat):
-        prepare()
-        began = time.perf_counter()
-        body()
-        times.append(time.perf_counter() - began)
-    return min(times)
+        for label, body in bodies.items():
+            prepare()
+            began = time.perf_counter()
+            body()
+            times[label].append(time.perf_counter() - began)
+    return {label: min(found) for label, found in times.items()}
+
+
+def read() -> None:
+    conn = libvirt.open(URI)
+    try:
+        conn.getCapabilities()
+        {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+        {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
+        for dom, stats in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0):
+            dom.UUIDString()
+            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            if stats["state.state"] in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED):
+                dom.XMLDesc(0)
+                dom.ID()
+            dom.name()
+        for flags in (0, libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE,
+                      libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
+                      libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT):
+            for net in conn.listAllNetworks(flags):
+                net.UUIDString()
+                if not flags:
+                    net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
+                    net.name()
+    finally:
+        conn.close()
 
 
 def main() -> int:
@@ -76,7 +113,16 @@ def main() -> int:
             (Path(tmp) / f"{i:04d}.xml").write_text(xml)
         desired = api.load([tmp], use_cache=False)
 
+    clean(conn)
+    with LibvirtDriver(URI) as driver:
+        sent = [a.xml for a in api.plan(desired, driver).actions if isinstance(a, Define)]
+    assert len(sent) == args.n
+
     def direct() -> None:
+        for xml in sent:
+            conn.defineXML(xml)
+
+    def plain() -> None:
         for xml in xmls:
             conn.defineXML(xml)
 
@@ -99,22 +145,23 @@ def main() -> int:
             assert api.plan(desired, driver).empty
 
     try:
-        results = {
-            "direct": best(lambda: clean(conn), direct, args.repeat),
-            "apply": best(lambda: clean(conn), through_virtctl, args.repeat),
-        }
+        results = best(lambda: clean(conn), {
+            "direct": direct, "plain": plain, "apply": through_virtctl}, args.repeat)
         populated()
-        api.plan(desired, LibvirtDriver(URI))  # a first no-op records the pairs in sync
-        results["listing"] = best(lambda: None, listing, args.repeat)
-        results["no-op"] = best(lambda: None, noop, args.repeat)
+        noop()  # a first no-op records the host as in sync
+        results.update(best(lambda: None, {"listing": listing, "read": read, "no-op": noop},
+                            args.repeat * 3))
     finally:
         clean(conn)
         conn.close()
     print(f"# virtctl on {URI}: {args.n} defined domains, best of {args.repeat}")
     for label, seconds in results.items():
         print(f"{label:>10}  {seconds * 1000:8.1f} ms")
-    print(f"{'apply / direct':>20}  {results['apply'] / results['direct']:5.2f}x")
-    print(f"{'no-op / listing':>20}  {results['no-op'] / results['listing']:5.2f}x")
+    for label, top, bottom in (("apply / direct", "apply", "direct"),
+                               ("apply / plain", "apply", "plain"),
+                               ("no-op / read", "no-op", "read"),
+                               ("no-op / listing", "no-op", "listing")):
+        print(f"{label:>20}  {results[top] / results[bottom]:5.2f}x")
     return 0
 
 

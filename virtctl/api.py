@@ -30,7 +30,7 @@ from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan import plan as make_plan
-from .reconciler.memo import context_of, memo_for
+from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
 from .reconciler.validate import check_host
 from .uri import default_uri
@@ -92,9 +92,12 @@ def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Pl
 def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
     live = reader.snapshot()
     caps_xml = reader.capabilities()
-    caps = parse_capabilities(caps_xml)
     store = SyncMemo(cache_dir(os.environ), reader.uri)
     context = context_of(repr(replace(policy, commit="")), caps_xml, code_fingerprint())
+    whole = host_key(desired, live, context=context)
+    if whole is not None and store.host_in_sync(whole):
+        return Plan()  # checked and found in sync before, with exactly these inputs
+    caps = parse_capabilities(caps_xml)
     memo = memo_for(desired, live, context=context, known=store.load())
     if check:
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
@@ -103,6 +106,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
             raise SpecErrors(errors)
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo)
     store.save(planned.in_sync, memo.known)
+    if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
+        store.save_host(whole)
     return planned
 
 

@@ -105,16 +105,48 @@ def _candidates(caps: HostCapabilities, os_type: str, dom_type: str) -> Iterable
             yield guest
 
 
-def check_domain(root: etree._Element, caps: HostCapabilities) -> str | None:
-    """Why the host cannot run this domain definition, or None if it can."""
+@dataclass(frozen=True, slots=True)
+class GuestRequest:
+    """What a domain definition asks of the host: all `check_guest` reads of it. Many
+    definitions ask the same, so a caller checking many may check each request once."""
+
+    dom_type: str
+    os_type: str  # as declared, or libvirt's default for the domain type
+    arch: str | None
+    machine: str | None
+    emulator: str | None  # <devices><emulator> text as written
+
+
+def guest_request(root: etree._Element) -> GuestRequest:
+    """What the domain definition `root` asks of the host."""
     dom_type = root.get("type", "")
-    os_elem = root.find("os/type")
+    # root.find("os/type") and root.find("devices/emulator"), in one pass over root.
+    os_elem = emulator = None
+    for child in root.iterchildren("os", "devices"):
+        if child.tag == "os":
+            os_elem = os_elem if os_elem is not None else next(child.iterchildren("type"), None)
+        elif emulator is None:
+            emulator = next(child.iterchildren("emulator"), None)
     os_type = (os_elem.text or "").strip() if os_elem is not None else ""
     if not os_type:
         # libvirt's Xen driver infers paravirt when <os><type> is absent (bootloader guests).
         os_type = "xen" if dom_type == "xen" else "hvm"
-    arch = os_elem.get("arch") if os_elem is not None else None
-    machine = os_elem.get("machine") if os_elem is not None else None
+    return GuestRequest(
+        dom_type=dom_type, os_type=os_type,
+        arch=os_elem.get("arch") if os_elem is not None else None,
+        machine=os_elem.get("machine") if os_elem is not None else None,
+        emulator=(emulator.text or "") if emulator is not None else None,
+    )
+
+
+def check_domain(root: etree._Element, caps: HostCapabilities) -> str | None:
+    """Why the host cannot run this domain definition, or None if it can."""
+    return check_guest(guest_request(root), caps)
+
+
+def check_guest(want: GuestRequest, caps: HostCapabilities) -> str | None:
+    """Why the host cannot run a guest asking for `want`, or None if it can."""
+    dom_type, os_type, arch, machine = want.dom_type, want.os_type, want.arch, want.machine
     guests = list(_candidates(caps, os_type, dom_type))
     if not guests:
         return f"the host cannot run domain type '{dom_type}' with os type '{os_type}'"
@@ -128,7 +160,7 @@ def check_domain(root: etree._Element, caps: HostCapabilities) -> str | None:
         )
         if known and machine not in known:
             return f"machine type '{machine}' is not offered for '{dom_type}' guests"
-    emulator = root.findtext("devices/emulator")
+    emulator = want.emulator
     if emulator and dom_type in ("kvm", "qemu"):
         offered = {g.emulator for g in guests} | {
             d.emulator for g in guests for d in g.domains if d.type == dom_type

@@ -29,7 +29,7 @@ from typing import Any
 from lxml import etree
 
 from .model import LastApplied, Ownership
-from .xmlutil import NS, NS_PREFIX, parse
+from .xmlutil import NS, NS_PREFIX, first_children, parse
 
 OWNER = f"{{{NS}}}owner"
 RUNTIME = f"{{{NS}}}runtime"
@@ -38,16 +38,17 @@ ENCODING = "zlib+base64"
 _NSMAP = {NS_PREFIX: NS}
 
 
+# libvirt puts <metadata> after name, uuid, title and description: after <description> if
+# the definition has one, else after <title>, else <uuid>, else <name>.
+_ANCHORS = ("description", "title", "uuid", "name")
+
+
 def _metadata(root: etree._Element, *, create: bool) -> etree._Element | None:
-    meta = root.find("metadata")
+    found = first_children(root, "metadata", *_ANCHORS)
+    meta = found.get("metadata")
     if meta is None and create:
-        meta = etree.Element("metadata")
-        # libvirt puts <metadata> right after name/uuid/title/description; keep that order.
-        anchor = None
-        for tag in ("name", "uuid", "title", "description"):
-            found = root.find(tag)
-            if found is not None:
-                anchor = found
+        meta = etree.SubElement(root, "metadata")  # made in root's document, then placed
+        anchor = next((found[tag] for tag in _ANCHORS if tag in found), None)
         if anchor is not None:
             anchor.addnext(meta)
         else:

@@ -7,8 +7,9 @@ user wrote is lost between loading and defining. Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 from .errors import Source
@@ -92,6 +93,10 @@ class DomainSpec:
     update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
     shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
+    digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", spec_digest(self))
 
     @property
     def key(self) -> ObjectKey:
@@ -111,6 +116,10 @@ class NetworkSpec:
     bridge: str | None = None
     update_policy: UpdatePolicy | None = None
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
+    digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", spec_digest(self))
 
     @property
     def key(self) -> ObjectKey:
@@ -118,6 +127,15 @@ class NetworkSpec:
 
 
 Spec = DomainSpec | NetworkSpec
+
+
+def spec_digest(spec: DomainSpec | NetworkSpec) -> str:
+    """A hash of every field that decides a spec's plan: all but `source`, which only
+    labels where it came from. Computed once, when the spec is made (`replace` makes a
+    new spec, so it can never go stale), because every no-op run needs it."""
+    text = "\0".join([type(spec).__name__, *(
+        str(getattr(spec, f.name)) for f in fields(spec) if f.init and f.name != "source")])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +231,18 @@ LiveObject = LiveDomain | LiveNetwork
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    """A snapshot of one hypervisor connection, keyed by name."""
+    """A snapshot of one hypervisor connection, keyed by name.
+
+    `fingerprint`, when a driver gives one, is a hash of everything the snapshot was
+    read from: every object's definitions, state, autostart and persistence (not the
+    ids a start changes). Equal fingerprints mean equal snapshots, so a no-op run can
+    recognise a host it found in sync before without building or comparing objects
+    (see api and reconciler/memo.py); drivers may build the mappings lazily for that
+    reason. Empty means the driver gives none."""
 
     domains: Mapping[str, LiveDomain] = field(default_factory=dict)
     networks: Mapping[str, LiveNetwork] = field(default_factory=dict)
+    fingerprint: str = ""
 
     def get(self, key: ObjectKey) -> LiveObject | None:
         table: Mapping[str, LiveObject] = (

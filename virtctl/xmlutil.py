@@ -7,6 +7,7 @@ refused, not evaluated). Pure: no file or network access except `parse_file`'s r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from lxml import etree
@@ -88,12 +89,29 @@ def text_of(elem: etree._Element | None) -> str | None:
     return (elem.text or "").strip()
 
 
-def set_uuid(root: etree._Element, value: str) -> None:
-    """Set a definition's <uuid>, creating it right after <name> where libvirt puts it."""
-    elem = root.find("uuid")
+def first_children(root: etree._Element, *tags: str) -> dict[str, etree._Element]:
+    """The first child element of `root` with each of `tags` (as `find(tag)` would give;
+    tags not there are left out), in one pass over the children: a `find` per tag walks
+    them again and looks its path up each time, which shows when planning many objects."""
+    found: dict[str, etree._Element] = {}
+    for child in root:
+        tag = child.tag
+        if tag in tags and tag not in found:
+            found[tag] = child
+    return found
+
+
+def set_uuid(
+    root: etree._Element, value: str, *, found: Mapping[str, etree._Element] | None = None
+) -> None:
+    """Set a definition's <uuid>, creating it right after <name> where libvirt puts it.
+    `found` is `first_children(root, "uuid", "name")`, when the caller has it already."""
+    if found is None:
+        found = first_children(root, "uuid", "name")
+    elem = found.get("uuid")
     if elem is None:
-        elem = etree.Element("uuid")
-        name = root.find("name")
+        elem = etree.SubElement(root, "uuid")  # made in root's document, then placed
+        name = found.get("name")
         if name is not None:
             name.addnext(elem)
         else:

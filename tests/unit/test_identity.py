@@ -6,6 +6,8 @@ import re
 import uuid as uuidlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from virtctl.reconciler.identity import (
     derived_mac,
@@ -14,6 +16,10 @@ from virtctl.reconciler.identity import (
     fill_network_identity,
 )
 from virtctl.xmlutil import parse
+
+# The uuid5 namespace of derived identities: every uuid virtctl ever derived was
+# uuid.uuid5(NAMESPACE, "kind/name"), so derived_uuid must keep giving exactly that.
+NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -37,6 +43,41 @@ def test_derived_uuid_is_deterministic_and_kind_scoped() -> None:
     assert derived_uuid("domain", "web") != derived_uuid("network", "web")
     assert derived_uuid("domain", "web") != derived_uuid("domain", "db")
     assert str(uuidlib.UUID(derived_uuid("domain", "web"))) == derived_uuid("domain", "web")
+
+
+@pytest.mark.parametrize(("kind", "name", "expected"), [
+    # What virtctl has always derived: objects already created carry these uuids.
+    pytest.param("domain", "web", "c75254ed-bb11-5c46-b916-e39e3b5e1694", id="domain-web"),
+    pytest.param("network", "lan", "33a2a314-85ad-55ad-bfd3-83e0d3d5ad93", id="network-lan"),
+    pytest.param("domain", "bench-0000", "1af740e4-eee6-5859-a108-df2f5a9707cb",
+                 id="domain-bench"),
+])
+def test_derived_uuids_never_change(kind: str, name: str, expected: str) -> None:
+    assert derived_uuid(kind, name) == expected
+
+
+@pytest.mark.parametrize(("kind", "name"), [
+    pytest.param("domain", "", id="empty-name"),
+    pytest.param("domain", 'ünï-é&<"x 名前', id="non-ascii-name"),
+    pytest.param("network", "a/b", id="slash-in-name"),
+    pytest.param("domain", "\0\n\t", id="control-characters"),
+    pytest.param("domain", "x" * 10_000, id="long-name"),
+    pytest.param("domain", "\U0001f600", id="astral-plane"),
+])
+def test_derived_uuid_is_uuid5_of_kind_and_name(kind: str, name: str) -> None:
+    assert derived_uuid(kind, name) == str(uuidlib.uuid5(NAMESPACE, f"{kind}/{name}"))
+
+
+@given(kind=st.sampled_from(["domain", "network"]) | st.text(), name=st.text())
+def test_derived_uuid_matches_uuid5_for_any_name(kind: str, name: str) -> None:
+    assert derived_uuid(kind, name) == str(uuidlib.uuid5(NAMESPACE, f"{kind}/{name}"))
+
+
+def test_derived_uuid_refuses_what_uuid5_refuses() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        uuidlib.uuid5(NAMESPACE, "domain/\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        derived_uuid("domain", "\ud800")
 
 
 @pytest.mark.parametrize(("dom_type", "prefix"), [

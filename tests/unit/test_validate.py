@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from virtctl.capabilities import parse_capabilities
+from virtctl.capabilities import GuestRequest, check_domain, guest_request, parse_capabilities
 from virtctl.drivers.simcaps import CAPABILITIES_XML
 from virtctl.errors import ErrorCode, SpecError
 from virtctl.model import Desired, DomainSpec, DomainState, Live, LiveDomain, LiveNetwork, Ownership
 from virtctl.reconciler.load import load_text
 from virtctl.reconciler.validate import check_host, check_specs
+from virtctl.xmlutil import parse
 
 CAPS = parse_capabilities(CAPABILITIES_XML)
 U1 = "11111111-1111-4111-8111-111111111111"
@@ -158,3 +159,60 @@ def test_all_host_problems_are_reported_together() -> None:
                         live, CAPS)
     assert sorted(codes(errors)) == sorted([ErrorCode.NOT_MANAGED, ErrorCode.UNKNOWN_REFERENCE,
                                             ErrorCode.CONFIG_UNSUPPORTED])
+
+
+def test_guests_asking_the_same_of_the_host_are_each_refused_with_their_own_source() -> None:
+    specs = load(("a.xml", dom("a", dom_type="lxc", os="<type>exe</type>")),
+                 ("b.xml", dom("b", dom_type="lxc", os="<type>exe</type>")),
+                 ("c.xml", dom("c")))
+    errors = check_host(Desired(domains={s.name: s for s in specs}), Live(), CAPS)
+    assert [(e.code, e.source.file if e.source else None) for e in errors] == [
+        (ErrorCode.CONFIG_UNSUPPORTED, "a.xml"), (ErrorCode.CONFIG_UNSUPPORTED, "b.xml")]
+
+
+@pytest.mark.parametrize("xml", [
+    pytest.param(dom("a", os='<type arch="x86_64" machine="pc">hvm</type>'), id="plain"),
+    pytest.param('<domain type="kvm"><name>a</name><os><boot dev="hd"/></os>'
+                 '<os><type arch="aarch64">hvm</type></os></domain>', id="type-in-second-os"),
+    pytest.param('<domain type="xen"><name>a</name><bootloader>/bin/pygrub</bootloader>'
+                 "</domain>", id="no-os"),
+    pytest.param('<domain type="kvm"><name>a</name><os><type> </type></os></domain>',
+                 id="blank-os-type"),
+    pytest.param('<domain type="kvm"><name>a</name><devices/><devices>'
+                 "<emulator>/usr/bin/qemu-kvm</emulator></devices></domain>",
+                 id="emulator-in-second-devices"),
+    pytest.param('<domain type="kvm"><name>a</name><devices><emulator> </emulator></devices>'
+                 "</domain>", id="blank-emulator"),
+    pytest.param('<domain type="kvm"><name>a</name><devices><emulator/></devices></domain>',
+                 id="empty-emulator"),
+])
+def test_guest_request_reads_the_definition_as_paths_do(xml: str) -> None:
+    root = parse(xml)
+    os_type = root.find("os/type")
+    declared = (os_type.text or "").strip() if os_type is not None else ""
+    assert guest_request(root) == GuestRequest(
+        dom_type=root.get("type", ""),
+        os_type=declared or ("xen" if root.get("type") == "xen" else "hvm"),
+        arch=os_type.get("arch") if os_type is not None else None,
+        machine=os_type.get("machine") if os_type is not None else None,
+        emulator=root.findtext("devices/emulator"),
+    )
+
+
+@pytest.mark.parametrize(("xml", "reason"), [
+    pytest.param(dom("a"), None, id="runs"),
+    pytest.param(dom("a", dom_type="lxc", os="<type>exe</type>"),
+                 "the host cannot run domain type 'lxc' with os type 'exe'", id="domain-type"),
+    pytest.param(dom("a", os='<type arch="aarch64">hvm</type>'),
+                 "the host has no 'kvm' hvm guests on arch 'aarch64'", id="arch"),
+    pytest.param(dom("a", os='<type machine="virt">hvm</type>'),
+                 "machine type 'virt' is not offered for 'kvm' guests", id="machine"),
+    pytest.param('<domain type="kvm"><name>a</name><os><type>hvm</type></os><devices>'
+                 "<emulator> /opt/qemu </emulator></devices></domain>",
+                 "emulator '/opt/qemu' is not offered for 'kvm' guests", id="emulator"),
+    pytest.param('<domain type="kvm"><name>a</name><os><type>hvm</type></os><devices>'
+                 "<emulator> </emulator></devices></domain>",
+                 "emulator '' is not offered for 'kvm' guests", id="blank-emulator"),
+])
+def test_check_domain_says_why_the_host_cannot_run_a_guest(xml: str, reason: str | None) -> None:
+    assert check_domain(parse(xml), CAPS) == reason

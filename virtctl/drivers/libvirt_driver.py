@@ -15,6 +15,8 @@ managed-save image or snapshots exist: virtctl removes definitions, never guest 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
+from itertools import repeat
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,6 +24,7 @@ from ..errors import DriverError, ErrorCode, ErrorDomain
 from ..metadata import owner_from_text
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from .base import EventCallback
+from .snapshot import DomainRead, LazyTable, NetworkRead, fingerprint
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop
 
@@ -38,8 +41,18 @@ _STATES = (
 )
 
 
+# A DomainRead from a tuple of its fields, built in C (the NamedTuple's own __new__ is
+# Python code, run once per domain on every snapshot).
+_record = partial(tuple.__new__, DomainRead)
+
+
 def _state(value: int) -> DomainState:
     return _STATES[value] if 0 <= value < len(_STATES) else DomainState.NOSTATE
+
+
+# The state numbers above other than nostate, and those of a guest that is running.
+_KNOWN = frozenset(range(1, len(_STATES)))
+_ACTIVE = frozenset(i for i, s in enumerate(_STATES) if s.active)
 
 
 class LibvirtDriver:
@@ -52,6 +65,8 @@ class LibvirtDriver:
         ensure_event_loop(self._lv)  # before opening: remote connections hook in at open
         self._conn: Any = self._open()
         self._network_xml_flags: int = self._lv.VIR_NETWORK_XML_INACTIVE
+        self._stats = True  # getAllDomainStats works here, until libvirt says otherwise
+        self._defined: dict[tuple[Kind, str], Any] = {}  # handles define returned
         self._relay = EventRelay(
             self._lv, current=lambda: self._conn, reopen=self._open, replace=self._replace
         )
@@ -62,6 +77,7 @@ class LibvirtDriver:
             return lv.openReadOnly(self.uri) if self.readonly else lv.open(self.uri)
 
     def _replace(self, conn: Any) -> None:
+        self._defined.clear()  # handles of the old connection
         old, self._conn = self._conn, conn
         try:
             old.close()
@@ -70,6 +86,7 @@ class LibvirtDriver:
 
     def close(self) -> None:
         self._relay.close()
+        self._defined.clear()  # each handle holds the connection open
         with translated(self._lv):
             self._conn.close()
 
@@ -87,10 +104,16 @@ class LibvirtDriver:
     # Reading
 
     def snapshot(self) -> Live:
+        self._defined.clear()  # handles serve the actions planned from one snapshot
         with translated(self._lv):
-            domains = [d for d in self._read_domains() if d is not None]
+            domains = self._read_domains()
             networks = [n for n in self._read_networks() if n is not None]
-        return Live(domains={d.name: d for d in domains}, networks={n.name: n for n in networks})
+        # Everything is read now; only the ownership marks wait for the first lookup.
+        return Live(
+            domains=LazyTable(lambda: {d.name: self._live_domain(d) for d in domains}),
+            networks=LazyTable(lambda: {n.name: self._live_network(n) for n in networks}),
+            fingerprint=fingerprint(domains, networks),
+        )
 
     def capabilities(self) -> str:
         with translated(self._lv):
@@ -99,58 +122,92 @@ class LibvirtDriver:
     def _uuids(self, objects: Iterable[Any]) -> set[str]:
         return {obj.UUIDString() for obj in objects}
 
-    def _read_domains(self) -> Iterable[LiveDomain | None]:
-        # A handful of filtered listings instead of per-domain calls: state, autostart and
-        # persistence come from which lists a domain is in (names, uuids and ids are
-        # carried in the listed objects themselves, no round trip).
+    def _read_domains(self) -> list[DomainRead]:
+        # One call for every domain with its state, two for the (usually few) autostart
+        # and transient ones, instead of a call per domain for each.
         lv, conn = self._lv, self._conn
-        everything = conn.listAllDomains(0)
         autostart = self._uuids(conn.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_AUTOSTART))
         transient = self._uuids(conn.listAllDomains(lv.VIR_CONNECT_LIST_DOMAINS_TRANSIENT))
-        states: dict[str, DomainState] = {}
-        for flag, state in (
-            (lv.VIR_CONNECT_LIST_DOMAINS_RUNNING, DomainState.RUNNING),
-            (lv.VIR_CONNECT_LIST_DOMAINS_PAUSED, DomainState.PAUSED),
-            (lv.VIR_CONNECT_LIST_DOMAINS_SHUTOFF, DomainState.SHUTOFF),
-        ):
-            states.update(dict.fromkeys(self._uuids(conn.listAllDomains(flag)), state))
-        for dom in everything:
-            uuid = dom.UUIDString()
-            yield self._read_domain(
-                dom,
-                state=states.get(uuid),
-                autostart=uuid in autostart,
-                persistent=uuid not in transient,
-            )
-
-    def _read_domain(
-        self, dom: Any, *, state: DomainState | None, autostart: bool, persistent: bool
-    ) -> LiveDomain | None:
-        lv = self._lv
+        listed = self._domains_with_state()
         try:
-            if state is None:  # the "other" states, or it changed between listings
-                state = _state(dom.state()[0])
+            return self._read_all(listed, autostart, transient)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:
+                raise
+        # One went away while being read: again, one by one, leaving such ones out.
+        read = (self._read_one(dom, stats, autostart, transient) for dom, stats in listed)
+        return [r for r in read if r is not None]
+
+    def _read_all(
+        self, listed: list[tuple[Any, dict[str, int]]], autostart: set[str], transient: set[str]
+    ) -> list[DomainRead]:
+        """Every listed domain read column by column, each column one `map` over the
+        domains: most of what a no-op run does is this, and a loop of Python statements
+        per domain would cost more than the calls it makes."""
+        lv, cls = self._lv, self._lv.virDomain
+        doms = [dom for dom, _ in listed]
+        codes = [stats.get("state.state", 0) for _, stats in listed]
+        codes = [c if c in _KNOWN else cls.state(d)[0] for d, c in zip(doms, codes, strict=True)]
+        uuids = list(map(cls.UUIDString, doms))
+        running = [cls.XMLDesc(d, 0) if c in _ACTIVE else None for d, c in zip(doms, codes, strict=True)]
+        columns = zip(
+            map(cls.name, doms),
+            uuids,
+            map(cls.XMLDesc, doms, repeat(lv.VIR_DOMAIN_XML_INACTIVE)),
+            map(_state, codes),
+            [u in autostart for u in uuids],
+            [u not in transient for u in uuids],
+            [None if x is None else cls.ID(d) for d, x in zip(doms, running, strict=True)],
+            running,
+            strict=True,
+        )
+        return list(map(_record, columns))
+
+    def _read_one(
+        self, dom: Any, stats: dict[str, int], autostart: set[str], transient: set[str]
+    ) -> DomainRead | None:
+        lv = self._lv
+        code = stats.get("state.state", 0)
+        try:
+            if code not in _KNOWN:  # nostate, or a state newer than this code
+                code = dom.state()[0]
             xml = dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE)
-            running_xml = dom.XMLDesc(0) if state.active else None
+            running_xml = dom.XMLDesc(0) if code in _ACTIVE else None
         except lv.libvirtError as exc:
             if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
                 return None  # undefined since it was listed
             raise
-        name = dom.name()
-        dom_id = dom.ID() if state.active else -1
-        return LiveDomain(
-            name=name,
-            uuid=dom.UUIDString(),
-            xml=xml,
-            state=state,
-            autostart=autostart,
-            persistent=persistent,
-            id=dom_id if dom_id >= 0 else None,
-            owner=_owner(xml, f"{self.uri}: domain {name}"),
-            running_xml=running_xml,
-        )
+        uuid = dom.UUIDString()
+        return DomainRead(dom.name(), uuid, xml, _state(code), uuid in autostart,
+                          uuid not in transient, None if running_xml is None else dom.ID(),
+                          running_xml)
 
-    def _read_networks(self) -> Iterable[LiveNetwork | None]:
+    def _domains_with_state(self) -> list[tuple[Any, dict[str, int]]]:
+        """Every domain with its stats: "state.state", the virDomainState number (none
+        when unknown)."""
+        lv, conn = self._lv, self._conn
+        if self._stats:
+            try:
+                return conn.getAllDomainStats(lv.VIR_DOMAIN_STATS_STATE, 0)
+            except lv.libvirtError as exc:
+                if exc.get_error_code() not in (lv.VIR_ERR_NO_SUPPORT, lv.VIR_ERR_INVALID_ARG):
+                    raise
+                self._stats = False  # a driver without bulk stats: filtered listings
+        codes: dict[str, int] = {}
+        for flag, code in (
+            (lv.VIR_CONNECT_LIST_DOMAINS_RUNNING, lv.VIR_DOMAIN_RUNNING),
+            (lv.VIR_CONNECT_LIST_DOMAINS_PAUSED, lv.VIR_DOMAIN_PAUSED),
+            (lv.VIR_CONNECT_LIST_DOMAINS_SHUTOFF, lv.VIR_DOMAIN_SHUTOFF),
+        ):
+            codes.update(dict.fromkeys(self._uuids(conn.listAllDomains(flag)), code))
+        return [(dom, {"state.state": codes[uuid]} if (uuid := dom.UUIDString()) in codes
+                 else {}) for dom in conn.listAllDomains(0)]
+
+    def _live_domain(self, read: DomainRead) -> LiveDomain:
+        return LiveDomain(**read._asdict(),
+                          owner=_owner(read.xml, f"{self.uri}: domain {read.name}"))
+
+    def _read_networks(self) -> Iterable[NetworkRead | None]:
         lv, conn = self._lv, self._conn
         everything = conn.listAllNetworks(0)
         active = self._uuids(conn.listAllNetworks(lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
@@ -162,16 +219,12 @@ class LibvirtDriver:
             if xml is None:
                 yield None
                 continue
-            name = net.name()
-            yield LiveNetwork(
-                name=name,
-                uuid=uuid,
-                xml=xml,
-                active=uuid in active,
-                autostart=uuid in autostart,
-                persistent=uuid not in transient,
-                owner=_owner(xml, f"{self.uri}: network {name}"),
-            )
+            yield NetworkRead(name=net.name(), uuid=uuid, xml=xml, active=uuid in active,
+                              autostart=uuid in autostart, persistent=uuid not in transient)
+
+    def _live_network(self, read: NetworkRead) -> LiveNetwork:
+        return LiveNetwork(**read._asdict(),
+                           owner=_owner(read.xml, f"{self.uri}: network {read.name}"))
 
     def _network_xml(self, net: Any) -> str | None:
         lv = self._lv
@@ -199,6 +252,9 @@ class LibvirtDriver:
             )
 
     def _lookup(self, kind: Kind, name: str) -> Any:
+        defined = self._defined.get((kind, name))
+        if defined is not None:
+            return defined
         if kind is Kind.DOMAIN:
             return self._conn.lookupByName(name)
         return self._conn.networkLookupByName(name)
@@ -212,15 +268,21 @@ class LibvirtDriver:
         self._writable("define", kind)
         with translated(self._lv):
             if kind is Kind.DOMAIN:
-                self._conn.defineXML(xml)
+                obj = self._conn.defineXML(xml)
             else:
-                self._conn.networkDefineXML(xml)
+                obj = self._conn.networkDefineXML(xml)
+            # What follows a define in the same plan (start, autostart) acts on the
+            # object it returned, without another lookup (a round trip on a remote
+            # host). The handle names the object by uuid: were it replaced meanwhile,
+            # libvirt would refuse the action rather than act on the newcomer.
+            self._defined[(kind, obj.name())] = obj
 
     def undefine(self, kind: Kind, name: str) -> None:
         if kind is Kind.NETWORK:
             self._call("undefine", kind, name, lambda net: net.undefine())
-            return
-        self._call("undefine", kind, name, self._undefine_domain)
+        else:
+            self._call("undefine", kind, name, self._undefine_domain)
+        self._defined.pop((kind, name), None)
 
     def _undefine_domain(self, dom: Any) -> None:
         lv = self._lv

@@ -10,9 +10,7 @@ message and error number (`driver_code`) and maps the number to an `ErrorCode`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from ..errors import DriverError, ErrorCode, ErrorDomain, TransientError
@@ -112,10 +110,25 @@ def translate(lv: ModuleType, exc: Any, *, context: str = "") -> DriverError:
     return DriverError(message, code=code, domain=ErrorDomain.LIBVIRT, driver_code=number)
 
 
-@contextmanager
-def translated(lv: ModuleType, *, context: str = "") -> Iterator[None]:
+class _Translated:
+    # A plain class, not @contextmanager: it wraps every libvirt call an apply makes,
+    # and a generator-based manager costs several times more per use.
+    __slots__ = ("_lv", "_context")
+
+    def __init__(self, lv: ModuleType, context: str) -> None:
+        self._lv, self._context = lv, context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, _type: type[BaseException] | None, exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, self._lv.libvirtError):
+            raise translate(self._lv, exc, context=self._context) from exc
+
+
+def translated(lv: ModuleType, *, context: str = "") -> _Translated:
     """Run a block of libvirt calls, raising virtctl errors instead of libvirt's."""
-    try:
-        yield
-    except lv.libvirtError as exc:
-        raise translate(lv, exc, context=context) from exc
+    return _Translated(lv, context)

@@ -38,6 +38,7 @@ from .base import Event, EventCallback, EventType
 from .simcaps import CAPABILITIES_XML
 from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
 from .simstore import Record, SimStore
+from .snapshot import DomainRead, NetworkRead, fingerprint
 
 
 def state_root(env: Mapping[str, str]) -> Path:
@@ -109,7 +110,14 @@ class SimDriver:
                 )
                 for name, d in self.store.all(Kind.NETWORK)
             }
-        return Live(domains=domains, networks=networks)
+        # The ownership mark is read from each definition at define, so the records
+        # below (definitions included) are everything a snapshot holds but the ids.
+        return Live(domains=domains, networks=networks, fingerprint=fingerprint(
+            (DomainRead(d.name, d.uuid, d.xml, d.state, d.autostart, d.persistent, d.id,
+                        d.running_xml) for d in domains.values()),
+            (NetworkRead(n.name, n.uuid, n.xml, n.active, n.autostart, n.persistent)
+             for n in networks.values()),
+        ))
 
     @staticmethod
     def _live_domain(name: str, d: Record) -> LiveDomain:

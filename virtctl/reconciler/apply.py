@@ -87,7 +87,7 @@ def apply(
     for index, action in enumerate(plan.actions):
         if progress is not None:
             progress(index, total, action)
-        blocker = next((k for k in (action.key, *action.needs) if k in broken), None)
+        blocker = _blocker(action, broken) if broken else None
         if blocker is not None:
             broken.add(action.key)
             why = "an earlier action on it failed" if blocker == action.key else f"{blocker} failed"
@@ -103,6 +103,11 @@ def apply(
     if progress is not None and total:
         progress(total, total, plan.actions[-1])
     return Report(results=tuple(results))
+
+
+def _blocker(action: Action, broken: set[ObjectKey]) -> ObjectKey | None:
+    """The object an action acts on or needs that already failed, if any."""
+    return next((k for k in (action.key, *action.needs) if k in broken), None)
 
 
 def _perform(action: Action, driver: Driver, clock: Clock) -> str:

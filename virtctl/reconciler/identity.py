@@ -16,14 +16,23 @@ from collections import Counter, defaultdict
 from lxml import etree
 
 from ..capabilities import HostCapabilities
-from ..xmlutil import set_uuid
+from ..xmlutil import first_children, set_uuid, text_of
 
 # Namespace for uuid5 identities of objects virtctl creates without a declared uuid.
 _UUID_NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
+_NAMESPACE_BYTES = _UUID_NAMESPACE.bytes
 
 
 def derived_uuid(kind: str, name: str) -> str:
-    return str(uuidlib.uuid5(_UUID_NAMESPACE, f"{kind}/{name}"))
+    """`str(uuid.uuid5(_UUID_NAMESPACE, f"{kind}/{name}"))`, computed directly (RFC 4122,
+    4.3) without building two UUID objects: every object created gets one. The text must
+    never change, or re-created objects would get new identities."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{kind}/{name}".encode(),
+                                 usedforsecurity=False).digest()[:16])
+    raw[6] = raw[6] & 0x0F | 0x50  # version 5
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_mac(dom_type: str, *parts: str) -> str:
@@ -41,34 +50,42 @@ def _iface_source(iface: etree._Element) -> str:
 
 
 def _set_mac(iface: etree._Element, address: str) -> None:
-    mac = etree.Element("mac", address=address)
+    mac = etree.SubElement(iface, "mac", address=address)  # made in iface's document
     iface.insert(0, mac)
 
 
 def fill_domain_identity(root: etree._Element, live: etree._Element | None) -> None:
     """Give `root` (a declared domain, edited in place) a uuid and a MAC on every NIC."""
-    name = (root.findtext("name") or "").strip()
-    if not (root.findtext("uuid") or "").strip():
+    top = first_children(root, "name", "uuid")
+    name = text_of(top.get("name")) or ""
+    if not text_of(top.get("uuid")):
         live_uuid = (live.findtext("uuid") or "").strip() if live is not None else ""
-        set_uuid(root, live_uuid or derived_uuid("domain", name))
-    declared = root.findall("devices/interface")
+        set_uuid(root, live_uuid or derived_uuid("domain", name), found=top)
+    declared = [i for d in root.iterchildren("devices") for i in d.iterchildren("interface")]
+    missing = [i for i in declared if i.find("mac") is None]
+    if not missing:
+        return
     claimed = {
         (m.get("address") or "").lower() for i in declared if (m := i.find("mac")) is not None
     }
-    spare = _spare_macs(live, claimed)
-    missing = [i for i in declared if i.find("mac") is None]
+    _fill_macs(root, name, missing, _spare_macs(live, claimed))
+
+
+def _fill_macs(
+    root: etree._Element, name: str, missing: list[etree._Element],
+    spare: dict[tuple[str, str], list[str]],
+) -> None:
+    """A MAC for each NIC in `missing`: a spare live one, else one derived from the spec."""
+    nics = [(iface, iface.get("type") or "", _iface_source(iface)) for iface in missing]
     # Two passes: every NIC whose type and source still match a live one keeps its MAC
     # before any edited NIC may take a leftover MAC of its type.
-    exact = {id(i): _take(spare, i.get("type") or "", _iface_source(i), exact=True)
-             for i in missing}
+    exact = [_take(spare, kind, source, exact=True) for _, kind, source in nics]
     seen: Counter[tuple[str, str]] = Counter()
     dom_type = root.get("type", "")
-    for iface in missing:
-        kind = iface.get("type") or ""
-        source = _iface_source(iface)
+    for (iface, kind, source), kept in zip(nics, exact, strict=True):
         occurrence = seen[(kind, source)]
         seen[(kind, source)] += 1
-        address = exact[id(iface)] or _take(spare, kind, source, exact=False) or derived_mac(
+        address = kept or _take(spare, kind, source, exact=False) or derived_mac(
             dom_type, name, kind, source, str(occurrence))
         _set_mac(iface, address)
 

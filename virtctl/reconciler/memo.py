@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from itertools import chain
+from operator import attrgetter
 
 from ..model import Desired, Live, LiveDomain, LiveNetwork, ObjectKey, Spec
 
 # A live field that never decides a plan: the id changes with every start.
 _DERIVED = frozenset({"id"})
+_DIGEST = attrgetter("digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +43,24 @@ def sync_key(spec: Spec, live: LiveDomain | LiveNetwork, *, context: str) -> str
     """The fingerprint of everything that decides this object's plan: both sides' every
     field (definitions, runtime state, autostart, policies...) and the run's context."""
     digest = hashlib.sha256(context.encode())
-    digest.update(b"\1" + _fields(spec, frozenset({"source"})).encode())
+    digest.update(b"\1" + spec.digest.encode())
     digest.update(b"\1" + _fields(live, _DERIVED).encode())
     return digest.hexdigest()
+
+
+def host_key(desired: Desired, live: Live, *, context: str) -> str | None:
+    """The fingerprint of a whole run on one host: every spec, the snapshot's own
+    fingerprint (every live object, managed or not: pruning and adoption look at them
+    all) and the context. None when the driver gives no snapshot fingerprint.
+
+    A run that checked the specs and planned nothing at all records it; a later run
+    with the same key would check and plan the same, so it may stop here, without
+    building, checking or comparing a single object."""
+    if not live.fingerprint:
+        return None
+    specs = "\1".join(sorted(map(_DIGEST, chain(desired.domains.values(),
+                                                desired.networks.values()))))
+    return hashlib.sha256(f"host\0{context}\0{live.fingerprint}\0{specs}".encode()).hexdigest()
 
 
 def context_of(policy_repr: str, caps_xml: str, code: str) -> str:

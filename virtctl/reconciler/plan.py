@@ -33,6 +33,7 @@ from ..xmlutil import parse
 from .actions import (
     Action,
     Define,
+    Phase,
     Resume,
     SetAutostart,
     SetMemory,
@@ -108,7 +109,17 @@ class Plan:
 
 def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
     # Stable sort: within one object, actions keep the order the planner emitted them.
-    return tuple(sorted(actions, key=lambda a: (phase_of(a), a.kind, a.name)))
+    # An action's phase depends on its type and kind only: look each pair up once.
+    phases: dict[tuple[type, Kind], Phase] = {}
+
+    def order(action: Action) -> tuple[Phase, Kind, str]:
+        kind = action.kind
+        phase = phases.get((type(action), kind))
+        if phase is None:
+            phase = phases[(type(action), kind)] = phase_of(action)
+        return phase, kind, action.name
+
+    return tuple(sorted(actions, key=order))
 
 
 def plan(
@@ -137,17 +148,19 @@ def plan(
 
     skip = memo.verified()
     for net in desired.networks.values():
+        key = net.key
         current = live.networks.get(net.name)
         if current is None:
-            creates.add(net.key)
-        step = Step() if net.key in skip else network_step(net, current, policy, live)
-        steps[net.key] = remember(net.key, step)
+            creates.add(key)
+        step = Step() if key in skip else network_step(net, current, policy, live)
+        steps[key] = remember(key, step)
     for dom in desired.domains.values():
+        key = dom.key
         current_dom = live.domains.get(dom.name)
         if current_dom is None:
-            creates.add(dom.key)
-        step = Step() if dom.key in skip else _domain_step(dom, current_dom, policy, caps)
-        steps[dom.key] = remember(dom.key, step)
+            creates.add(key)
+        step = Step() if key in skip else _domain_step(dom, current_dom, policy, caps)
+        steps[key] = remember(key, step)
     deletes: set[ObjectKey] = set()
     if policy.prune:
         for key, pruned in _prune(desired, live, policy).items():
@@ -161,16 +174,17 @@ def _assemble(
     steps: dict[ObjectKey, Step], *, creates: set[ObjectKey], deletes: set[ObjectKey],
     notes: Iterable[str] = (),
 ) -> Plan:
-    keys = sorted(steps)
+    # Sorted by (kind, name), as ObjectKey orders, without calling its Python-level `<`.
+    ordered = sorted(steps.items(), key=lambda item: (item[0].kind, item[0].name))
     return Plan(
         actions=_ordered(a for s in steps.values() for a in s.actions),
-        notes=(*notes, *(n for k in keys for n in steps[k].notes)),
+        notes=(*notes, *(n for _, s in ordered for n in s.notes)),
         creates=frozenset(creates),
         deletes=frozenset(deletes),
         restarts=frozenset(k for k, s in steps.items() if s.restart),
         recreates=frozenset(k for k, s in steps.items() if s.recreate),
-        changes=tuple((k, steps[k].changes) for k in keys if steps[k].changes),
-        pending=tuple(Pending(k, steps[k].pending) for k in keys if steps[k].pending),
+        changes=tuple((k, s.changes) for k, s in ordered if s.changes),
+        pending=tuple(Pending(k, s.pending) for k, s in ordered if s.pending),
     )
 
 
@@ -233,10 +247,12 @@ def _domain_step(
 
 
 def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> list[Action]:
+    """Define (and start...) a new domain from `root`, which the definition takes over:
+    callers do not use it afterwards."""
     kind, name = Kind.DOMAIN, spec.name
     nets = tuple(ObjectKey(Kind.NETWORK, n) for n in spec.networks)
-    actions: list[Action] = [
-        Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=True)]
+    xml = define_xml(root, spec, policy, last_use=True)
+    actions: list[Action] = [Define(kind=kind, name=name, xml=xml, new=True)]
     if spec.autostart:
         actions.append(SetAutostart(kind=kind, name=name, enabled=True))
     if spec.state is not DomainState.SHUTOFF:

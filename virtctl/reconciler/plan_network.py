@@ -94,7 +94,8 @@ def _network_power(spec: NetworkSpec, live: LiveNetwork) -> tuple[list[Action], 
 def _create_network(spec: NetworkSpec, root: etree._Element, policy: Policy) -> list[Action]:
     kind, name = Kind.NETWORK, spec.name
     actions: list[Action] = [
-        Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=True)]
+        Define(kind=kind, name=name, xml=define_xml(root, spec, policy, last_use=True),
+               new=True)]
     if spec.autostart:
         actions.append(SetAutostart(kind=kind, name=name, enabled=True))
     if spec.active:

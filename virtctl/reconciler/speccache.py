@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
@@ -31,11 +32,12 @@ Spec = DomainSpec | NetworkSpec
 def cache_dir(env: Mapping[str, str]) -> Path | None:
     if env.get("VIRTCTL_CACHE", "1") == "0":
         return None
+    # os.path, then one Path: every run starts here, and each Path costs several µs.
     if env.get("VIRTCTL_CACHE_DIR"):
         return Path(env["VIRTCTL_CACHE_DIR"])
     if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]) / "virtctl"
-    return Path.home() / ".cache" / "virtctl"
+        return Path(os.path.join(env["XDG_CACHE_HOME"], "virtctl"))
+    return Path(os.path.join(os.path.expanduser("~"), ".cache", "virtctl"))
 
 
 @cache
@@ -75,7 +77,7 @@ def _encode(spec: Spec) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "domain" if isinstance(spec, DomainSpec) else "network",
                            "line": spec.source.line}
     for f in fields(spec):
-        if f.name != "source":
+        if f.init and f.name != "source":
             value = getattr(spec, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
@@ -85,7 +87,7 @@ def _decode(data: dict[str, Any], source: str) -> Spec:
     cls = _KINDS[data["kind"]]
     kwargs = {
         f.name: _DECODERS.get(f.name, lambda v: v)(data[f.name])
-        for f in fields(cls) if f.name != "source"
+        for f in fields(cls) if f.init and f.name != "source"
     }
     return cls(source=Source(source, data["line"]), **kwargs)
 
@@ -97,9 +99,38 @@ class SyncMemo:
     # found, then older keys up to twice that (other spec sets applied to the same host).
     FLOOR = 2_000
 
+    # Host keys (memo.host_key) of whole runs that planned nothing; a few, for the
+    # different spec sets one host may be reconciled with.
+    HOSTS = 8
+
     def __init__(self, folder: Path | None, uri: str) -> None:
         name = hashlib.sha256(uri.encode()).hexdigest()[:32]
-        self.path = folder / "in-sync" / f"{name}.json" if folder is not None else None
+        base = os.path.join(folder, "in-sync", name) if folder is not None else None
+        self.path = Path(base + ".json") if base is not None else None
+        self.hosts_path = Path(base + ".hosts") if base is not None else None
+
+    def host_in_sync(self, key: str) -> bool:
+        """Whether a run with this host key found everything in sync before. A small
+        file of its own: a no-op run reads nothing else."""
+        if self.hosts_path is None:
+            return False
+        try:  # keys are fixed-length hex, one a line: a substring match is exact
+            with open(self.hosts_path, "rb") as stream:
+                return b"\n" + key.encode() + b"\n" in b"\n" + stream.read()
+        except OSError:
+            return False
+
+    def save_host(self, key: str) -> None:
+        if self.hosts_path is None or self.host_in_sync(key):
+            return
+        try:
+            older = self.hosts_path.read_text().split()
+        except (OSError, ValueError):
+            older = []
+        keys = [key, *older][: self.HOSTS]
+        with contextlib.suppress(OSError):
+            self.hosts_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.hosts_path, ("\n".join(keys) + "\n").encode())
 
     def load(self) -> frozenset[str]:
         if self.path is None:

@@ -66,16 +66,19 @@ def may_restart(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
     return policy.allow_restart
 
 
-def define_xml(root: etree._Element, spec: DomainSpec | NetworkSpec, policy: Policy) -> str:
-    """The definition to send: a copy of `root` carrying the ownership mark and the
-    last-applied record of what was declared."""
+def define_xml(
+    root: etree._Element, spec: DomainSpec | NetworkSpec, policy: Policy, *, last_use: bool = False
+) -> str:
+    """The definition to send: `root` carrying the ownership mark and the last-applied
+    record of what was declared. `root` is left unchanged (the mark goes on a copy)
+    unless this is its `last_use`: the caller will not look at it again."""
     if isinstance(spec, DomainSpec):
         record = LastApplied(metadata.encode_declared(spec.xml), state=str(spec.state),
                              autostart=spec.autostart)
     else:
         record = LastApplied(metadata.encode_declared(spec.xml), autostart=spec.autostart,
                              active=spec.active)
-    out = copy.deepcopy(root)
+    out = root if last_use else copy.deepcopy(root)
     metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
                                       commit=policy.commit, last_applied=record))
     # Compact: the hypervisor stores it in its own layout anyway.

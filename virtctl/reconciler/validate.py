@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..capabilities import HostCapabilities, check_domain
+from ..capabilities import GuestRequest, HostCapabilities, check_guest, guest_request
 from ..errors import ErrorCode, Source, SpecError
 from ..model import (
     Desired,
@@ -151,8 +151,12 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
 
 
 def _capabilities(domains: Iterable[DomainSpec], caps: HostCapabilities) -> Iterable[SpecError]:
+    verdicts: dict[GuestRequest, str | None] = {}  # most guests ask the host the same
     for dom in domains:
-        reason = check_domain(parse(dom.xml), caps)
+        want = guest_request(parse(dom.xml))
+        if want not in verdicts:
+            verdicts[want] = check_guest(want, caps)
+        reason = verdicts[want]
         if reason:
             yield SpecError(
                 reason,
