@@ -4,8 +4,8 @@ their fingerprint (`Live.fingerprint`), and the lazy table that turns them into
 
 A no-op run on a host it found in sync before needs nothing but the fingerprint, so a
 driver reads everything, hashes it, and leaves building the objects (reading each
-ownership mark out of its definition) to the first lookup. Used by the libvirt driver.
-Pure.
+ownership mark out of its definition) to the first lookup. Used by both drivers (the
+sim, whose objects are cheap to build, takes only the fingerprint). Pure.
 """
 
 from __future__ import annotations
