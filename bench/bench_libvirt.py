@@ -167,14 +167,17 @@ def minimal_read(uri: str, *, network_flags: int = 0) -> None:
                 dom.XMLDesc(0)
                 dom.ID()
             dom.name()
-        for flags in (0, libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE,
-                      libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
+        active = {n.UUIDString() for n in conn.listAllNetworks(
+            libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
+        for flags in (libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
                       libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT):
-            for net in conn.listAllNetworks(flags):
-                net.UUIDString()
-                if not flags:
-                    net.XMLDesc(network_flags)
-                    net.name()
+            {n.UUIDString() for n in conn.listAllNetworks(flags)}
+        for net in conn.listAllNetworks(0):
+            uuid = net.UUIDString()
+            net.XMLDesc(network_flags)
+            if network_flags and uuid in active:  # a definition of its own while active
+                net.XMLDesc(0)
+            net.name()
     finally:
         conn.close()
 

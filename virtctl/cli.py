@@ -334,10 +334,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif args.output == "yaml":
         out.write(yaml.safe_dump(records, sort_keys=False))
     else:
-        columns = ["name", "state", "autostart", "managed"]
+        columns = ["name", "state", "autostart", "managed", "pending"]
         if args.what == "domains":
             columns.insert(1, "id")
-            columns.append("pending")
         if args.output == "wide":
             columns += ["uuid", "persistent", "source", "commit"]
         out.write(render.table(records, columns))

@@ -216,6 +216,9 @@ class LiveNetwork:
     autostart: bool = False
     persistent: bool = True
     owner: Ownership | None = None
+    # The definition an active network runs, where the host keeps it apart from the
+    # persistent one (libvirt's network driver, the sim; not libvirt's test driver).
+    running_xml: str | None = None
 
     @property
     def managed(self) -> bool:

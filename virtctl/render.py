@@ -16,7 +16,7 @@ from .errors import VirtctlError
 from .model import Kind, Live, LiveDomain, LiveNetwork, ObjectKey
 from .reconciler.actions import Action, Define, SetAutostart, SetMemory
 from .reconciler.apply import ActionResult, Outcome, Report
-from .reconciler.classify import restart_pending, worst
+from .reconciler.classify import network_restart_pending, restart_pending, worst
 from .reconciler.diff import ChangeOp, FieldChange, Origin
 from .reconciler.plan import Plan
 
@@ -249,6 +249,15 @@ def domain_row(dom: LiveDomain) -> dict[str, Any]:
     }
 
 
+def network_pending_of(net: LiveNetwork) -> str | None:
+    """'restart' when an active managed network runs less than virtctl last applied."""
+    record = net.owner.last_applied if net.owner is not None else None
+    if record is None:
+        return None
+    found = network_restart_pending(net, metadata.declared_xml(record))
+    return "restart" if found else None
+
+
 def network_row(net: LiveNetwork) -> dict[str, Any]:
     return {
         "name": net.name,
@@ -259,6 +268,7 @@ def network_row(net: LiveNetwork) -> dict[str, Any]:
         "managed": net.managed,
         "source": net.owner.source if net.owner else None,
         "commit": net.owner.commit if net.owner else None,
+        "pending": network_pending_of(net),
     }
 
 

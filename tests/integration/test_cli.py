@@ -138,7 +138,8 @@ def test_get_formats(cli, lab: Path) -> None:
 
 def test_get_on_an_empty_host(cli) -> None:
     assert cli("get", "domains", "-o", "json").json() == []
-    assert cli("get", "networks").out.split() == ["NAME", "STATE", "AUTOSTART", "MANAGED"]
+    assert cli("get", "networks").out.split() == [
+        "NAME", "STATE", "AUTOSTART", "MANAGED", "PENDING"]
 
 
 def test_delete_removes_managed_objects_only(cli, lab: Path, sim, kit: SimpleNamespace) -> None:

@@ -540,3 +540,43 @@ def test_transient_domain_is_made_persistent_not_undefined() -> None:
     live = converged(dom("d"), state=R)
     live = host(dataclasses.replace(live.domains["d"], persistent=False))
     assert steps(plan(specs(dom("d")), live)) == ["redefine domain/d"]
+
+
+# -- networks still running an older definition ------------------------------------------
+
+NET_IDENTITY = ('<uuid>7c0c4b7e-3b5e-4d0a-9a8f-1d2e3f405162</uuid>'
+                '<bridge name="virbr7" stp="on" delay="0"/>'
+                '<mac address="52:54:00:aa:bb:cc"/>')
+
+
+def live_lan(xml: str) -> str:
+    """`xml` as a host keeps it: identity filled in."""
+    return xml.replace("<name>lan</name>", f"<name>lan</name>{NET_IDENTITY}")
+
+
+@pytest.mark.parametrize(
+    ("running", "policy", "expected_steps", "pending"),
+    [
+        pytest.param(net("lan"), "", [], ["domain"], id="older-running-definition-pending"),
+        pytest.param(net("lan"), "restart", ["destroy network/lan", "start network/lan"], [],
+                     id="older-running-definition-restarted"),
+        pytest.param(net("lan", extra='<domain name="new.lan"/>'), "", [], [],
+                     id="running-what-was-declared"),
+        pytest.param(None, "", [], [], id="no-running-definition-known"),
+    ],
+)
+def test_a_network_running_an_older_definition_waits_for_a_restart(
+    running: str | None, policy: str, expected_steps: list[str], pending: list[str]
+) -> None:
+    """A run after the one that redefined an active network still reports (or, when the
+    spec allows, makes) the restart its running definition is waiting for."""
+    extra = '<domain name="new.lan"/>'
+    rt = {"update-policy": policy} if policy else {}
+    declared = net("lan", extra=extra, **rt)
+    persistent = live_lan(net("lan", extra=extra))
+    live = dataclasses.replace(live_net(persistent), running_xml=(
+        live_lan(running) if running is not None else None))
+    planned = plan(specs(declared), host(live), caps=CAPS)
+    assert steps(planned) == expected_steps
+    found = planned.pending_of(ObjectKey(Kind.NETWORK, "lan"))
+    assert ([c.path for c in found.changes] if found else []) == pending

@@ -24,7 +24,7 @@ DB = DomainRead(name="db", uuid="00000000-0000-4000-8000-000000000002",
                 autostart=True, persistent=True, id=None, running_xml=None)
 NET = NetworkRead(name="lan", uuid="00000000-0000-4000-8000-000000000003",
                   xml="<network><name>lan</name></network>", active=True, autostart=False,
-                  persistent=True)
+                  persistent=True, running_xml="<network><name>lan</name></network>")
 BASE = fingerprint([WEB, DB], [NET])
 
 
@@ -48,6 +48,10 @@ def test_listing_order_does_not_matter() -> None:
         pytest.param([WEB, DB], [NET._replace(autostart=True)], id="network-autostart"),
         pytest.param([WEB, DB], [NET._replace(xml=NET.xml.replace("lan", "wan"))],
                      id="network-definition"),
+        pytest.param([WEB, DB], [NET._replace(running_xml=NET.xml.replace("lan", "wan"))],
+                     id="network-running-definition"),
+        pytest.param([WEB, DB], [NET._replace(running_xml=None)],
+                     id="network-running-definition-unknown"),
         # The same bytes split differently between the two definitions.
         pytest.param([WEB._replace(xml=WEB.xml + "<domain id='3'>",
                                    running_xml="<name>web</name></domain>"), DB], [NET],

@@ -147,9 +147,11 @@ class LibvirtDriver:
         lv, cls = self._lv, self._lv.virDomain
         doms = [dom for dom, _ in listed]
         codes = [stats.get("state.state", 0) for _, stats in listed]
-        codes = [c if c in _KNOWN else cls.state(d)[0] for d, c in zip(doms, codes, strict=True)]
+        pairs = list(zip(doms, codes, strict=True))
+        codes = [c if c in _KNOWN else cls.state(d)[0] for d, c in pairs]
         uuids = list(map(cls.UUIDString, doms))
-        running = [cls.XMLDesc(d, 0) if c in _ACTIVE else None for d, c in zip(doms, codes, strict=True)]
+        running = [cls.XMLDesc(d, 0) if c in _ACTIVE else None
+                   for d, c in zip(doms, codes, strict=True)]
         columns = zip(
             map(cls.name, doms),
             uuids,
@@ -217,14 +219,28 @@ class LibvirtDriver:
             uuid = net.UUIDString()
             xml = self._network_xml(net)
             if xml is None:
-                yield None
+                yield None  # undefined since it was listed
                 continue
+            running = self._running_network_xml(net) if uuid in active else None
             yield NetworkRead(name=net.name(), uuid=uuid, xml=xml, active=uuid in active,
-                              autostart=uuid in autostart, persistent=uuid not in transient)
+                              autostart=uuid in autostart, persistent=uuid not in transient,
+                              running_xml=running)
 
     def _live_network(self, read: NetworkRead) -> LiveNetwork:
         return LiveNetwork(**read._asdict(),
                            owner=_owner(read.xml, f"{self.uri}: network {read.name}"))
+
+    def _running_network_xml(self, net: Any) -> str | None:
+        """The definition an active network runs; None where the driver keeps only one
+        (the test driver, found out by `_network_xml`) or the network is gone."""
+        if not self._network_xml_flags:
+            return None
+        try:
+            return str(net.XMLDesc(0))
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_NETWORK:
+                return None
+            raise
 
     def _network_xml(self, net: Any) -> str | None:
         lv = self._lv

@@ -107,6 +107,7 @@ class SimDriver:
                     autostart=d["autostart"],
                     persistent=d["persistent"],
                     owner=_owner(d),
+                    running_xml=d.get("running_xml"),
                 )
                 for name, d in self.store.all(Kind.NETWORK)
             }
@@ -115,8 +116,8 @@ class SimDriver:
         return Live(domains=domains, networks=networks, fingerprint=fingerprint(
             (DomainRead(d.name, d.uuid, d.xml, d.state, d.autostart, d.persistent, d.id,
                         d.running_xml) for d in domains.values()),
-            (NetworkRead(n.name, n.uuid, n.xml, n.active, n.autostart, n.persistent)
-             for n in networks.values()),
+            (NetworkRead(n.name, n.uuid, n.xml, n.active, n.autostart, n.persistent,
+                         n.running_xml) for n in networks.values()),
         ))
 
     @staticmethod
@@ -391,7 +392,9 @@ class SimDriver:
         if kind is Kind.NETWORK:
             if record["active"]:
                 raise _error(f"network '{name}' is already active", ErrorCode.OPERATION_INVALID)
-            record["active"] = True
+            # As libvirt: the network runs this definition until it is stopped, whatever
+            # is defined meanwhile.
+            record.update(active=True, running_xml=record["xml"])
             self.store.put(kind, name, record)
             return EventType.STARTED
         if DomainState(record["state"]).active:
@@ -416,7 +419,7 @@ class SimDriver:
             if not record["active"]:
                 raise _error(f"network '{name}' is not active", ErrorCode.OPERATION_INVALID)
             if record["persistent"]:
-                record["active"] = False
+                record.update(active=False, running_xml=None)
                 self.store.put(kind, name, record)
             else:
                 self._forget(kind, name, record)

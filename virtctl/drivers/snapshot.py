@@ -38,6 +38,7 @@ class NetworkRead(NamedTuple):
     active: bool
     autostart: bool
     persistent: bool
+    running_xml: str | None  # when active and kept apart
 
 
 def fingerprint(domains: Iterable[DomainRead], networks: Iterable[NetworkRead]) -> str:
@@ -57,11 +58,14 @@ def fingerprint(domains: Iterable[DomainRead], networks: Iterable[NetworkRead]) 
             update(running.encode())
         add(("d", uuid, name, state, "1" if autostart else "0", "1" if persistent else "0",
              str(len(xml)), "-" if running is None else str(len(running))))
-    for name, uuid, xml, active, autostart, persistent in sorted(
+    for name, uuid, xml, active, autostart, persistent, running in sorted(
             networks, key=attrgetter("uuid")):
         update(xml.encode())
+        if running is not None:
+            update(running.encode())
         add(("n", uuid, name, "1" if active else "0", "1" if autostart else "0",
-             "1" if persistent else "0", str(len(xml))))
+             "1" if persistent else "0", str(len(xml)),
+             "-" if running is None else str(len(running))))
     update("\0".join(index).encode())
     return digest.hexdigest()
 

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from ..model import ChangeClass, LiveDomain
+from ..model import ChangeClass, LiveDomain, LiveNetwork
 from ..xmlutil import parse
 from .diff import ChangeOp, FieldChange, diff_xml
 from .essence import child_keys, memory_kib
-from .identity import fill_domain_identity
+from .identity import fill_domain_identity, fill_network_identity
 
 LIVE, NEXT_BOOT, RESTART, RECREATE = (
     ChangeClass.LIVE, ChangeClass.NEXT_BOOT, ChangeClass.RESTART, ChangeClass.RECREATE)
@@ -158,3 +158,18 @@ def restart_pending(live: LiveDomain, declared_xml: str | None) -> tuple[FieldCh
     if want is not None and have is not None and want.get("machine") and have.get("machine"):
         want.set("machine", have.get("machine", ""))
     return stale_fields(declared, persistent, parse(live.running_xml))
+
+
+def network_restart_pending(
+    live: LiveNetwork, declared_xml: str | None
+) -> tuple[FieldChange, ...]:
+    """For `get`: an active managed network whose running definition lacks what its
+    last-applied declaration holds. Empty when inactive, when nothing is recorded or
+    when the host keeps no running definition apart."""
+    if not live.active or live.running_xml is None or declared_xml is None:
+        return ()
+    declared = parse(declared_xml)
+    fill_network_identity(declared, parse(live.xml))
+    return tuple(c for c in classified(diff_xml(declared, parse(live.running_xml)),
+                                       network=True, active=True)
+                 if c.change_class is RESTART)

@@ -14,7 +14,7 @@ from ..model import ChangeClass, Kind, Live, LiveNetwork, NetworkSpec, ObjectKey
 from ..xmlutil import parse
 from .actions import Action, Define, Destroy, SetAutostart, Start, Undefine
 from .classify import classified, worst
-from .diff import FieldChange
+from .diff import FieldChange, diff_xml
 from .identity import fill_network_identity
 from .steps import (
     Policy,
@@ -53,7 +53,7 @@ def network_step(
         )
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
-    stale = tuple(c for c in changes if c.change_class is ChangeClass.RESTART)
+    stale = _stale(changes, root, live)
     if stale and spec.active and may_restart(spec, policy):
         restart, note = _restart_network(spec, stale, host)
         return Step(actions=tuple(actions + restart), changes=(*changes, *runtime),
@@ -61,6 +61,23 @@ def network_step(
     power, state_changes = _network_power(spec, live)
     return Step(actions=tuple(actions + power), changes=(*changes, *runtime, *state_changes),
                 pending=stale if spec.active else ())
+
+
+def _stale(
+    changes: tuple[FieldChange, ...], root: etree._Element, live: LiveNetwork
+) -> tuple[FieldChange, ...]:
+    """Restart-class differences between what was declared and what the network runs:
+    this run's changes, and those an earlier redefinition left waiting for a restart
+    (the running definition still lacks them; where the host keeps no running
+    definition apart, only this run's are known)."""
+    found = {c.path: c for c in changes if c.change_class is ChangeClass.RESTART}
+    if live.active and live.running_xml is not None:
+        running = classified(diff_xml(root, parse(live.running_xml)), network=True,
+                             active=True)
+        for change in running:
+            if change.change_class is ChangeClass.RESTART:
+                found.setdefault(change.path, change)
+    return tuple(found.values())
 
 
 def _restart_network(
