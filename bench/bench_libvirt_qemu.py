@@ -34,8 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
-
 from bench_libvirt import minimal_read  # noqa: E402 (bench/ is the script's folder)
+
 from virtctl import api
 from virtctl.drivers.libvirt_driver import LibvirtDriver
 from virtctl.reconciler.actions import Define

@@ -28,9 +28,9 @@ from .model import Desired, Live
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
+from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan import plan as make_plan
-from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
 from .reconciler.validate import check_host
 from .uri import default_uri

@@ -21,8 +21,7 @@ from tests.contract.support import libvirt_module
 from virtctl import api
 from virtctl.drivers.libvirt_driver import LibvirtDriver
 from virtctl.errors import DriverError
-from virtctl.model import Kind
-from virtctl.model import Desired, DomainState
+from virtctl.model import Desired, DomainState, Kind
 from virtctl.reconciler.actions import Define, Resume, SetAutostart, Shutdown, Start
 from virtctl.reconciler.plan import Policy
 

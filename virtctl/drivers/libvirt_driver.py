@@ -24,9 +24,9 @@ from ..errors import DriverError, ErrorCode, ErrorDomain
 from ..metadata import owner_from_text
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from .base import EventCallback
-from .snapshot import DomainRead, LazyTable, NetworkRead, fingerprint
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop
+from .snapshot import DomainRead, LazyTable, NetworkRead, fingerprint
 
 # virDomainState values, in libvirt's order (VIR_DOMAIN_NOSTATE = 0 ...).
 _STATES = (
@@ -147,8 +147,8 @@ class LibvirtDriver:
         lv, cls = self._lv, self._lv.virDomain
         doms = [dom for dom, _ in listed]
         codes = [stats.get("state.state", 0) for _, stats in listed]
-        pairs = list(zip(doms, codes, strict=True))
-        codes = [c if c in _KNOWN else cls.state(d)[0] for d, c in pairs]
+        codes = [c if c in _KNOWN else cls.state(d)[0]
+                 for d, c in zip(doms, codes, strict=True)]
         uuids = list(map(cls.UUIDString, doms))
         running = [cls.XMLDesc(d, 0) if c in _ACTIVE else None
                    for d, c in zip(doms, codes, strict=True)]
