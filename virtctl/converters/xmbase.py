@@ -10,6 +10,7 @@ and `<features><xen>`. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -346,3 +347,22 @@ def write_timers(w: Writer, clock: etree._Element) -> None:
             w.put("tsc_mode", modes.get(w.attr(timer, "mode") or "auto", "default"))
         else:
             w.warn_xml(timer, None, f"timer {name!r} has no {w.flavor} equivalent")
+
+
+class Flavor(StrEnum):
+    XM = "xm"
+    XL = "xl"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between xm and xl; everything else is shared."""
+
+    flavor: Flavor
+    read_os: Callable[[ConfigReader, Guest], None]
+    read_disk: Callable[[ConfigReader, int, str, Guest], etree._Element | None]
+    read_extras: Callable[[ConfigReader, Guest], None]
+    write_os: Callable[[Writer, etree._Element], None]
+    write_vcpus: Callable[[Writer, int, int], None]
+    write_disk: Callable[[Writer, etree._Element], str | None]
+    write_extras: Callable[[Writer, etree._Element], None]
