@@ -38,7 +38,8 @@ from .uri import default_uri
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
     "check",
-    "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan", "run_hosts",
+    "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan",
+    "run_hosts",
     "split_hosts",
 ]
 

@@ -287,5 +287,6 @@ def table(records: list[dict[str, Any]], columns: list[str]) -> str:
     grid = [[c.upper() for c in columns]] + [[cell(r[c]) for c in columns] for r in records]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
     return "".join(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n" for row in grid
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in grid
     )

@@ -134,7 +134,8 @@ def _chardev_spec(w: Writer, el: etree._Element) -> str | None:
         return f"unix:{path}" + (",server,nowait" if "bind" in sources else "")
     if kind == "tcp" and first is not None:
         protocol = w.child(el, "protocol")
-        scheme = "telnet" if protocol is not None and w.attr(protocol, "type") == "telnet" else "tcp"
+        telnet = protocol is not None and w.attr(protocol, "type") == "telnet"
+        scheme = "telnet" if telnet else "tcp"
         server = ",server,nowait" if "bind" in sources else ""
         return f"{scheme}:{_hp(w, first)}{server}"
     if kind == "udp" and "connect" in sources:

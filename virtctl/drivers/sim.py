@@ -357,7 +357,8 @@ class SimDriver:
             if self._holder(Kind.NETWORK, "bridge", f"virbr{i}") is None
         )
         fill_network(
-            root, uuid=uuid, bridge=free, mac_suffix=":".join(secrets.token_hex(1) for _ in range(3))
+            root, uuid=uuid, bridge=free,
+            mac_suffix=":".join(secrets.token_hex(1) for _ in range(3)),
         )
         final = root.find("bridge")
         bridge_name = final.get("name") if final is not None else None
@@ -401,7 +402,8 @@ class SimDriver:
             raise _error(f"domain '{name}' is already running", ErrorCode.OPERATION_INVALID)
         root = parse(record["xml"])
         for iface in root.iterfind("devices/interface[@type='network']"):
-            net_name = iface.find("source").get("network", "") if iface.find("source") is not None else ""
+            source = iface.find("source")
+            net_name = source.get("network", "") if source is not None else ""
             net = self.store.get(Kind.NETWORK, net_name)
             if net is None:
                 raise _no_such(Kind.NETWORK, net_name)

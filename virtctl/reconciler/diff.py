@@ -113,7 +113,8 @@ def _diff_xml(
             continue
         value = norm_attr(tag, name, str(raw_value), desired.get("unit"))
         have_raw = live.get(name)
-        have = norm_attr(tag, name, str(have_raw), live.get("unit")) if have_raw is not None else None
+        have = (norm_attr(tag, name, str(have_raw), live.get("unit"))
+                if have_raw is not None else None)
         if have != value:
             op = ChangeOp.ADD if have is None else ChangeOp.CHANGE
             out.append(FieldChange(op, _join(path, f"@{name}"), have, value))
