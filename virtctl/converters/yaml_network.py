@@ -7,7 +7,7 @@ and what the model does not cover stays verbatim in `extraXML`. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -143,15 +143,19 @@ _DNS_LISTS = {
 }
 
 
+def _read_leaves(elem: Element, tag: str, table: Sequence[Attr]) -> list[Fragment]:
+    """Every `tag` child of `elem`, childless, as its attributes."""
+    leaves = elem.findall(tag)
+    for leaf in leaves:
+        only_children(leaf, ())
+    return [read_attrs(leaf, table) for leaf in leaves]
+
+
 def _read_dns(elem: Element) -> Fragment:
     only_children(elem, ("forwarder", "host", "txt", "srv"))
     out = read_attrs(elem, _DNS)
     for tag, (key, table) in _DNS_LISTS.items():
-        items = []
-        for child in elem.findall(tag):
-            only_children(child, ())
-            items.append(read_attrs(child, table))
-        if items:
+        if items := _read_leaves(elem, tag, table):
             out[key] = items
     hosts = [_read_dns_host(h) for h in elem.findall("host")]
     if hosts:
@@ -207,11 +211,7 @@ def _read_dhcp(elem: Element) -> Fragment:
     only_children(elem, ("range", "host", "bootp"))
     out: Fragment = {}
     for tag, key, table in (("range", "ranges", _RANGE), ("host", "hosts", _DHCP_HOST)):
-        items = []
-        for child in elem.findall(tag):
-            only_children(child, ())
-            items.append(read_attrs(child, table))
-        if items:
+        if items := _read_leaves(elem, tag, table):
             out[key] = items
     bootp = single(elem, "bootp")
     if bootp is not None:

@@ -146,9 +146,8 @@ class LibvirtDriver:
         per domain would cost more than the calls it makes."""
         lv, cls = self._lv, self._lv.virDomain
         doms = [dom for dom, _ in listed]
-        codes = [stats.get("state.state", 0) for _, stats in listed]
-        codes = [c if c in _KNOWN else cls.state(d)[0]
-                 for d, c in zip(doms, codes, strict=True)]
+        codes = [c if (c := stats.get("state.state", 0)) in _KNOWN else cls.state(dom)[0]
+                 for dom, stats in listed]
         uuids = list(map(cls.UUIDString, doms))
         running = [cls.XMLDesc(d, 0) if c in _ACTIVE else None
                    for d, c in zip(doms, codes, strict=True)]

@@ -160,6 +160,15 @@ def restart_pending(live: LiveDomain, declared_xml: str | None) -> tuple[FieldCh
     return stale_fields(declared, persistent, parse(live.running_xml))
 
 
+def stale_network_fields(
+    declared: etree._Element, running: etree._Element
+) -> tuple[FieldChange, ...]:
+    """What an active network's running definition still lacks of `declared` (identity
+    already filled in): restart-class differences only."""
+    return tuple(c for c in classified(diff_xml(declared, running), network=True, active=True)
+                 if c.change_class is RESTART)
+
+
 def network_restart_pending(
     live: LiveNetwork, declared_xml: str | None
 ) -> tuple[FieldChange, ...]:
@@ -170,6 +179,4 @@ def network_restart_pending(
         return ()
     declared = parse(declared_xml)
     fill_network_identity(declared, parse(live.xml))
-    return tuple(c for c in classified(diff_xml(declared, parse(live.running_xml)),
-                                       network=True, active=True)
-                 if c.change_class is RESTART)
+    return stale_network_fields(declared, parse(live.running_xml))

@@ -35,7 +35,7 @@ class Memo:
         return frozenset(k for k, v in self.keys.items() if v in self.known)
 
 
-def _fields(obj: Spec | LiveDomain | LiveNetwork, skip: frozenset[str]) -> str:
+def _fields(obj: LiveDomain | LiveNetwork, skip: frozenset[str]) -> str:
     return "\0".join(str(getattr(obj, f.name)) for f in fields(obj) if f.name not in skip)
 
 

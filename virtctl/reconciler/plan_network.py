@@ -13,8 +13,8 @@ from lxml import etree
 from ..model import ChangeClass, Kind, Live, LiveNetwork, NetworkSpec, ObjectKey, UpdatePolicy
 from ..xmlutil import parse
 from .actions import Action, Define, Destroy, SetAutostart, Start, Undefine
-from .classify import classified, worst
-from .diff import FieldChange, diff_xml
+from .classify import classified, stale_network_fields, worst
+from .diff import FieldChange
 from .identity import fill_network_identity
 from .steps import (
     Policy,
@@ -72,11 +72,8 @@ def _stale(
     definition apart, only this run's are known)."""
     found = {c.path: c for c in changes if c.change_class is ChangeClass.RESTART}
     if live.active and live.running_xml is not None:
-        running = classified(diff_xml(root, parse(live.running_xml)), network=True,
-                             active=True)
-        for change in running:
-            if change.change_class is ChangeClass.RESTART:
-                found.setdefault(change.path, change)
+        for change in stale_network_fields(root, parse(live.running_xml)):
+            found.setdefault(change.path, change)
     return tuple(found.values())
 
 

@@ -121,12 +121,14 @@ class SyncMemo:
             return False
 
     def save_host(self, key: str) -> None:
-        if self.hosts_path is None or self.host_in_sync(key):
+        if self.hosts_path is None:
             return
         try:
             older = self.hosts_path.read_text().split()
         except (OSError, ValueError):
             older = []
+        if key in older:
+            return
         keys = [key, *older][: self.HOSTS]
         with contextlib.suppress(OSError):
             self.hosts_path.parent.mkdir(parents=True, exist_ok=True)
