@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -153,20 +155,36 @@ def listing(conn: Any) -> None:
 ACTIVE = (1, 2, 3, 4, 7)
 
 
-def minimal_read(uri: str, *, network_flags: int = 0) -> None:
-    """What a no-op must read, as a minimal script reads it: the calls virtctl makes."""
+def minimal_read(uri: str, *, network_flags: int = 0, readers: int = 1) -> None:
+    """What a no-op must read, as a minimal script reads it: the calls virtctl makes.
+    With `readers` > 1, the domains are read in that many slices at once, one thread
+    each, as virtctl reads big hosts over a socket."""
     conn = libvirt.open(uri)
     try:
         conn.getCapabilities()
         {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
         {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
-        for dom, stats in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0):
-            dom.UUIDString()
-            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-            if stats["state.state"] in ACTIVE:
-                dom.XMLDesc(0)
-                dom.ID()
-            dom.name()
+        listed = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+
+        def read_slice(part: list[Any]) -> None:
+            for dom, stats in part:
+                dom.UUIDString()
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                if stats["state.state"] in ACTIVE:
+                    dom.XMLDesc(0)
+                    dom.ID()
+                dom.name()
+
+        if readers > 1:
+            bounds = [len(listed) * i // readers for i in range(readers + 1)]
+            with ThreadPoolExecutor(readers - 1) as pool:
+                others = [pool.submit(read_slice, listed[a:b])
+                          for a, b in pairwise(bounds[1:])]
+                read_slice(listed[:bounds[1]])
+                for future in others:
+                    future.result()
+        else:
+            read_slice(listed)
         active = {n.UUIDString() for n in conn.listAllNetworks(
             libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
         for flags in (libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,

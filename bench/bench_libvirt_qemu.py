@@ -14,6 +14,8 @@ removes them again:
 - read       the same reads virtctl's no-op makes, directly: open a connection,
              capabilities, every domain with its state, the autostart and transient
              listings, each domain's name, uuid and XML, the network listings, close;
+- read x4    the same, the domains read in four slices at once as virtctl reads them
+             (libvirt_driver.READERS): how much of the no-op is virtctl's own work;
 - no-op      a no-op re-apply (api.plan on an unchanged host; plans nothing).
 
 Targets (issue 3): apply / direct < 1.5, no-op / read < 1.2.
@@ -37,7 +39,7 @@ import libvirt
 from bench_libvirt import minimal_read  # noqa: E402 (bench/ is the script's folder)
 
 from virtctl import api
-from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.drivers.libvirt_driver import READERS, LibvirtDriver
 from virtctl.reconciler.actions import Define
 
 URI = "qemu:///system"
@@ -128,7 +130,12 @@ def main() -> int:
         def read() -> None:
             minimal_read(URI, network_flags=libvirt.VIR_NETWORK_XML_INACTIVE)
 
-        results.update(best(lambda: None, {"listing": listing, "read": read, "no-op": noop},
+        def read_together() -> None:
+            minimal_read(URI, network_flags=libvirt.VIR_NETWORK_XML_INACTIVE,
+                         readers=READERS)
+
+        results.update(best(lambda: None, {"listing": listing, "read": read,
+                                           "read x4": read_together, "no-op": noop},
                             args.repeat * 3))
     finally:
         clean(conn)
@@ -139,6 +146,7 @@ def main() -> int:
     for label, top, bottom in (("apply / direct", "apply", "direct"),
                                ("apply / plain", "apply", "plain"),
                                ("no-op / read", "no-op", "read"),
+                               ("no-op / read x4", "no-op", "read x4"),
                                ("no-op / listing", "no-op", "listing")):
         print(f"{label:>20}  {results[top] / results[bottom]:5.2f}x")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import Factory, purge_libvirt, start_remote
+from tests.contract.support import Factory, libvirt_module, purge_libvirt, start_remote
 from tests.integration.libvirtd_tcp import RemoteLibvirtd, listening_addresses
 from tests.integration.test_libvirt_reconcile import (
     domain_yaml,
@@ -25,7 +25,8 @@ from tests.integration.test_libvirt_reconcile import (
     run_cli,
     write_specs,
 )
-from virtctl.drivers import connect
+from tests.integration.test_libvirt_readers import read
+from virtctl.drivers import connect, libvirt_driver
 from virtctl.drivers.base import Event, EventType
 from virtctl.errors import TransientError
 from virtctl.model import Kind
@@ -60,6 +61,26 @@ def test_cli_reconciles_over_tcp(daemon: RemoteLibvirtd, tmp_path: Path) -> None
         ok(virtctl("delete", "-f", str(specs), "--shutdown-timeout", "10", "--force-stop"))
         assert json.loads(ok(virtctl("get", "domains", "-o", "json"))) == []
     finally:
+        purge_libvirt(daemon.uri)
+
+
+def test_several_readers_over_tcp(daemon: RemoteLibvirtd,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls in flight together on one remote connection (the daemon serves up to
+    five at once per client) read what one at a time reads."""
+    monkeypatch.setattr(libvirt_driver, "PER_READER", 1)
+    conn = libvirt_module().open(daemon.uri)
+    try:
+        for _ in range(5):
+            conn.defineXML(Factory().domain_xml(Factory().name()))
+        alone, alone_print, alone_threads = read(daemon.uri, 1)
+        together, together_print, together_threads = read(daemon.uri, 4)
+        assert alone_threads == ["MainThread"]
+        assert len(together_threads) == 4 and set(together_threads) != {"MainThread"}
+        assert together == alone and together_print == alone_print
+        assert len([n for n in together if n.startswith("vctl-test-")]) == 5
+    finally:
+        conn.close()
         purge_libvirt(daemon.uri)
 
 

@@ -232,8 +232,8 @@ class ConfigReader:
 def key_values(r: ConfigReader, key: str, index: int, spec: str) -> dict[str, str]:
     """`k=v,k=v` tokens as Xen splits them: commas, then spaces/tabs after a comma skipped."""
     out: dict[str, str] = {}
-    for token in spec.split(","):
-        token = token.lstrip(" \t")
+    for raw in spec.split(","):
+        token = raw.lstrip(" \t")
         if not token:
             continue
         name, eq, value = token.partition("=")

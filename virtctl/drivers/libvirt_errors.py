@@ -73,7 +73,7 @@ def _ignore_error(_context: object, _error: object) -> None:
 
 
 def _silence(lv: ModuleType) -> None:
-    global _silenced_done
+    global _silenced_done  # noqa: PLW0603 (libvirt's error handler is per process)
     with _silenced:
         if not _silenced_done:
             lv.registerErrorHandler(_ignore_error, None)

@@ -15,6 +15,7 @@ connection, and subscribers get RECONNECTED. It reports; it decides nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -54,7 +55,7 @@ _CLOSE_REASONS = {0: "error", 1: "eof", 2: "keepalive", 3: "client"}
 
 def ensure_event_loop(lv: ModuleType) -> None:
     """Register libvirt's default event loop and start its thread, once per process."""
-    global _loop_thread
+    global _loop_thread  # noqa: PLW0603 (libvirt's event loop is one per process)
     with _loop_lock:
         if _loop_thread is not None:
             return
@@ -176,11 +177,10 @@ class EventRelay:
             )
         ]
         conn.registerCloseCallback(self._on_close, None)
-        try:
-            # Remote connections notice a silently dead peer only through keepalives.
+        # Remote connections notice a silently dead peer only through keepalives; local
+        # drivers (test://, qemu:/// in-process) have none and refuse.
+        with contextlib.suppress(lv.libvirtError):
             conn.setKeepAlive(5, 3)
-        except lv.libvirtError:
-            pass  # local drivers (test://, qemu:/// in-process) have no keepalive
         self._attached = (conn, domain_ids, network_ids)
 
     def _detach(self) -> None:

@@ -53,9 +53,9 @@ def domain_class(change: FieldChange, *, active: bool, max_kib: int | None) -> C
         return RECREATE
     if _under(path, _HOST_SIDE):
         return LIVE
-    if path == "currentMemory" and active and change.op is not ChangeOp.REMOVE:
-        if max_kib is not None and kib_of(change.new) <= max_kib:
-            return LIVE
+    if (path == "currentMemory" and active and change.op is not ChangeOp.REMOVE
+            and max_kib is not None and kib_of(change.new) <= max_kib):
+        return LIVE
     if not active or _under(path, _AT_BOOT) or _is_boot_order(path):
         return NEXT_BOOT
     return RESTART

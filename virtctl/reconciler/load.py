@@ -484,10 +484,10 @@ def _line_of(text: str, index: int, parts: list[Any]) -> int | None:
                 if key.value == str(part):
                     child, line = value, key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and part < len(node.value)):
+            child = node.value[part]
+            line = child.start_mark.line + 1
         if child is None:
             break
         node = child
