@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -125,10 +126,9 @@ def purge_libvirt(uri: str) -> None:
             if not obj.name().startswith(PREFIX):
                 continue
             for step in ("destroy", "undefine"):
-                try:
+                # Already stopped / already transient and gone.
+                with contextlib.suppress(libvirt.libvirtError):
                     getattr(obj, step)()
-                except libvirt.libvirtError:
-                    pass  # already stopped / already transient and gone
     finally:
         conn.close()
 

@@ -83,7 +83,8 @@ def test_entity_on_stdin_is_refused(cli, monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.code == 1 and "<stdin>:1: DOCTYPE" in result.err
 
 
-def test_duplicate_across_files_given_separately(cli, state_dir: Path, kit: SimpleNamespace) -> None:
+def test_duplicate_across_files_given_separately(
+        cli, state_dir: Path, kit: SimpleNamespace) -> None:
     case = DATA / "duplicate-name"
     result = cli("apply", "-f", str(case / "b.yaml"), "-f", str(case / "a.xml"))
     assert result.code == 1

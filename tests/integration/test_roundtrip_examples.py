@@ -10,6 +10,7 @@ QEMU_SKIPS with the reason; the test fails if an example is neither run nor list
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
@@ -119,10 +120,9 @@ def _remove(names: set[str]) -> None:
             if obj.name() not in names:
                 continue
             for step in ("destroy", "undefine"):
-                try:
+                # Not running / already gone.
+                with contextlib.suppress(libvirt.libvirtError):
                     getattr(obj, step)()
-                except libvirt.libvirtError:
-                    pass  # not running / already gone
     finally:
         conn.close()
 

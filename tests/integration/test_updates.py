@@ -88,7 +88,7 @@ def test_update_policy_restart_in_yaml_restarts_without_the_flag(cli, specs: Pat
 def test_update_policy_next_boot_in_xml_overrides_allow_restart(
         cli, specs: Path, kit: SimpleNamespace, sim: Open) -> None:
     xml = kit.domain_xml("web")
-    rt = (f'<metadata><virtctl:runtime xmlns:virtctl="https://virtctl.dev/xmlns/1" '
+    rt = ('<metadata><virtctl:runtime xmlns:virtctl="https://virtctl.dev/xmlns/1" '
           'update-policy="next-boot"/></metadata>')
     xml = xml.replace("<memory", rt + "<memory", 1)
     kit.write(specs, "web.xml", xml)
@@ -181,7 +181,8 @@ def test_a_disk_removed_from_the_spec_is_removed_from_the_guest(cli, specs: Path
     write(specs, web_yaml(extra=disks.splitlines()[0] + "\n" + disks.splitlines()[1] + "\n"))
     result = cli("apply", "-f", str(specs))
     assert result.code == 0, result.out + result.err
-    assert "- disk vdb  [restart]" in result.out and "restart pending (devices/disk[vdb])" in result.out
+    assert "- disk vdb  [restart]" in result.out
+    assert "restart pending (devices/disk[vdb])" in result.out
     dom = sim().snapshot().domains["web"]
     assert [t.get("dev") for t in parse(dom.xml).iterfind("devices/disk/target")] == ["vda"]
     assert cli("apply", "-f", str(specs), "--allow-restart").code == 0

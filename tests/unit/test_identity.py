@@ -122,7 +122,8 @@ def test_live_uuid_and_macs_are_kept_on_redefine() -> None:
 
 def test_declared_identity_wins_and_its_mac_is_not_reused() -> None:
     live = parse(domain('<interface type="network"><mac address="52:54:00:11:11:11"/>'
-                        '<source network="a"/></interface>', uuid="0d8e7c6b-5a49-4382-a716-2f3e4d5c6b01"))
+                        '<source network="a"/></interface>',
+                        uuid="0d8e7c6b-5a49-4382-a716-2f3e4d5c6b01"))
     root = parse(domain(
         '<interface type="network"><mac address="52:54:00:11:11:11"/><source network="b"/>'
         "</interface>" + NET_A, uuid="11111111-2222-4333-8444-555555555555"))

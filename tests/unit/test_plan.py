@@ -203,7 +203,8 @@ def test_create_defines_and_starts_networks_before_the_domains_using_them() -> N
 
 def test_prune_tears_down_domains_before_their_networks() -> None:
     running = host(
-        live_dom(dom("web", nets=("lan",), head="<uuid>11111111-1111-4111-8111-111111111111</uuid>"),
+        live_dom(dom("web", nets=("lan",),
+                     head="<uuid>11111111-1111-4111-8111-111111111111</uuid>"),
                  state=DomainState.RUNNING),
         live_net(net("lan", extra='<bridge name="virbr0"/>'), active=True),
     )

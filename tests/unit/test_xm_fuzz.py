@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -40,10 +41,8 @@ def _convert(text: str, flavor: str) -> None:
         result = xm_to_xml(text, flavor=flavor)
     except SpecError:
         return
-    try:
+    with contextlib.suppress(SpecError):
         xml_to_xm(result.text, flavor=flavor)
-    except SpecError:
-        pass
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
