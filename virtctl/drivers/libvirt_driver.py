@@ -60,9 +60,10 @@ _ACTIVE = frozenset(i for i, s in enumerate(_STATES) if s.active)
 # A snapshot reads every domain's definitions with up to READERS calls in flight on the
 # one connection. Over a socket each call is a round trip, and libvirtd serves up to
 # five calls of one client at once (max_client_requests): a local qemu:///system no-op
-# of 200 domains reads in 60% of the time with four. Fewer than PER_READER domains a
-# reader do not pay for starting its thread. The test driver runs in this process: its
-# calls are a few µs of work, which threads contending for the GIL only slow down.
+# of 200 domains reads in 60% of the time with four. A reader gets at least PER_READER
+# domains: fewer would not pay for starting its thread. The test driver runs in this
+# process: its calls are a few µs of work, which threads contending for the GIL only
+# slow down, so it reads in one.
 READERS = 4
 PER_READER = 32
 
@@ -77,7 +78,9 @@ def _readers_for(uri: str) -> int:
 
 
 class LibvirtDriver:
-    """One libvirt connection. `readonly` opens libvirt's read-only socket."""
+    """One libvirt connection. `readonly` opens libvirt's read-only socket; `readers`
+    is how many threads read a big host at once (default: READERS, one for the
+    in-process test driver)."""
 
     def __init__(self, uri: str, *, readonly: bool = False, readers: int | None = None) -> None:
         self.uri = uri
