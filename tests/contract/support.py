@@ -7,6 +7,7 @@ import itertools
 import os
 import secrets
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,13 +118,15 @@ def require_connection(uri: str) -> None:
         unavailable(f"cannot connect to {uri}: {exc} (run ci/install-libvirt.sh)")
 
 
-def purge_libvirt(uri: str) -> None:
-    """Destroy and undefine every vctl-test-* domain and network on `uri`."""
+def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
+    """Destroy and undefine every vctl-test-* domain and network on `uri` (or exactly
+    those named `names`)."""
     libvirt = libvirt_module()
     conn = libvirt.open(uri)
     try:
         for obj in [*conn.listAllDomains(0), *conn.listAllNetworks(0)]:
-            if not obj.name().startswith(PREFIX):
+            name = obj.name()
+            if not (name in names if names is not None else name.startswith(PREFIX)):
                 continue
             for step in ("destroy", "undefine"):
                 # Already stopped / already transient and gone.

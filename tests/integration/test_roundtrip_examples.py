@@ -10,7 +10,6 @@ QEMU_SKIPS with the reason; the test fails if an example is neither run nor list
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import libvirt_module, require_connection
+from tests.contract.support import purge_libvirt, require_connection
 from virtctl import api
 from virtctl.drivers.sim import SimDriver
 from virtctl.model import DomainSpec, NetworkSpec
@@ -108,23 +107,8 @@ def qemu_examples(tmp_path: Path) -> Iterator[SimpleNamespace]:
     try:
         yield SimpleNamespace(folder=folder, names=set(renamed.values()), specs=specs)
     finally:
-        _remove(set(renamed.values()))
-
-
-def _remove(names: set[str]) -> None:
-    """Undefine exactly the objects this test created, by name."""
-    libvirt = libvirt_module()
-    conn = libvirt.open("qemu:///system")
-    try:
-        for obj in [*conn.listAllDomains(0), *conn.listAllNetworks(0)]:
-            if obj.name() not in names:
-                continue
-            for step in ("destroy", "undefine"):
-                # Not running / already gone.
-                with contextlib.suppress(libvirt.libvirtError):
-                    getattr(obj, step)()
-    finally:
-        conn.close()
+        # Exactly the objects this test created, by name.
+        purge_libvirt("qemu:///system", set(renamed.values()))
 
 
 def test_examples_round_trip_through_qemu_system_with_zero_diff(
