@@ -3,7 +3,7 @@ round trip, versus the same libvirt-python calls made directly.
 
 N QEMU domains (default 200; type qemu, x86_64, pc, 64 MiB, no disk) are *defined* but not
 started (starting 200 emulated guests would measure QEMU, not virtctl). Each measure is
-the best of --repeat runs; every run starts from a host without the bench domains and
+timed --repeat times; every run starts from a host without the bench domains and
 removes them again:
 
 - direct     defineXML per domain of the definitions virtctl sends (uuid and ownership
@@ -18,7 +18,8 @@ removes them again:
              (libvirt_driver.READERS): how much of the no-op is virtctl's own work;
 - no-op      a no-op re-apply (api.plan on an unchanged host; plans nothing).
 
-Targets (issue 3): apply / direct < 1.5, no-op / read < 1.2.
+Targets (issue 3): apply / direct < 1.5, no-op / read < 1.2. Each measure is printed
+as the best and the median of its runs, and each ratio for both.
 
 Complements bench_libvirt.py (test:///default, in-process). Needs root and a running
 libvirtd. Usage: python bench/bench_libvirt_qemu.py [-n 200] [--repeat 3]
@@ -27,6 +28,7 @@ libvirtd. Usage: python bench/bench_libvirt_qemu.py [-n 200] [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -64,10 +66,10 @@ def clean(conn: libvirt.virConnect) -> None:
             dom.undefine()
 
 
-def best(
+def timed(
     prepare: Callable[[], None], bodies: dict[str, Callable[[], None]], repeat: int
-) -> dict[str, float]:
-    """Best wall time of each body; bodies take turns, each after `prepare`."""
+) -> dict[str, list[float]]:
+    """Every wall time of each body; bodies take turns, each after `prepare`."""
     times: dict[str, list[float]] = {label: [] for label in bodies}
     for _ in range(repeat):
         for label, body in bodies.items():
@@ -75,7 +77,21 @@ def best(
             began = time.perf_counter()
             body()
             times[label].append(time.perf_counter() - began)
-    return {label: min(found) for label, found in times.items()}
+    return times
+
+
+def report(title: str, times: dict[str, list[float]],
+           ratios: tuple[tuple[str, str, str], ...]) -> None:
+    """Best and median of each measure, and the ratios of both."""
+    print(title)
+    best = {label: min(found) for label, found in times.items()}
+    median = {label: statistics.median(found) for label, found in times.items()}
+    print(f"{'':>10}  {'best':>8}  {'median':>8}")
+    for label in times:
+        print(f"{label:>10}  {best[label] * 1000:6.1f}ms  {median[label] * 1000:6.1f}ms")
+    for label, top, bottom in ratios:
+        print(f"{label:>20}  {best[top] / best[bottom]:5.2f}x"
+              f"  {median[top] / median[bottom]:5.2f}x")
 
 
 def main() -> int:
@@ -123,7 +139,7 @@ def main() -> int:
             assert api.plan(desired, driver).empty
 
     try:
-        results = best(lambda: clean(conn), {
+        results = timed(lambda: clean(conn), {
             "direct": direct, "plain": plain, "apply": through_virtctl}, args.repeat)
         populated()
         noop()  # a first no-op records the host as in sync
@@ -134,21 +150,19 @@ def main() -> int:
             minimal_read(URI, network_flags=libvirt.VIR_NETWORK_XML_INACTIVE,
                          readers=READERS)
 
-        results.update(best(lambda: None, {"listing": listing, "read": read,
-                                           "read x4": read_together, "no-op": noop},
-                            args.repeat * 3))
+        results.update(timed(lambda: None, {"listing": listing, "read": read,
+                                            "read x4": read_together, "no-op": noop},
+                             args.repeat * 3))
     finally:
         clean(conn)
         conn.close()
-    print(f"# virtctl on {URI}: {args.n} defined domains, best of {args.repeat}")
-    for label, seconds in results.items():
-        print(f"{label:>10}  {seconds * 1000:8.1f} ms")
-    for label, top, bottom in (("apply / direct", "apply", "direct"),
-                               ("apply / plain", "apply", "plain"),
-                               ("no-op / read", "no-op", "read"),
-                               ("no-op / read x4", "no-op", "read x4"),
-                               ("no-op / listing", "no-op", "listing")):
-        print(f"{label:>20}  {results[top] / results[bottom]:5.2f}x")
+    report(f"# virtctl on {URI}: {args.n} defined domains, {args.repeat} runs "
+           f"({args.repeat * 3} of the reads)", results,
+           (("apply / direct", "apply", "direct"),
+            ("apply / plain", "apply", "plain"),
+            ("no-op / read", "no-op", "read"),
+            ("no-op / read x4", "no-op", "read x4"),
+            ("no-op / listing", "no-op", "listing")))
     return 0
 
 

@@ -3,8 +3,10 @@
 Used only by the libvirt driver. libvirt delivers events (and notices a dropped
 connection) only while some thread runs its event loop, and remote connections only
 hook into a loop registered *before* they were opened; so `ensure_event_loop` registers
-libvirt's default loop once per process and runs it in a daemon thread, and the driver
-calls it before its first open.
+libvirt's default loop once per process and runs it in a daemon thread. The driver
+calls it on its first subscription, and then opens its connection again if it was
+opened before the loop ran (`event_loop_running`). Once registered, libvirt's loop
+must run for the rest of the process.
 
 `EventRelay` fans one connection's domain and network lifecycle callbacks out to
 subscribers as `base.Event`s. While anyone is subscribed it also watches the connection:
@@ -65,6 +67,11 @@ def ensure_event_loop(lv: ModuleType) -> None:
         )
         thread.start()
         _loop_thread = thread
+
+
+def event_loop_running() -> bool:
+    """Whether `ensure_event_loop` has run: connections opened from now on hook in."""
+    return _loop_thread is not None
 
 
 def _run_loop(lv: ModuleType) -> None:

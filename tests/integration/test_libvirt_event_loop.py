@@ -1,0 +1,89 @@
+"""libvirt's event loop runs only once someone subscribes to events.
+
+A running loop slows every call of a remote connection (docs/libvirt-driver.md,
+"Events and reconnecting"), so reading and acting leave it off; the first `subscribe`
+starts it and opens the driver's connection again, so that connection's events arrive.
+The loop is once per process and never stops, so each case runs in a fresh
+interpreter. Domains are named vctl-test-* and removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.contract.support import Factory, purge_libvirt, require_connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Reads and defines without the loop, then subscribes and defines another domain
+# through a second, plain connection: the driver must hear of it.
+SCRIPT = textwrap.dedent("""
+    import json, sys, threading
+    import libvirt
+    from virtctl.drivers.base import EventType
+    from virtctl.drivers.libvirt_driver import LibvirtDriver
+    from virtctl.model import Kind
+
+    uri, before, after = sys.argv[1], sys.argv[2], sys.argv[3]
+    xml = sys.stdin.read()
+
+    def loop_running():
+        return any(t.name == "libvirt-event-loop" for t in threading.enumerate())
+
+    seen, arrived = [], threading.Event()
+
+    def record(event):
+        seen.append((event.type.value, event.name))
+        if event.type is EventType.DEFINED and event.name == after:
+            arrived.set()
+
+    out = {}
+    with LibvirtDriver(uri) as driver:
+        driver.snapshot()
+        driver.define(Kind.DOMAIN, xml.replace("@NAME@", before))
+        out["loop_before"] = loop_running()
+        other = libvirt.open(uri)  # held open: test:///default lives while one is
+        unsubscribe = driver.subscribe(record)
+        out["loop_after"] = loop_running()
+        other.defineXML(xml.replace("@NAME@", after))
+        out["heard"] = arrived.wait(30)
+        out["names"] = sorted(driver.snapshot().domains)
+        unsubscribe()
+        other.close()
+    out["seen"] = seen
+    print(json.dumps(out))
+""")
+
+
+def run(uri: str, before: str, after: str) -> dict[str, object]:
+    xml = Factory().domain_xml("@NAME@")
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, uri, before, after], input=xml, capture_output=True,
+        text=True, cwd=ROOT, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("uri", [
+    pytest.param("test:///default", marks=pytest.mark.libvirt),
+    pytest.param("qemu:///system", marks=pytest.mark.qemu),  # a socket: the remote driver
+])
+def test_loop_starts_with_the_first_subscription(uri: str) -> None:
+    require_connection(uri)
+    before, after = Factory().name(), Factory().name()
+    try:
+        out = run(uri, before, after)
+    finally:
+        if uri != "test:///default":  # gone with the process
+            purge_libvirt(uri, [before, after])
+    assert out["loop_before"] is False
+    assert out["loop_after"] is True
+    assert out["heard"] is True, out["seen"]
+    # The connection opened again sees what the first one defined.
+    assert before in out["names"] and after in out["names"]
