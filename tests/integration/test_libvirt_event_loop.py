@@ -20,8 +20,9 @@ from tests.contract.support import Factory, purge_libvirt, require_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Reads and defines without the loop, then subscribes and defines another domain
-# through a second, plain connection: the driver must hear of it.
+# Reads and defines without the loop, then subscribes and defines another domain, through
+# a second, plain connection ("other") or the driver itself ("driver": a second
+# connection to a test:///FILE host is a host of its own): the driver must hear of it.
 SCRIPT = textwrap.dedent("""
     import json, sys, threading
     import libvirt
@@ -29,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     from virtctl.drivers.libvirt_driver import LibvirtDriver
     from virtctl.model import Kind
 
-    uri, before, after = sys.argv[1], sys.argv[2], sys.argv[3]
+    uri, before, after, via = sys.argv[1:5]
     xml = sys.stdin.read()
 
     def loop_running():
@@ -50,7 +51,10 @@ SCRIPT = textwrap.dedent("""
         other = libvirt.open(uri)  # held open: test:///default lives while one is
         unsubscribe = driver.subscribe(record)
         out["loop_after"] = loop_running()
-        other.defineXML(xml.replace("@NAME@", after))
+        if via == "other":
+            other.defineXML(xml.replace("@NAME@", after))
+        else:
+            driver.define(Kind.DOMAIN, xml.replace("@NAME@", after))
         out["heard"] = arrived.wait(30)
         out["names"] = sorted(driver.snapshot().domains)
         unsubscribe()
@@ -60,30 +64,34 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(uri: str, before: str, after: str) -> dict[str, object]:
+def run(uri: str, before: str, after: str, via: str) -> dict[str, object]:
     xml = Factory().domain_xml("@NAME@")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, uri, before, after], input=xml, capture_output=True,
+        [sys.executable, "-c", SCRIPT, uri, before, after, via], input=xml, capture_output=True,
         text=True, cwd=ROOT, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("uri", [
-    pytest.param("test:///default", marks=pytest.mark.libvirt),
-    pytest.param("qemu:///system", marks=pytest.mark.qemu),  # a socket: the remote driver
+@pytest.mark.parametrize(("uri", "via"), [
+    pytest.param("test:///default", "other", marks=pytest.mark.libvirt),
+    # In this process; opened again, it would start from the file: the driver keeps it.
+    pytest.param("test:///@DIR@/host.xml", "driver", marks=pytest.mark.libvirt),
+    pytest.param("qemu:///system", "other", marks=pytest.mark.qemu),  # through a socket
 ])
-def test_loop_starts_with_the_first_subscription(uri: str) -> None:
+def test_loop_starts_with_the_first_subscription(uri: str, via: str, tmp_path: Path) -> None:
+    (tmp_path / "host.xml").write_text("<node/>\n")
+    uri = uri.replace("/@DIR@", str(tmp_path))
     require_connection(uri)
     before, after = Factory().name(), Factory().name()
     try:
-        out = run(uri, before, after)
+        out = run(uri, before, after, via)
     finally:
-        if uri != "test:///default":  # gone with the process
+        if uri.startswith("qemu:"):  # the test driver's hosts end with the process
             purge_libvirt(uri, [before, after])
     assert out["loop_before"] is False
     assert out["loop_after"] is True
     assert out["heard"] is True, out["seen"]
-    # The connection opened again sees what the first one defined.
+    # After subscribing, the driver still sees what it defined before.
     assert before in out["names"] and after in out["names"]

@@ -68,13 +68,18 @@ READERS = 4
 PER_READER = 32
 
 
-def _readers_for(uri: str) -> int:
+def _in_process(uri: str) -> bool:
+    """Whether libvirt serves `uri` inside this process (its test driver) rather than
+    through a socket to a daemon."""
     try:
         parsed = parse_uri(uri)
     except SpecError:
-        return READERS  # libvirt knows URIs virtctl does not: assume a daemon
-    in_process = parsed.driver == "test" and parsed.transport is None and not parsed.host
-    return 1 if in_process else READERS
+        return False  # libvirt knows URIs virtctl does not: assume a daemon
+    return parsed.driver == "test" and parsed.transport is None and not parsed.host
+
+
+def _readers_for(uri: str) -> int:
+    return 1 if _in_process(uri) else READERS
 
 
 class LibvirtDriver:
@@ -90,8 +95,8 @@ class LibvirtDriver:
         self._lv = load_libvirt()
         # libvirt's event loop only where events are wanted: `subscribe` starts it. Once
         # running, it handles the replies of a remote connection opened after it, which
-        # slows plain reads (see `subscribe`).
-        self._evented = event_loop_running()  # this connection hooks into a loop
+        # slows plain reads (see `subscribe`). In-process connections need no hook.
+        self._hooked = event_loop_running() or _in_process(uri)
         self._conn: Any = self._open()
         self._network_xml_flags: int = self._lv.VIR_NETWORK_XML_INACTIVE
         self._stats = True  # getAllDomainStats works here, until libvirt says otherwise
@@ -398,19 +403,21 @@ class LibvirtDriver:
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """Lifecycle events from now on. The first subscription starts libvirt's event
-        loop (once per process) and, if this connection was opened before it ran, opens
-        a fresh one: a remote connection hooks into the loop only when it opens.
+        loop (once per process) and, if this connection goes through a socket and was
+        opened before the loop ran, opens a fresh one: such a connection hooks into the
+        loop only when it opens. (Not in-process ones: a second `test:///FILE`
+        connection would start from the file again.)
 
         Decision: the loop starts here rather than with the driver. A running loop
         takes part in every call of a remote connection (replies reach the calling
         thread through it), which made a no-op read of 200 domains on qemu:///system
-        with four readers take 30 ms rather than 17 (median), and one-shot commands
+        with four readers take 31 ms rather than 18 (median), and one-shot commands
         (apply, diff, get) use neither events nor keepalives."""
         with translated(self._lv):
-            if not self._evented:
-                ensure_event_loop(self._lv)
+            ensure_event_loop(self._lv)
+            if not self._hooked:
                 self._replace(self._open())
-                self._evented = True
+                self._hooked = True
             return self._relay.subscribe(callback)
 
 
