@@ -27,9 +27,11 @@ async def _forward(
     held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def take() -> None:
-        while data := await reader.read(1 << 16):
-            held.put_nowait((loop.time() + delay, data))
-        held.put_nowait((0.0, b""))  # the end: passed on after what came before it
+        try:
+            while data := await reader.read(1 << 16):
+                held.put_nowait((loop.time() + delay, data))
+        finally:  # the end, a reset too: passed on after what came before it
+            held.put_nowait((0.0, b""))
 
     async def give() -> None:
         while True:
@@ -43,8 +45,8 @@ async def _forward(
 
     try:
         await asyncio.gather(take(), give())
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
+    except ConnectionError:
+        pass  # a side reset: the other side is closed below
     finally:
         writer.close()
 
