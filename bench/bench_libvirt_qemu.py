@@ -28,7 +28,6 @@ libvirtd. Usage: python bench/bench_libvirt_qemu.py [-n 200] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
-from bench_libvirt import minimal_read  # noqa: E402 (bench/ is the script's folder)
+from bench_libvirt import minimal_read, report  # noqa: E402 (bench/ is the script's folder)
 
 from virtctl import api
 from virtctl.drivers.libvirt_driver import READERS, LibvirtDriver
@@ -78,20 +77,6 @@ def timed(
             body()
             times[label].append(time.perf_counter() - began)
     return times
-
-
-def report(title: str, times: dict[str, list[float]],
-           ratios: tuple[tuple[str, str, str], ...]) -> None:
-    """Best and median of each measure, and the ratios of both."""
-    print(title)
-    best = {label: min(found) for label, found in times.items()}
-    median = {label: statistics.median(found) for label, found in times.items()}
-    print(f"{'':>10}  {'best':>8}  {'median':>8}")
-    for label in times:
-        print(f"{label:>10}  {best[label] * 1000:6.1f}ms  {median[label] * 1000:6.1f}ms")
-    for label, top, bottom in ratios:
-        print(f"{label:>20}  {best[top] / best[bottom]:5.2f}x"
-              f"  {median[top] / median[bottom]:5.2f}x")
 
 
 def main() -> int:

@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
-from bench_libvirt import minimal_read  # noqa: E402 (bench/ is the script's folder)
-from bench_libvirt_qemu import PREFIX, clean, domain_xml, report, timed  # noqa: E402
+from bench_libvirt import minimal_read, report  # noqa: E402 (bench/ is the script's folder)
+from bench_libvirt_qemu import PREFIX, clean, domain_xml, timed  # noqa: E402
 
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl import api

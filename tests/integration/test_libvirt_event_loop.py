@@ -5,7 +5,8 @@ A running loop slows every call of a remote connection (docs/libvirt-driver.md,
 starts it and, for a connection through a socket, opens the connection again so its
 events arrive (an in-process test:/// connection is kept: it needs no reopening, and a
 second test:///FILE connection would be a fresh host). The loop is once per process
-and never stops, so each case runs in a fresh interpreter. Domains are named vctl-test-* and removed afterwards."""
+and never stops, so each case runs in a fresh interpreter. Domains are named
+vctl-test-* and removed afterwards."""
 
 from __future__ import annotations
 
