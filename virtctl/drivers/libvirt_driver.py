@@ -101,7 +101,9 @@ class LibvirtDriver:
         self._network_xml_flags: int = self._lv.VIR_NETWORK_XML_INACTIVE
         self._stats = True  # getAllDomainStats works here, until libvirt says otherwise
         self._defined: dict[tuple[Kind, str], Any] = {}  # handles define returned
-        self._relay: EventRelay | None = None  # made by the first subscribe
+        self._relay = EventRelay(
+            self._lv, current=lambda: self._conn, reopen=self._open, replace=self._replace
+        )
 
     def _open(self) -> Any:
         lv = self._lv
@@ -115,8 +117,7 @@ class LibvirtDriver:
             old.close()
 
     def close(self) -> None:
-        if self._relay is not None:
-            self._relay.close()
+        self._relay.close()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -417,9 +418,6 @@ class LibvirtDriver:
             if not self._hooked:
                 self._replace(self._open())
                 self._hooked = True
-            if self._relay is None:
-                self._relay = EventRelay(self._lv, current=lambda: self._conn,
-                                         reopen=self._open, replace=self._replace)
             return self._relay.subscribe(callback)
 
 
