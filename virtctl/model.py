@@ -69,6 +69,38 @@ class ChangeClass(StrEnum):
 _CLASS_RANK = {c: i for i, c in enumerate(ChangeClass)}
 
 
+class LiveOp(StrEnum):
+    """What a host can change on a running object without restarting it; a driver says
+    which it supports (`Reader.live_ops`), and the planner classes a change `live` only
+    when its operation is among them (reconciler/liverules.py)."""
+
+    ATTACH = "attach"  # hot-plug a device
+    DETACH = "detach"  # hot-unplug a device (the guest must release it)
+    UPDATE = "update"  # change a device in place: media, link state, bandwidth, password
+    VCPUS = "vcpus"  # set the running vcpus, up to the defined maximum
+    NETWORK = "network"  # virNetworkUpdate: DHCP hosts and ranges, DNS, port groups...
+
+
+class NetworkSection(StrEnum):
+    """The parts of a running network libvirt can update (virNetworkUpdateSection)."""
+
+    DHCP_HOST = "ip-dhcp-host"
+    DHCP_RANGE = "ip-dhcp-range"
+    DNS_HOST = "dns-host"
+    DNS_TXT = "dns-txt"
+    DNS_SRV = "dns-srv"
+    PORTGROUP = "portgroup"
+    FORWARD_INTERFACE = "forward-interface"
+
+
+class NetworkCommand(StrEnum):
+    """virNetworkUpdateCommand: add (last), delete (the matching entry), modify."""
+
+    ADD = "add"
+    DELETE = "delete"
+    MODIFY = "modify"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ObjectKey:
     kind: Kind

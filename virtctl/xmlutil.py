@@ -17,6 +17,11 @@ from .errors import ErrorCode, ErrorDomain, Source, SpecError
 #: virtctl's own XML namespace, used inside libvirt `<metadata>` (see virtctl.metadata).
 NS = "https://virtctl.dev/xmlns/1"
 NS_PREFIX = "virtctl"
+#: virtctl's note on a *running* guest (its live metadata only, never the definition):
+#: devices asked to go that the guest has not released. A namespace of its own, because
+#: libvirt keeps one metadata element per namespace and the owner mark uses NS.
+LIVE_NS = NS + "/live"
+LIVE_NS_PREFIX = "virtctl-live"
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,

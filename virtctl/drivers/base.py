@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from ..model import Kind, Live
+from ..model import Kind, Live, LiveOp, NetworkCommand, NetworkSection
 
 
 class EventType(StrEnum):
@@ -57,6 +57,15 @@ class Reader(Protocol):
         """The host's capabilities XML (libvirt's format)."""
         ...
 
+    def live_ops(self) -> frozenset[LiveOp]:
+        """What this host changes on running objects without a restart (see LiveOp)."""
+        ...
+
+    def definition(self, kind: Kind, name: str, *, running: bool = False) -> str:
+        """One object's XML: the definition a running object runs (`running`), else its
+        persistent one. Cheaper than a snapshot when one object is wanted."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -85,6 +94,49 @@ class Driver(Reader, Protocol):
     def set_memory(self, name: str, kib: int) -> None:
         """Set a domain's current memory (balloon) now and in its persistent definition;
         refused above its maximum memory."""
+        ...
+
+    # Live changes. `live`: the running object (refused when it is not running);
+    # `config`: the persistent definition. The planner redefines first and then changes
+    # the running object with live=True, config=False.
+
+    def attach_device(self, name: str, xml: str, *, live: bool = True,
+                      config: bool = False) -> None:
+        """Hot-plug one device (`<disk>`, `<interface>`...); refused where the bus
+        cannot hot-plug or the device already exists."""
+        ...
+
+    def detach_device(self, name: str, xml: str, *, live: bool = True,
+                      config: bool = False) -> None:
+        """Ask for a device to be removed; matched by identity (disk target, MAC,
+        alias). Asynchronous on a running guest: the guest must release the device, so
+        it may still be there when this returns (callers poll `definition`)."""
+        ...
+
+    def update_device(self, name: str, xml: str, *, live: bool = True,
+                      config: bool = False) -> None:
+        """Change a device in place (CD-ROM/floppy media, interface link state and
+        bandwidth, graphics password); the device is matched by identity."""
+        ...
+
+    def set_vcpus(self, name: str, count: int, *, live: bool = True,
+                  config: bool = False) -> None:
+        """Set the number of running vcpus; refused above the defined maximum."""
+        ...
+
+    def update_network(
+        self, name: str, command: NetworkCommand, section: NetworkSection, xml: str,
+        *, parent_index: int = -1, live: bool = True, config: bool = False,
+    ) -> None:
+        """libvirt's virNetworkUpdate: add, delete or modify one entry of `section`;
+        `parent_index` picks the `<ip>` element for DHCP sections (-1: the first one
+        with DHCP, or the only one)."""
+        ...
+
+    def set_running_note(self, name: str, xml: str | None) -> None:
+        """Set (None: remove) virtctl's note in a running guest's metadata: the element
+        `xml`, in namespace LIVE_NS, held by the running instance only and gone when
+        it stops. Used to remember devices the guest has not released."""
         ...
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
