@@ -94,7 +94,9 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     live = reader.snapshot()
     caps_xml = reader.capabilities()
     store = SyncMemo(cache_dir(os.environ), reader.uri)
-    context = context_of(repr(replace(policy, commit="")), caps_xml, code_fingerprint())
+    live_ops = reader.live_ops()
+    context = context_of(repr((replace(policy, commit=""), sorted(live_ops))), caps_xml,
+                         code_fingerprint())
     whole = host_key(desired, live, context=context)
     if whole is not None and store.host_in_sync(whole):
         return Plan()  # checked and found in sync before, with exactly these inputs
@@ -105,7 +107,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
                             verified=memo.verified())
         if errors:
             raise SpecErrors(errors)
-    planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo)
+    planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops)
     store.save(planned.in_sync, memo.known)
     if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
         store.save_host(whole)

@@ -20,6 +20,7 @@ from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
 from .errors import Source, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
+from .options import live_options
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -51,6 +52,7 @@ def _restarts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-restart", action="store_true",
                         help="stop and start running objects whose changes need it (objects "
                         "whose spec sets updatePolicy follow that instead)")
+    live_options(parser)
 
 
 def _parallel(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +164,8 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         shutdown_timeout=getattr(args, "shutdown_timeout", 60.0),
         force_stop=getattr(args, "force_stop", False),
         allow_restart=getattr(args, "allow_restart", False),
+        live=getattr(args, "live", True),
+        detach_timeout=getattr(args, "detach_timeout", 30.0),
     )
 
 

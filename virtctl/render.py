@@ -14,7 +14,16 @@ from typing import Any
 from . import metadata
 from .errors import VirtctlError
 from .model import Kind, Live, LiveDomain, LiveNetwork, ObjectKey
-from .reconciler.actions import Action, Define, SetAutostart, SetMemory
+from .reconciler.actions import (
+    Action,
+    Define,
+    DetachDevice,
+    LiveAction,
+    SetAutostart,
+    SetMemory,
+    SetVcpus,
+    UpdateNetwork,
+)
 from .reconciler.apply import ActionResult, Outcome, Report
 from .reconciler.classify import network_restart_pending, restart_pending, worst
 from .reconciler.diff import ChangeOp, FieldChange, Origin
@@ -59,6 +68,8 @@ def _step_label(action: Action) -> str:
         return "define" if action.new else "redefine"
     if isinstance(action, SetMemory):
         return f"set memory {action.kib} KiB"
+    if isinstance(action, LiveAction):
+        return action.reason  # 'attach disk vdb', 'set vcpus 2 -> 4', 'add DHCP host ...'
     return action.verb
 
 
@@ -81,7 +92,7 @@ def format_change(change: FieldChange) -> str:
     else:
         value = change.new if change.op is ChangeOp.ADD else change.old
         text = f"{sym} {change.path}: {value}"
-    tags = [str(t) for t in (change.change_class, change.origin)
+    tags = [str(t) for t in (change.change_class, change.operation, change.origin)
             if t is not None and t != Origin.SPEC]
     return f"{text}  [{', '.join(tags)}]" if tags else text
 
@@ -136,6 +147,15 @@ def _action_dict(action: Action) -> dict[str, Any]:
         out["enabled"] = action.enabled
     if isinstance(action, SetMemory):
         out["kib"] = action.kib
+    if isinstance(action, LiveAction) and not isinstance(action, (SetVcpus, UpdateNetwork)):
+        out["device"] = action.device
+    if isinstance(action, DetachDevice):
+        out["timeout"] = action.timeout
+    if isinstance(action, SetVcpus):
+        out["count"] = action.count
+    if isinstance(action, UpdateNetwork):
+        out.update(command=str(action.command), section=str(action.section),
+                   entry=action.entry)
     if action.reason:
         out["reason"] = action.reason
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from ..model import Kind, ObjectKey
+from ..model import Kind, NetworkCommand, NetworkSection, ObjectKey
 from .diff import FieldChange
 
 
@@ -22,13 +22,14 @@ class Phase(IntEnum):
     NETWORK_STOP = 2
     NETWORK_UNDEFINE = 3
     NETWORK_DEFINE = 4
-    NETWORK_AUTOSTART = 5
-    NETWORK_START = 6
-    DOMAIN_DEFINE = 7
-    DOMAIN_LIVE = 8  # live changes to a running guest (current memory)
-    DOMAIN_AUTOSTART = 9
-    DOMAIN_START = 10
-    DOMAIN_PAUSE = 11
+    NETWORK_LIVE = 5  # live changes to an active network (virNetworkUpdate)
+    NETWORK_AUTOSTART = 6
+    NETWORK_START = 7
+    DOMAIN_DEFINE = 8
+    DOMAIN_LIVE = 9  # live changes to a running guest: devices, vcpus, current memory
+    DOMAIN_AUTOSTART = 10
+    DOMAIN_START = 11
+    DOMAIN_PAUSE = 12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,8 +104,72 @@ class SetMemory(BaseAction):
         return "set-memory"
 
 
+# Live changes: the definition is already updated (Define comes first), so each of these
+# changes the running object only. `device` is the device's identity path
+# ('devices/disk[vdb]'); `reason` names the operation ('attach disk vdb').
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachDevice(BaseAction):
+    device: str
+    xml: str
+
+    @property
+    def verb(self) -> str:
+        return "attach-device"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetachDevice(BaseAction):
+    """Ask the guest to release a device; wait up to `timeout` seconds for it to go."""
+
+    device: str
+    xml: str
+    timeout: float = 30.0
+
+    @property
+    def verb(self) -> str:
+        return "detach-device"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateDevice(BaseAction):
+    device: str
+    xml: str
+
+    @property
+    def verb(self) -> str:
+        return "update-device"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetVcpus(BaseAction):
+    count: int
+
+    @property
+    def verb(self) -> str:
+        return "set-vcpus"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateNetwork(BaseAction):
+    """One virNetworkUpdate on an active network; `entry` is the entry's path
+    ('ip[192.168.100.1]/dhcp/host[52:54:00:..]')."""
+
+    command: NetworkCommand
+    section: NetworkSection
+    xml: str
+    entry: str
+    parent_index: int = -1
+
+    @property
+    def verb(self) -> str:
+        return "update-network"
+
+
+LiveAction = AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork
 Action = (Define | Undefine | Start | Shutdown | Destroy | Suspend | Resume | SetAutostart
-          | SetMemory)
+          | SetMemory | AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork)
 
 
 def phase_of(action: Action) -> Phase:
@@ -120,8 +185,10 @@ def phase_of(action: Action) -> Phase:
             return Phase.DOMAIN_AUTOSTART if domain else Phase.NETWORK_AUTOSTART
         case Start():
             return Phase.DOMAIN_START if domain else Phase.NETWORK_START
-        case SetMemory():
+        case SetMemory() | AttachDevice() | DetachDevice() | UpdateDevice() | SetVcpus():
             return Phase.DOMAIN_LIVE
+        case UpdateNetwork():
+            return Phase.NETWORK_LIVE
         case Suspend() | Resume():
             return Phase.DOMAIN_PAUSE
     raise AssertionError(f"unknown action {action!r}")

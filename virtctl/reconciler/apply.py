@@ -18,16 +18,22 @@ from ..errors import DriverError, ErrorCode, ErrorDomain, VirtctlError
 from ..model import DomainState, Kind, ObjectKey
 from .actions import (
     Action,
+    AttachDevice,
     Define,
+    DetachDevice,
     Destroy,
     Resume,
     SetAutostart,
     SetMemory,
+    SetVcpus,
     Shutdown,
     Start,
     Suspend,
     Undefine,
+    UpdateDevice,
+    UpdateNetwork,
 )
+from .applylive import perform_live
 from .plan import Plan
 
 
@@ -131,6 +137,8 @@ def _perform(action: Action, driver: Driver, clock: Clock) -> str:
             driver.set_autostart(kind, name, enabled)
         case SetMemory(kib=kib):
             driver.set_memory(name, kib)
+        case AttachDevice() | DetachDevice() | UpdateDevice() | SetVcpus() | UpdateNetwork():
+            return perform_live(action, driver, clock)
     return ""
 
 

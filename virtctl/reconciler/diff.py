@@ -39,6 +39,7 @@ class FieldChange:
     new: str | None = None
     change_class: ChangeClass | None = None  # set by the planner (classify.py)
     origin: Origin | None = None
+    operation: str | None = None  # live changes: what applies it ('attach disk vdb')
 
     def to_dict(self) -> dict[str, str | None]:
         out = {"op": str(self.op), "path": self.path, "old": self.old, "new": self.new}
@@ -46,6 +47,8 @@ class FieldChange:
             out["class"] = str(self.change_class)
         if self.origin is not None:
             out["origin"] = str(self.origin)
+        if self.operation is not None:
+            out["operation"] = self.operation
         return out
 
 

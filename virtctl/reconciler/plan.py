@@ -26,6 +26,7 @@ from ..model import (
     Kind,
     Live,
     LiveDomain,
+    LiveOp,
     ObjectKey,
     UpdatePolicy,
 )
@@ -46,15 +47,18 @@ from .actions import (
 from .classify import classified, kib_of, max_memory_kib, stale_fields, worst
 from .diff import ChangeOp, FieldChange
 from .identity import fill_domain_identity, keep_host_machine
+from .liverules import LivePlan, domain_live, unreleased
 from .memo import Memo
 from .plan_network import delete_network, network_step
 from .steps import (
     Policy,
     Step,
+    as_live,
     autostart_steps,
     define_reason,
     define_xml,
     field_changes,
+    live_allowed,
     may_restart,
     paths,
     recreate_refused,
@@ -129,9 +133,11 @@ def plan(
     policy: Policy = Policy(),
     caps: HostCapabilities | None = None,
     memo: Memo | None = None,
+    live_ops: frozenset[LiveOp] = frozenset(LiveOp),
 ) -> Plan:
     """The actions that make `live` match `desired`. `caps` (the host's capabilities)
-    lets declared machine aliases match the versioned machines the host stores. Objects
+    lets declared machine aliases match the versioned machines the host stores;
+    `live_ops` says what the host changes on running objects (`Reader.live_ops`). Objects
     whose sync key (memo.py) was found in sync before, with exactly these inputs, are not
     compared again; the plan's `in_sync` lists the keys of every object in sync now."""
     memo = memo or Memo()
@@ -152,14 +158,15 @@ def plan(
         current = live.networks.get(net.name)
         if current is None:
             creates.add(key)
-        step = Step() if key in skip else network_step(net, current, policy, live)
+        step = Step() if key in skip else network_step(net, current, policy, live, live_ops)
         steps[key] = remember(key, step)
     for dom in desired.domains.values():
         key = dom.key
         current_dom = live.domains.get(dom.name)
         if current_dom is None:
             creates.add(key)
-        step = Step() if key in skip else _domain_step(dom, current_dom, policy, caps)
+        step = (Step() if key in skip
+                else _domain_step(dom, current_dom, policy, caps, live_ops))
         steps[key] = remember(key, step)
     deletes: set[ObjectKey] = set()
     if policy.prune:
@@ -235,7 +242,8 @@ def _timeout(spec: DomainSpec, policy: Policy) -> float:
 
 
 def _domain_step(
-    spec: DomainSpec, live: LiveDomain | None, policy: Policy, caps: HostCapabilities | None
+    spec: DomainSpec, live: LiveDomain | None, policy: Policy, caps: HostCapabilities | None,
+    live_ops: frozenset[LiveOp],
 ) -> Step:
     root = parse(spec.xml)
     live_root = parse(live.xml) if live is not None else None
@@ -243,7 +251,7 @@ def _domain_step(
     keep_host_machine(root, live_root, caps)
     if live is None or live_root is None:
         return Step(actions=tuple(_create_domain(spec, root, policy)))
-    return _update_domain(spec, live, root, live_root, policy)
+    return _update_domain(spec, live, root, live_root, policy, live_ops)
 
 
 def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> list[Action]:
@@ -264,7 +272,7 @@ def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> li
 
 def _update_domain(
     spec: DomainSpec, live: LiveDomain, root: etree._Element, live_root: etree._Element,
-    policy: Policy,
+    policy: Policy, live_ops: frozenset[LiveOp],
 ) -> Step:
     active = live.state.active
     running = parse(live.running_xml) if active and live.running_xml else None
@@ -281,15 +289,45 @@ def _update_domain(
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
     stale = _stale(spec, changes, root, live_root, running)
-    restart = bool(stale) and may_restart(spec, policy)
+    hot = LivePlan()
+    if stale and running is not None and live_allowed(spec, policy):
+        hot = domain_live(stale, root, running, name=spec.name, support=live_ops,
+                          detach_timeout=policy.detach_timeout)
+    rest = tuple(c for c in stale if c.path not in hot.covered)
+    restart = bool(rest) and may_restart(spec, policy)
+    notes: tuple[str, ...] = ()
     if restart:
-        actions += _restart_domain(spec, stale, policy)
+        actions += _restart_domain(spec, rest, policy)  # a restart applies the live ones too
     else:
         power, state_changes = _power_actions(spec, live, policy)
-        actions += power + _live_memory(spec, live, changes)
+        actions += power + list(hot.actions) + _live_memory(spec, live, changes)
         runtime += state_changes
+        changes = _with_live(changes, stale, hot)
+        notes = _unreleased_notes(spec, rest, running)
     return Step(actions=tuple(actions), changes=(*changes, *runtime), restart=restart,
-                pending=() if restart else stale)
+                pending=() if restart else rest, notes=notes)
+
+
+def _with_live(
+    changes: tuple[FieldChange, ...], stale: tuple[FieldChange, ...], hot: LivePlan
+) -> tuple[FieldChange, ...]:
+    """The definition's changes with those applied live classed so, plus differences only
+    the running guest has (an earlier run redefined without applying them live)."""
+    if not hot.covered:
+        return changes
+    known = {c.path for c in changes}
+    extra = [replace(c, change_class=ChangeClass.RESTART) for c in stale
+             if c.path in hot.covered and c.path not in known]
+    return as_live((*changes, *extra), hot.covered)
+
+
+def _unreleased_notes(
+    spec: DomainSpec, rest: tuple[FieldChange, ...], running: etree._Element | None
+) -> tuple[str, ...]:
+    held = unreleased(running)
+    return tuple(
+        f"{spec.key}: the guest has not released {c.path} (asked to detach it); it goes "
+        "when the guest restarts" for c in rest if c.path in held)
 
 
 def _stale(

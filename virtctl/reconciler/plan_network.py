@@ -10,19 +10,31 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ..model import ChangeClass, Kind, Live, LiveNetwork, NetworkSpec, ObjectKey, UpdatePolicy
+from ..model import (
+    ChangeClass,
+    Kind,
+    Live,
+    LiveNetwork,
+    LiveOp,
+    NetworkSpec,
+    ObjectKey,
+    UpdatePolicy,
+)
 from ..xmlutil import parse
 from .actions import Action, Define, Destroy, SetAutostart, Start, Undefine
 from .classify import classified, stale_network_fields, worst
 from .diff import FieldChange
 from .identity import fill_network_identity
+from .liverules import LivePlan, network_live
 from .steps import (
     Policy,
     Step,
+    as_live,
     autostart_steps,
     define_reason,
     define_xml,
     field_changes,
+    live_allowed,
     may_restart,
     paths,
     recreate_refused,
@@ -33,7 +45,8 @@ from .steps import (
 
 
 def network_step(
-    spec: NetworkSpec, live: LiveNetwork | None, policy: Policy, host: Live
+    spec: NetworkSpec, live: LiveNetwork | None, policy: Policy, host: Live,
+    live_ops: frozenset[LiveOp] = frozenset(LiveOp),
 ) -> Step:
     kind, name = Kind.NETWORK, spec.name
     root = parse(spec.xml)
@@ -54,13 +67,22 @@ def network_step(
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
     stale = _stale(changes, root, live)
-    if stale and spec.active and may_restart(spec, policy):
-        restart, note = _restart_network(spec, stale, host)
+    hot = LivePlan()
+    if stale and spec.active and live.active and live_allowed(spec, policy):
+        # Where the host keeps one definition per network (libvirt's test driver), the
+        # one it shows is the one the network runs.
+        running = parse(live.running_xml) if live.running_xml is not None else live_root
+        hot = network_live(stale, root, running, name=name, support=live_ops)
+    rest = tuple(c for c in stale if c.path not in hot.covered)
+    if rest and spec.active and may_restart(spec, policy):
+        restart, note = _restart_network(spec, rest, host)
         return Step(actions=tuple(actions + restart), changes=(*changes, *runtime),
                     restart=True, notes=(note,))
     power, state_changes = _network_power(spec, live)
-    return Step(actions=tuple(actions + power), changes=(*changes, *runtime, *state_changes),
-                pending=stale if spec.active else ())
+    changes = as_live(changes, hot.covered)
+    return Step(actions=tuple(actions + list(hot.actions) + power),
+                changes=(*changes, *runtime, *state_changes),
+                pending=rest if spec.active else ())
 
 
 def _stale(

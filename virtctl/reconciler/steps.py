@@ -26,6 +26,7 @@ from ..model import (
     NetworkSpec,
     ObjectKey,
     Ownership,
+    UpdatePolicy,
 )
 from ..xmlutil import parse, tostring
 from .actions import Action, SetAutostart
@@ -42,6 +43,8 @@ class Policy:
     force_stop: bool = False  # destroy a guest that ignores shutdown (state: shutoff, restarts)
     commit: str = ""  # git commit the specs come from, recorded in the ownership mark
     allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
+    live: bool = True  # apply live what the host can (--no-live: only at the next boot)
+    detach_timeout: float = 30.0  # seconds a guest may take to release a detached device
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,21 @@ def may_restart(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
     if spec.update_policy is not None:
         return spec.update_policy.allows_restart
     return policy.allow_restart
+
+
+def live_allowed(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
+    """Whether changes may reach this running object live (devices, vcpus, network
+    entries): not with --no-live, nor for a spec whose updatePolicy is next-boot."""
+    return policy.live and spec.update_policy is not UpdatePolicy.NEXT_BOOT
+
+
+def as_live(
+    changes: Iterable[FieldChange], covered: dict[str, str]
+) -> tuple[FieldChange, ...]:
+    """`changes` with those a live action applies classed live, naming the operation."""
+    return tuple(
+        dataclasses.replace(c, change_class=ChangeClass.LIVE, operation=covered[c.path])
+        if c.path in covered else c for c in changes)
 
 
 def define_xml(

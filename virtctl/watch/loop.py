@@ -212,7 +212,8 @@ class Watcher:
         settled = self._settle(scan, live, caps)
         # Read per pass: a `git pull` beside a running watcher moves the commit.
         policy = replace(self.policy, commit=spec_commit(self.specs.paths))
-        planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps), live, settled)
+        planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
+                                    live_ops=driver.live_ops()), live, settled)
         if first:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted, host=self.uri)

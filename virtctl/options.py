@@ -1,0 +1,16 @@
+"""Command-line options shared by the verbs of virtctl/cli.py and virtctl watch (which
+must not import cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def live_options(parser: argparse.ArgumentParser) -> None:
+    """--no-live and --detach-timeout (apply, diff and watch)."""
+    parser.add_argument("--no-live", dest="live", action="store_false",
+                        help="change running guests and networks only at their next start: "
+                        "no hot-plug, vcpu or network live updates (memory balloon stays)")
+    parser.add_argument("--detach-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long a guest may take to release a detached device before "
+                        "the change is left restart-pending (default 30)")
