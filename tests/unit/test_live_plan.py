@@ -325,3 +325,16 @@ def test_the_unreleased_note_round_trips() -> None:
     assert unreleased(root) == {"devices/disk[vdb]", "devices/disk[sda]"}
     assert unreleased_note([]) is None and unreleased(None) == frozenset()
     assert Kind.DOMAIN  # the vocabulary is importable alongside
+
+
+def test_forward_interfaces_and_txt_records_are_keyed_by_name() -> None:
+    before = net().replace("<bridge name='virbr77'/>",
+                                   "<forward mode='route'><interface dev='eth1'/></forward>"
+                                   "<bridge name='virbr77'/><dns><txt name='a' value='1'/></dns>")
+    after = before.replace("<interface dev='eth1'/>",
+                           "<interface dev='eth1'/><interface dev='eth2'/>").replace(
+        "<txt name='a' value='1'/>", "<txt name='a' value='1'/><txt name='b' value='2'/>")
+    p = net_plan(before, after)
+    assert sorted((a.section, a.entry) for a in p.actions if isinstance(a, UpdateNetwork)) == [
+        (NetworkSection.DNS_TXT, "dns/txt[b]"),
+        (NetworkSection.FORWARD_INTERFACE, "forward/interface[eth2]")]

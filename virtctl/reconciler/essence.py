@@ -144,6 +144,7 @@ _IDENTITY: dict[str, Callable[[etree._Element], str | None]] = {
     "vcpupin": _attr_of("", "vcpu"),
     "entry": _attr_of("", "name"),  # sysinfo
     "portgroup": _attr_of("", "name"),  # networks
+    "txt": _attr_of("", "name"),  # network DNS TXT records
     "ip": _attr_of("", "address"),
     "range": _attr_of("", "start"),
     "route": _attr_of("", "address"),
@@ -159,6 +160,8 @@ _PORTED = frozenset({"serial", "parallel", "console"})
 def _key(elem: etree._Element, position: int) -> str:
     """Identity of a child among its siblings; `position` counts its group (see below)."""
     tag = str(elem.tag)
+    if tag == "interface" and elem.get("type") is None and elem.get("dev"):
+        return f"interface[{elem.get('dev')}]"  # a network's forward interface
     if tag == "interface":
         mac = elem.find("mac")
         if mac is not None and mac.get("address"):
