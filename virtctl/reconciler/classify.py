@@ -1,6 +1,8 @@
 """Change classes: how each field change reaches a running object, and what is pending.
 
-Every planned field change gets one class (docs/output-format.md has the table):
+Every planned field change gets one class (docs/output-format.md has the table); this
+module gives the class before live operations are considered, and the planner moves
+to `live` what liverules.py can apply to the running object:
 `live` (applied to the running object now), `next-boot` (the definition changes and the
 running object keeps the old one until it next starts), `restart` (only a stop and
 start applies it), `recreate` (the identity changes: undefine, define again). The
@@ -63,8 +65,9 @@ def domain_class(change: FieldChange, *, active: bool, max_kib: int | None) -> C
 
 def network_class(change: FieldChange, *, active: bool) -> ChangeClass:
     """Networks: libvirt applies a redefinition to an active network only when it is
-    restarted (virtctl does not use virNetworkUpdate), so every change but the uuid
-    (recreate) and host-side metadata (live) waits for a restart."""
+    restarted, so every change but the uuid (recreate) and host-side metadata (live)
+    is restart-class here; the planner then moves those virNetworkUpdate can apply to
+    `live` (liverules.network_live)."""
     if change.path == "uuid":
         return RECREATE
     if _under(change.path, _HOST_SIDE):
