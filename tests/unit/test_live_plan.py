@@ -338,3 +338,13 @@ def test_forward_interfaces_and_txt_records_are_keyed_by_name() -> None:
     assert sorted((a.section, a.entry) for a in p.actions if isinstance(a, UpdateNetwork)) == [
         (NetworkSection.DNS_TXT, "dns/txt[b]"),
         (NetworkSection.FORWARD_INTERFACE, "forward/interface[eth2]")]
+
+
+def test_a_device_hot_plugged_by_hand_is_never_unplugged_live() -> None:
+    extra = ("<disk type='file'><source file='/img/theirs.qcow2'/>"
+             "<target dev='vdc' bus='virtio'/></disk>")
+    running = host(dom()).domains["web"].running_xml
+    assert running is not None
+    live = host(dom(), running=running.replace("</devices>", extra + "</devices>"))
+    p = plan(desired(dom()), live)
+    assert p.actions == () and [c.path for c in p.pending[0].changes] == ["devices/disk[vdc]"]

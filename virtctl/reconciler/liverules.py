@@ -16,7 +16,9 @@ Domains:
 * set the running vcpus (`vcpu/@current`) within an unchanged maximum;
 * everything else (IDE/SATA disks, controllers, host devices, memory maximum, CPU model,
   machine type, ...) needs a restart. So does a device the guest was asked to release
-  and did not: it is listed in virtctl's note on the running guest (`unreleased`).
+  and did not: it is listed in virtctl's note on the running guest (`unreleased`); and
+  a device only the running guest has that no spec change removed (hot-plugged by
+  hand): it may be in use, so it is never unplugged, only dropped by a restart.
 
 Networks (virNetworkUpdate): DHCP hosts (add, modify, delete), DHCP ranges (add, delete),
 DNS hosts, TXT and SRV records (add, delete), port groups (add, modify, delete), forward
@@ -44,7 +46,7 @@ from .actions import (
     UpdateDevice,
     UpdateNetwork,
 )
-from .diff import ChangeOp, FieldChange, diff_xml
+from .diff import ChangeOp, FieldChange, Origin, diff_xml
 from .essence import child_keys
 
 HOTPLUG_DISK_BUSES = frozenset({"virtio", "scsi", "usb", "xen"})
@@ -250,7 +252,10 @@ def _device_action(
         return AttachDevice(kind=dom, name=name, device=key, xml=tostring(want, pretty=False),
                             needs=needs, reason=f"attach {_label(want)}")
     if whole and whole[0].op is ChangeOp.REMOVE and have is not None:
-        if LiveOp.DETACH not in support or key in held or not _hot_pluggable(have):
+        # Only what the spec removed: a device only the running guest has (hot-plugged
+        # by hand) may be in use, and unplugging it is not virtctl's call to make.
+        if (LiveOp.DETACH not in support or key in held or not _hot_pluggable(have)
+                or whole[0].origin is not Origin.SPEC):
             return None
         return DetachDevice(kind=dom, name=name, device=key, timeout=timeout,
                             xml=tostring(have, pretty=False), reason=f"detach {_label(have)}")

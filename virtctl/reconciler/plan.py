@@ -338,10 +338,12 @@ def _stale(
     none when the guest is not running or is to be stopped anyway."""
     if running is None or spec.state is DomainState.SHUTOFF:
         return ()
-    found = {c.path: c for c in stale_fields(root, live_root, running)}
-    for change in changes:  # fields the spec dropped, still in the running guest too
-        if change.op is ChangeOp.REMOVE and change.change_class is ChangeClass.RESTART:
-            found.setdefault(change.path, change)
+    # Fields the spec dropped, still in the running guest too: first, so they keep their
+    # origin (only what the spec removed is ever detached live).
+    found = {c.path: c for c in changes
+             if c.op is ChangeOp.REMOVE and c.change_class is ChangeClass.RESTART}
+    for change in stale_fields(root, live_root, running):
+        found.setdefault(change.path, change)
     return tuple(found[p] for p in sorted(found))
 
 
