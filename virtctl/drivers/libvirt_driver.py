@@ -29,6 +29,7 @@ from ..uri import parse_uri
 from .base import EventCallback
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop, event_loop_running
+from .libvirt_live import LiveCalls
 from .snapshot import DomainRead, LazyTable, NetworkRead, fingerprint
 
 # virDomainState values, in libvirt's order (VIR_DOMAIN_NOSTATE = 0 ...).
@@ -82,7 +83,7 @@ def _readers_for(uri: str) -> int:
     return 1 if _in_process(uri) else READERS
 
 
-class LibvirtDriver:
+class LibvirtDriver(LiveCalls):
     """One libvirt connection. `readonly` opens libvirt's read-only socket; `readers`
     is how many threads read a big host at once (default: READERS, one for the
     in-process test driver)."""
