@@ -8,10 +8,18 @@ the same kind of structured error. Faults can be injected for tests through
 
     [{"op": "start", "kind": "domain", "name": "web", "action": "fail"},
      {"op": "shutdown", "kind": "domain", "name": "db", "action": "ignore"},
-     {"op": "define", "kind": "network", "name": "lan", "action": "stall", "seconds": 2}]
+     {"op": "define", "kind": "network", "name": "lan", "action": "stall", "seconds": 2},
+     {"op": "detach", "kind": "domain", "name": "web", "action": "ignore"}]
 
 `fail` raises a DriverError, `stall` sleeps before doing the call, `ignore` makes a
-graceful shutdown a no-op (a guest that ignores ACPI).
+graceful shutdown a no-op (a guest that ignores ACPI) and a live detach leave the device
+in place (a guest that never releases it; the call still succeeds, as QEMU's does). Ops
+are the method names but `attach`, `detach`, `update`, `set_vcpus`, `update_network`,
+`set_running_note` for the live calls, `autostart` for set_autostart.
+
+Live changes (simlivecalls.py over simlive.py and simnetlive.py) act on a domain's
+`running_xml` (while it runs) and/or its persistent `xml`, and likewise on a network's
+`running_xml` (while active).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from ..xmlutil import parse, tostring
 from .base import Event, EventCallback, EventType
 from .simcaps import CAPABILITIES_XML
 from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
+from .simlivecalls import SimLiveCalls
 from .simstore import Record, SimStore
 from .snapshot import DomainRead, NetworkRead, fingerprint
 
@@ -69,7 +78,7 @@ def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     return None if found is None else metadata.owner_to_dict(found)
 
 
-class SimDriver:
+class SimDriver(SimLiveCalls):
     """The embedded driver; see the module docstring."""
 
     def __init__(
