@@ -1,0 +1,460 @@
+"""The driver conformance suite for live changes: hot-plug, media, link, vcpus,
+virNetworkUpdate and the running note, on every backend (see conftest).
+
+A backend that does not list an operation in `live_ops()` must refuse it with a
+DriverError: the case checks that and is skipped, so no supported operation goes
+untested. What a real guest does differs from the sim in one way only, stated where it
+matters: our QEMU guests boot no OS (a BIOS and nothing else), so nothing in them
+answers a PCI unplug request. QEMU releases a SCSI or USB disk at once (no guest
+involved) but a virtio disk or a PCI NIC never; the sim plays such a guest with the
+`detach`/`ignore` fault. PCI hot-plug itself needs ACPI in the guest (`<acpi/>`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.contract.support import Backend, Factory
+from virtctl.drivers import Driver
+from virtctl.drivers.sim import SimDriver
+from virtctl.errors import DriverError, ErrorCode
+from virtctl.model import Kind, LiveOp, NetworkCommand, NetworkSection
+from virtctl.xmlutil import LIVE_NS, parse, tostring
+
+# Guests without an OS keep what they are asked to release, and QEMU stops waiting
+# after ~5 s; these backends run such guests.
+OS_LESS_QEMU = ("qemu", "qemu+tcp")
+DEADLINE = 30.0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE) -> bool:
+    """Poll `condition` until it holds or `timeout` passes (backing off to 0.5 s)."""
+    end, delay = time.monotonic() + timeout, 0.02
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def supported(driver: Driver, op: LiveOp, call: Callable[[], object]) -> None:
+    """Skip the case where the host does not list `op`, after checking it refuses it."""
+    if op in driver.live_ops():
+        return
+    with pytest.raises(DriverError):
+        call()
+    pytest.skip(f"{driver.uri} has no live {op} (and refuses it)")
+
+
+@pytest.fixture
+def images() -> Iterator[Path]:
+    """A directory QEMU (user libvirt-qemu, or the private daemon, which sees /var/tmp
+    but not the host's /var/lib/libvirt) can read; removed afterwards."""
+    root = Path("/var/tmp") / f"vctl-test-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def image(folder: Path, name: str) -> str:
+    path = folder / name
+    with open(path, "wb") as handle:
+        handle.truncate(1 << 20)  # a 1 MiB raw image (sparse), for disks and "ISOs"
+    path.chmod(0o644)
+    return str(path)
+
+
+def guest_xml(name: str, devices: str = "", vcpu: str = "<vcpu>1</vcpu>") -> str:
+    # <acpi/>: the pc machine hot-plugs PCI devices only through ACPI.
+    return (
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>{vcpu}"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>"
+        f"<devices>{devices}</devices></domain>"
+    )
+
+
+def running_guest(driver: Driver, factory: Factory, devices: str = "",
+                  vcpu: str = "<vcpu>1</vcpu>") -> str:
+    name = factory.name()
+    driver.define(Kind.DOMAIN, guest_xml(name, devices, vcpu))
+    driver.start(Kind.DOMAIN, name)
+    return name
+
+
+def disk(path: str, target: str, bus: str) -> str:
+    return (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            f"<source file='{path}'/><target dev='{target}' bus='{bus}'/></disk>")
+
+
+def cdrom(path: str | None) -> str:
+    source = f"<source file='{path}'/>" if path else ""
+    return (f"<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>{source}"
+            "<target dev='hdc' bus='ide'/><readonly/></disk>")
+
+
+def definition(driver: Driver, name: str, *, running: bool,
+               kind: Kind = Kind.DOMAIN) -> etree._Element:
+    return parse(driver.definition(kind, name, running=running))
+
+
+def targets(root: etree._Element) -> set[str]:
+    return {t.get("dev", "") for t in root.iterfind("devices/disk/target")}
+
+
+def nic(root: etree._Element, mac: str) -> etree._Element | None:
+    return next((i for i in root.iterfind("devices/interface")
+                 if (i.find("mac") is not None and i.find("mac").get("address") == mac)), None)
+
+
+# Domains: attach and detach
+
+
+def test_attach_disk_live_or_config_and_refuse_a_duplicate(
+    driver: Driver, factory: Factory, images: Path
+) -> None:
+    name = running_guest(driver, factory)
+    one, two = disk(image(images, "a.raw"), "sda", "scsi"), disk(image(images, "b.raw"), "sdb",
+                                                                  "scsi")
+    supported(driver, LiveOp.ATTACH, lambda: driver.attach_device(name, one))
+    driver.attach_device(name, one, live=True, config=False)
+    assert "sda" in targets(definition(driver, name, running=True))
+    assert "sda" not in targets(definition(driver, name, running=False))
+    driver.attach_device(name, two, live=False, config=True)
+    assert "sdb" in targets(definition(driver, name, running=False))
+    assert "sdb" not in targets(definition(driver, name, running=True))
+    with pytest.raises(DriverError):
+        driver.attach_device(name, one, live=True, config=False)
+    with pytest.raises(DriverError):
+        driver.attach_device(name, two, live=False, config=True)
+    with pytest.raises(DriverError) as caught:
+        driver.attach_device(name, one, live=False, config=False)
+    assert caught.value.code is ErrorCode.OPERATION_INVALID
+
+
+def test_attach_to_a_shutoff_guest_live_is_refused(
+    driver: Driver, factory: Factory, images: Path
+) -> None:
+    name = factory.name()
+    driver.define(Kind.DOMAIN, guest_xml(name))
+    with pytest.raises(DriverError):
+        driver.attach_device(name, disk(image(images, "a.raw"), "sda", "scsi"))
+    with pytest.raises(DriverError):
+        driver.definition(Kind.DOMAIN, name, running=True)
+
+
+@pytest.mark.parametrize("bus", ["scsi", "usb"])
+def test_detached_disk_is_released(
+    driver: Driver, factory: Factory, images: Path, bus: str
+) -> None:
+    # SCSI and USB disks leave at once, without the guest's help (QEMU too).
+    name = running_guest(driver, factory)
+    device = disk(image(images, "a.raw"), "sda", bus)
+    supported(driver, LiveOp.DETACH, lambda: driver.detach_device(name, device))
+    driver.attach_device(name, device)
+    assert "sda" in targets(definition(driver, name, running=True))
+    driver.detach_device(name, device, live=True, config=False)
+    assert wait_for(lambda: "sda" not in targets(definition(driver, name, running=True)))
+
+
+def test_detach_the_guest_does_not_release_returns_and_leaves_it(
+    backend: Backend, driver: Driver, factory: Factory, images: Path
+) -> None:
+    name = running_guest(driver, factory)
+    device = disk(image(images, "a.raw"), "vdb", "virtio")
+    supported(driver, LiveOp.DETACH, lambda: driver.detach_device(name, device))
+    driver.attach_device(name, device)
+    if isinstance(driver, SimDriver):
+        driver.inject_fault("detach", Kind.DOMAIN, name, action="ignore")
+    elif backend.id not in OS_LESS_QEMU:
+        pytest.skip(f"{backend.id}: no guest that keeps a virtio disk")
+    began = time.monotonic()
+    driver.detach_device(name, device, live=True, config=False)
+    assert time.monotonic() - began < DEADLINE
+    assert "vdb" in targets(definition(driver, name, running=True))
+
+
+def test_ide_disk_cannot_be_hotplugged(driver: Driver, factory: Factory, images: Path) -> None:
+    name = running_guest(driver, factory)
+    with pytest.raises(DriverError) as caught:
+        driver.attach_device(name, disk(image(images, "a.raw"), "hdb", "ide"))
+    assert caught.value.code is ErrorCode.UNSUPPORTED
+    assert "hdb" not in targets(definition(driver, name, running=True))
+
+
+# Domains: devices changed in place
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["empty-tray", "loaded"])
+def test_cdrom_media_change_and_eject(
+    driver: Driver, factory: Factory, images: Path, loaded: bool
+) -> None:
+    first = image(images, "first.iso") if loaded else None
+    name = running_guest(driver, factory, cdrom(first))
+    iso = image(images, "second.iso")
+    supported(driver, LiveOp.UPDATE, lambda: driver.update_device(name, cdrom(iso)))
+
+    def medium(running: bool) -> str | None:
+        source = definition(driver, name, running=running).find("devices/disk/source")
+        return None if source is None else source.get("file")
+
+    driver.update_device(name, cdrom(iso), live=True, config=False)
+    assert medium(True) == iso
+    assert medium(False) == first
+    assert wait_for(lambda: ejected(driver, name))
+    assert medium(True) is None
+
+
+def ejected(driver: Driver, name: str) -> bool:
+    """Eject; False on libvirt 9.0's tray race (right after a media change it may take
+    the tray for open while QEMU still closes it: "Tray of device ... is not open")."""
+    try:
+        driver.update_device(name, cdrom(None), live=True, config=False)
+    except DriverError as exc:
+        if "tray" not in exc.message.lower():
+            raise
+        return False
+    return True
+
+
+def test_update_refuses_a_disk_source_change(
+    driver: Driver, factory: Factory, images: Path
+) -> None:
+    name = running_guest(driver, factory)
+    supported(driver, LiveOp.UPDATE, lambda: driver.update_device(name, cdrom(None)))
+    driver.attach_device(name, disk(image(images, "a.raw"), "sda", "scsi"))
+    with pytest.raises(DriverError):
+        driver.update_device(name, disk(image(images, "b.raw"), "sda", "scsi"))
+
+
+def nic_network(driver: Driver, factory: Factory) -> str:
+    """An active isolated network for NICs. With DHCP: on qemu:///system the network
+    driver keeps each network's MACs under /var/lib/libvirt/dnsmasq, which libvirt 9.0
+    creates only when it starts a dnsmasq; without one, plugging a NIC in can fail with
+    "Failed to create file '/var/lib/libvirt/dnsmasq/BRIDGE.macs.new'"."""
+    net = factory.name()
+    driver.define(Kind.NETWORK, dhcp_network(factory, net)[0])
+    driver.start(Kind.NETWORK, net)
+    return net
+
+
+def test_interface_attach_link_down_and_detach(
+    backend: Backend, driver: Driver, factory: Factory
+) -> None:
+    net = nic_network(driver, factory)
+    name = running_guest(driver, factory)
+    mac = "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
+    iface = (f"<interface type='network'><mac address='{mac}'/><source network='{net}'/>"
+             "<model type='virtio'/>{link}</interface>")
+    plain = iface.format(link="")
+    supported(driver, LiveOp.ATTACH, lambda: driver.attach_device(name, plain))
+    driver.attach_device(name, plain, live=True, config=False)
+    found = nic(definition(driver, name, running=True), mac)
+    assert found is not None and nic(definition(driver, name, running=False), mac) is None
+    driver.update_device(name, iface.format(link="<link state='down'/>"))
+    found = nic(definition(driver, name, running=True), mac)
+    assert found is not None and found.find("link").get("state") == "down"
+    driver.update_device(name, plain)  # no <link>: up again
+    found = nic(definition(driver, name, running=True), mac)
+    assert found is not None
+    link = found.find("link")
+    assert link is None or link.get("state") == "up"
+    driver.detach_device(name, plain, live=True, config=False)
+    if backend.id in OS_LESS_QEMU:
+        # A PCI NIC leaves only when the guest lets go: QEMU returned after ~5 s.
+        assert nic(definition(driver, name, running=True), mac) is not None
+    else:
+        assert wait_for(lambda: nic(definition(driver, name, running=True), mac) is None)
+
+
+def test_interface_attached_without_mac_gets_one(driver: Driver, factory: Factory) -> None:
+    net = nic_network(driver, factory)
+    name = running_guest(driver, factory)
+    iface = (f"<interface type='network'><source network='{net}'/>"
+             "<model type='virtio'/></interface>")
+    supported(driver, LiveOp.ATTACH, lambda: driver.attach_device(name, iface))
+    driver.attach_device(name, iface)
+    macs = [m.get("address", "") for m in
+            definition(driver, name, running=True).iterfind("devices/interface/mac")]
+    assert len(macs) == 1 and macs[0] == macs[0].lower() and macs[0].count(":") == 5
+
+
+# Domains: vcpus
+
+
+def test_set_vcpus_live_within_the_maximum(driver: Driver, factory: Factory) -> None:
+    name = running_guest(driver, factory, vcpu="<vcpu current='1'>2</vcpu>")
+    supported(driver, LiveOp.VCPUS, lambda: driver.set_vcpus(name, 2))
+    driver.set_vcpus(name, 2, live=True, config=False)
+    running = definition(driver, name, running=True).find("vcpu")
+    assert running is not None and running.get("current", "2") == "2"
+    assert (running.text or "").strip() == "2"
+    persistent = definition(driver, name, running=False).find("vcpu")
+    assert persistent is not None and persistent.get("current") == "1"
+    with pytest.raises(DriverError):
+        driver.set_vcpus(name, 3, live=True, config=False)
+    with pytest.raises(DriverError):
+        driver.set_vcpus(name, 0, live=True, config=False)
+    driver.set_vcpus(name, 2, live=False, config=True)
+    assert definition(driver, name, running=False).find("vcpu").get("current", "2") == "2"
+
+
+# Networks: virNetworkUpdate
+
+
+def dhcp_network(factory: Factory, name: str) -> tuple[str, str]:
+    """An isolated network with DHCP (and DNS, for DNS records); its /24 prefix."""
+    root = parse(factory.network_xml(name))
+    dns = root.find("dns")
+    if dns is not None:
+        root.remove(dns)
+    ip = root.find("ip")
+    prefix = ip.get("address", "").rsplit(".", 1)[0]
+    dhcp = etree.SubElement(ip, "dhcp")
+    etree.SubElement(dhcp, "range", start=f"{prefix}.100", end=f"{prefix}.150")
+    return tostring(root), prefix
+
+
+def dhcp_hosts(root: etree._Element) -> dict[str, str]:
+    return {h.get("mac", ""): h.get("ip", "") for h in root.iterfind("ip/dhcp/host")}
+
+
+def test_update_network_entries_while_it_runs(
+    backend: Backend, driver: Driver, factory: Factory
+) -> None:
+    name = factory.name()
+    xml, prefix = dhcp_network(factory, name)
+    driver.define(Kind.NETWORK, xml)
+    driver.start(Kind.NETWORK, name)
+    mac = "52:54:00:00:00:" + secrets.token_hex(1)
+    host = f"<host mac='{mac}' name='web' ip='{prefix}.10'/>"
+    supported(driver, LiveOp.NETWORK, lambda: driver.update_network(
+        name, NetworkCommand.ADD, NetworkSection.DHCP_HOST, host))
+    # test:///default keeps one definition for both (it rejects XML_INACTIVE).
+    apart = backend.id != "test"
+
+    def running() -> etree._Element:
+        return definition(driver, name, running=True, kind=Kind.NETWORK)
+
+    def persistent() -> etree._Element:
+        return definition(driver, name, running=False, kind=Kind.NETWORK)
+
+    update = driver.update_network
+    update(name, NetworkCommand.ADD, NetworkSection.DHCP_HOST, host, live=True, config=False)
+    assert dhcp_hosts(running()) == {mac: f"{prefix}.10"}
+    if apart:
+        assert dhcp_hosts(persistent()) == {}
+    with pytest.raises(DriverError):  # the same mac again
+        update(name, NetworkCommand.ADD, NetworkSection.DHCP_HOST, host)
+    moved = f"<host mac='{mac}' name='web' ip='{prefix}.11'/>"
+    update(name, NetworkCommand.MODIFY, NetworkSection.DHCP_HOST, moved)
+    assert dhcp_hosts(running()) == {mac: f"{prefix}.11"}
+    update(name, NetworkCommand.DELETE, NetworkSection.DHCP_HOST, moved)
+    assert dhcp_hosts(running()) == {}
+    with pytest.raises(DriverError):  # nothing left to delete
+        update(name, NetworkCommand.DELETE, NetworkSection.DHCP_HOST, moved)
+    with pytest.raises(DriverError):  # ranges are added or deleted, never modified
+        update(name, NetworkCommand.MODIFY, NetworkSection.DHCP_RANGE,
+               f"<range start='{prefix}.100' end='{prefix}.150'/>")
+
+    record = f"<host ip='{prefix}.20'><hostname>db</hostname></host>"
+    update(name, NetworkCommand.ADD, NetworkSection.DNS_HOST, record)
+    assert [h.get("ip") for h in running().iterfind("dns/host")] == [f"{prefix}.20"]
+    group = "<portgroup name='engineering'/>"
+    update(name, NetworkCommand.ADD, NetworkSection.PORTGROUP, group)
+    assert [g.get("name") for g in running().iterfind("portgroup")] == ["engineering"]
+    update(name, NetworkCommand.DELETE, NetworkSection.PORTGROUP, group)
+    assert running().find("portgroup") is None
+
+    update(name, NetworkCommand.ADD, NetworkSection.DHCP_HOST, host, live=False, config=True)
+    if apart:  # (the test driver shows the running definition only)
+        assert dhcp_hosts(persistent()) == {mac: f"{prefix}.10"}
+        assert dhcp_hosts(running()) == {}
+    live = driver.snapshot().networks[name]
+    assert live.active
+
+
+def test_update_network_live_needs_it_active(driver: Driver, factory: Factory) -> None:
+    name = factory.name()
+    xml, prefix = dhcp_network(factory, name)
+    driver.define(Kind.NETWORK, xml)
+    with pytest.raises(DriverError):
+        driver.update_network(name, NetworkCommand.ADD, NetworkSection.DHCP_HOST,
+                              f"<host mac='52:54:00:00:00:01' ip='{prefix}.10'/>")
+    with pytest.raises(DriverError):
+        driver.definition(Kind.NETWORK, name, running=True)
+
+
+# The running note
+
+
+def note(*keys: str) -> str:
+    root = etree.Element(f"{{{LIVE_NS}}}unreleased", nsmap={"virtctl-live": LIVE_NS})
+    for key in keys:
+        etree.SubElement(root, f"{{{LIVE_NS}}}device", key=key)
+    return tostring(root, pretty=False)
+
+
+def noted(root: etree._Element) -> list[str]:
+    return [d.get("key", "") for d in
+            root.iterfind(f"metadata/{{{LIVE_NS}}}unreleased/{{{LIVE_NS}}}device")]
+
+
+def test_running_note_set_replaced_removed(driver: Driver, factory: Factory) -> None:
+    name = running_guest(driver, factory)
+    driver.set_running_note(name, note("devices/disk[vdb]"))
+    assert noted(definition(driver, name, running=True)) == ["devices/disk[vdb]"]
+    assert noted(definition(driver, name, running=False)) == []
+    driver.set_running_note(name, note("devices/disk[vdc]", "devices/disk[vdd]"))
+    assert noted(definition(driver, name, running=True)) == [
+        "devices/disk[vdc]", "devices/disk[vdd]"]
+    driver.set_running_note(name, None)
+    assert noted(definition(driver, name, running=True)) == []
+    driver.destroy(Kind.DOMAIN, name)
+    with pytest.raises(DriverError):
+        driver.set_running_note(name, note("devices/disk[vdb]"))
+
+
+# Read-only connections
+
+
+def test_read_only_connection_refuses_every_live_call(
+    backend: Backend, driver: Driver, factory: Factory
+) -> None:
+    name = running_guest(driver, factory, vcpu="<vcpu current='1'>2</vcpu>")
+    net = factory.name()
+    driver.define(Kind.NETWORK, factory.network_xml(net))
+    driver.start(Kind.NETWORK, net)
+    device = "<disk type='file' device='disk'><target dev='sda' bus='scsi'/></disk>"
+    reader = backend.connect(readonly=True)
+    try:
+        assert parse(reader.definition(Kind.DOMAIN, name, running=True)).findtext("name") == name
+        writes: list[Callable[[], None]] = [
+            lambda: reader.attach_device(name, device),
+            lambda: reader.detach_device(name, device),
+            lambda: reader.update_device(name, device),
+            lambda: reader.set_vcpus(name, 2),
+            lambda: reader.update_network(net, NetworkCommand.ADD, NetworkSection.PORTGROUP,
+                                          "<portgroup name='x'/>"),
+            lambda: reader.set_running_note(name, note("devices/disk[sda]")),
+            lambda: reader.set_running_note(name, None),
+        ]
+        for write in writes:
+            with pytest.raises(DriverError) as caught:
+                write()
+            assert caught.value.code is ErrorCode.OPERATION_INVALID
+    finally:
+        reader.close()
+    running = definition(driver, name, running=True)
+    assert running.find("vcpu").get("current") == "1" and noted(running) == []
