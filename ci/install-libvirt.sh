@@ -9,6 +9,9 @@ PYTHON="${PYTHON:-python3}"
 PACKAGES=(
     libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
     qemu-system-x86 qemu-utils dnsmasq-base iptables ovmf
+    # The tiny guest OS of tests/integration/guestos.py (a kernel booted directly and a
+    # static busybox in its initramfs), so hot-unplugged devices are released.
+    linux-image-cloud-amd64 busybox-static
 )
 
 log() { printf 'install-libvirt: %s\n' "$*" >&2; }
