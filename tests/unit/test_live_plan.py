@@ -348,3 +348,11 @@ def test_a_device_hot_plugged_by_hand_is_never_unplugged_live() -> None:
     live = host(dom(), running=running.replace("</devices>", extra + "</devices>"))
     p = plan(desired(dom()), live)
     assert p.actions == () and [c.path for c in p.pending[0].changes] == ["devices/disk[vdc]"]
+
+
+def test_fewer_running_vcpus_wait_for_a_restart() -> None:
+    """QEMU 7.2 with libvirt 9.0 never reports a vcpu unplug: only raising is live."""
+    p = plan(desired(dom(vcpu="<vcpu current='1'>4</vcpu>")),
+             host(dom(vcpu="<vcpu current='3'>4</vcpu>")))
+    assert not any(isinstance(a, SetVcpus) for a in p.actions)
+    assert [c.path for c in p.pending[0].changes] == ["vcpu/@current"]
