@@ -173,48 +173,53 @@ ACTIVE = (1, 2, 3, 4, 7)
 
 
 def minimal_read(uri: str, *, network_flags: int = 0, readers: int = 1) -> None:
-    """What a no-op must read, as a minimal script reads it: the calls virtctl makes.
-    With `readers` > 1, the domains are read in that many slices at once, one thread
-    each, as virtctl reads big hosts over a socket."""
+    """What a no-op must read, as a minimal script reads it: the calls virtctl makes,
+    opening and closing its connection."""
     conn = libvirt.open(uri)
     try:
-        conn.getCapabilities()
-        {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
-        {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
-        listed = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
-
-        def read_slice(part: list[Any]) -> None:
-            for dom, stats in part:
-                dom.UUIDString()
-                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-                if stats["state.state"] in ACTIVE:
-                    dom.XMLDesc(0)
-                    dom.ID()
-                dom.name()
-
-        if readers > 1:
-            bounds = [len(listed) * i // readers for i in range(readers + 1)]
-            with ThreadPoolExecutor(readers - 1) as pool:
-                others = [pool.submit(read_slice, listed[a:b])
-                          for a, b in pairwise(bounds[1:])]
-                read_slice(listed[:bounds[1]])
-                for future in others:
-                    future.result()
-        else:
-            read_slice(listed)
-        active = {n.UUIDString() for n in conn.listAllNetworks(
-            libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
-        for flags in (libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
-                      libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT):
-            {n.UUIDString() for n in conn.listAllNetworks(flags)}
-        for net in conn.listAllNetworks(0):
-            uuid = net.UUIDString()
-            net.XMLDesc(network_flags)
-            if network_flags and uuid in active:  # a definition of its own while active
-                net.XMLDesc(0)
-            net.name()
+        read_host(conn, network_flags=network_flags, readers=readers)
     finally:
         conn.close()
+
+
+def read_host(conn: Any, *, network_flags: int = 0, readers: int = 1) -> None:
+    """The reads of `minimal_read` on an open connection. With `readers` > 1, the
+    domains are read in that many slices at once, one thread each, as virtctl reads big
+    hosts over a socket."""
+    conn.getCapabilities()
+    {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+    {d.UUIDString() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
+    listed = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+
+    def read_slice(part: list[Any]) -> None:
+        for dom, stats in part:
+            dom.UUIDString()
+            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            if stats["state.state"] in ACTIVE:
+                dom.XMLDesc(0)
+                dom.ID()
+            dom.name()
+
+    if readers > 1:
+        bounds = [len(listed) * i // readers for i in range(readers + 1)]
+        with ThreadPoolExecutor(readers - 1) as pool:
+            others = [pool.submit(read_slice, listed[a:b]) for a, b in pairwise(bounds[1:])]
+            read_slice(listed[:bounds[1]])
+            for future in others:
+                future.result()
+    else:
+        read_slice(listed)
+    active = {n.UUIDString() for n in conn.listAllNetworks(
+        libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE)}
+    for flags in (libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
+                  libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT):
+        {n.UUIDString() for n in conn.listAllNetworks(flags)}
+    for net in conn.listAllNetworks(0):
+        uuid = net.UUIDString()
+        net.XMLDesc(network_flags)
+        if network_flags and uuid in active:  # a definition of its own while active
+            net.XMLDesc(0)
+        net.name()
 
 
 def read(_conn: Any) -> None:

@@ -46,12 +46,12 @@ NIC = f"<interface type='network'><mac address='{MAC}'/><source network='lan'/>"
 
 
 def dom(devices: str = CDROM + NIC, *, vcpu: str = "<vcpu current='1'>4</vcpu>",
-        policy: str = "") -> str:
+        policy: str = "", features: str = "<features><acpi/></features>") -> str:
     rules = (f'<metadata><virtctl:runtime xmlns:virtctl="https://virtctl.dev/xmlns/1" '
              f'{policy}/></metadata>' if policy else "")
     return (f"<domain type='kvm'><name>web</name><uuid>{UUID}</uuid>{rules}"
             f"<memory unit='MiB'>512</memory>{vcpu}"
-            f"<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+            f"<os><type arch='x86_64' machine='pc'>hvm</type></os>{features}"
             f"<devices>{devices}</devices></domain>")
 
 
@@ -356,3 +356,22 @@ def test_fewer_running_vcpus_wait_for_a_restart() -> None:
              host(dom(vcpu="<vcpu current='3'>4</vcpu>")))
     assert not any(isinstance(a, SetVcpus) for a in p.actions)
     assert [c.path for c in p.pending[0].changes] == ["vcpu/@current"]
+
+
+def test_current_vcpus_equal_to_the_maximum_are_what_libvirt_shows_without_current() -> None:
+    """libvirt drops current= when every vcpu runs: no phantom difference, no action."""
+    p = plan(desired(dom(vcpu="<vcpu current='4'>4</vcpu>")),
+             host(dom(vcpu="<vcpu current='4'>4</vcpu>"), running=dom(vcpu="<vcpu>4</vcpu>")))
+    assert p.actions == () and not p.pending
+
+
+def test_a_guest_without_acpi_cannot_hot_plug_pci_devices() -> None:
+    """QEMU refuses PCI hot-plug without ACPI, and such a guest could never release one:
+    virtio disks and NICs wait for a restart; a USB disk does not need it."""
+    virtio = "<disk type='file'><source file='/img/b'/><target dev='vdb' bus='virtio'/></disk>"
+    usb = "<disk type='file'><source file='/img/c'/><target dev='sdc' bus='usb'/></disk>"
+    p = plan(desired(dom(CDROM + NIC + virtio + usb, features="")), host(dom(features="")))
+    assert [a.reason for a in p.actions if isinstance(a, AttachDevice)] == ["attach disk sdc"]
+    assert [c.path for c in p.pending[0].changes] == ["devices/disk[vdb]"]
+    gone = plan(desired(dom(CDROM, features="")), host(dom(features="")))
+    assert not any(isinstance(a, DetachDevice) for a in gone.actions) and gone.pending

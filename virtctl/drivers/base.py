@@ -62,8 +62,10 @@ class Reader(Protocol):
         ...
 
     def definition(self, kind: Kind, name: str, *, running: bool = False) -> str:
-        """One object's XML: the definition a running object runs (`running`), else its
-        persistent one. Cheaper than a snapshot when one object is wanted."""
+        """One object's XML: the definition a running object runs (`running`; refused
+        when it is not running), else its persistent one. Cheaper than a snapshot when
+        one object is wanted. A host that keeps one definition per network (libvirt's
+        test driver) gives the running one either way."""
         ...
 
     def close(self) -> None: ...
@@ -129,14 +131,16 @@ class Driver(Reader, Protocol):
         *, parent_index: int = -1, live: bool = True, config: bool = False,
     ) -> None:
         """libvirt's virNetworkUpdate: add, delete or modify one entry of `section`;
-        `parent_index` picks the `<ip>` element for DHCP sections (-1: the first one
-        with DHCP, or the only one)."""
+        `parent_index` picks the `<ip>` element for DHCP sections by position (-1: the
+        one `<ip>` with DHCP; libvirt refuses -1 when several have DHCP and, when none
+        has, takes the first IPv4 one)."""
         ...
 
     def set_running_note(self, name: str, xml: str | None) -> None:
         """Set (None: remove) virtctl's note in a running guest's metadata: the element
-        `xml`, in namespace LIVE_NS, held by the running instance only and gone when
-        it stops. Used to remember devices the guest has not released."""
+        `xml`, in namespace LIVE_NS (qualified or not: the driver puts it there),
+        held by the running instance only and gone when it stops. Used to remember
+        devices the guest has not released."""
         ...
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:

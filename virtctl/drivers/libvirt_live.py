@@ -12,6 +12,7 @@ cannot be hotplugged." (code `config-unsupported`).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -170,9 +171,22 @@ class LiveCalls:
 
     def update_device(self, name: str, xml: str, *, live: bool = True,
                       config: bool = False) -> None:
+        """dom.updateDeviceFlags. QEMU opens a CD-ROM tray before it changes or ejects a
+        medium, and right after a change it may still report the tray closed ("Tray of
+        device ... is not open"): that refusal is asked again, backing off, for up to
+        5 s."""
         flags = self._flags("update a device of", name, live=live, config=config)
-        self._live_call("update a device of", Kind.DOMAIN, name,
-                        lambda dom: dom.updateDeviceFlags(xml, flags))
+        deadline, delay = time.monotonic() + 5.0, 0.05
+        while True:
+            try:
+                self._live_call("update a device of", Kind.DOMAIN, name,
+                                lambda dom: dom.updateDeviceFlags(xml, flags))
+                return
+            except DriverError as exc:
+                if "tray" not in exc.message.lower() or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def set_vcpus(self, name: str, count: int, *, live: bool = True,
                   config: bool = False) -> None:

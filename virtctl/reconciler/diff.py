@@ -116,6 +116,9 @@ def _diff_xml(
             continue
         value = norm_attr(tag, name, str(raw_value), desired.get("unit"))
         have_raw = live.get(name)
+        if have_raw is None and tag == "vcpu" and name == "current":
+            # libvirt drops current= when every vcpu runs: the count is the maximum.
+            have_raw = (live.text or "").strip() or None
         have = (norm_attr(tag, name, str(have_raw), live.get("unit"))
                 if have_raw is not None else None)
         if have != value:

@@ -11,6 +11,8 @@ Domains:
 
 * attach / detach a disk on a hot-pluggable bus (virtio, scsi, usb, xen), or an
   interface of a hot-pluggable model (virtio, e1000, e1000e, rtl8139, netfront, or none);
+  a PCI device (virtio disks, NICs, a first SCSI controller) only on a QEMU/KVM guest
+  with ACPI, which PCI hot-plug goes through;
 * update a CD-ROM's or floppy's media (`source`), an interface's `link` state or
   `bandwidth`, a graphics password (`passwd`, `passwdValidTo`, `connected`);
 * raise the running vcpus (`vcpu/@current`) within an unchanged maximum (lowering them
@@ -112,15 +114,32 @@ def _label(elem: etree._Element) -> str:
     return f"{tag} {elem.get('type') or ''}".strip()
 
 
-def _hot_pluggable(elem: etree._Element) -> bool:
+def _hot_pluggable(elem: etree._Element, running: etree._Element) -> bool:
     if elem.tag == "disk":
         target = elem.find("target")
         bus = target.get("bus") if target is not None else None
-        return bus in HOTPLUG_DISK_BUSES and elem.get("device", "disk") != "floppy"
-    if elem.tag == "interface":
+        if bus not in HOTPLUG_DISK_BUSES or elem.get("device", "disk") == "floppy":
+            return False
+        pci = bus == "virtio" or (bus == "scsi" and running.find(
+            "devices/controller[@type='scsi']") is None)  # the controller is plugged too
+    elif elem.tag == "interface":
         model = elem.find("model")
-        return (model.get("type", "") if model is not None else "") in HOTPLUG_NIC_MODELS
-    return False
+        kind = model.get("type", "") if model is not None else ""
+        if kind not in HOTPLUG_NIC_MODELS:
+            return False
+        pci = kind != "netfront"
+    else:
+        return False
+    return not pci or _pci_hotplug(running)
+
+
+def _pci_hotplug(running: etree._Element) -> bool:
+    """A QEMU/KVM guest plugs and unplugs PCI devices through ACPI: without
+    `<features><acpi/>` QEMU refuses ("Bus 'pci.0' does not support hotplugging"), and
+    the guest could never release one either. Xen guests have their own bus."""
+    if running.get("type") not in ("qemu", "kvm"):
+        return True
+    return running.find("features/acpi") is not None
 
 
 def _updatable(elem: etree._Element, rest: Iterable[str]) -> bool:
@@ -247,7 +266,7 @@ def _device_action(
     whole = [c for c in changes if c.path == key]
     dom = Kind.DOMAIN
     if whole and whole[0].op is ChangeOp.ADD and want is not None and have is None:
-        if LiveOp.ATTACH not in support or not _hot_pluggable(want):
+        if LiveOp.ATTACH not in support or not _hot_pluggable(want, running):
             return None
         needs = _network_needs(want)
         return AttachDevice(kind=dom, name=name, device=key, xml=tostring(want, pretty=False),
@@ -255,7 +274,7 @@ def _device_action(
     if whole and whole[0].op is ChangeOp.REMOVE and have is not None:
         # Only what the spec removed: a device only the running guest has (hot-plugged
         # by hand) may be in use, and unplugging it is not virtctl's call to make.
-        if (LiveOp.DETACH not in support or key in held or not _hot_pluggable(have)
+        if (LiveOp.DETACH not in support or key in held or not _hot_pluggable(have, running)
                 or whole[0].origin is not Origin.SPEC):
             return None
         return DetachDevice(kind=dom, name=name, device=key, timeout=timeout,
