@@ -40,6 +40,7 @@ class Lab:
     dom_type: str = "qemu"
     extra: dict[str, Any] = field(default_factory=dict)  # more keys (serials, features...)
     timeout: float = 30.0  # detach timeout: how long the guest may take to release
+    acpi: bool = True  # PCI hot-plug goes through ACPI
     history: list[api.Result] = field(default_factory=list)
 
     # -- specs ------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class Lab:
         guest: dict[str, Any] = {
             "kind": "Domain", "name": self.guest, "type": self.dom_type, "memory": "128MiB",
             "vcpus": {"count": vcpus[0], "current": vcpus[1]}, "os": self.os,
-            "features": {"acpi": True},  # PCI hot-plug goes through ACPI
+            **({"features": {"acpi": True}} if self.acpi else {}),
             "shutdownTimeout": 2, **self.extra}
         if update_policy:
             guest["updatePolicy"] = update_policy

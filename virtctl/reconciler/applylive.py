@@ -95,11 +95,18 @@ def _check_device(action: AttachDevice | UpdateDevice, driver: Driver) -> None:
     want = parse(action.xml)
     found = find(_running(driver, Kind.DOMAIN, action.name), action.device)
     problem = mismatch(want, found, action.device)
-    if problem is None and found is not None and want.find("source") is None \
-            and found.find("source") is not None and found.get("device") in ("cdrom", "floppy"):
+    if (problem is None and found is not None and found.get("device") in ("cdrom", "floppy")
+            and want.find("source") is None and _medium(found)):
         problem = f"{action.device}/source"  # an eject that left the medium in
     if problem is not None:
         _fail(action, problem)
+
+
+def _medium(disk: etree._Element) -> bool:
+    """Whether a drive holds a medium: QEMU's empty tray still shows `<source index=N/>`."""
+    source = disk.find("source")
+    return source is not None and any(
+        source.get(a) for a in ("file", "dev", "dir", "volume", "name"))
 
 
 def _check_network(action: UpdateNetwork, driver: Driver) -> None:

@@ -139,7 +139,8 @@ def _pci_hotplug(running: etree._Element) -> bool:
     the guest could never release one either. Xen guests have their own bus."""
     if running.get("type") not in ("qemu", "kvm"):
         return True
-    return running.find("features/acpi") is not None
+    acpi = running.find("features/acpi")
+    return acpi is not None and acpi.get("state", "on") != "off"
 
 
 def _updatable(elem: etree._Element, rest: Iterable[str]) -> bool:
