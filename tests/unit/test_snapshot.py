@@ -70,18 +70,19 @@ def test_the_id_alone_does_not_change_it() -> None:
     assert fingerprint([WEB._replace(id=4), DB], [NET]) == BASE
 
 
-def test_a_lazy_table_builds_once_and_only_when_read() -> None:
-    built: list[int] = []
+def test_a_lazy_table_builds_each_object_once_and_only_when_looked_up() -> None:
+    built: list[str] = []
 
-    def build() -> dict[str, int]:
-        built.append(1)
-        return {"a": 1, "b": 2}
+    def make(read: str) -> int:
+        built.append(read)
+        return len(read)
 
-    table = LazyTable(build)
-    assert built == []
-    assert table["a"] == 1 and table.get("c") is None and "b" in table
-    assert sorted(table) == ["a", "b"] and len(table) == 2 and dict(table) == {"a": 1, "b": 2}
-    assert built == [1]
+    table = LazyTable({"a": "x", "b": "yy"}, make)
+    assert "b" in table and "c" not in table and sorted(table) == ["a", "b"]
+    assert len(table) == 2 and built == []
+    assert table["a"] == 1 and table.get("a") == 1 and table.get("c") is None
+    assert built == ["x"]
+    assert dict(table) == {"a": 1, "b": 2} and built == ["x", "yy"]
 
 
 SPEC = DomainSpec(name="web", xml="<domain/>", source=Source("web.xml", 1))

@@ -144,10 +144,11 @@ class LibvirtDriver(LiveCalls):
         with translated(self._lv):
             domains = self._read_domains()
             networks = [n for n in self._read_networks() if n is not None]
-        # Everything is read now; only the ownership marks wait for the first lookup.
+        # Everything is read now; only the ownership marks wait for each object's first
+        # lookup (a run planning one guest among hundreds reads one mark).
         return Live(
-            domains=LazyTable(lambda: {d.name: self._live_domain(d) for d in domains}),
-            networks=LazyTable(lambda: {n.name: self._live_network(n) for n in networks}),
+            domains=LazyTable({d.name: d for d in domains}, self._live_domain),
+            networks=LazyTable({n.name: n for n in networks}, self._live_network),
             fingerprint=fingerprint(domains, networks),
         )
 

@@ -18,6 +18,7 @@ from typing import NamedTuple, TypeVar
 from ..model import DomainState
 
 V = TypeVar("V")
+R = TypeVar("R")
 
 
 class DomainRead(NamedTuple):
@@ -71,32 +72,36 @@ def fingerprint(domains: Iterable[DomainRead], networks: Iterable[NetworkRead]) 
 
 
 class LazyTable(Mapping[str, V]):
-    """A read-only mapping built by `build` on first use, then kept."""
+    """A read-only mapping of names to objects made from what was read (`reads`), each
+    made by `make` on its first lookup, then kept: a run that plans a few objects on a
+    big host builds only those (names, `in` and `len` build nothing)."""
 
-    __slots__ = ("_build", "_table")
+    __slots__ = ("_made", "_make", "_reads")
 
-    def __init__(self, build: Callable[[], dict[str, V]]) -> None:
-        self._build: Callable[[], dict[str, V]] | None = build
-        self._table: dict[str, V] | None = None
-
-    def _built(self) -> dict[str, V]:
-        if self._table is None:
-            assert self._build is not None
-            self._table, self._build = self._build(), None
-        return self._table
+    def __init__(self, reads: Mapping[str, R], make: Callable[[R], V]) -> None:
+        self._reads, self._make = reads, make
+        self._made: dict[str, V] = {}
 
     def __getitem__(self, key: str) -> V:
-        return self._built()[key]
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = self._make(self._reads[key])
+        return found
 
     def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
         # Mapping.get goes through a KeyError for every miss; planning a create misses.
-        return self._built().get(key, default)
+        if key not in self._reads:
+            return default
+        return self[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._reads
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._built())
+        return iter(self._reads)
 
     def __len__(self) -> int:
-        return len(self._built())
+        return len(self._reads)
 
     def __repr__(self) -> str:
-        return f"LazyTable({self._built()!r})"
+        return f"LazyTable({dict(self)!r})"
