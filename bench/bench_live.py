@@ -123,6 +123,20 @@ def calls_of(uri: str, desired: Desired) -> Callable[[], None]:
     return run
 
 
+def floor(uri: str, conn: Any, repeat: int) -> None:
+    """What one snapshot costs against the script's read of the same host: a verified
+    apply takes two, so twice this is the least it can cost."""
+    times: dict[str, list[float]] = {"snapshot": [], "read": []}
+    with LibvirtDriver(uri) as driver:
+        for _ in range(3 * repeat):
+            for label, body in (("snapshot", driver.snapshot),
+                                ("read", lambda: read_host(conn, readers=_readers_for(uri)))):
+                began = time.perf_counter()
+                body()
+                times[label].append(time.perf_counter() - began)
+    report("# the floor: one host read", times, (("snapshot / read", "snapshot", "read"),))
+
+
 def clean(conn: Any) -> None:
     for dom in conn.listAllDomains(0):
         if dom.name().startswith(PREFIX):
@@ -136,6 +150,8 @@ def main() -> int:
     parser.add_argument("--uri", default="test:///default")
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--floor", action="store_true",
+                        help="also time one virtctl snapshot against the script's read")
     args = parser.parse_args()
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
     uri = args.uri
@@ -168,6 +184,8 @@ def main() -> int:
                     began = time.perf_counter()
                     body()
                     times[label].append(time.perf_counter() - began)
+        if args.floor:
+            floor(uri, keep, args.repeat)
         ratios = report(f"# one live change among {args.n} domains on {uri} "
                         f"({len(times['virtctl'])} runs each)", times,
                         (("virtctl / direct", "virtctl", "direct"),))
