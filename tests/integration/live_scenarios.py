@@ -41,6 +41,7 @@ class Lab:
     extra: dict[str, Any] = field(default_factory=dict)  # more keys (serials, features...)
     timeout: float = 30.0  # detach timeout: how long the guest may take to release
     acpi: bool = True  # PCI hot-plug goes through ACPI
+    disk_format: str = "raw"  # of the disk images (qemu-img's names)
     history: list[api.Result] = field(default_factory=list)
 
     # -- specs ------------------------------------------------------------------------
@@ -62,7 +63,8 @@ class Lab:
         devices: list[dict[str, Any]] = [
             {"type": "file", "device": "disk", "source": str(self.images / d),
              "target": f"vd{chr(ord('b') + i)}", "bus": "virtio",
-             "driver": {"name": "qemu", "type": "raw"}} for i, d in enumerate(disks)]
+             "driver": {"name": "qemu", "type": self.disk_format}}
+            for i, d in enumerate(disks)]
         if cdrom is not None:
             tray: dict[str, Any] = {"type": "file", "device": "cdrom", "target": "hdc",
                                     "bus": "ide", "readonly": True}

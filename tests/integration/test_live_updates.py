@@ -208,3 +208,30 @@ def test_test_driver_sets_vcpus_and_dhcp_hosts_live_and_keeps_disks_pending(
     assert verbs(pending, lab.guest) == ["define"]
     assert [c.path for c in pending.plan.pending[0].changes] == ["devices/disk[vdb]"]
     assert lab.guest_id() == started
+
+
+def test_a_live_change_that_did_not_take_is_an_error_naming_the_field(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.write(vcpus=(4, 1))
+    lab.settled()
+    monkeypatch.setattr(SimDriver, "set_vcpus", lambda *_a, **_k: None)  # says yes, does not
+    lab.write(vcpus=(4, 3))
+    desired = api.load([str(lab.specs)], use_cache=False)
+    with api.connect(lab.uri) as driver:
+        result = api.reconcile(desired, driver)
+    (failed,) = [r for r in result.report.results if r.outcome == "failed"]
+    assert failed.action.verb == "set-vcpus" and result.return_code == 1
+    assert "vcpu/@current" in str(failed.error) and "1 running, 3 wanted" in str(failed.error)
+
+
+def test_the_cli_applies_live_unless_told_no_live(lab: Lab, cli) -> None:  # noqa: ANN001
+    lab.write()
+    lab.settled()
+    lab.write(disks=["b.raw"])
+    held_back = cli("-c", lab.uri, "apply", "--no-live", "-f", str(lab.specs))
+    assert held_back.code == 0 and "restart pending (devices/disk[vdb])" in held_back.out
+    assert device(lab.running(), "devices/disk[vdb]") is None
+    applied = cli("-c", lab.uri, "apply", "-f", str(lab.specs))
+    assert applied.code == 0, applied.out + applied.err
+    assert "attach disk vdb" in applied.out and "restart pending" not in applied.out
+    assert device(lab.running(), "devices/disk[vdb]") is not None

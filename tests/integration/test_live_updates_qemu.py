@@ -75,14 +75,14 @@ def make_lab(conn: object, specs: Path, *, booted: bool, acpi: bool = True,
     name = files.name
     lab = Lab(uri=URI, specs=specs, guest=name, network=name + "-n",
               subnet=free_subnet(conn), bridge="vctllv" + secrets.token_hex(3),
-              images=files.directory, timeout=timeout, acpi=acpi)
+              images=files.directory, timeout=timeout, acpi=acpi, disk_format="qcow2")
     if booted:
         full = guestos.spec(files)
         lab.os = full["os"]
         lab.extra = {k: full[k] for k in ("onReboot", "onCrash", "serials", "memballoon")}
         lab.extra["features"] = {"acpi": True, "apic": True}
-    for image in ("b.raw", "c.raw"):
-        files.image(image, "8M", "raw")
+    for image in ("b.qcow2", "c.qcow2"):
+        files.image(image, "8M", "qcow2")
     for iso in ("a.iso", "b.iso"):
         files.image(iso, "1M", "raw")
     return lab, files
@@ -110,13 +110,13 @@ def test_live_changes_reach_a_running_guest_and_network_without_a_restart(
     guestos.wait_ready(files.serial_log, timeout=180)  # the OS answers hot-unplug now
     started, dnsmasq = lab.guest_id(), dnsmasq_pid(lab.network)
 
-    lab.write(nics=[MAC_A], disks=["b.raw"])
+    lab.write(nics=[MAC_A], disks=["b.qcow2"])
     assert_live_only(lab.settled(), lab, "attach-device")
     assert device(lab.running(), "devices/disk[vdb]") is not None
     lab.write(nics=[MAC_A])
     assert_live_only(lab.settled(), lab, "detach-device")
     assert device(lab.running(), "devices/disk[vdb]") is None
-    assert (files.directory / "b.raw").exists()  # detached, not deleted
+    assert (files.directory / "b.qcow2").exists()  # detached, not deleted
 
     lab.write(nics=[MAC_A, MAC_B])
     assert_live_only(lab.settled(), lab, "attach-device")
@@ -161,7 +161,7 @@ def bios(conn: object, specs: Path) -> Iterator[tuple[Lab, guestos.GuestFiles]]:
 def test_a_guest_that_cannot_release_a_disk_leaves_it_pending(
         bios: tuple[Lab, guestos.GuestFiles]) -> None:
     lab, files = bios
-    lab.write(disks=["b.raw"])
+    lab.write(disks=["b.qcow2"])
     lab.settled()
     started = lab.guest_id()
     lab.write()
@@ -172,7 +172,7 @@ def test_a_guest_that_cannot_release_a_disk_leaves_it_pending(
     assert held(lab.running()) == {"devices/disk[vdb]"}
     again = lab.apply()  # not asked again: no second detach, no error
     assert again.plan.empty and any("has not released" in n for n in again.plan.notes)
-    assert lab.guest_id() == started and (files.directory / "b.raw").exists()
+    assert lab.guest_id() == started and (files.directory / "b.qcow2").exists()
     restarted = lab.apply(api.Policy(allow_restart=True, force_stop=True))
     assert verbs(restarted, lab.guest) == ["shutdown", "start"]
     running = lab.running()
@@ -184,7 +184,7 @@ def test_a_guest_without_acpi_gets_no_pci_hot_plug(conn: object, specs: Path) ->
     try:
         lab.write()
         lab.settled()
-        lab.write(disks=["b.raw"])
+        lab.write(disks=["b.qcow2"])
         result = lab.apply()
         assert verbs(result, lab.guest) == ["define"]
         assert [c.path for c in result.remaining.pending[0].changes] == ["devices/disk[vdb]"]
