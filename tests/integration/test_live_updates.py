@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import libvirt_module
+from tests.contract.support import libvirt_module, purge_libvirt
 from tests.integration.live_scenarios import (
     Lab,
     assert_live_only,
@@ -178,16 +178,7 @@ def test_lab(specs: Path, tmp_path: Path) -> Iterator[Lab]:
                   subnet=78, bridge="virbr78", images=tmp_path, timeout=2, dom_type="test",
                   os={"type": "hvm", "arch": "i686"})
     finally:
-        for dom in keep.listAllDomains(0):
-            if dom.name() == name:
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-        for net in keep.listAllNetworks(0):
-            if net.name() == name + "-n":
-                if net.isActive():
-                    net.destroy()
-                net.undefine()
+        purge_libvirt("test:///default", [name, name + "-n"])
         keep.close()
 
 

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import libvirt_module, require_connection, unavailable
+from tests.contract.support import (
+    libvirt_module,
+    purge_libvirt,
+    require_connection,
+    unavailable,
+)
 from tests.integration import guestos
 from tests.integration.live_scenarios import (
     Lab,
@@ -45,15 +50,6 @@ def free_subnet(conn: object) -> int:
     free = [x for x in range(100, 200) if f"192.168.{x}." not in used]
     assert free, "no free 192.168.X.0/24 subnet on this host"
     return random.choice(free)
-
-
-def purge(conn: object, guest: str, network: str) -> None:
-    guestos.remove_guest(conn, guest)
-    for net in conn.listAllNetworks(0):  # type: ignore[attr-defined]
-        if net.name() == network:
-            if net.isActive():
-                net.destroy()
-            net.undefine()
 
 
 @pytest.fixture
@@ -94,7 +90,7 @@ def booted(conn: object, specs: Path) -> Iterator[tuple[Lab, guestos.GuestFiles]
     try:
         yield lab, files
     finally:
-        purge(conn, lab.guest, lab.network)
+        purge_libvirt(URI, [lab.guest, lab.network])
         files.remove()
 
 
@@ -154,7 +150,7 @@ def bios(conn: object, specs: Path) -> Iterator[tuple[Lab, guestos.GuestFiles]]:
     try:
         yield lab, files
     finally:
-        purge(conn, lab.guest, lab.network)
+        purge_libvirt(URI, [lab.guest, lab.network])
         files.remove()
 
 
@@ -190,5 +186,5 @@ def test_a_guest_without_acpi_gets_no_pci_hot_plug(conn: object, specs: Path) ->
         assert [c.path for c in result.remaining.pending[0].changes] == ["devices/disk[vdb]"]
         assert device(lab.running(), "devices/disk[vdb]") is None
     finally:
-        purge(conn, lab.guest, lab.network)
+        purge_libvirt(URI, [lab.guest, lab.network])
         files.remove()
