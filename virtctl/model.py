@@ -18,6 +18,8 @@ from .errors import Source
 class Kind(StrEnum):
     DOMAIN = "domain"
     NETWORK = "network"
+    POOL = "pool"  # a storage pool
+    VOLUME = "volume"  # a storage volume, named "POOL/NAME" in an ObjectKey
 
 
 class DomainState(StrEnum):
@@ -259,6 +261,55 @@ class LiveNetwork:
     @property
     def key(self) -> ObjectKey:
         return ObjectKey(Kind.NETWORK, self.name)
+
+
+# libvirt keeps no metadata on storage pools or volumes: virtctl keeps its records for a
+# pool and its volumes in one small volume of that pool, named so (docs/storage.md).
+STATE_VOLUME = "virtctl-state.json"
+
+
+@dataclass(frozen=True, slots=True)
+class LivePool:
+    """A storage pool as a driver reports it. `record` is the text of the pool's
+    STATE_VOLUME (virtctl's records of the pool and its volumes), when the pool is active
+    and has one; drivers read it and never interpret it."""
+
+    name: str
+    uuid: str
+    xml: str
+    active: bool
+    autostart: bool = False
+    persistent: bool = True
+    record: str | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.POOL, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVolume:
+    """A volume of an active pool (STATE_VOLUME excluded): its XML (libvirt's, with
+    capacity, allocation, target format and backing store) and sizes in bytes."""
+
+    pool: str
+    name: str
+    xml: str
+    capacity: int
+    allocation: int
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.VOLUME, f"{self.pool}/{self.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """A host's storage as `Reader.storage()` reads it: pools by name, the volumes of
+    its active pools by "POOL/NAME"."""
+
+    pools: Mapping[str, LivePool] = field(default_factory=dict)
+    volumes: Mapping[str, LiveVolume] = field(default_factory=dict)
 
 
 LiveObject = LiveDomain | LiveNetwork

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..model import Kind, Live, LiveOp, NetworkCommand, NetworkSection
+from ..model import Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
 
 
 class EventType(StrEnum):
@@ -66,6 +66,11 @@ class Reader(Protocol):
         when it is not running), else its persistent one. Cheaper than a snapshot when
         one object is wanted. A host that keeps one definition per network (libvirt's
         test driver) gives the running one either way."""
+        ...
+
+    def storage(self) -> Storage:
+        """Every storage pool; for each active one, its volumes and the text of its
+        STATE_VOLUME (virtctl's records), which is not listed among the volumes."""
         ...
 
     def close(self) -> None: ...
@@ -141,6 +146,38 @@ class Driver(Reader, Protocol):
         `xml`, in namespace LIVE_NS (qualified or not: the driver puts it there),
         held by the running instance only and gone when it stops. Used to remember
         devices the guest has not released."""
+        ...
+
+    # Storage. Pools are defined, started (libvirt: created), stopped (destroy), undefined
+    # and given autostart through define/start/destroy/undefine/set_autostart with
+    # Kind.POOL; these are the rest. Volumes are named within their pool.
+
+    def build_pool(self, name: str) -> None:
+        """Make the pool's storage (a dir pool's directory, ...); libvirt's build."""
+        ...
+
+    def create_volume(self, pool: str, xml: str) -> None:
+        """Create a volume from libvirt volume XML (name, capacity, target format, a
+        backing store for a copy-on-write overlay); refused when the name exists."""
+        ...
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Delete a volume and its data. Callers decide whether that is allowed."""
+        ...
+
+    def resize_volume(self, pool: str, name: str, capacity: int) -> None:
+        """Grow a volume to `capacity` bytes; refused when that would shrink it."""
+        ...
+
+    def upload_volume(self, pool: str, name: str, data: BinaryIO, size: int,
+                      progress: Callable[[int], None] | None = None) -> None:
+        """Replace a volume's content with `size` bytes read from `data` (libvirt's
+        stream upload), calling `progress` with the bytes sent so far."""
+        ...
+
+    def download_volume(self, pool: str, name: str, *, limit: int) -> bytes:
+        """A volume's content, refused when it holds more than `limit` bytes (used for
+        STATE_VOLUME)."""
         ...
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
