@@ -50,7 +50,7 @@ def test_bad_input_fails_names_where_and_applies_nothing(
     for line in expected(case):
         assert line in result.err, f"{line!r} not in:\n{result.err}"
     assert all(ln.startswith("error: ") for ln in result.err.splitlines())
-    assert kit.records(state_dir) == {"domains": [], "networks": []}
+    assert kit.records(state_dir) == {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
@@ -63,7 +63,7 @@ def test_bad_input_as_json_is_one_error_document(cli, case: Path, state_dir: Pat
     for error in doc["errors"]:
         assert {"code", "domain", "message"} <= set(error)
         assert error["source"]["file"].startswith(str(case))
-    assert kit.records(state_dir) == {"domains": [], "networks": []}
+    assert kit.records(state_dir) == {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
 @pytest.mark.parametrize("case", ["xml-doctype-entity", "xml-external-entity"])
@@ -89,7 +89,7 @@ def test_duplicate_across_files_given_separately(
     result = cli("apply", "-f", str(case / "b.yaml"), "-f", str(case / "a.xml"))
     assert result.code == 1
     assert "a.xml" in result.err and "b.yaml" in result.err
-    assert kit.records(state_dir) == {"domains": [], "networks": []}
+    assert kit.records(state_dir) == {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
 def test_missing_path_is_an_error(cli, tmp_path: Path, state_dir: Path,

@@ -98,7 +98,7 @@ def test_dry_run_exits_like_diff_and_changes_nothing(cli, lab: Path, state_dir: 
     dry = cli("apply", "--dry-run", "-f", str(lab))
     assert dry.code == 2 and "Plan: 3 to create" in dry.out
     assert driver_calls == []
-    assert kit.records(state_dir) == {"domains": [], "networks": []}
+    assert kit.records(state_dir) == {"domains": [], "networks": [], "pools": [], "volumes": []}
     assert cli("apply", "-f", str(lab)).code == 0
     assert cli("apply", "--dry-run", "-f", str(lab)).code == 0
 
