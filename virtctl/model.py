@@ -160,10 +160,79 @@ class NetworkSpec:
         return ObjectKey(Kind.NETWORK, self.name)
 
 
+class DeletePolicy(StrEnum):
+    """What `delete` and `--prune` do with a managed volume's data."""
+
+    RETAIN = "retain"  # the default: stop managing it, keep the volume and its data
+    DELETE = "delete"  # delete the volume and its data
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A storage pool as declared: libvirt pool XML and its desired runtime state."""
+
+    name: str
+    xml: str
+    source: Source
+    active: bool = True
+    autostart: bool = False
+    build: bool = True  # make the pool's storage (a dir pool's directory) when creating it
+    uuid: str | None = None
+    update_policy: UpdatePolicy | None = None
+    connect: str | None = None
+    digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", spec_digest(self))
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.POOL, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeContent:
+    """Where a volume's initial content comes from: a local file, an http(s) URL, or
+    bytes virtctl made (a cloud-init seed). `checksum` ('sha256:HEX') is verified
+    before anything is written; for `data` it is the data's own."""
+
+    file: str | None = None
+    url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    checksum: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.data is not None and self.checksum is None:  # so spec digests cover it
+            object.__setattr__(self, "checksum",
+                               "sha256:" + hashlib.sha256(self.data).hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSpec:
+    """A volume as declared: libvirt volume XML (name, capacity, target format, backing
+    store), its pool, where its content comes from, and what deleting it may do."""
+
+    pool: str
+    name: str
+    xml: str
+    source: Source
+    content: VolumeContent | None = None
+    delete_policy: DeletePolicy = DeletePolicy.RETAIN
+    connect: str | None = None
+    digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", spec_digest(self))
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(Kind.VOLUME, f"{self.pool}/{self.name}")
+
+
 Spec = DomainSpec | NetworkSpec
 
 
-def spec_digest(spec: DomainSpec | NetworkSpec) -> str:
+def spec_digest(spec: DomainSpec | NetworkSpec | PoolSpec | VolumeSpec) -> str:
     """A hash of every field that decides a spec's plan: all but `source`, which only
     labels where it came from. Computed once, when the spec is made (`replace` makes a
     new spec, so it can never go stale), because every no-op run needs it."""
