@@ -258,6 +258,8 @@ class Desired:
     networks: Mapping[str, NetworkSpec] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. xm keys with no libvirt equivalent
     hosts: Mapping[str, HostAlias] = field(default_factory=dict)  # from 'kind: Hosts'
+    pools: Mapping[str, PoolSpec] = field(default_factory=dict)
+    volumes: Mapping[str, VolumeSpec] = field(default_factory=dict)  # by "POOL/NAME"
 
     def __iter__(self) -> Iterator[Spec]:
         yield from self.networks.values()
