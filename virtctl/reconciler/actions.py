@@ -10,26 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from ..model import Kind, NetworkCommand, NetworkSection, ObjectKey
+from ..model import Kind, NetworkCommand, NetworkSection, ObjectKey, VolumeContent
 from .diff import FieldChange
+from .storage_record import ObjectRecord
 
 
 class Phase(IntEnum):
-    """The one ordering table: teardown in reverse dependency order, then build-up."""
+    """The one ordering table: teardown in reverse dependency order, then build-up
+    (pools, their volumes, networks, domains)."""
 
     DOMAIN_STOP = 0
     DOMAIN_UNDEFINE = 1
     NETWORK_STOP = 2
     NETWORK_UNDEFINE = 3
-    NETWORK_DEFINE = 4
-    NETWORK_LIVE = 5  # live changes to an active network (virNetworkUpdate)
-    NETWORK_AUTOSTART = 6
-    NETWORK_START = 7
-    DOMAIN_DEFINE = 8
-    DOMAIN_LIVE = 9  # live changes to a running guest: devices, vcpus, current memory
-    DOMAIN_AUTOSTART = 10
-    DOMAIN_START = 11
-    DOMAIN_PAUSE = 12
+    VOLUME_DELETE = 4
+    POOL_STOP = 5
+    POOL_UNDEFINE = 6
+    POOL_DEFINE = 7
+    POOL_BUILD = 8
+    POOL_AUTOSTART = 9
+    POOL_START = 10
+    VOLUME_CREATE = 11  # create (and upload), resize, and virtctl's records
+    NETWORK_DEFINE = 12
+    NETWORK_LIVE = 13  # live changes to an active network (virNetworkUpdate)
+    NETWORK_AUTOSTART = 14
+    NETWORK_START = 15
+    DOMAIN_DEFINE = 16
+    DOMAIN_LIVE = 17  # live changes to a running guest: devices, vcpus, current memory
+    DOMAIN_AUTOSTART = 18
+    DOMAIN_START = 19
+    DOMAIN_PAUSE = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,28 +177,118 @@ class UpdateNetwork(BaseAction):
         return "update-network"
 
 
+# Storage. Pools are defined, started, stopped, undefined and given autostart with the
+# generic actions (kind POOL); these are the rest. A volume action's `name` is
+# "POOL/NAME"; `record` is what virtctl's record of it becomes once the action is done
+# (storage_record.py; None: forgotten), written to the pool's state volume right after.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildPool(BaseAction):
+    @property
+    def verb(self) -> str:
+        return "build"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPool(BaseAction):
+    """Write virtctl's record of a pool (it must be active) into its state volume."""
+
+    record: ObjectRecord
+
+    @property
+    def verb(self) -> str:
+        return "record"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateVolume(BaseAction):
+    """Create a volume from `xml`, then (when given) upload its content, verified
+    against its checksum before anything is created."""
+
+    xml: str
+    content: VolumeContent | None = None
+    record: ObjectRecord | None = None
+
+    @property
+    def verb(self) -> str:
+        return "create-volume"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResizeVolume(BaseAction):
+    capacity: int  # bytes; only ever more than the volume has
+    record: ObjectRecord | None = None
+
+    @property
+    def verb(self) -> str:
+        return "resize-volume"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteVolume(BaseAction):
+    """Delete a volume and its data (its spec's deletePolicy is delete)."""
+
+    @property
+    def verb(self) -> str:
+        return "delete-volume"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordVolume(BaseAction):
+    """Update (or, with None, drop) virtctl's record of a volume without touching it."""
+
+    record: ObjectRecord | None = None
+
+    @property
+    def verb(self) -> str:
+        return "record"
+
+
+StorageAction = BuildPool | RecordPool | CreateVolume | ResizeVolume | DeleteVolume | RecordVolume
 LiveAction = AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork
 Action = (Define | Undefine | Start | Shutdown | Destroy | Suspend | Resume | SetAutostart
-          | SetMemory | AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork)
+          | SetMemory | AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork
+          | BuildPool | RecordPool | CreateVolume | ResizeVolume | DeleteVolume | RecordVolume)
+
+
+_BY_KIND = {
+    # generic action -> (domain, network, pool) phase
+    "stop": (Phase.DOMAIN_STOP, Phase.NETWORK_STOP, Phase.POOL_STOP),
+    "undefine": (Phase.DOMAIN_UNDEFINE, Phase.NETWORK_UNDEFINE, Phase.POOL_UNDEFINE),
+    "define": (Phase.DOMAIN_DEFINE, Phase.NETWORK_DEFINE, Phase.POOL_DEFINE),
+    "autostart": (Phase.DOMAIN_AUTOSTART, Phase.NETWORK_AUTOSTART, Phase.POOL_AUTOSTART),
+    "start": (Phase.DOMAIN_START, Phase.NETWORK_START, Phase.POOL_START),
+}
+_KIND_COLUMN = {Kind.DOMAIN: 0, Kind.NETWORK: 1, Kind.POOL: 2}
 
 
 def phase_of(action: Action) -> Phase:
-    domain = action.kind is Kind.DOMAIN
     match action:
         case Shutdown() | Destroy():
-            return Phase.DOMAIN_STOP if domain else Phase.NETWORK_STOP
+            step = "stop"
         case Undefine():
-            return Phase.DOMAIN_UNDEFINE if domain else Phase.NETWORK_UNDEFINE
+            step = "undefine"
         case Define():
-            return Phase.DOMAIN_DEFINE if domain else Phase.NETWORK_DEFINE
+            step = "define"
         case SetAutostart():
-            return Phase.DOMAIN_AUTOSTART if domain else Phase.NETWORK_AUTOSTART
+            step = "autostart"
         case Start():
-            return Phase.DOMAIN_START if domain else Phase.NETWORK_START
+            step = "start"
         case SetMemory() | AttachDevice() | DetachDevice() | UpdateDevice() | SetVcpus():
             return Phase.DOMAIN_LIVE
         case UpdateNetwork():
             return Phase.NETWORK_LIVE
         case Suspend() | Resume():
             return Phase.DOMAIN_PAUSE
-    raise AssertionError(f"unknown action {action!r}")
+        case BuildPool():
+            return Phase.POOL_BUILD
+        case RecordPool():
+            return Phase.POOL_START  # after the start it needs, by plan order
+        case DeleteVolume():
+            return Phase.VOLUME_DELETE
+        case CreateVolume() | ResizeVolume() | RecordVolume():
+            return Phase.VOLUME_CREATE
+        case _:
+            raise AssertionError(f"unknown action {action!r}")
+    return _BY_KIND[step][_KIND_COLUMN[action.kind]]

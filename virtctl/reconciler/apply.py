@@ -19,8 +19,14 @@ from ..model import DomainState, Kind, ObjectKey
 from .actions import (
     Action,
     AttachDevice,
+    BuildPool,
+    CreateVolume,
     Define,
+    DeleteVolume,
     DetachDevice,
+    RecordPool,
+    RecordVolume,
+    ResizeVolume,
     Destroy,
     Resume,
     SetAutostart,
@@ -34,6 +40,7 @@ from .actions import (
     UpdateNetwork,
 )
 from .applylive import perform_live
+from .applystorage import perform_storage
 from .plan import Plan
 
 
@@ -139,6 +146,9 @@ def _perform(action: Action, driver: Driver, clock: Clock) -> str:
             driver.set_memory(name, kib)
         case AttachDevice() | DetachDevice() | UpdateDevice() | SetVcpus() | UpdateNetwork():
             return perform_live(action, driver, clock)
+        case (BuildPool() | RecordPool() | CreateVolume() | ResizeVolume() | DeleteVolume()
+              | RecordVolume()):
+            return perform_storage(action, driver)
     return ""
 
 

@@ -50,6 +50,7 @@ from .identity import fill_domain_identity, keep_host_machine
 from .liverules import LivePlan, domain_live, unreleased
 from .memo import Memo
 from .plan_network import delete_network, network_step
+from .plan_storage import StorageView, delete_storage, plan_storage
 from .steps import (
     Policy,
     Step,
@@ -134,8 +135,11 @@ def plan(
     caps: HostCapabilities | None = None,
     memo: Memo | None = None,
     live_ops: frozenset[LiveOp] = frozenset(LiveOp),
+    storage: StorageView | None = None,
 ) -> Plan:
-    """The actions that make `live` match `desired`. `caps` (the host's capabilities)
+    """The actions that make `live` match `desired`. `storage` (the host's pools and
+    volumes with virtctl's records) is needed when specs declare storage or with
+    --prune; without it, storage is left out of the plan. `caps` (the host's capabilities)
     lets declared machine aliases match the versioned machines the host stores;
     `live_ops` says what the host changes on running objects (`Reader.live_ops`). Objects
     whose sync key (memo.py) was found in sync before, with exactly these inputs, are not
@@ -169,6 +173,14 @@ def plan(
                 else _domain_step(dom, current_dom, policy, caps, live_ops))
         steps[key] = remember(key, step)
     deletes: set[ObjectKey] = set()
+    if storage is not None:
+        for key, step in plan_storage(desired, storage, policy).items():
+            steps[key] = step
+            if key.kind is Kind.POOL and key.name not in storage.storage.pools or (
+                    key.kind is Kind.VOLUME and key.name not in storage.storage.volumes):
+                creates.add(key)
+            elif key.name not in (desired.pools if key.kind is Kind.POOL else desired.volumes):
+                deletes.add(key)
     if policy.prune:
         for key, pruned in _prune(desired, live, policy).items():
             deletes.add(key)
@@ -207,10 +219,16 @@ def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step
     return out
 
 
-def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy()) -> Plan:
-    """Stop and undefine every managed object the specs name; leave the rest alone."""
+def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy(),
+                storage: StorageView | None = None) -> Plan:
+    """Stop and undefine every managed object the specs name; leave the rest alone.
+    Volumes are deleted only where their spec says deletePolicy: delete."""
     steps: dict[ObjectKey, Step] = {}
     notes: list[str] = []
+    if storage is not None:
+        found, said = delete_storage(desired, storage)
+        steps.update(found)
+        notes += said
     doomed: list[LiveDomain] = []
     for spec in desired.domains.values():
         found = live.domains.get(spec.name)
@@ -258,7 +276,7 @@ def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> li
     """Define (and start...) a new domain from `root`, which the definition takes over:
     callers do not use it afterwards."""
     kind, name = Kind.DOMAIN, spec.name
-    nets = tuple(ObjectKey(Kind.NETWORK, n) for n in spec.networks)
+    nets = (*(ObjectKey(Kind.NETWORK, n) for n in spec.networks), *_volumes_used(root))
     xml = define_xml(root, spec, policy, last_use=True)
     actions: list[Action] = [Define(kind=kind, name=name, xml=xml, new=True)]
     if spec.autostart:
@@ -268,6 +286,16 @@ def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> li
     if spec.state is DomainState.PAUSED:
         actions.append(Suspend(kind=kind, name=name))
     return actions
+
+
+def _volumes_used(root: etree._Element) -> tuple[ObjectKey, ...]:
+    """The pools and volumes a guest's disks name: starting it needs them."""
+    out: list[ObjectKey] = []
+    for source in root.iterfind("devices/disk[@type='volume']/source"):
+        pool, volume = source.get("pool"), source.get("volume")
+        if pool and volume:
+            out += [ObjectKey(Kind.POOL, pool), ObjectKey(Kind.VOLUME, f"{pool}/{volume}")]
+    return tuple(dict.fromkeys(out))
 
 
 def _update_domain(

@@ -26,6 +26,7 @@ from ..model import (
     NetworkSpec,
     ObjectKey,
     Ownership,
+    PoolSpec,
     UpdatePolicy,
 )
 from ..xmlutil import parse, tostring
@@ -45,6 +46,8 @@ class Policy:
     allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
     live: bool = True  # apply live what the host can (--no-live: only at the next boot)
     detach_timeout: float = 30.0  # seconds a guest may take to release a detached device
+    allow_recreate: bool = False  # replace volumes (their data is lost) when format,
+    # backing store or content change
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ def spec_hash(xml: str) -> str:
     return "sha256:" + hashlib.sha256(xml.encode()).hexdigest()
 
 
-def may_restart(spec: DomainSpec | NetworkSpec, policy: Policy) -> bool:
+def may_restart(spec: DomainSpec | NetworkSpec | PoolSpec, policy: Policy) -> bool:
     if spec.update_policy is not None:
         return spec.update_policy.allows_restart
     return policy.allow_restart

@@ -1,0 +1,244 @@
+"""Performing storage actions (apply.py's part for them): pools built, volumes created,
+uploaded, resized and deleted, and virtctl's records kept in each pool's state volume.
+
+Content is verified while it is read: a local file or downloaded URL is hashed as it
+is uploaded, and a volume whose content does not match its checksum is deleted again
+before the action fails, so a bad checksum leaves nothing behind. A URL is first
+downloaded into virtctl's cache (resumed where an earlier download stopped, verified
+there) and only then uploaded. On a terminal, uploads and downloads show a progress bar
+on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
+from ..model import STATE_VOLUME, VolumeContent
+from ..xmlutil import parse, tostring
+from .actions import (
+    BuildPool,
+    CreateVolume,
+    DeleteVolume,
+    RecordPool,
+    RecordVolume,
+    ResizeVolume,
+    StorageAction,
+)
+from .speccache import cache_dir
+from .storage_record import PoolRecord, RecordError, read_record, record_text
+
+if TYPE_CHECKING:
+    from ..drivers.base import Driver
+
+RECORD_CAPACITY = 1 << 20  # bytes of a state volume; grown when a record needs more
+_CHUNK = 1 << 20
+
+
+def perform_storage(action: StorageAction, driver: Driver) -> str:
+    match action:
+        case BuildPool():
+            driver.build_pool(action.name)
+        case RecordPool(record=record):
+            _update_record(driver, action.name, lambda r: r.with_pool(record))
+        case CreateVolume():
+            return _create(action, driver)
+        case ResizeVolume(capacity=capacity, record=record):
+            pool, name = _split(action.name)
+            driver.resize_volume(pool, name, capacity)
+            _update_record(driver, pool, lambda r: r.with_volume(name, record))
+        case DeleteVolume():
+            pool, name = _split(action.name)
+            driver.delete_volume(pool, name)
+            _update_record(driver, pool, lambda r: r.with_volume(name, None))
+        case RecordVolume(record=record):
+            pool, name = _split(action.name)
+            _update_record(driver, pool, lambda r: r.with_volume(name, record))
+    return ""
+
+
+def _split(key_name: str) -> tuple[str, str]:
+    pool, _, name = key_name.partition("/")
+    return pool, name
+
+
+# -- records ----------------------------------------------------------------------------
+
+
+def _update_record(driver: Driver, pool: str,
+                   change: Callable[[PoolRecord], PoolRecord]) -> None:
+    try:
+        text = driver.download_volume(pool, STATE_VOLUME, limit=64 * RECORD_CAPACITY)
+    except DriverError:
+        text = None  # no record yet
+    try:
+        before = read_record(_decoded(text))
+    except RecordError as exc:
+        raise DriverError(f"pool '{pool}': {STATE_VOLUME} is not virtctl's record ({exc}); "
+                          "not overwriting it", code=ErrorCode.OPERATION_INVALID,
+                          domain=ErrorDomain.APPLIER) from None
+    after = change(before)
+    if text is not None and after == before:
+        return
+    body = record_text(after).encode()
+    size = max(RECORD_CAPACITY, -(-len(body) // RECORD_CAPACITY) * RECORD_CAPACITY)
+    if text is None:
+        driver.create_volume(pool, f"<volume><name>{STATE_VOLUME}</name><capacity unit='bytes'>"
+                                   f"{size}</capacity><target><format type='raw'/></target>"
+                                   "</volume>")
+    elif size > len(text):
+        driver.resize_volume(pool, STATE_VOLUME, size)
+    # The whole volume, padded with spaces: no byte of a longer, older record stays.
+    driver.upload_volume(pool, STATE_VOLUME, io.BytesIO(body.ljust(size)), size)
+
+
+def _decoded(data: bytes | str | None) -> str | None:
+    if data is None:
+        return None
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text.rstrip("\x00")
+
+
+# -- content ----------------------------------------------------------------------------
+
+
+def _create(action: CreateVolume, driver: Driver) -> str:
+    pool, name = _split(action.name)
+    content = action.content
+    root = parse(action.xml)
+    opened = _open_content(content, name) if content is not None else None
+    try:
+        if opened is not None and root.find("capacity") is None:
+            cap = root.makeelement("capacity", {"unit": "bytes"})
+            cap.text = str(opened[1])
+            root.append(cap)
+        driver.create_volume(pool, tostring(root, pretty=False))
+        if opened is not None and content is not None:
+            stream, size = opened
+            hashing = _Hashing(stream, content.checksum)
+            try:
+                driver.upload_volume(pool, name, hashing, size, _bar(f"upload {name}", size))
+                hashing.verify(action.name)
+            except BaseException:
+                driver.delete_volume(pool, name)  # nothing half-written is left behind
+                raise
+    finally:
+        if opened is not None:
+            opened[0].close()
+    _update_record(driver, pool, lambda r: r.with_volume(name, action.record))
+    return ""
+
+
+def _open_content(content: VolumeContent, name: str) -> tuple[IO[bytes], int]:
+    if content.data is not None:
+        return io.BytesIO(content.data), len(content.data)
+    if content.file is not None:
+        path = Path(content.file)
+        try:
+            return path.open("rb"), path.stat().st_size
+        except OSError as exc:
+            raise SpecError(f"volume {name}: cannot read {path}: {exc.strerror}") from None
+    assert content.url is not None
+    path = _download(content.url, content.checksum)
+    return path.open("rb"), path.stat().st_size
+
+
+class _Hashing(io.RawIOBase):
+    """A reader that hashes what passes through, for the checksum ('sha256:HEX')."""
+
+    def __init__(self, inner: IO[bytes], checksum: str | None) -> None:
+        self.inner = inner
+        self.algorithm, _, self.want = (checksum or "").partition(":")
+        self.digest = hashlib.new(self.algorithm) if checksum else None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(buffer))
+        buffer[:len(data)] = data
+        if self.digest is not None:
+            self.digest.update(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        if self.digest is not None:
+            self.digest.update(data)
+        return data
+
+    def verify(self, what: str) -> None:
+        if self.digest is not None and self.digest.hexdigest() != self.want.lower():
+            raise DriverError(f"volume {what}: content does not match its checksum "
+                              f"{self.algorithm}:{self.want} (got {self.algorithm}:"
+                              f"{self.digest.hexdigest()}); the volume was removed again",
+                              code=ErrorCode.VERIFICATION, domain=ErrorDomain.APPLIER)
+
+
+def _download(url: str, checksum: str | None) -> Path:
+    """`url` in the cache, verified; a partial file from an earlier try is resumed."""
+    folder = cache_dir(os.environ) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stem = hashlib.sha256(url.encode()).hexdigest()[:32]
+    done, part = folder / stem, folder / f"{stem}.part"
+    if done.exists() and _matches(done, checksum):
+        return done
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 (http/s only)
+            resumed = reply.status == 206
+            total = int(reply.headers.get("Content-Length") or 0) + (have if resumed else 0)
+            bar = _bar(f"download {url.rsplit('/', 1)[-1]}", total)
+            with part.open("ab" if resumed else "wb") as out:
+                got = have if resumed else 0
+                while chunk := reply.read(_CHUNK):
+                    out.write(chunk)
+                    got += len(chunk)
+                    if bar is not None:
+                        bar(got)
+    except OSError as exc:
+        raise DriverError(f"cannot download {url}: {exc}; run again to resume",
+                          code=ErrorCode.CONNECTION, domain=ErrorDomain.APPLIER) from None
+    if not _matches(part, checksum):
+        part.unlink()
+        raise DriverError(f"{url}: the download does not match its checksum {checksum}; "
+                          "it was discarded", code=ErrorCode.VERIFICATION,
+                          domain=ErrorDomain.APPLIER)
+    part.replace(done)
+    return done
+
+
+def _matches(path: Path, checksum: str | None) -> bool:
+    if not checksum:
+        return True
+    algorithm, _, want = checksum.partition(":")
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest() == want.lower()
+
+
+def _bar(label: str, total: int) -> Callable[[int], None] | None:
+    """A progress bar on stderr when it is a terminal (no bar in logs and pipes)."""
+    if not sys.stderr.isatty() or total <= 0:
+        return None
+
+    def show(done: int) -> None:
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{done * 100 // total:3d}% {done >> 20}/{total >> 20} MiB")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,387 @@
+"""Storage planning: the steps for declared pools and volumes against a host's storage,
+pruning, deletion, and the checks that come first (docs/storage.md).
+
+Data safety decides most of it. A volume holding data is deleted only when its spec
+says `deletePolicy: delete` (by `delete` or `--prune`); otherwise virtctl forgets it and
+leaves it be. It is never shrunk. A change that would replace its data (format, backing
+store, new content) is `recreate` and happens only with `--allow-recreate`. A pool is
+stopped and undefined, never deleted: its storage stays. Only objects virtctl's records
+name are virtctl's (storage_record.py).
+
+Pure: no driver calls. Called by `plan.plan` and `plan.plan_delete`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from ..converters.sizes import unit_bytes
+from ..errors import ErrorCode, SpecError
+from ..model import (
+    DeletePolicy,
+    Desired,
+    Kind,
+    LivePool,
+    LiveVolume,
+    ObjectKey,
+    PoolSpec,
+    Storage,
+    VolumeSpec,
+)
+from .. import metadata
+from ..xmlutil import parse, tostring
+from .actions import (
+    Action,
+    BuildPool,
+    CreateVolume,
+    Define,
+    DeleteVolume,
+    Destroy,
+    RecordPool,
+    RecordVolume,
+    ResizeVolume,
+    SetAutostart,
+    Start,
+    Undefine,
+)
+from .diff import diff_xml
+from .identity import derived_uuid, set_uuid
+from .steps import Policy, Step, may_restart, spec_hash
+from .storage_record import ObjectRecord, PoolRecord, RecordError, read_record
+
+# A backing store named by volume, resolved against the pool's target path.
+VOLUME_REF = "virtctl-volume:"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageView:
+    """The host's storage with virtctl's records read: which pools and volumes are
+    virtctl's."""
+
+    storage: Storage
+    records: Mapping[str, PoolRecord] = field(default_factory=dict)
+    unreadable: Mapping[str, str] = field(default_factory=dict)  # pool -> why
+
+    def pool_managed(self, pool: LivePool) -> bool:
+        record = self.records.get(pool.name)
+        if record is not None and record.pool is not None:
+            return True
+        # An inactive pool's record cannot be read: virtctl's own uuid says it is its.
+        return not pool.active and pool.uuid == derived_uuid("pool", pool.name)
+
+    def volume_record(self, volume: LiveVolume) -> ObjectRecord | None:
+        record = self.records.get(volume.pool)
+        return record.volumes.get(volume.name) if record is not None else None
+
+
+def view(storage: Storage) -> StorageView:
+    records: dict[str, PoolRecord] = {}
+    unreadable: dict[str, str] = {}
+    for name, pool in storage.pools.items():
+        try:
+            records[name] = read_record(pool.record)
+        except RecordError as exc:
+            unreadable[name] = str(exc)
+    return StorageView(storage, records, unreadable)
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[SpecError]:
+    """Before the first action: pools and volumes virtctl does not own (without
+    --adopt), volumes whose pool is neither declared nor on the host, backing volumes
+    that do not exist."""
+    errors: list[SpecError] = []
+    for spec in desired.pools.values():
+        live = found.storage.pools.get(spec.name)
+        if live is not None and not adopt and not found.pool_managed(live):
+            why = found.unreadable.get(spec.name)
+            errors.append(SpecError(
+                f"pool '{spec.name}' exists and is not managed by virtctl"
+                + (f" (its record is unreadable: {why})" if why else "")
+                + "; use --adopt to take it over", code=ErrorCode.NOT_MANAGED,
+                source=spec.source))
+    for spec in desired.volumes.values():
+        pool = found.storage.pools.get(spec.pool)
+        if spec.pool not in desired.pools and pool is None:
+            errors.append(SpecError(f"volume '{spec.name}': pool '{spec.pool}' is neither "
+                                    "declared nor on the host", source=spec.source))
+            continue
+        live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
+        if live is not None and not adopt and found.volume_record(live) is None:
+            errors.append(SpecError(
+                f"volume '{spec.pool}/{spec.name}' exists and is not managed by virtctl; "
+                "use --adopt to take it over", code=ErrorCode.NOT_MANAGED, source=spec.source))
+        backing = backing_volume(parse(spec.xml))
+        if backing is not None and backing not in {
+                n for k, n in _names(desired, found) if k == spec.pool}:
+            errors.append(SpecError(f"volume '{spec.name}': backing volume '{backing}' is "
+                                    f"neither declared nor in pool '{spec.pool}'",
+                                    source=spec.source))
+    return errors
+
+
+def _names(desired: Desired, found: StorageView) -> Iterable[tuple[str, str]]:
+    for spec in desired.volumes.values():
+        yield spec.pool, spec.name
+    for vol in found.storage.volumes.values():
+        yield vol.pool, vol.name
+
+
+# -- volume XML -------------------------------------------------------------------------
+
+
+def capacity_bytes(root: etree._Element) -> int | None:
+    elem = root.find("capacity")
+    if elem is None or not (elem.text or "").strip():
+        return None
+    factor = unit_bytes(elem.get("unit") or "bytes")
+    return int((elem.text or "0").strip()) * (factor or 1)
+
+
+def volume_format(root: etree._Element) -> str | None:
+    elem = root.find("target/format")
+    return elem.get("type") if elem is not None else None
+
+
+def backing_path(root: etree._Element) -> str | None:
+    return (root.findtext("backingStore/path") or "").strip() or None
+
+
+def backing_volume(root: etree._Element) -> str | None:
+    path = backing_path(root)
+    return path[len(VOLUME_REF):] if path and path.startswith(VOLUME_REF) else None
+
+
+def pool_path(pool_xml: str) -> str | None:
+    return (parse(pool_xml).findtext("target/path") or "").strip() or None
+
+
+def resolved(spec: VolumeSpec, pool_xml: str | None) -> etree._Element:
+    """The volume's XML with a backing volume named by name turned into its path."""
+    root = parse(spec.xml)
+    name = backing_volume(root)
+    if name is not None:
+        base = pool_path(pool_xml) if pool_xml else None
+        elem = root.find("backingStore/path")
+        assert elem is not None
+        elem.text = f"{base.rstrip('/')}/{name}" if base else name
+    return root
+
+
+# -- records ----------------------------------------------------------------------------
+
+
+def _record(spec: PoolSpec | VolumeSpec, policy: Policy) -> ObjectRecord:
+    common = {"spec_hash": spec_hash(spec.xml), "source": spec.source.file,
+              "commit": policy.commit, "declared": metadata.encode_declared(spec.xml)}
+    if isinstance(spec, PoolSpec):
+        return ObjectRecord(**common, active=spec.active, autostart=spec.autostart)
+    content = spec.content.checksum if spec.content is not None else None
+    return ObjectRecord(**common, delete_policy=spec.delete_policy, content=content)
+
+
+def _stale_record(have: ObjectRecord | None, want: ObjectRecord) -> bool:
+    """Whether the record must be written again; a changed commit alone does not."""
+    if have is None:
+        return True
+    return (have.spec_hash, have.active, have.autostart, have.delete_policy, have.content) != (
+        want.spec_hash, want.active, want.autostart, want.delete_policy, want.content)
+
+
+# -- pools ------------------------------------------------------------------------------
+
+
+def pool_step(spec: PoolSpec, found: StorageView, policy: Policy) -> Step:
+    kind, name, key = Kind.POOL, spec.name, spec.key
+    root = parse(spec.xml)
+    live = found.storage.pools.get(name)
+    record = _record(spec, policy)
+    if not (root.findtext("uuid") or "").strip():
+        set_uuid(root, live.uuid if live is not None else derived_uuid("pool", name))
+    xml = tostring(root, pretty=False)
+    if live is None:
+        actions: list[Action] = [Define(kind=kind, name=name, xml=xml, new=True)]
+        if spec.build:
+            actions.append(BuildPool(kind=kind, name=name))
+        if spec.autostart:
+            actions.append(SetAutostart(kind=kind, name=name, enabled=True))
+        if spec.active:
+            actions += [Start(kind=kind, name=name),
+                        RecordPool(kind=kind, name=name, record=record, needs=(key,))]
+        return Step(actions=tuple(actions))
+    changes = tuple(diff_xml(root, parse(live.xml)))
+    actions = []
+    notes: list[str] = []
+    if changes:
+        actions.append(Define(kind=kind, name=name, xml=xml, new=False, changes=changes,
+                              reason=f"{len(changes)} field(s) differ"))
+    if spec.autostart != live.autostart:
+        actions.append(SetAutostart(kind=kind, name=name, enabled=spec.autostart))
+    restart = bool(changes) and live.active and spec.active and may_restart(spec, policy)
+    pending = changes if changes and live.active and spec.active and not restart else ()
+    if restart:
+        why = "restart to apply " + ", ".join(c.path for c in changes)
+        actions += [Destroy(kind=kind, name=name, reason=why),
+                    Start(kind=kind, name=name, reason=why)]
+    elif spec.active and not live.active:
+        actions.append(Start(kind=kind, name=name, reason="active: no -> yes"))
+    elif not spec.active and live.active:
+        actions.append(Destroy(kind=kind, name=name, reason="active: yes -> no"))
+    have = found.records.get(name, PoolRecord()).pool
+    if spec.active and (_stale_record(have, record) or actions):
+        actions.append(RecordPool(kind=kind, name=name, record=record, needs=(key,)))
+    if not spec.active and found.unreadable.get(name):
+        notes.append(f"{key}: its record is unreadable ({found.unreadable[name]})")
+    return Step(actions=tuple(actions), changes=changes, pending=pending, restart=restart,
+                notes=tuple(notes))
+
+
+# -- volumes ----------------------------------------------------------------------------
+
+
+def _pool_xml(spec: VolumeSpec, desired: Desired, found: StorageView) -> str | None:
+    live = found.storage.pools.get(spec.pool)
+    if live is not None:
+        return live.xml
+    declared = desired.pools.get(spec.pool)
+    return declared.xml if declared is not None else None
+
+
+def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
+                policy: Policy) -> Step:
+    key = spec.key
+    pool_key = ObjectKey(Kind.POOL, spec.pool)
+    root = resolved(spec, _pool_xml(spec, desired, found))
+    record = _record(spec, policy)
+    needs = [pool_key]
+    backing = backing_volume(parse(spec.xml))
+    if backing is not None:
+        needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
+    live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
+    create = CreateVolume(kind=Kind.VOLUME, name=key.name, xml=tostring(root, pretty=False),
+                          content=spec.content, record=record, needs=tuple(needs))
+    if live is None:
+        return Step(actions=(create,))
+    have = found.volume_record(live)
+    live_root = parse(live.xml)
+    why = _replaced(spec, root, live_root, have)
+    if why:
+        if not policy.allow_recreate:
+            return Step(notes=(f"{key}: {', '.join(why)} would replace its data; "
+                               "apply with --allow-recreate to delete and create it again",))
+        reason = "recreate: " + ", ".join(why)
+        return Step(actions=(DeleteVolume(kind=Kind.VOLUME, name=key.name, reason=reason),
+                             create), recreate=True)
+    actions: list[Action] = []
+    notes: list[str] = []
+    want = capacity_bytes(root)
+    if want is not None and want > live.capacity:
+        actions.append(ResizeVolume(kind=Kind.VOLUME, name=key.name, capacity=want,
+                                    record=record, needs=(pool_key,),
+                                    reason=f"capacity: {live.capacity} -> {want} bytes"))
+    elif want is not None and want < live.capacity:
+        notes.append(f"{key}: capacity {want} bytes is less than its {live.capacity}: "
+                     "volumes are never shrunk (it keeps its size)")
+    if not actions and _stale_record(have, record):
+        actions.append(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
+                                    needs=(pool_key,), reason="record"))
+    return Step(actions=tuple(actions), notes=tuple(notes))
+
+
+def _replaced(spec: VolumeSpec, root: etree._Element, live_root: etree._Element,
+              have: ObjectRecord | None) -> list[str]:
+    """What differs that only a new volume can change (its data would be lost)."""
+    why = []
+    want_format = volume_format(root)
+    if want_format is not None and want_format != volume_format(live_root):
+        why.append(f"format {volume_format(live_root)} -> {want_format}")
+    want_backing = backing_path(root)
+    if want_backing != backing_path(live_root) and (want_backing or backing_path(live_root)):
+        why.append(f"backing store {backing_path(live_root)} -> {want_backing}")
+    if (spec.content is not None and have is not None
+            and have.content != spec.content.checksum):
+        why.append(f"content {have.content} -> {spec.content.checksum}")
+    return why
+
+
+# -- prune and delete -------------------------------------------------------------------
+
+
+def _retire_volume(volume: LiveVolume, record: ObjectRecord, reason: str) -> Step:
+    key = volume.key
+    if record.delete_policy is DeletePolicy.DELETE:
+        return Step(actions=(DeleteVolume(kind=Kind.VOLUME, name=key.name, reason=reason,
+                                          needs=(ObjectKey(Kind.POOL, volume.pool),)),))
+    return Step(actions=(RecordVolume(kind=Kind.VOLUME, name=key.name, record=None,
+                                      reason=f"{reason}: retained (deletePolicy: retain)"),),
+                notes=(f"{key}: retained with its data (deletePolicy: retain); virtctl no "
+                       "longer manages it",))
+
+
+def _retire_pool(pool: LivePool, reason: str, users: tuple[ObjectKey, ...]) -> Step:
+    actions: list[Action] = []
+    if pool.active:
+        actions.append(Destroy(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))
+    if pool.persistent:
+        actions.append(Undefine(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))
+    return Step(actions=tuple(actions), notes=(
+        f"{pool.key}: stopped and undefined; its storage and the volumes left in it stay",))
+
+
+def prune_storage(desired: Desired, found: StorageView) -> dict[ObjectKey, Step]:
+    """Managed pools and volumes absent from the specs."""
+    reason = "pruned: absent from the specs"
+    out: dict[ObjectKey, Step] = {}
+    for volume in found.storage.volumes.values():
+        record = found.volume_record(volume)
+        if record is not None and volume.key.name not in desired.volumes:
+            out[volume.key] = _retire_volume(volume, record, reason)
+    for pool in found.storage.pools.values():
+        if found.pool_managed(pool) and pool.name not in desired.pools:
+            out[pool.key] = _retire_pool(pool, reason, _volumes_in(out, pool.name))
+    return out
+
+
+def delete_storage(desired: Desired, found: StorageView) -> tuple[dict[ObjectKey, Step],
+                                                                  list[str]]:
+    """`delete`: the managed pools and volumes the specs name (volumes first)."""
+    out: dict[ObjectKey, Step] = {}
+    notes: list[str] = []
+    for spec in desired.volumes.values():
+        volume = found.storage.volumes.get(spec.key.name)
+        if volume is None:
+            continue
+        record = found.volume_record(volume)
+        if record is None:
+            notes.append(f"{spec.key} is not managed by virtctl; left alone")
+            continue
+        out[volume.key] = _retire_volume(volume, record, "deleted")
+    for pool_spec in desired.pools.values():
+        pool = found.storage.pools.get(pool_spec.name)
+        if pool is None:
+            continue
+        if not found.pool_managed(pool):
+            notes.append(f"{pool.key} is not managed by virtctl; left alone")
+            continue
+        out[pool.key] = _retire_pool(pool, "deleted", _volumes_in(out, pool.name))
+    return out, notes
+
+
+def _volumes_in(steps: Mapping[ObjectKey, Step], pool: str) -> tuple[ObjectKey, ...]:
+    return tuple(k for k in steps if k.kind is Kind.VOLUME and k.name.startswith(pool + "/"))
+
+
+def plan_storage(desired: Desired, found: StorageView, policy: Policy) -> dict[ObjectKey, Step]:
+    steps: dict[ObjectKey, Step] = {}
+    for pool in desired.pools.values():
+        steps[pool.key] = pool_step(pool, found, policy)
+    for volume in desired.volumes.values():
+        steps[volume.key] = volume_step(volume, desired, found, policy)
+    if policy.prune:
+        steps.update(prune_storage(desired, found))
+    return steps
