@@ -1,0 +1,198 @@
+"""Storage planning (issue 14): pools and volumes created in order, data never lost:
+volumes grow but never shrink, are replaced only with --allow-recreate, deleted only
+with deletePolicy: delete, and only what virtctl's records name is virtctl's."""
+
+from __future__ import annotations
+
+from virtctl.errors import Source
+from virtctl.model import (
+    DeletePolicy,
+    Desired,
+    Kind,
+    LivePool,
+    LiveVolume,
+    ObjectKey,
+    PoolSpec,
+    Storage,
+    VolumeContent,
+    VolumeSpec,
+)
+from virtctl.reconciler.actions import (
+    BuildPool,
+    CreateVolume,
+    DeleteVolume,
+    RecordPool,
+    RecordVolume,
+    ResizeVolume,
+)
+from virtctl.reconciler.identity import derived_uuid
+from virtctl.reconciler.plan import Plan, Policy, plan, plan_delete
+from virtctl.reconciler.plan_storage import check_storage, view
+from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
+from virtctl.model import Live
+from virtctl.xmlutil import parse
+
+POOL_XML = "<pool type='dir'><name>images</name><target><path>/srv/images</path></target></pool>"
+SRC = Source("specs/storage.yaml", 1)
+
+
+def pool_spec(**kw: object) -> PoolSpec:
+    return PoolSpec(name="images", xml=POOL_XML, source=SRC, **kw)  # type: ignore[arg-type]
+
+
+def volume_spec(name: str = "web.qcow2", *, capacity: str = "10", fmt: str = "qcow2",
+                backing: str = "", content: VolumeContent | None = None,
+                delete: bool = False) -> VolumeSpec:
+    store = (f"<backingStore><path>{backing}</path><format type='qcow2'/></backingStore>"
+             if backing else "")
+    cap = f"<capacity unit='GiB'>{capacity}</capacity>" if capacity else ""
+    xml = f"<volume><name>{name}</name>{cap}<target><format type='{fmt}'/></target>{store}</volume>"
+    return VolumeSpec(pool="images", name=name, xml=xml, source=SRC, content=content,
+                      delete_policy=DeletePolicy.DELETE if delete else DeletePolicy.RETAIN)
+
+
+def desired(*specs: PoolSpec | VolumeSpec) -> Desired:
+    return Desired(pools={s.name: s for s in specs if isinstance(s, PoolSpec)},
+                   volumes={s.key.name: s for s in specs if isinstance(s, VolumeSpec)})
+
+
+def live_volume(name: str = "web.qcow2", *, gib: int = 10, fmt: str = "qcow2",
+                backing: str = "") -> LiveVolume:
+    store = f"<backingStore><path>{backing}</path></backingStore>" if backing else ""
+    xml = (f"<volume type='file'><name>{name}</name><capacity unit='bytes'>{gib << 30}"
+           f"</capacity><target><path>/srv/images/{name}</path><format type='{fmt}'/>"
+           f"</target>{store}</volume>")
+    return LiveVolume(pool="images", name=name, xml=xml, capacity=gib << 30, allocation=0)
+
+
+SOME_POOL_RECORD = ObjectRecord(spec_hash="x")
+
+
+def host(*volumes: LiveVolume, records: dict[str, ObjectRecord] | None = None,
+         pool_record: ObjectRecord | None = SOME_POOL_RECORD,
+         active: bool = True, uuid: str = "1b4c5a4e-0000-4000-8000-000000000001") -> Storage:
+    record = PoolRecord(pool=pool_record, volumes=records or {})
+    pool = LivePool(name="images", uuid=uuid, xml=POOL_XML.replace("<name>", f"<uuid>{uuid}"
+                    "</uuid><name>"), active=active,
+                    record=record_text(record) if active else None)
+    return Storage(pools={"images": pool}, volumes={v.key.name: v for v in volumes})
+
+
+def storage_plan(want: Desired, have: Storage, **policy: object) -> Plan:
+    return plan(want, Live(), policy=Policy(**policy), storage=view(have))  # type: ignore[arg-type]
+
+
+def verbs(p: Plan) -> list[str]:
+    return [f"{a.verb} {a.name}" for a in p.actions]
+
+
+def test_a_new_pool_and_volume_are_made_in_order_and_recorded() -> None:
+    p = storage_plan(desired(pool_spec(autostart=True), volume_spec()), Storage())
+    assert verbs(p) == ["define images", "build images", "setautostart images",
+                        "start images", "record images", "create-volume images/web.qcow2"]
+    create = next(a for a in p.actions if isinstance(a, CreateVolume))
+    assert create.needs == (ObjectKey(Kind.POOL, "images"),) and create.record is not None
+    assert {str(k) for k in p.creates} == {"pool/images", "volume/images/web.qcow2"}
+    define = p.actions[0]
+    assert parse(define.xml).findtext("uuid") == derived_uuid("pool", "images")  # type: ignore[attr-defined]
+
+
+def test_a_backing_volume_named_by_name_becomes_its_path_and_is_needed() -> None:
+    overlay = volume_spec("web.qcow2", backing="virtctl-volume:base.qcow2", capacity="")
+    p = storage_plan(desired(overlay, volume_spec("base.qcow2")), host())
+    create = next(a for a in p.actions if isinstance(a, CreateVolume)
+                  and a.name == "images/web.qcow2")
+    assert parse(create.xml).findtext("backingStore/path") == "/srv/images/base.qcow2"
+    assert ObjectKey(Kind.VOLUME, "images/base.qcow2") in create.needs
+
+
+def test_an_unchanged_volume_plans_nothing() -> None:
+    spec = volume_spec()
+    first = storage_plan(desired(spec), host())
+    record = next(a for a in first.actions if isinstance(a, CreateVolume)).record
+    assert record is not None
+    again = storage_plan(desired(spec), host(live_volume(), records={"web.qcow2": record}))
+    assert again.actions == () and not again.notes
+
+
+def recorded(spec: VolumeSpec) -> dict[str, ObjectRecord]:
+    created = storage_plan(desired(spec), host()).actions[0]
+    assert isinstance(created, CreateVolume) and created.record is not None
+    return {spec.name: created.record}
+
+
+def test_a_volume_grows_but_is_never_shrunk() -> None:
+    spec = volume_spec(capacity="20")
+    grow = storage_plan(desired(spec), host(live_volume(), records=recorded(spec)))
+    (resize,) = grow.actions
+    assert isinstance(resize, ResizeVolume) and resize.capacity == 20 << 30
+    small = volume_spec(capacity="5")
+    shrink = storage_plan(desired(small), host(live_volume(), records=recorded(small)))
+    assert shrink.actions == () and "never shrunk" in shrink.notes[0]
+
+
+def test_format_backing_or_content_changes_need_allow_recreate() -> None:
+    spec = volume_spec(fmt="raw")
+    refused = storage_plan(desired(spec), host(live_volume(), records=recorded(spec)))
+    assert refused.actions == () and "--allow-recreate" in refused.notes[0]
+    allowed = storage_plan(desired(spec), host(live_volume(), records=recorded(spec)),
+                           allow_recreate=True)
+    assert verbs(allowed) == ["delete-volume images/web.qcow2",
+                              "create-volume images/web.qcow2"]
+    old = volume_spec(content=VolumeContent(data=b"one"), capacity="")
+    new = volume_spec(content=VolumeContent(data=b"two"), capacity="")
+    swapped = storage_plan(desired(new), host(live_volume(), records=recorded(old)))
+    assert swapped.actions == () and "content" in swapped.notes[0]
+
+
+def test_prune_deletes_only_what_says_delete_and_forgets_the_rest() -> None:
+    keep, scratch = volume_spec("data.raw", fmt="raw"), volume_spec("tmp.raw", delete=True)
+    records = {**recorded(keep), **recorded(scratch)}
+    theirs = live_volume("theirs.raw", fmt="raw")  # no record: not virtctl's
+    have = host(live_volume("data.raw", fmt="raw"), live_volume("tmp.raw", fmt="raw"), theirs,
+                records=records)
+    p = storage_plan(desired(pool_spec()), have, prune=True)
+    deleted = [a.name for a in p.actions if isinstance(a, DeleteVolume)]
+    forgotten = [a.name for a in p.actions if isinstance(a, RecordVolume) and a.record is None]
+    assert deleted == ["images/tmp.raw"] and forgotten == ["images/data.raw"]
+    assert any("retained" in n for n in p.notes)
+    assert not any("theirs" in a.name for a in p.actions)
+
+
+def test_delete_stops_and_undefines_a_pool_after_its_volumes_and_keeps_its_storage() -> None:
+    scratch = volume_spec("tmp.raw", delete=True)
+    have = host(live_volume("tmp.raw", fmt="raw"), records=recorded(scratch))
+    p = plan_delete(desired(pool_spec(), scratch), Live(), storage=view(have))
+    assert verbs(p) == ["delete-volume images/tmp.raw", "destroy images", "undefine images"]
+    assert any("its storage" in n for n in p.notes)
+
+
+def test_an_inactive_pool_is_virtctls_by_its_derived_uuid() -> None:
+    mine = host(active=False, uuid=derived_uuid("pool", "images"), pool_record=None)
+    p = storage_plan(desired(pool_spec()), mine)
+    assert verbs(p) == ["start images", "record images"]
+    assert not check_storage(desired(pool_spec()), view(mine), adopt=False)
+    theirs = host(active=False, pool_record=None)
+    errors = check_storage(desired(pool_spec()), view(theirs), adopt=False)
+    assert errors and "not managed" in errors[0].message
+
+
+def test_checks_name_unmanaged_volumes_missing_pools_and_backing_volumes() -> None:
+    errors = check_storage(desired(volume_spec()), view(host(live_volume())), adopt=False)
+    assert ["not managed" in e.message for e in errors] == [True]
+    orphan = VolumeSpec(pool="nowhere", name="x", xml="<volume><name>x</name></volume>",
+                        source=SRC)
+    assert "neither declared nor on the host" in check_storage(
+        desired(orphan), view(Storage()), adopt=False)[0].message
+    overlay = volume_spec(backing="virtctl-volume:missing.qcow2")
+    assert "backing volume 'missing.qcow2'" in check_storage(
+        desired(overlay), view(host()), adopt=False)[0].message
+
+
+def test_a_pool_record_is_written_only_when_it_changes() -> None:
+    spec = pool_spec()
+    first = storage_plan(desired(spec), Storage())
+    record = next(a for a in first.actions if isinstance(a, RecordPool)).record
+    same = storage_plan(desired(spec), host(pool_record=record))
+    assert same.actions == ()
+    assert not any(isinstance(a, BuildPool) for a in same.actions)
