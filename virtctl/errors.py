@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     INVALID_URI = "invalid-uri"
     NO_SUCH_DOMAIN = "no-such-domain"
     NO_SUCH_NETWORK = "no-such-network"
+    NO_SUCH_POOL = "no-such-pool"
+    NO_SUCH_VOLUME = "no-such-volume"
     OPERATION_INVALID = "operation-invalid"
     OPERATION_FAILED = "operation-failed"
     UNSUPPORTED = "unsupported"

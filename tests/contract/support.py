@@ -17,10 +17,12 @@ import pytest
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.drivers import Driver, connect
 from virtctl.metadata import set_owner
-from virtctl.model import Kind, Ownership
+from virtctl.errors import DriverError
+from virtctl.model import STATE_VOLUME, Kind, Ownership
 from virtctl.xmlutil import parse, tostring
 
 PREFIX = "vctl-test-"
+TEST_DIRS = Path("/var/tmp")  # where storage tests make their vctl-test-* directories
 # Subnets 192.168.200-254.0/24 and bridge numbers handed out in turn, so two networks
 # of one session never clash (each test removes its networks again).
 _SUBNETS = itertools.cycle(range(200, 255))
@@ -119,8 +121,9 @@ def require_connection(uri: str) -> None:
 
 
 def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
-    """Destroy and undefine every vctl-test-* domain and network on `uri` (or exactly
-    those named `names`)."""
+    """Destroy and undefine every vctl-test-* domain, network and storage pool on `uri`
+    (or exactly those named `names`); a pool's volumes are deleted first, and its
+    target directory too when it lies in a /var/tmp/vctl-test-* directory."""
     libvirt = libvirt_module()
     conn = libvirt.open(uri)
     try:
@@ -132,8 +135,34 @@ def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
                 # Already stopped / already transient and gone.
                 with contextlib.suppress(libvirt.libvirtError):
                     getattr(obj, step)()
+        for pool in conn.listAllStoragePools(0):
+            name = pool.name()
+            if name.startswith(PREFIX) and (names is None or name in names):
+                _purge_pool(libvirt, pool)
     finally:
         conn.close()
+
+
+def _purge_pool(libvirt: Any, pool: Any) -> None:
+    """Only ever called for a pool named vctl-test-*: its volumes, then the pool."""
+    with contextlib.suppress(libvirt.libvirtError):
+        target = parse(pool.XMLDesc(0)).findtext("target/path") or ""
+        if pool.isActive():
+            for vol in pool.listAllVolumes(0):
+                with contextlib.suppress(libvirt.libvirtError):
+                    vol.delete(0)
+    for step in ("destroy", "undefine"):  # never pool.delete(): no storage is removed
+        with contextlib.suppress(libvirt.libvirtError):
+            getattr(pool, step)()
+    _remove_test_dir(target)
+
+
+def _remove_test_dir(target: str) -> None:
+    """A pool target's directory, when it is inside /var/tmp/vctl-test-*."""
+    path = Path(target)
+    if path.is_relative_to(TEST_DIRS) and path.parts[3:4] and \
+            path.parts[3].startswith(PREFIX):
+        shutil.rmtree(TEST_DIRS / path.parts[3], ignore_errors=True)
 
 
 def purge_driver(driver: Driver) -> None:
@@ -151,6 +180,18 @@ def purge_driver(driver: Driver) -> None:
                 driver.destroy(Kind.NETWORK, net.name)
             if net.persistent:
                 driver.undefine(Kind.NETWORK, net.name)
+    storage = driver.storage()
+    for pool in storage.pools.values():
+        if not pool.name.startswith(PREFIX):
+            continue
+        if pool.active:
+            for vol in storage.volumes.values():
+                if vol.pool == pool.name:
+                    driver.delete_volume(pool.name, vol.name)
+            with contextlib.suppress(DriverError):  # not listed among the volumes
+                driver.delete_volume(pool.name, STATE_VOLUME)
+            driver.destroy(Kind.POOL, pool.name)
+        driver.undefine(Kind.POOL, pool.name)
 
 
 def start_remote(root: Path) -> RemoteLibvirtd:

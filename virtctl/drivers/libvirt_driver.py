@@ -10,6 +10,8 @@ import libvirt, and only when a libvirt URI is opened.
 
 Undefining a domain keeps its NVRAM and TPM state, and libvirt refuses it while a
 managed-save image or snapshots exist: virtctl removes definitions, never guest data.
+Storage pools (Kind.POOL) go through the same define/start/destroy/undefine/autostart
+calls; the rest of storage is in libvirt_storage, and no call deletes a pool's storage.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .base import EventCallback
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop, event_loop_running
 from .libvirt_live import LiveCalls
+from .libvirt_storage import StorageCalls
 from .snapshot import DomainRead, LazyTable, NetworkRead, fingerprint
 
 # virDomainState values, in libvirt's order (VIR_DOMAIN_NOSTATE = 0 ...).
@@ -83,7 +86,7 @@ def _readers_for(uri: str) -> int:
     return 1 if _in_process(uri) else READERS
 
 
-class LibvirtDriver(LiveCalls):
+class LibvirtDriver(LiveCalls, StorageCalls):
     """One libvirt connection. `readonly` opens libvirt's read-only socket; `readers`
     is how many threads read a big host at once (default: READERS, one for the
     in-process test driver)."""
@@ -330,6 +333,8 @@ class LibvirtDriver(LiveCalls):
             return defined
         if kind is Kind.DOMAIN:
             return self._conn.lookupByName(name)
+        if kind is Kind.POOL:
+            return self._conn.storagePoolLookupByName(name)
         return self._conn.networkLookupByName(name)
 
     def _call(self, action: str, kind: Kind, name: str, call: Callable[[Any], object]) -> None:
@@ -342,6 +347,8 @@ class LibvirtDriver(LiveCalls):
         with translated(self._lv):
             if kind is Kind.DOMAIN:
                 obj = self._conn.defineXML(xml)
+            elif kind is Kind.POOL:
+                obj = self._conn.storagePoolDefineXML(xml, 0)
             else:
                 obj = self._conn.networkDefineXML(xml)
             # What follows a define in the same plan (start, autostart) acts on the
@@ -351,8 +358,8 @@ class LibvirtDriver(LiveCalls):
             self._defined[(kind, obj.name())] = obj
 
     def undefine(self, kind: Kind, name: str) -> None:
-        if kind is Kind.NETWORK:
-            self._call("undefine", kind, name, lambda net: net.undefine())
+        if kind is not Kind.DOMAIN:  # networks, pools (libvirt refuses an active pool)
+            self._call("undefine", kind, name, lambda obj: obj.undefine())
         else:
             self._call("undefine", kind, name, self._undefine_domain)
         self._defined.pop((kind, name), None)
@@ -378,7 +385,7 @@ class LibvirtDriver(LiveCalls):
         self._call("start", kind, name, lambda obj: obj.create())
 
     def shutdown(self, kind: Kind, name: str) -> None:
-        if kind is Kind.NETWORK:  # networks have no graceful stop
+        if kind is not Kind.DOMAIN:  # networks and pools have no graceful stop
             self._call("shut down", kind, name, lambda net: net.destroy())
             return
         self._call("shut down", kind, name, lambda dom: dom.shutdown())

@@ -22,6 +22,9 @@ INSTALL_HINT = "pip install 'virtctl[libvirt]'"
 _CODES: dict[str, ErrorCode] = {
     "VIR_ERR_NO_DOMAIN": ErrorCode.NO_SUCH_DOMAIN,
     "VIR_ERR_NO_NETWORK": ErrorCode.NO_SUCH_NETWORK,
+    "VIR_ERR_NO_STORAGE_POOL": ErrorCode.NO_SUCH_POOL,
+    "VIR_ERR_NO_STORAGE_VOL": ErrorCode.NO_SUCH_VOLUME,
+    "VIR_ERR_STORAGE_VOL_EXIST": ErrorCode.DUPLICATE,
     "VIR_ERR_OPERATION_INVALID": ErrorCode.OPERATION_INVALID,
     "VIR_ERR_OPERATION_DENIED": ErrorCode.OPERATION_INVALID,  # e.g. a read-only connection
     "VIR_ERR_ACCESS_DENIED": ErrorCode.OPERATION_INVALID,

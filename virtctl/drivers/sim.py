@@ -15,11 +15,15 @@ the same kind of structured error. Faults can be injected for tests through
 graceful shutdown a no-op (a guest that ignores ACPI) and a live detach leave the device
 in place (a guest that never releases it; the call still succeeds, as QEMU's does). Ops
 are the method names but `attach`, `detach`, `update`, `set_vcpus`, `update_network`,
-`set_running_note` for the live calls, `autostart` for set_autostart.
+`set_running_note` for the live calls, `autostart` for set_autostart, `build`,
+`create_volume`, `delete_volume`, `resize_volume`, `upload` for storage (kind `volume`,
+name "POOL/NAME"); `upload` with `"after": BYTES` fails once that many bytes are written
+(the volume keeps its old content).
 
 Live changes (simlivecalls.py over simlive.py and simnetlive.py) act on a domain's
 `running_xml` (while it runs) and/or its persistent `xml`, and likewise on a network's
-`running_xml` (while active).
+`running_xml` (while active). Storage pools and volumes (simstorage.py) support dir
+pools only; their data lives in the state directory, never at the pool's target path.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from .base import Event, EventCallback, EventType
 from .simcaps import CAPABILITIES_XML
 from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
 from .simlivecalls import SimLiveCalls
+from .simstorage import SimStorage
 from .simstore import Record, SimStore
 from .snapshot import DomainRead, NetworkRead, fingerprint
 
@@ -63,9 +68,12 @@ def _error(message: str, code: ErrorCode) -> DriverError:
     return DriverError(message, code=code, domain=ErrorDomain.SIM)
 
 
+_NO_SUCH = {Kind.DOMAIN: ErrorCode.NO_SUCH_DOMAIN, Kind.NETWORK: ErrorCode.NO_SUCH_NETWORK,
+            Kind.POOL: ErrorCode.NO_SUCH_POOL, Kind.VOLUME: ErrorCode.NO_SUCH_VOLUME}
+
+
 def _no_such(kind: Kind, name: str) -> DriverError:
-    code = ErrorCode.NO_SUCH_DOMAIN if kind is Kind.DOMAIN else ErrorCode.NO_SUCH_NETWORK
-    return _error(f"{kind} '{name}' not found", code)
+    return _error(f"{kind} '{name}' not found", _NO_SUCH[kind])
 
 
 def _owner(data: Record) -> Ownership | None:
@@ -78,7 +86,7 @@ def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     return None if found is None else metadata.owner_to_dict(found)
 
 
-class SimDriver(SimLiveCalls):
+class SimDriver(SimLiveCalls, SimStorage):
     """The embedded driver; see the module docstring."""
 
     def __init__(
@@ -164,7 +172,7 @@ class SimDriver(SimLiveCalls):
         self._mutate("start", kind, name, lambda: self._start(kind, name))
 
     def shutdown(self, kind: Kind, name: str) -> None:
-        if kind is Kind.NETWORK:
+        if kind is not Kind.DOMAIN:
             self.destroy(kind, name)
             return
         self._mutate("shutdown", kind, name, lambda: self._stop(kind, name, graceful=True))
@@ -185,14 +193,17 @@ class SimDriver(SimLiveCalls):
         self._mutate("set_memory", Kind.DOMAIN, name, lambda: self._set_memory(name, kib))
 
     def inject_fault(
-        self, op: str, kind: Kind, name: str, *, action: str = "fail", seconds: float = 0.0
+        self, op: str, kind: Kind, name: str, *, action: str = "fail", seconds: float = 0.0,
+        after: int = 0,
     ) -> None:
         """Make a later call fail, stall or (shutdown only) be ignored; see module doc."""
         with self.store.locked(exclusive=True):
             faults = self.store.read_json("faults.json") or []
-            faults.append(
-                {"op": op, "kind": str(kind), "name": name, "action": action, "seconds": seconds}
-            )
+            fault = {"op": op, "kind": str(kind), "name": name, "action": action,
+                     "seconds": seconds}
+            if after:
+                fault["after"] = after
+            faults.append(fault)
             self.store.write_json("faults.json", faults)
 
     def clear_faults(self) -> None:
@@ -245,12 +256,15 @@ class SimDriver(SimLiveCalls):
         except SpecError as exc:
             raise _error(f"XML error: {exc.message}", ErrorCode.INVALID_SPEC) from None
 
-    def _mutate(self, op: str, kind: Kind, name: str, body: Callable[[], EventType | None]) -> None:
+    def _refuse_readonly(self, op: str, kind: Kind, name: str) -> None:
         if self.readonly:
             raise _error(
                 f"cannot {op} {kind} '{name}': the connection is read-only",
                 ErrorCode.OPERATION_INVALID,
             )
+
+    def _mutate(self, op: str, kind: Kind, name: str, body: Callable[[], EventType | None]) -> None:
+        self._refuse_readonly(op, kind, name)
         self._apply_fault(op, kind, name)
         with self.store.locked(exclusive=True):
             event = body()
@@ -298,7 +312,7 @@ class SimDriver(SimLiveCalls):
             raise _no_such(kind, name)
         return record
 
-    def _define(self, kind: Kind, name: str, root: etree._Element) -> EventType:
+    def _define(self, kind: Kind, name: str, root: etree._Element) -> EventType | None:
         existing = self.store.get(kind, name)
         declared = (root.findtext("uuid") or "").strip()
         try:
@@ -318,6 +332,9 @@ class SimDriver(SimLiveCalls):
             raise _error(
                 f"{kind} '{other}' already exists with uuid {uuid}", ErrorCode.OPERATION_FAILED
             )
+        if kind is Kind.POOL:
+            self._define_pool(name, root, uuid, existing)
+            return None  # no storage events (libvirt's are not relayed)
         if kind is Kind.DOMAIN:
             self._define_domain(name, root, uuid, existing)
         else:
@@ -381,10 +398,16 @@ class SimDriver(SimLiveCalls):
             self.store.claim("network-bridge", bridge_name, name)
         self.store.claim("network-uuid", uuid, name)
 
-    def _undefine(self, kind: Kind, name: str) -> EventType:
+    def _undefine(self, kind: Kind, name: str) -> EventType | None:
         record = self._require(kind, name)
         if not record["persistent"]:
             raise _error(f"cannot undefine transient {kind} '{name}'", ErrorCode.OPERATION_INVALID)
+        if kind is Kind.POOL:
+            if record["active"]:  # as libvirt (unlike a domain's undefine)
+                raise _error(f"storage pool '{name}' is still active",
+                             ErrorCode.OPERATION_INVALID)
+            self._forget(kind, name, record)
+            return None
         if kind is Kind.NETWORK and record["active"]:
             raise _error(
                 f"network '{name}' is still active; destroy it first", ErrorCode.OPERATION_INVALID
@@ -397,7 +420,10 @@ class SimDriver(SimLiveCalls):
             self._forget(kind, name, record)
         return EventType.UNDEFINED
 
-    def _start(self, kind: Kind, name: str) -> EventType:
+    def _start(self, kind: Kind, name: str) -> EventType | None:
+        if kind is Kind.POOL:
+            self._start_pool(name)
+            return None
         record = self._require(kind, name)
         if kind is Kind.NETWORK:
             if record["active"]:
@@ -425,6 +451,9 @@ class SimDriver(SimLiveCalls):
         return EventType.STARTED
 
     def _stop(self, kind: Kind, name: str, *, graceful: bool) -> EventType | None:
+        if kind is Kind.POOL:
+            self._stop_pool(name)
+            return None
         record = self._require(kind, name)
         if kind is Kind.NETWORK:
             if not record["active"]:

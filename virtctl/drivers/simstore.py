@@ -6,6 +6,10 @@ Layout of a state directory (`$VIRTCTL_STATE_DIR/sim/NAME`):
     counter.json       the next domain id
     domains/NAME.json  {"xml", "running_xml", "state", "id", "autostart", "persistent", "owner"}
     networks/NAME.json {"xml", "active", "autostart", "persistent", "owner"}
+    pools/NAME.json    {"xml", "type", "target", "active", "running_target", "autostart", ...}
+    volumes/PATH.json  a volume's format, declared capacity and backing store, by its path
+    pools-data/TARGET/ a dir pool's volumes as files, by the pool's target path (quoted);
+                       .uploads/ holds uploads until they are renamed over a volume
     index/KEY/VALUE    which object holds a unique value (a uuid, a bridge name), so define
                        checks uniqueness without reading every record
     events.log         JSON lines, one per change, read by `subscribe`

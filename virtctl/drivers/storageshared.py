@@ -1,0 +1,43 @@
+"""What both drivers' storage calls share: the STATE_VOLUME read and the refusals they
+make themselves rather than leave to the host."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from ..errors import DriverError, ErrorCode, ErrorDomain
+from ..model import STATE_VOLUME
+
+RECORD_LIMIT = 1 << 20  # `storage()` reads STATE_VOLUME up to this size
+
+
+def record_text(data: bytes) -> str:
+    """STATE_VOLUME's bytes as text: an upload overwrites a volume's first bytes and keeps
+    the rest (libvirt's semantics), so zero bytes after the text are padding."""
+    return data.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def shrink_refused(pool: str, name: str, current: int, capacity: int,
+                   domain: ErrorDomain) -> DriverError:
+    """Both drivers refuse a smaller capacity themselves (libvirt would, without its
+    SHRINK flag, but with other codes per pool type)."""
+    return DriverError(
+        f"cannot resize volume '{pool}/{name}' to {capacity} bytes: can't shrink capacity "
+        f"below current capacity ({current} bytes)",
+        code=ErrorCode.OPERATION_INVALID, domain=domain)
+
+
+def records_unreadable(pool: str, domain: ErrorDomain) -> DriverError:
+    return DriverError(
+        f"cannot read virtctl's records in storage pool '{pool}' ({STATE_VOLUME}): "
+        "libvirt refuses volume downloads on a read-only connection",
+        code=ErrorCode.OPERATION_INVALID, domain=domain)
+
+
+def read_chunk(data: BinaryIO, size: int, key: str) -> bytes:
+    """Up to `size` bytes of an upload's data; a failed read becomes a DriverError."""
+    try:
+        return data.read(size)
+    except OSError as exc:
+        raise DriverError(f"cannot upload to volume '{key}': cannot read the data: {exc}",
+                          code=ErrorCode.OPERATION_FAILED, domain=ErrorDomain.DRIVER) from exc
