@@ -12,6 +12,8 @@ PACKAGES=(
     # The tiny guest OS of tests/integration/guestos.py (a kernel booted directly and a
     # static busybox in its initramfs), so hot-unplugged devices are released.
     linux-image-cloud-amd64 busybox-static
+    # Independent readers of the cloud-init seed images virtctl writes (bsdtar, isoinfo).
+    libarchive-tools genisoimage
 )
 
 log() { printf 'install-libvirt: %s\n' "$*" >&2; }
