@@ -91,6 +91,10 @@ def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Pl
 
 
 def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
+    storage = [*desired.pools.values(), *desired.volumes.values()]
+    if storage:  # until the planner supports them (issue 14): never silently ignore them
+        raise SpecError("storage pools and volumes cannot be applied yet: " + ", ".join(
+            f"{s.source} ({s.key})" for s in storage), code=ErrorCode.CONFIG_UNSUPPORTED)
     live = reader.snapshot()
     caps_xml = reader.capabilities()
     store = SyncMemo(cache_dir(os.environ), reader.uri)

@@ -359,9 +359,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             problems.extend(many.errors)
     if problems:
         raise SpecErrors(problems)
-    out.write(
-        f"{len(desired.domains)} domain(s) and {len(desired.networks)} network(s) are valid.\n"
-    )
+    storage = (f", {len(desired.pools)} storage pool(s) and {len(desired.volumes)} volume(s)"
+               if desired.pools or desired.volumes else "")
+    out.write(f"{len(desired.domains)} domain(s) and {len(desired.networks)} network(s)"
+              f"{storage} are valid.\n")
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import (
     ErrorCode,
@@ -29,7 +29,7 @@ from .errors import (
     SpecErrors,
     VirtctlError,
 )
-from .model import Desired, DomainSpec, HostAlias, NetworkSpec
+from .model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, VolumeSpec
 from .uri import parse_uri
 
 T = TypeVar("T")
@@ -59,11 +59,13 @@ def group_by_host(
 ) -> dict[str, Desired]:
     """Split the specs by the host they target; raise SpecErrors for unknown hosts."""
     aliases = aliases or {}
-    domains: dict[str, dict[str, DomainSpec]] = {}
-    networks: dict[str, dict[str, NetworkSpec]] = {}
+    tables: dict[type, dict[str, dict[str, Any]]] = {
+        DomainSpec: {}, NetworkSpec: {}, PoolSpec: {}, VolumeSpec: {}}
     errors: list[SpecError] = []
     parse_uri(default_uri)  # a bad --connect is the command line's error, not a spec's
-    for spec in desired:
+    specs: list[DomainSpec | NetworkSpec | PoolSpec | VolumeSpec] = [
+        *desired, *desired.pools.values(), *desired.volumes.values()]
+    for spec in specs:
         uri = default_uri
         if spec.connect is not None:
             uri = resolve(spec.connect, aliases)
@@ -72,15 +74,15 @@ def group_by_host(
                 errors.append(SpecError(problem, code=ErrorCode.UNKNOWN_REFERENCE, source=Source(
                     spec.source.file, spec.source.line, "connect")))
                 continue
-        if isinstance(spec, DomainSpec):
-            domains.setdefault(uri, {})[spec.name] = spec
-        else:
-            networks.setdefault(uri, {})[spec.name] = spec
+        tables[type(spec)].setdefault(uri, {})[spec.key.name] = spec
     if errors:
         raise SpecErrors(errors)
-    uris = sorted(set(domains) | set(networks))
+    uris = sorted({uri for table in tables.values() for uri in table})
     return {
-        uri: replace(desired, domains=domains.get(uri, {}), networks=networks.get(uri, {}))
+        uri: replace(desired, domains=tables[DomainSpec].get(uri, {}),
+                     networks=tables[NetworkSpec].get(uri, {}),
+                     pools=tables[PoolSpec].get(uri, {}),
+                     volumes=tables[VolumeSpec].get(uri, {}))
         for uri in uris
     } or {default_uri: desired}
 

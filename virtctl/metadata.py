@@ -212,3 +212,17 @@ def pop_runtime(root: etree._Element) -> dict[str, str]:
     if len(meta) == 0 and not (meta.text or "").strip():
         root.remove(meta)
     return attrs
+
+
+def set_runtime(root: etree._Element, attrs: dict[str, str]) -> None:
+    """Write the spec-side runtime element (XML spec files of storage pools and volumes
+    made by `virtctl convert`); nothing when `attrs` is empty."""
+    if not attrs:
+        return
+    meta = _metadata(root, create=True)
+    assert meta is not None
+    for old in meta.findall(RUNTIME):
+        meta.remove(old)
+    elem = etree.SubElement(meta, RUNTIME, nsmap=_NSMAP)
+    for key, value in attrs.items():
+        elem.set(key, value)

@@ -14,6 +14,9 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 DOMAIN = {"kind": "Domain", "name": "d1", "type": "kvm"}
 NETWORK = {"kind": "Network", "name": "n1"}
+POOL = {"kind": "StoragePool", "name": "p1", "type": "dir", "target": {"path": "/srv/p1"}}
+VOLUME = {"kind": "Volume", "name": "v1", "pool": "p1", "capacity": "1GiB"}
+SHA256 = "sha256:" + "0" * 64
 
 
 def errors(doc: dict[str, Any]) -> list[tuple[list[Any], str]]:
@@ -35,6 +38,19 @@ def test_schema_is_valid_draft_2020_12() -> None:
                      id="domain-runtime-and-sizes"),
         pytest.param({**NETWORK, "active": False, "autostart": True}, id="network-runtime"),
         pytest.param({**DOMAIN, "features": {"hap": False, "pae": True}}, id="feature-false"),
+        pytest.param(POOL, id="minimal-pool"),
+        pytest.param({**POOL, "active": False, "autostart": True, "build": False,
+                      "updatePolicy": "recreate", "connect": "lab"}, id="pool-runtime"),
+        pytest.param(VOLUME, id="minimal-volume"),
+        pytest.param({**VOLUME, "capacity": 1073741824, "allocation": 0, "format": "qcow2",
+                      "backingStore": {"volume": "base", "format": "qcow2"},
+                      "content": {"url": "https://x/y", "checksum": SHA256},
+                      "deletePolicy": "delete"}, id="volume-everything"),
+        pytest.param({**VOLUME, "content": {"file": "a.img", "checksum": "sha512:" + "f" * 128}},
+                     id="volume-file-sha512"),
+        pytest.param({**DOMAIN, "disks": [{"type": "volume",
+                                           "source": {"pool": "p", "volume": "v"}}]},
+                     id="volume-disk"),
     ],
 )
 def test_valid_documents_pass(doc: dict[str, Any]) -> None:
@@ -86,6 +102,28 @@ def test_valid_documents_pass(doc: dict[str, Any]) -> None:
                                           "prefix": 8}]}, ["ips", 0], "not",
                      id="netmask-and-prefix"),
         pytest.param({**NETWORK, "active": "yes"}, ["active"], "type", id="active-not-bool"),
+        pytest.param({**POOL, "capacity": 1}, [], "additionalProperties",
+                     id="pool-capacity-is-read-only"),
+        pytest.param({"kind": "StoragePool", "name": "p"}, [], "required", id="pool-needs-type"),
+        pytest.param({**POOL, "type": "tape"}, ["type"], "enum", id="bad-pool-type"),
+        pytest.param({**POOL, "source": {"host": {"port": 1}}}, ["source", "host"], "required",
+                     id="pool-host-needs-name"),
+        pytest.param({**VOLUME, "pool": None}, ["pool"], "type", id="volume-pool-null"),
+        pytest.param({"kind": "Volume", "name": "v"}, [], "required", id="volume-needs-pool"),
+        pytest.param({**VOLUME, "capacity": "1.5G"}, ["capacity"], "pattern",
+                     id="bad-capacity"),
+        pytest.param({**VOLUME, "content": {"url": "https://x"}}, ["content"],
+                     "dependentRequired", id="url-needs-checksum"),
+        pytest.param({**VOLUME, "content": {"file": "a", "checksum": "md5:00"}},
+                     ["content", "checksum"], "pattern", id="bad-checksum"),
+        pytest.param({**VOLUME, "content": {"file": "a", "url": "https://x",
+                                            "checksum": SHA256}}, ["content"], "oneOf",
+                     id="file-and-url"),
+        pytest.param({**VOLUME, "backingStore": {"format": "qcow2"}}, ["backingStore"], "oneOf",
+                     id="backing-needs-volume-or-path"),
+        pytest.param({**VOLUME, "deletePolicy": "shred"}, ["deletePolicy"], "enum",
+                     id="bad-delete-policy"),
+        pytest.param({**VOLUME, "name": "a/b"}, ["name"], "pattern", id="slash-in-volume-name"),
     ],
 )
 def test_bad_documents_fail_at_the_field(
@@ -119,3 +157,5 @@ def test_editor_metadata_present() -> None:
     assert SCHEMA["title"] and SCHEMA["description"]
     assert SCHEMA["$defs"]["domain"]["description"]
     assert SCHEMA["$defs"]["network"]["description"]
+    assert SCHEMA["$defs"]["storagePool"]["description"]
+    assert SCHEMA["$defs"]["volume"]["description"]

@@ -20,6 +20,10 @@ from virtctl.converters.yamlxml import (
     domain_to_xml,
     network_from_xml,
     network_to_xml,
+    pool_from_xml,
+    pool_to_xml,
+    volume_from_xml,
+    volume_to_xml,
 )
 from virtctl.xmlutil import parse, tostring
 
@@ -27,12 +31,20 @@ DATA = Path(__file__).parent.parent / "data" / "yamlxml"
 CASES = sorted(p.stem for p in DATA.glob("*.yaml"))
 
 
+TO_XML = {"Domain": domain_to_xml, "Network": network_to_xml, "StoragePool": pool_to_xml,
+          "Volume": volume_to_xml}
+FROM_XML = {"domain": domain_from_xml, "network": network_from_xml, "pool": pool_from_xml,
+            "volume": volume_from_xml}
+#: libvirt's RelaxNG schema file for each root tag.
+RNG = {"pool": "storagepool", "volume": "storagevol"}
+
+
 def to_xml(doc: Mapping[str, Any]) -> etree._Element:
-    return domain_to_xml(doc) if doc["kind"] == "Domain" else network_to_xml(doc)
+    return TO_XML[doc["kind"]](doc)
 
 
 def from_xml(root: etree._Element) -> dict[str, Any]:
-    return domain_from_xml(root) if root.tag == "domain" else network_from_xml(root)
+    return FROM_XML[str(root.tag)](root)
 
 
 def load_yaml(case: str) -> dict[str, Any]:
@@ -74,5 +86,5 @@ def test_golden_xml_is_valid_libvirt_xml(
     case: str, libvirt_relaxng: Callable[[str], etree.RelaxNG]
 ) -> None:
     root = parse((DATA / f"{case}.xml").read_bytes())
-    schema = libvirt_relaxng(str(root.tag))
+    schema = libvirt_relaxng(RNG.get(str(root.tag), str(root.tag)))
     assert schema.validate(root), schema.error_log.last_error

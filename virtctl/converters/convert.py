@@ -13,10 +13,13 @@ from typing import Any
 import yaml
 from lxml import etree
 
+from .. import metadata
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
 from ..xmlutil import parse, tostring
 from . import yamlxml
 from .xm import Conversion, xm_to_xml, xml_to_xm
+from .yaml_storage import POOL_KEYS
+from .yaml_volume import VOLUME_KEYS, runtime_attrs, runtime_keys
 
 __all__ = ["FORMATS", "Conversion", "convert"]
 
@@ -62,6 +65,13 @@ def _yaml_to_tree(text: str, source: str) -> etree._Element:
         raise _error("a YAML spec must be a mapping", source, code=ErrorCode.INVALID_SPEC)
     if doc.get("kind") == "Network":
         return yamlxml.network_to_xml(doc)
+    if doc.get("kind") in ("StoragePool", "Volume"):
+        # A volume's pool is not in libvirt's XML: keep the runtime keys in the runtime
+        # element, as an XML spec file holds them, so the conversion loses nothing.
+        tag = "pool" if doc["kind"] == "StoragePool" else "volume"
+        root = yamlxml.pool_to_xml(doc) if tag == "pool" else yamlxml.volume_to_xml(doc)
+        metadata.set_runtime(root, runtime_attrs(tag, doc))
+        return root
     return yamlxml.domain_to_xml(doc)
 
 
@@ -71,9 +81,14 @@ def _dump_yaml(root: etree._Element) -> str:
         doc = yamlxml.network_from_xml(root)
     elif root.tag == "domain":
         doc = yamlxml.domain_from_xml(root)
+    elif root.tag in ("pool", "volume"):
+        runtime = runtime_keys(str(root.tag), metadata.pop_runtime(root))
+        doc = (yamlxml.pool_from_xml if root.tag == "pool" else yamlxml.volume_from_xml)(root)
+        order = POOL_KEYS if root.tag == "pool" else VOLUME_KEYS
+        doc = {key: {**doc, **runtime}[key] for key in order if key in doc or key in runtime}
     else:
-        raise _error(f"<{root.tag}> is neither a domain nor a network", "<xml>",
-                     code=ErrorCode.INVALID_SPEC)
+        raise _error(f"<{root.tag}> is not a domain, network, storage pool or volume",
+                     "<xml>", code=ErrorCode.INVALID_SPEC)
     return str(yaml.safe_dump(doc, sort_keys=False))
 
 

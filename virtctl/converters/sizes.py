@@ -66,11 +66,37 @@ def format_size(kib: int) -> str:
     return f"{kib}KiB"
 
 
-def _bad(value: object, path: str) -> SpecError:
+def _bad(value: object, path: str, *, unitless: str = "KiB") -> SpecError:
     return SpecError(
-        f"invalid size {value!r}: use a number of KiB or a number with a unit "
+        f"invalid size {value!r}: use a number of {unitless} or a number with a unit "
         "such as 512MiB, 1GiB, 2048M, 1G or 1000000KB",
         code=ErrorCode.INVALID_SPEC,
         domain=ErrorDomain.CONVERTER,
         source=Source(file="", path=path),
     )
+
+
+def parse_bytes(value: int | str, *, path: str) -> int:
+    """Return `value` in bytes: storage sizes (volume capacity and allocation), whose
+    unit-less numbers are bytes, libvirt's default unit for volumes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _bad(value, path)
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match is not None and not match.group(2):
+            return int(match.group(1))
+        if match is not None and unit_bytes(match.group(2)) is not None:
+            return int(match.group(1)) * (unit_bytes(match.group(2)) or 1)
+    raise _bad(value, path, unitless="bytes")
+
+
+def format_bytes(count: int) -> str | int:
+    """Write `count` bytes with the largest binary unit that divides it exactly
+    (`20GiB`, `512KiB`), else as a plain number of bytes."""
+    for name, exponent in (*_BINARY_UNITS, ("KiB", 0)):
+        unit = 1024 ** (exponent + 1)
+        if count and count % unit == 0:
+            return f"{count // unit}{name}"
+    return count

@@ -100,6 +100,7 @@ _DISK_DRIVER = tuple(
               "iothread", "queues")
 )
 _SOURCE_ATTR = {"file": "file", "block": "dev", "dir": "dir"}
+_VOLUME_SOURCE = (attr("pool"), attr("volume"), attr("mode"))  # <disk type='volume'>
 _TARGET = (attr("dev", key="target"), attr("bus"))
 
 
@@ -108,10 +109,12 @@ def read_disk(elem: Element) -> Fragment:
                          "serial", *_COMMON))
     out = read_attrs(elem, _DISK)
     _put(out, "driver", _attrs_of(elem, "driver", _DISK_DRIVER))
-    source_attr = _SOURCE_ATTR.get(out.get("type", "file"))
-    if source_attr is None:
+    if out.get("type") == "volume":
+        _put(out, "source", _attrs_of(elem, "source", _VOLUME_SOURCE))
+    elif (source_attr := _SOURCE_ATTR.get(out.get("type", "file"))) is not None:
+        _put(out, "source", _one_attr(elem, "source", source_attr))
+    else:
         raise Unmodelled("disk type")
-    _put(out, "source", _one_attr(elem, "source", source_attr))
     target = _attrs_of(elem, "target", _TARGET)
     out.update(target or {})
     for flag in ("readonly", "shareable", "transient"):
@@ -133,8 +136,7 @@ def write_disk(data: Mapping[str, Any], path: str) -> Element:
     if "driver" in data:
         write_attrs(sub(elem, "driver"), data["driver"], _DISK_DRIVER)
     if "source" in data:
-        source_attr = _SOURCE_ATTR[data.get("type", "file")]
-        sub(elem, "source", **{source_attr: data["source"]})
+        _write_disk_source(elem, data, path)
     if "target" in data or "bus" in data:
         write_attrs(sub(elem, "target"), data, _TARGET)
     for flag in ("readonly", "shareable", "transient"):
@@ -145,6 +147,19 @@ def write_disk(data: Mapping[str, Any], path: str) -> Element:
     if "serial" in data:
         sub(elem, "serial", str(data["serial"]))
     return _write_common(elem, data)
+
+
+def _write_disk_source(elem: Element, data: Mapping[str, Any], path: str) -> None:
+    source = data["source"]
+    if data.get("type") == "volume":
+        if not isinstance(source, Mapping) or not {"pool", "volume"} <= set(source):
+            raise spec_error("a volume disk's source is {pool: POOL, volume: NAME}",
+                             f"{path}.source")
+        write_attrs(sub(elem, "source"), source, _VOLUME_SOURCE)
+    elif isinstance(source, Mapping):
+        raise spec_error("source: {pool, volume} needs type: volume", f"{path}.source")
+    else:
+        sub(elem, "source", **{_SOURCE_ATTR[data.get("type", "file")]: source})
 
 
 # interfaces ----------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Spec loading: `load_specs(paths) -> Desired`.
 
-Reads YAML (multi-document, validated by the packaged JSON Schema), libvirt domain and
-network XML, and Xen xm/xl config files; turns each object into a spec whose definition
-is libvirt XML. Every file is read and every problem collected before anything is
-returned, so a run either has a whole valid Desired or a `SpecErrors` naming each file,
-line and field path. Reads files and stdin; nothing else.
+Reads YAML (multi-document, validated by the packaged JSON Schema), libvirt domain,
+network, storage pool and volume XML, and Xen xm/xl config files; turns each object into
+a spec whose definition is libvirt XML. Every file is read and every problem collected
+before anything is returned, so a run either has a whole valid Desired or a `SpecErrors`
+naming each file, line and field path. Reads files and stdin; nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from lxml import etree
 
 from .. import metadata
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
-from ..model import Desired, DomainSpec, DomainState, HostAlias, NetworkSpec, UpdatePolicy
+from ..model import (
+    Desired,
+    DomainSpec,
+    DomainState,
+    HostAlias,
+    NetworkSpec,
+    PoolSpec,
+    UpdatePolicy,
+    VolumeSpec,
+)
 from ..xmlutil import parse, tostring
 from .speccache import SpecCache
 
@@ -40,6 +49,10 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DOC_START = re.compile(r"^---(?:\s|$)")
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
+AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
+#: The schema's $defs entry for each kind.
+_DEFS = {"Domain": "domain", "Network": "network", "Hosts": "hosts",
+         "StoragePool": "storagePool", "Volume": "volume"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +103,7 @@ def load_specs(
 ) -> Desired:
     """Load and validate every spec under `paths`; raise SpecErrors listing every problem."""
     errors: list[SpecError] = []
-    specs: list[DomainSpec | NetworkSpec] = []
+    specs: list[AnySpec] = []
     warnings: list[str] = []
     cache = cache or SpecCache(None)
     try:
@@ -118,11 +131,16 @@ def load_specs(
         specs.extend(loaded)
         warnings.extend(found)
         aliases.extend(named)
-        if not named:  # the cache holds specs only; files naming hosts are re-read
-            cache.put(spec_file.text, loaded, found)
+        # The cache holds domains and networks only: files naming hosts are re-read, and
+        # so are storage files (a relative content.file depends on where the file is).
+        plain = [s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)]
+        if not named and len(plain) == len(loaded):
+            cache.put(spec_file.text, plain, found)
+    from .loadstorage import check_storage
     from .validate import check_specs
 
-    errors.extend(check_specs(specs))
+    errors.extend(check_specs([s for s in specs if isinstance(s, DomainSpec | NetworkSpec)]))
+    errors.extend(check_storage(specs))
     hosts = _unique_hosts(aliases, errors)
     if errors:
         raise SpecErrors(errors)
@@ -131,6 +149,8 @@ def load_specs(
         networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
         warnings=tuple(warnings),
         hosts=hosts,
+        pools={s.name: s for s in specs if isinstance(s, PoolSpec)},
+        volumes={s.key.name: s for s in specs if isinstance(s, VolumeSpec)},
     )
 
 
@@ -165,7 +185,7 @@ def detect_format(text: str, source: str) -> str:
 def load_text(
     text: str, *, source: str, warnings: list[str] | None = None,
     hosts: list[HostAlias] | None = None,
-) -> list[DomainSpec | NetworkSpec]:
+) -> list[AnySpec]:
     """The specs one file declares; conversion warnings are appended to `warnings`, host
     names from `kind: Hosts` documents to `hosts`."""
     fmt = detect_format(text, source)
@@ -193,7 +213,7 @@ def _flag(attrs: Mapping[str, str], key: str, default: bool, source: Source) -> 
 def spec_from_xml(
     root: etree._Element, *, source: str, line: int | None = None,
     runtime: Mapping[str, Any] | None = None,
-) -> DomainSpec | NetworkSpec:
+) -> AnySpec:
     """A spec from a libvirt definition. Runtime state comes from `runtime` (YAML) or
     from the virtctl:runtime element in <metadata> (XML files)."""
     line = line or root.sourceline
@@ -262,7 +282,13 @@ def spec_from_xml(
             update_policy=policy,
             connect=_connect(attrs if runtime is None else runtime),
         )
-    raise SpecError(f"expected <domain> or <network>, found <{root.tag}>",
+    from .loadstorage import pool_spec, volume_spec
+
+    if root.tag == "pool":
+        return pool_spec(root, name, uuid, where=where, runtime=runtime, attrs=attrs)
+    if root.tag == "volume":
+        return volume_spec(root, name, where=where, runtime=runtime, attrs=attrs)
+    raise SpecError(f"expected <domain>, <network>, <pool> or <volume>, found <{root.tag}>",
                     source=Source(source, line))
 
 
@@ -308,7 +334,7 @@ def _canonical_uuid(text: str | None, source: Source) -> str | None:
 # -- Xen config files ---------------------------------------------------------------------
 
 
-def _load_xen(text: str, source: str, warnings: list[str]) -> DomainSpec | NetworkSpec:
+def _load_xen(text: str, source: str, warnings: list[str]) -> AnySpec:
     from ..converters.xl import guess_flavor
     from ..converters.xm import xm_to_xml
 
@@ -331,9 +357,9 @@ def schema() -> dict[str, Any]:
 def _validator(kind: str | None = None) -> jsonschema.protocols.Validator:
     """The schema's validator; for a known kind, one that skips the kind dispatch."""
     root = schema()
-    if kind in ("Domain", "Network", "Hosts"):
+    if kind in _DEFS:
         # Same $defs, no if/then on kind: a third of the validation time on large runs.
-        root = dict(root, allOf=[{"$ref": f"#/$defs/{kind.lower()}"}])
+        root = dict(root, allOf=[{"$ref": f"#/$defs/{_DEFS[kind]}"}])
     import jsonschema  # only when a file is not in the spec cache: 40 ms of start-up
 
     cls = jsonschema.validators.validator_for(root)
@@ -359,7 +385,7 @@ def _has_content_before(text: str, line: int) -> bool:
 
 def _load_yaml(
     text: str, source: str, hosts: list[HostAlias]
-) -> list[DomainSpec | NetworkSpec]:
+) -> list[AnySpec]:
     try:
         docs = [d for d in yaml.load_all(text, Loader=_Loader)]
     except yaml.YAMLError as exc:
@@ -369,7 +395,7 @@ def _load_yaml(
         raise SpecError(f"malformed YAML: {problem}", code=ErrorCode.PARSE_ERROR,
                         source=Source(source, line)) from None
     starts = _doc_lines(text)
-    specs: list[DomainSpec | NetworkSpec] = []
+    specs: list[AnySpec] = []
     errors: list[SpecError] = []
     nonempty = [(i, d) for i, d in enumerate(docs) if d is not None]
     for index, doc in nonempty:
@@ -404,7 +430,7 @@ def _hosts_from_doc(
 
 def _spec_from_doc(
     doc: Any, source: str, index: int, line: int | None, text: str
-) -> DomainSpec | NetworkSpec:
+) -> AnySpec:
     if not isinstance(doc, dict):
         raise SpecError("a spec document must be a mapping with 'kind' and 'name'",
                         source=Source(source, line))
@@ -416,18 +442,27 @@ def _spec_from_doc(
     from ..converters import yamlxml
 
     try:
-        if doc["kind"] == "Domain":
-            root = yamlxml.domain_to_xml(doc)
-        else:
-            root = yamlxml.network_to_xml(doc)
+        root = {
+            "Domain": yamlxml.domain_to_xml, "Network": yamlxml.network_to_xml,
+            "StoragePool": yamlxml.pool_to_xml, "Volume": yamlxml.volume_to_xml,
+        }[doc["kind"]](doc)
     except SpecError as exc:
         field = exc.source.path if exc.source else None
         raise SpecError(exc.message, code=exc.code,
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
     runtime = {k: doc[k] for k in ("state", "autostart", "active", "updatePolicy",
-                                    "shutdownTimeout", "connect") if k in doc}
-    return spec_from_xml(root, source=source, line=line, runtime=runtime)
+                                    "shutdownTimeout", "connect", "build", "pool",
+                                    "deletePolicy", "content") if k in doc}
+    if kind not in ("StoragePool", "Volume"):
+        return spec_from_xml(root, source=source, line=line, runtime=runtime)
+    try:
+        return spec_from_xml(root, source=source, line=line, runtime=runtime)
+    except SpecError as exc:  # storage keys checked while loading: point at the key's line
+        field = exc.source.path if exc.source else None
+        raise SpecError(exc.message, code=exc.code,
+                        source=Source(source, _line_for_path(text, index, field) or line,
+                                      field)) from None
 
 
 def _schema_error(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Source, SpecError, SpecErrors
-from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, Spec
+from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec, VolumeSpec
 from ..reconciler.load import expand, load_text
 from ..reconciler.validate import check_specs
 
@@ -146,7 +146,13 @@ class SpecSet:
         result: tuple[Specs, Aliases] | SpecError
         named: list[HostAlias] = []
         try:
-            result = (tuple(load_text(text, source=name, hosts=named)), tuple(named))
+            loaded = load_text(text, source=name, hosts=named)
+            storage = [s for s in loaded if isinstance(s, PoolSpec | VolumeSpec)]
+            if storage:  # until the planner supports them (issue 14): never ignore them
+                raise SpecError("storage pools and volumes cannot be applied yet: " + ", ".join(
+                    f"{s.source} ({s.key})" for s in storage), source=storage[0].source)
+            result = (tuple(s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)),
+                      tuple(named))
         except SpecError as exc:
             result = exc
         except Exception as exc:  # noqa: BLE001 (a converter bug must not stop the rest)
