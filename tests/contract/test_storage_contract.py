@@ -83,6 +83,9 @@ def test_dir_pool_lifecycle(driver: Driver, factory: Factory, folder: Path) -> N
     driver.build_pool(name)
     driver.start(Kind.POOL, name)
     assert driver.storage().pools[name].active
+    for running in (True, False):
+        assert parse(driver.definition(Kind.POOL, name, running=running)).findtext(
+            "uuid") == pool.uuid
     refused(lambda: driver.start(Kind.POOL, name), ErrorCode.OPERATION_INVALID)
     refused(lambda: driver.build_pool(name), ErrorCode.OPERATION_INVALID)
     driver.set_autostart(Kind.POOL, name, True)
@@ -93,6 +96,8 @@ def test_dir_pool_lifecycle(driver: Driver, factory: Factory, folder: Path) -> N
     refused(lambda: driver.undefine(Kind.POOL, name), ErrorCode.OPERATION_INVALID)
     driver.destroy(Kind.POOL, name)
     assert not driver.storage().pools[name].active
+    refused(lambda: driver.definition(Kind.POOL, name, running=True),
+            ErrorCode.OPERATION_INVALID)
     refused(lambda: driver.destroy(Kind.POOL, name), ErrorCode.OPERATION_INVALID)
     driver.undefine(Kind.POOL, name)
     assert name not in driver.storage().pools

@@ -85,6 +85,7 @@ class LiveCalls:
 
         def _writable(self, action: str, kind: Kind, name: str = "") -> None: ...
         def _lookup(self, kind: Kind, name: str) -> Any: ...
+        def _pool_xml(self, pool: Any) -> str: ...
 
     def live_ops(self) -> frozenset[LiveOp]:
         """What this host changes on running objects, by the URI's driver name:
@@ -108,6 +109,8 @@ class LiveCalls:
                 if not obj.isActive():
                     raise _not_running(self.uri, kind, name)
                 return str(obj.XMLDesc(0))
+            if kind is Kind.POOL:
+                return self._pool_xml(obj)
             return self._inactive_network_xml(obj)
 
     def _inactive_network_xml(self, net: Any) -> str:

@@ -23,10 +23,11 @@ from ..model import STATE_VOLUME, Kind, LivePool, LiveVolume, Storage
 from .libvirt_errors import translated
 from .storageshared import RECORD_LIMIT, read_chunk, record_text, records_unreadable, shrink_refused
 
-# Bytes per virStreamSend/virStreamRecv call. libvirt's RPC carries at most 256 KiB per
-# stream message (VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX), so a bigger send returns having
-# sent one message; the loop sends the rest. Measured on qemu:///system (256 MiB file,
-# docs/libvirt-driver.md): see UPLOAD_CHUNK's note there.
+# Bytes per virStreamSend/virStreamRecv call: libvirt's largest stream message
+# (VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX); a bigger send takes one message's worth and the
+# rest is sent again, copied by the binding. A 256 MiB upload to qemu:///system, median
+# of 7: 64 KiB 0.26 s, 128 KiB 0.18 s, 256 KiB 0.17 s, 1 MiB 0.21 s, 4 MiB 0.34 s;
+# `virsh vol-upload` 0.29 s.
 UPLOAD_CHUNK = 256 << 10
 DOWNLOAD_CHUNK = 256 << 10
 
@@ -148,17 +149,20 @@ class StorageCalls:
         with translated(lv):
             for pool in self._conn.listAllStoragePools(0):
                 try:
-                    pools[pool.name()] = self._read_pool(pool, volumes)
+                    found, read = self._read_pool(pool)
                 except lv.libvirtError as exc:
-                    if exc.get_error_code() not in (lv.VIR_ERR_NO_STORAGE_POOL,
-                                                    lv.VIR_ERR_NO_STORAGE_VOL):
+                    if exc.get_error_code() == lv.VIR_ERR_NO_STORAGE_POOL:
+                        continue  # gone since it was listed
+                    if exc.get_error_code() != lv.VIR_ERR_NO_STORAGE_VOL:
                         raise
-                    # Gone (or a volume gone) while read: read the pool again.
-                    with contextlib.suppress(lv.libvirtError):
-                        pools[pool.name()] = self._read_pool(pool, volumes)
+                    found, read = self._read_pool(pool)  # a volume went: once more
+                pools[found.name] = found
+                volumes.update(read)
         return Storage(pools=pools, volumes=volumes)
 
-    def _read_pool(self, pool: Any, volumes: dict[str, LiveVolume]) -> LivePool:
+    def _read_pool(self, pool: Any) -> tuple[LivePool, dict[str, LiveVolume]]:
+        """The pool and, when active, its volumes by "POOL/NAME"."""
+        volumes: dict[str, LiveVolume] = {}
         name, active = pool.name(), bool(pool.isActive())
         record = None
         if active:
@@ -176,7 +180,7 @@ class StorageCalls:
                     capacity=int(capacity), allocation=int(allocation))
         return LivePool(name=name, uuid=pool.UUIDString(), xml=self._pool_xml(pool),
                         active=active, autostart=bool(pool.autostart()),
-                        persistent=bool(pool.isPersistent()), record=record)
+                        persistent=bool(pool.isPersistent()), record=record), volumes
 
     def _pool_xml(self, pool: Any) -> str:
         lv = self._lv

@@ -168,14 +168,14 @@ class SimStorage:
         if not self._data_dir(record["target"]).is_dir():
             raise _error(f"cannot open directory '{record['target']}': No such file or "
                          "directory", ErrorCode.OPERATION_FAILED)
-        record.update(active=True, running_target=record["target"])
+        record.update(active=True, running_target=record["target"], running_xml=record["xml"])
         self.store.put(Kind.POOL, name, record)
 
     def _stop_pool(self, name: str) -> None:
         record = self._require(Kind.POOL, name)
         if not record["active"]:
             raise _error(f"storage pool '{name}' is not active", ErrorCode.OPERATION_INVALID)
-        record.update(active=False, running_target=None)
+        record.update(active=False, running_target=None, running_xml=None)
         self.store.put(Kind.POOL, name, record)
 
     def build_pool(self, name: str) -> None:
