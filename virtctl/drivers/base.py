@@ -171,8 +171,10 @@ class Driver(Reader, Protocol):
 
     def upload_volume(self, pool: str, name: str, data: BinaryIO, size: int,
                       progress: Callable[[int], None] | None = None) -> None:
-        """Replace a volume's content with `size` bytes read from `data` (libvirt's
-        stream upload), calling `progress` with the bytes sent so far."""
+        """Write `size` bytes read from `data` over the start of a volume (libvirt's
+        stream upload), calling `progress` with the bytes sent so far. What the volume
+        held beyond them stays (a raw file grows when they are more): whoever replaces
+        a text with a shorter one pads it (zero bytes end STATE_VOLUME's record)."""
         ...
 
     def download_volume(self, pool: str, name: str, *, limit: int) -> bytes:
