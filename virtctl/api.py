@@ -30,6 +30,7 @@ from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
+from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
 from .reconciler.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
 from .reconciler.validate import check_host
@@ -71,6 +72,9 @@ def check(
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune)
+    storage = _storage(desired, reader, policy)
+    if storage is not None:
+        errors += check_storage(desired, storage, adopt=policy.adopt)
     if errors:
         raise SpecErrors(errors)
     return live, caps
@@ -91,16 +95,16 @@ def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Pl
 
 
 def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
-    storage = [*desired.pools.values(), *desired.volumes.values()]
-    if storage:  # until the planner supports them (issue 14): never silently ignore them
-        raise SpecError("storage pools and volumes cannot be applied yet: " + ", ".join(
-            f"{s.source} ({s.key})" for s in storage), code=ErrorCode.CONFIG_UNSUPPORTED)
     live = reader.snapshot()
     caps_xml = reader.capabilities()
     store = SyncMemo(cache_dir(os.environ), reader.uri)
     live_ops = reader.live_ops()
-    context = context_of(repr((replace(policy, commit=""), sorted(live_ops))), caps_xml,
-                         code_fingerprint())
+    # Storage is read only where specs declare some or pruning may remove some; its
+    # digest joins the context, so the whole-host memo below never hides a change.
+    storage = _storage(desired, reader, policy)
+    context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
+                               storage_digest(storage.storage) if storage else "")),
+                         caps_xml, code_fingerprint())
     whole = host_key(desired, live, context=context)
     if whole is not None and store.host_in_sync(whole):
         return Plan()  # checked and found in sync before, with exactly these inputs
@@ -109,13 +113,22 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check:
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
                             verified=memo.verified())
+        if storage is not None:
+            errors += check_storage(desired, storage, adopt=policy.adopt)
         if errors:
             raise SpecErrors(errors)
-    planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops)
+    planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
+                        storage=storage)
     store.save(planned.in_sync, memo.known)
     if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
         store.save_host(whole)
     return planned
+
+
+def _storage(desired: Desired, reader: Reader, policy: Policy) -> StorageView | None:
+    if desired.pools or desired.volumes or policy.prune:
+        return view(reader.storage())
+    return None
 
 
 def apply(
@@ -155,7 +168,8 @@ def reconcile(
 
 def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """What `delete` would do: stop and undefine the managed objects the specs name."""
-    return plan_delete(desired, reader.snapshot(), policy=policy)
+    storage = view(reader.storage()) if desired.pools or desired.volumes else None
+    return plan_delete(desired, reader.snapshot(), policy=policy, storage=storage)
 
 
 def delete(
@@ -205,7 +219,8 @@ def split_hosts(desired: Desired, uri: str | None = None) -> dict[str, Desired]:
     default = default_uri(uri, os.environ)
     groups = group_by_host(desired, default_uri=default, aliases=desired.hosts)
     for alias in desired.hosts.values():
-        groups.setdefault(alias.uri, replace(desired, domains={}, networks={}))
+        groups.setdefault(alias.uri, replace(desired, domains={}, networks={}, pools={},
+                                             volumes={}))
     return groups
 
 

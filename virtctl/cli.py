@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="delete managed objects absent from the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
+    p.add_argument("--allow-recreate", action="store_true",
+                   help="replace volumes whose format, backing store or content changed "
+                   "(their data is lost)")
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
     _parallel(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _restarts(p)
     p.add_argument("--prune", action="store_true")
     p.add_argument("--adopt", action="store_true")
+    p.add_argument("--allow-recreate", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _parallel(p)
     p.set_defaults(func=cmd_diff)
@@ -165,6 +169,7 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         force_stop=getattr(args, "force_stop", False),
         allow_restart=getattr(args, "allow_restart", False),
         live=getattr(args, "live", True),
+        allow_recreate=getattr(args, "allow_recreate", False),
         detach_timeout=getattr(args, "detach_timeout", 30.0),
     )
 
@@ -277,12 +282,19 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stream = out if live_output else None
     runs = _run(
         args, out, err, groups, _apply_steps(policy, args, err, stream),
-        readonly=args.dry_run,
+        readonly=args.dry_run and not _reads_storage(desired, policy),
         render_doc=lambda r: _apply_doc(r, dry_run=args.dry_run),
         render_text=lambda r: _apply_text(r, out, err, plan_shown=live_output),
         kind="MultiHostPlan" if args.dry_run else "MultiHostApplyResult",
     )
     return _exit_code(runs, dry_run=args.dry_run)
+
+
+def _reads_storage(desired: api.Desired, policy: api.Policy | None) -> bool:
+    """Whether planning reads virtctl's storage records. libvirt refuses volume
+    downloads on a read-only connection, so then even diff, validate and a dry run
+    open a read-write one (and still write nothing)."""
+    return bool(desired.pools or desired.volumes or (policy is not None and policy.prune))
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -296,7 +308,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(render.plan_text(result.plan))
 
     runs = _run(args, out, err, api.split_hosts(desired, args.connect), (prepare, None),
-                readonly=True,
+                readonly=not _reads_storage(desired, policy),
                 render_doc=lambda r: render.plan_json(r.plan), render_text=text,
                 kind="MultiHostPlan")
     return _exit_code(runs, dry_run=True)
@@ -353,7 +365,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problems: list[SpecError] = []
     for uri, share in groups.items():  # each host the specs target, read-only
         try:
-            with api.connect(uri, readonly=True) as reader:
+            with api.connect(uri, readonly=not _reads_storage(share, None)) as reader:
                 api.check(share, reader, policy=api.Policy(adopt=True))
         except SpecErrors as many:
             problems.extend(many.errors)

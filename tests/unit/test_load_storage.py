@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from virtctl import api
 from virtctl.errors import SpecError, SpecErrors
 from virtctl.hosts import group_by_host
-from virtctl.model import DeletePolicy, Desired, Kind, PoolSpec, VolumeContent
+from virtctl.model import DeletePolicy, Kind, VolumeContent
 from virtctl.reconciler.load import load_specs, load_text
 from virtctl.watch.specs import SpecSet
 
@@ -238,22 +237,9 @@ def test_group_by_host_refuses_an_unknown_host_for_a_pool(tmp_path: Path) -> Non
     assert caught.value.errors[0].source.path == "connect"
 
 
-def test_plan_refuses_storage_specs_until_the_planner_supports_them(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.yaml", POOL_YAML)
-    desired = load_specs([path])
-    assert isinstance(desired.pools["images"], PoolSpec)
-    with pytest.raises(SpecError) as caught:
-        api.plan(desired, reader=None)  # type: ignore[arg-type]  # refused before reading
-    assert caught.value.message == (
-        f"storage pools and volumes cannot be applied yet: {path}:1 (pool/images)")
-    assert api.plan.__name__ == "plan"
-    empty = Desired()
-    assert not empty.pools and not empty.volumes
-
-
 def test_watch_refuses_storage_files(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", POOL_YAML)
     scan = SpecSet([str(tmp_path)]).read()
     (errors,) = scan.errors.values()
-    assert "cannot be applied yet" in errors[0].message
+    assert "watch does not manage storage" in errors[0].message
     assert not scan.parsed

@@ -285,7 +285,7 @@ def phase_of(action: Action) -> Phase:
             return Phase.POOL_BUILD
         case RecordPool():
             return Phase.POOL_START  # after the start it needs, by plan order
-        case DeleteVolume():
+        case DeleteVolume() | RecordVolume(record=None):  # forgetting is part of teardown
             return Phase.VOLUME_DELETE
         case CreateVolume() | ResizeVolume() | RecordVolume():
             return Phase.VOLUME_CREATE

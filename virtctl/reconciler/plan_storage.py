@@ -13,6 +13,7 @@ Pure: no driver calls. Called by `plan.plan` and `plan.plan_delete`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -75,6 +76,20 @@ class StorageView:
     def volume_record(self, volume: LiveVolume) -> ObjectRecord | None:
         record = self.records.get(volume.pool)
         return record.volumes.get(volume.name) if record is not None else None
+
+
+def storage_digest(storage: Storage) -> str:
+    """A hash of everything storage planning reads: every pool (definition, state,
+    record) and volume (definition, sizes)."""
+    digest = hashlib.sha256()
+    for name in sorted(storage.pools):
+        pool = storage.pools[name]
+        digest.update(repr((name, pool.uuid, pool.xml, pool.active, pool.autostart,
+                            pool.persistent, pool.record)).encode())
+    for name in sorted(storage.volumes):
+        vol = storage.volumes[name]
+        digest.update(repr((name, vol.xml, vol.capacity)).encode())
+    return digest.hexdigest()
 
 
 def view(storage: Storage) -> StorageView:

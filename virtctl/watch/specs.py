@@ -148,9 +148,11 @@ class SpecSet:
         try:
             loaded = load_text(text, source=name, hosts=named)
             storage = [s for s in loaded if isinstance(s, PoolSpec | VolumeSpec)]
-            if storage:  # until the planner supports them (issue 14): never ignore them
-                raise SpecError("storage pools and volumes cannot be applied yet: " + ", ".join(
-                    f"{s.source} ({s.key})" for s in storage), source=storage[0].source)
+            if storage:  # watch does not reconcile storage (yet): never ignore it silently
+                raise SpecError("virtctl watch does not manage storage pools and volumes; "
+                                "apply them with virtctl apply: " + ", ".join(
+                                    f"{s.source} ({s.key})" for s in storage),
+                                source=storage[0].source)
             result = (tuple(s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)),
                       tuple(named))
         except SpecError as exc:

@@ -1,0 +1,124 @@
+"""Benchmark: uploading an image into a volume, virtctl versus `virsh vol-upload`
+(issue 14's target: virtctl at >= 80% of virsh's speed on the same host).
+
+A dir pool in a temporary directory on qemu:///system; a file of --size MiB (default
+1024) of random bytes. Each run, after an untimed removal of the volume:
+
+- virsh     `virsh vol-create-as` (untimed) then `virsh vol-upload` of the file;
+- virtctl   the CreateVolume action as `virtctl apply` performs it: create the volume,
+            upload the file through libvirt's stream API while hashing it, verify the
+            sha256 the spec declares, write virtctl's record in the pool's state volume.
+
+Speeds are MiB/s of the best and the median run. Needs root and a running libvirtd.
+Usage: python bench/bench_upload.py [--size 1024] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import libvirt
+
+from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.model import Kind, VolumeContent
+from virtctl.reconciler.actions import CreateVolume
+from virtctl.reconciler.applystorage import perform_storage
+
+URI = "qemu:///system"
+
+
+def make_file(path: Path, mib: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for _ in range(mib):
+            block = secrets.token_bytes(1 << 20)
+            digest.update(block)
+            out.write(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def remove(conn: libvirt.virConnect, pool: str, name: str) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="MiB")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    folder = Path(tempfile.mkdtemp(prefix="vctl-bench-upload-", dir="/var/tmp"))
+    folder.chmod(0o755)
+    pool_dir = folder / "pool"
+    image = folder / "image.raw"
+    name = "vctl-bench-upload-" + secrets.token_hex(3)
+    conn = libvirt.open(URI)
+    try:
+        checksum = make_file(image, args.size)
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{name}</name><target><path>{pool_dir}</path></target>"
+            "</pool>")
+        pool.build(0)
+        pool.create(0)
+        size = image.stat().st_size
+        times: dict[str, list[float]] = {"virsh": [], "virtctl": []}
+        driver = LibvirtDriver(URI)
+        for _ in range(args.repeat):
+            remove(conn, name, "v.raw")
+            subprocess.run(["virsh", "-q", "-c", URI, "vol-create-as", name, "v.raw",
+                            str(size), "--format", "raw"], check=True, capture_output=True)
+            began = time.perf_counter()
+            subprocess.run(["virsh", "-q", "-c", URI, "vol-upload", "--pool", name, "v.raw",
+                            str(image)], check=True)
+            times["virsh"].append(time.perf_counter() - began)
+            remove(conn, name, "v.raw")
+            action = CreateVolume(
+                kind=Kind.VOLUME, name=f"{name}/v.raw",
+                xml="<volume><name>v.raw</name><target><format type='raw'/></target></volume>",
+                content=VolumeContent(file=str(image), checksum=checksum))
+            began = time.perf_counter()
+            perform_storage(action, driver)
+            times["virtctl"].append(time.perf_counter() - began)
+        driver.close()
+        mib = size / (1 << 20)
+        print(f"# upload of {mib:.0f} MiB into a dir pool on {URI} ({args.repeat} runs)")
+        speeds = {}
+        for label, found in times.items():
+            best, median = mib / min(found), mib / statistics.median(found)
+            speeds[label] = (best, median)
+            print(f"{label:>8}  best {best:7.1f} MiB/s  median {median:7.1f} MiB/s")
+        ratio = speeds["virtctl"][0] / speeds["virsh"][0]
+        median_ratio = speeds["virtctl"][1] / speeds["virsh"][1]
+        print(f"virtctl / virsh speed: {ratio:.2f} (best), {median_ratio:.2f} (median)")
+        print("target met (>= 0.80)" if ratio >= 0.8 else "target MISSED (>= 0.80)")
+    finally:
+        try:
+            pool = conn.storagePoolLookupByName(name)
+            for vol in pool.listAllVolumes(0):
+                vol.delete(0)
+            pool.destroy()
+            pool.undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        os.sync()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

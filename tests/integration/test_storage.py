@@ -1,0 +1,177 @@
+"""Storage end to end on the sim (issue 14): a pool, a base volume with content from a
+local file (checksum verified), a copy-on-write overlay named by volume, a data disk and
+a guest booting from the overlay; a second apply plans nothing and a no-op re-apply of
+100 volumes writes no volume; a bad checksum fails and leaves nothing behind; volumes
+grow and are never shrunk; prune keeps data unless deletePolicy says delete; a changed
+format is refused without --allow-recreate. The same on qemu:///system is in
+test_storage_qemu.py; the drivers' own semantics in tests/contract."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from virtctl.drivers.sim import SimDriver
+from virtctl.model import STATE_VOLUME
+from virtctl.uri import parse_uri
+
+
+def checksum(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write_specs(specs: Path, image: Path, *, sum_: str | None = None, data_size: str = "1GiB",
+                data_format: str = "raw", with_data: bool = True, extra: str = "") -> None:
+    sum_ = sum_ or checksum(image.read_bytes())
+    text = textwrap.dedent(f"""\
+        kind: StoragePool
+        name: images
+        type: dir
+        target: {{path: /srv/images}}
+        ---
+        kind: Volume
+        pool: images
+        name: base.qcow2
+        format: qcow2
+        content: {{file: {image}, checksum: "{sum_}"}}
+        ---
+        kind: Volume
+        pool: images
+        name: web.qcow2
+        format: qcow2
+        capacity: 8GiB
+        backingStore: {{volume: base.qcow2, format: qcow2}}
+        deletePolicy: delete
+        ---
+        kind: Domain
+        name: web
+        type: kvm
+        memory: 256MiB
+        os: {{type: hvm}}
+        disks:
+          - {{type: volume, device: disk, source: {{pool: images, volume: web.qcow2}},
+             target: vda, bus: virtio}}
+        """)
+    if with_data:
+        text += textwrap.dedent(f"""\
+            ---
+            kind: Volume
+            pool: images
+            name: data.img
+            format: {data_format}
+            capacity: {data_size}
+            """)
+    (specs / "all.yaml").write_text(text + extra)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "base-image.qcow2"
+    path.write_bytes(b"QFI\xfb" + bytes(range(256)) * 64)
+    return path
+
+
+def sim() -> SimDriver:
+    return SimDriver(parse_uri("sim:///default"))
+
+
+def apply(cli: Callable[..., object], specs: Path, *flags: str) -> object:
+    return cli("apply", *flags, "-f", str(specs))
+
+
+def test_a_pool_volumes_and_a_guest_on_an_overlay_come_up_in_one_apply(
+        cli, specs: Path, image: Path, state_dir: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    first = apply(cli, specs)
+    assert first.code == 0, first.out + first.err  # type: ignore[attr-defined]
+    storage = sim().storage()
+    assert storage.pools["images"].active and storage.pools["images"].record
+    assert set(storage.volumes) == {"images/base.qcow2", "images/web.qcow2", "images/data.img"}
+    assert STATE_VOLUME not in {v.name for v in storage.volumes.values()}
+    overlay = storage.volumes["images/web.qcow2"].xml
+    assert "base.qcow2</path>" in overlay and "virtctl-volume:" not in overlay
+    assert sim().download_volume("images", "base.qcow2", limit=1 << 20) == image.read_bytes()
+    assert sim().snapshot().domains["web"].state.active
+    again = cli("diff", "-f", str(specs))
+    assert again.code == 0, again.out  # type: ignore[attr-defined]
+
+
+def test_a_no_op_re_apply_of_100_volumes_writes_no_volume(
+        cli, specs: Path, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    many = "".join(f"---\nkind: Volume\npool: images\nname: v{i:03d}.raw\nformat: raw\n"
+                   "capacity: 1MiB\n" for i in range(97))
+    write_specs(specs, image, extra=many)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    assert len(sim().storage().volumes) == 100
+    writes: list[str] = []
+    for op in ("create_volume", "delete_volume", "resize_volume", "upload_volume",
+               "build_pool", "define", "start"):
+        original = getattr(SimDriver, op)
+        monkeypatch.setattr(SimDriver, op, lambda self, *a, _op=op, _f=original, **k: (
+            writes.append(_op), _f(self, *a, **k))[1])
+    again = apply(cli, specs)
+    assert again.code == 0 and "No changes" in again.out  # type: ignore[attr-defined]
+    assert writes == []
+
+
+def test_a_bad_checksum_fails_and_leaves_nothing_behind(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image, sum_="sha256:" + "0" * 64)
+    result = apply(cli, specs)
+    assert result.code == 1  # type: ignore[attr-defined]
+    assert "does not match its checksum" in result.out + result.err  # type: ignore[attr-defined]
+    volumes = sim().storage().volumes
+    assert "images/base.qcow2" not in volumes  # removed again
+    assert "images/web.qcow2" not in volumes  # skipped: its backing volume failed
+
+
+def test_volumes_grow_but_are_never_shrunk(cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    write_specs(specs, image, data_size="2GiB")
+    grown = apply(cli, specs)
+    assert grown.code == 0 and "resize-volume" in grown.out  # type: ignore[attr-defined]
+    assert sim().storage().volumes["images/data.img"].capacity == 2 << 30
+    write_specs(specs, image, data_size="1GiB")
+    kept = apply(cli, specs)
+    assert kept.code == 0 and "never shrunk" in kept.out  # type: ignore[attr-defined]
+    assert sim().storage().volumes["images/data.img"].capacity == 2 << 30
+
+
+def test_prune_keeps_data_unless_the_spec_said_delete(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    write_specs(specs, image, with_data=False)
+    pruned = apply(cli, specs, "--prune")
+    assert pruned.code == 0, pruned.out + pruned.err  # type: ignore[attr-defined]
+    assert "retained" in pruned.out  # type: ignore[attr-defined]
+    assert "images/data.img" in sim().storage().volumes  # still there, with its data
+    again = apply(cli, specs, "--prune")
+    assert "No changes" in again.out  # type: ignore[attr-defined]  # and no longer managed
+    deleted = cli("delete", "-f", str(specs))
+    assert deleted.code == 0, deleted.out + deleted.err  # type: ignore[attr-defined]
+    assert "images" not in sim().storage().pools  # stopped and undefined
+    # Its storage stayed: define the pool again and see what is in it.
+    (specs / "all.yaml").write_text((specs / "all.yaml").read_text().split("---")[0])
+    assert apply(cli, specs, "--adopt").code == 0  # type: ignore[attr-defined]
+    left = sim().storage().volumes
+    assert "images/web.qcow2" not in left  # deletePolicy: delete
+    assert "images/base.qcow2" in left and "images/data.img" in left  # retained
+
+
+def test_a_new_format_needs_allow_recreate(cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    write_specs(specs, image, data_format="qcow2")
+    refused = apply(cli, specs)
+    assert "--allow-recreate" in refused.out  # type: ignore[attr-defined]
+    assert "<format type='raw'/>" in sim().storage().volumes["images/data.img"].xml.replace(
+        '"', "'")
+    allowed = apply(cli, specs, "--allow-recreate")
+    assert allowed.code == 0, allowed.out + allowed.err  # type: ignore[attr-defined]
+    assert "qcow2" in sim().storage().volumes["images/data.img"].xml
