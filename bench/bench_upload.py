@@ -6,8 +6,14 @@ A dir pool in a temporary directory on qemu:///system; a file of --size MiB (def
 
 - virsh     `virsh vol-create-as` (untimed) then `virsh vol-upload` of the file;
 - virtctl   the CreateVolume action as `virtctl apply` performs it: create the volume,
-            upload the file through libvirt's stream API while hashing it, verify the
-            sha256 the spec declares, write virtctl's record in the pool's state volume.
+            upload the file through libvirt's stream API, write virtctl's record in the
+            pool's state volume;
+- +sum      the same with the image's sha256 verified: virtctl hashes it while it
+            uploads (as a spec with `checksum:` makes it); virsh is followed by
+            `sha256sum`, as an operator checks an image.
+
+SHA-256 runs at about the speed of a local upload here, so a verified upload cannot be
+as fast as an unverified one: compare like with like.
 
 Speeds are MiB/s of the best and the median run. Needs root and a running libvirtd.
 Usage: python bench/bench_upload.py [--size 1024] [--repeat 3]
@@ -75,24 +81,33 @@ def main() -> int:
         pool.build(0)
         pool.create(0)
         size = image.stat().st_size
-        times: dict[str, list[float]] = {"virsh": [], "virtctl": []}
+        times: dict[str, list[float]] = {
+            "virsh": [], "virtctl": [], "virsh+sum": [], "virtctl+sum": []}
         driver = LibvirtDriver(URI)
         for _ in range(args.repeat):
-            remove(conn, name, "v.raw")
-            subprocess.run(["virsh", "-q", "-c", URI, "vol-create-as", name, "v.raw",
-                            str(size), "--format", "raw"], check=True, capture_output=True)
-            began = time.perf_counter()
-            subprocess.run(["virsh", "-q", "-c", URI, "vol-upload", "--pool", name, "v.raw",
-                            str(image)], check=True)
-            times["virsh"].append(time.perf_counter() - began)
-            remove(conn, name, "v.raw")
-            action = CreateVolume(
-                kind=Kind.VOLUME, name=f"{name}/v.raw",
-                xml="<volume><name>v.raw</name><target><format type='raw'/></target></volume>",
-                content=VolumeContent(file=str(image), checksum=checksum))
-            began = time.perf_counter()
-            perform_storage(action, driver)
-            times["virtctl"].append(time.perf_counter() - began)
+            for verified in (False, True):
+                remove(conn, name, "v.raw")
+                subprocess.run(["virsh", "-q", "-c", URI, "vol-create-as", name, "v.raw",
+                                str(size), "--format", "raw"], check=True, capture_output=True)
+                began = time.perf_counter()
+                subprocess.run(["virsh", "-q", "-c", URI, "vol-upload", "--pool", name,
+                                "v.raw", str(image)], check=True)
+                if verified:  # what an operator runs to check the image
+                    subprocess.run(["sha256sum", str(image)], check=True,
+                                   capture_output=True)
+                times["virsh+sum" if verified else "virsh"].append(
+                    time.perf_counter() - began)
+                remove(conn, name, "v.raw")
+                action = CreateVolume(
+                    kind=Kind.VOLUME, name=f"{name}/v.raw",
+                    xml="<volume><name>v.raw</name><target><format type='raw'/></target>"
+                        "</volume>",
+                    content=VolumeContent(file=str(image),
+                                          checksum=checksum if verified else None))
+                began = time.perf_counter()
+                perform_storage(action, driver)
+                times["virtctl+sum" if verified else "virtctl"].append(
+                    time.perf_counter() - began)
         driver.close()
         mib = size / (1 << 20)
         print(f"# upload of {mib:.0f} MiB into a dir pool on {URI} ({args.repeat} runs)")
@@ -101,10 +116,12 @@ def main() -> int:
             best, median = mib / min(found), mib / statistics.median(found)
             speeds[label] = (best, median)
             print(f"{label:>8}  best {best:7.1f} MiB/s  median {median:7.1f} MiB/s")
-        ratio = speeds["virtctl"][0] / speeds["virsh"][0]
-        median_ratio = speeds["virtctl"][1] / speeds["virsh"][1]
-        print(f"virtctl / virsh speed: {ratio:.2f} (best), {median_ratio:.2f} (median)")
-        print("target met (>= 0.80)" if ratio >= 0.8 else "target MISSED (>= 0.80)")
+        for top, bottom in (("virtctl", "virsh"), ("virtctl+sum", "virsh+sum"),
+                            ("virtctl+sum", "virsh")):
+            ratio = speeds[top][0] / speeds[bottom][0]
+            median_ratio = speeds[top][1] / speeds[bottom][1]
+            print(f"{top} / {bottom} speed: {ratio:.2f} (best), {median_ratio:.2f} (median)"
+                  f"  {'>= 0.80' if ratio >= 0.8 else '< 0.80'}")
     finally:
         try:
             pool = conn.storagePoolLookupByName(name)
