@@ -175,3 +175,41 @@ def test_a_new_format_needs_allow_recreate(cli, specs: Path, image: Path) -> Non
     allowed = apply(cli, specs, "--allow-recreate")
     assert allowed.code == 0, allowed.out + allowed.err  # type: ignore[attr-defined]
     assert "qcow2" in sim().storage().volumes["images/data.img"].xml
+
+
+def test_a_cloud_init_seed_is_made_attached_and_replaced_for_the_next_boot(
+        cli, specs: Path) -> None:  # noqa: ANN001
+    def write(host: str) -> None:
+        (specs / "guest.yaml").write_text(textwrap.dedent(f"""\
+            kind: StoragePool
+            name: images
+            type: dir
+            target: {{path: /srv/images}}
+            ---
+            kind: Domain
+            name: web
+            type: kvm
+            memory: 256MiB
+            os: {{type: hvm}}
+            cloudInit:
+              pool: images
+              hostname: {host}
+              userData: {{users: [{{name: ops, ssh_authorized_keys: ["ssh-ed25519 AAAA ops"]}}]}}
+            """))
+
+    write("web")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    seed = sim().download_volume("images", "web-cidata.iso", limit=1 << 20)
+    assert b"cidata" in seed and b"local-hostname: web" in seed
+    started = sim().snapshot().domains["web"]
+    assert "web-cidata.iso" in (started.running_xml or "")
+    write("web-2")
+    changed = apply(cli, specs)
+    assert changed.code == 0, changed.out + changed.err  # type: ignore[attr-defined]
+    assert "delete-volume" in changed.out and "create-volume" in changed.out  # type: ignore[attr-defined]
+    assert b"local-hostname: web-2" in sim().download_volume("images", "web-cidata.iso",
+                                                             limit=1 << 20)
+    assert sim().snapshot().domains["web"].id == started.id  # not restarted
+    assert cli("diff", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
+    deleted = cli("delete", "-f", str(specs))
+    assert deleted.code == 0 and "delete-volume" in deleted.out  # type: ignore[attr-defined]

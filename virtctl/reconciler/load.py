@@ -36,6 +36,7 @@ from ..model import (
     VolumeSpec,
 )
 from ..xmlutil import parse, tostring
+from .loadcloudinit import cloud_init_seed
 from .speccache import SpecCache
 
 if TYPE_CHECKING:
@@ -404,7 +405,7 @@ def _load_yaml(
             if isinstance(doc, dict) and doc.get("kind") == "Hosts":
                 hosts.extend(_hosts_from_doc(doc, source, index, line, text))
             else:
-                specs.append(_spec_from_doc(doc, source, index, line, text))
+                specs.extend(_specs_from_doc(doc, source, index, line, text))
         except SpecErrors as many:
             errors.extend(many.errors)
         except SpecError as exc:
@@ -428,8 +429,18 @@ def _hosts_from_doc(
     ]
 
 
-def _spec_from_doc(
+def _specs_from_doc(
     doc: Any, source: str, index: int, line: int | None, text: str
+) -> list[AnySpec]:
+    """The spec a document declares; a domain with `cloudInit:` also declares the seed
+    volume its CD-ROM uses (loadcloudinit.py)."""
+    extra: list[AnySpec] = []
+    return [_spec_from_doc(doc, source, index, line, text, extra), *extra]
+
+
+def _spec_from_doc(
+    doc: Any, source: str, index: int, line: int | None, text: str,
+    extra: list[AnySpec] | None = None,
 ) -> AnySpec:
     if not isinstance(doc, dict):
         raise SpecError("a spec document must be a mapping with 'kind' and 'name'",
@@ -454,6 +465,9 @@ def _spec_from_doc(
     runtime = {k: doc[k] for k in ("state", "autostart", "active", "updatePolicy",
                                     "shutdownTimeout", "connect", "build", "pool",
                                     "deletePolicy", "content") if k in doc}
+    if kind == "Domain" and "cloudInit" in doc and extra is not None:
+        where = Source(source, _line_of(text, index, ["cloudInit"]) or line, "cloudInit")
+        extra.append(cloud_init_seed(doc, root, where))
     if kind not in ("StoragePool", "Volume"):
         return spec_from_xml(root, source=source, line=line, runtime=runtime)
     try:

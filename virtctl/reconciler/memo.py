@@ -58,8 +58,9 @@ def host_key(desired: Desired, live: Live, *, context: str) -> str | None:
     building, checking or comparing a single object."""
     if not live.fingerprint:
         return None
-    specs = "\1".join(sorted(map(_DIGEST, chain(desired.domains.values(),
-                                                desired.networks.values()))))
+    specs = "\1".join(sorted(map(_DIGEST, chain(
+        desired.domains.values(), desired.networks.values(), desired.pools.values(),
+        desired.volumes.values()))))
     return hashlib.sha256(f"host\0{context}\0{live.fingerprint}\0{specs}".encode()).hexdigest()
 
 

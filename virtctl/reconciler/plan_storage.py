@@ -285,6 +285,12 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     have = found.volume_record(live)
     live_root = parse(live.xml)
     why = _replaced(spec, root, live_root, have)
+    if why and spec.content is not None and spec.content.data is not None:
+        # Content virtctl made (a cloud-init seed) holds nothing of anyone's: replace it.
+        # The guest reads the new one when it next boots.
+        return Step(actions=(
+            DeleteVolume(kind=Kind.VOLUME, name=key.name, reason="next-boot: new content"),
+            create), recreate=False)
     if why:
         if not policy.allow_recreate:
             return Step(notes=(f"{key}: {', '.join(why)} would replace its data; "
