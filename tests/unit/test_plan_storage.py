@@ -139,10 +139,20 @@ def test_format_backing_or_content_changes_need_allow_recreate() -> None:
                            allow_recreate=True)
     assert verbs(allowed) == ["delete-volume images/web.qcow2",
                               "create-volume images/web.qcow2"]
-    old = volume_spec(content=VolumeContent(data=b"one"), capacity="")
-    new = volume_spec(content=VolumeContent(data=b"two"), capacity="")
+    old = volume_spec(content=VolumeContent(file="/img/a", checksum="sha256:" + "1" * 64),
+                      capacity="")
+    new = volume_spec(content=VolumeContent(file="/img/a", checksum="sha256:" + "2" * 64),
+                      capacity="")
     swapped = storage_plan(desired(new), host(live_volume(), records=recorded(old)))
     assert swapped.actions == () and "content" in swapped.notes[0]
+
+
+def test_content_virtctl_made_is_replaced_without_asking() -> None:
+    """A cloud-init seed holds nothing of anyone's: a new one replaces the old."""
+    old = volume_spec(content=VolumeContent(data=b"one"), capacity="")
+    new = volume_spec(content=VolumeContent(data=b"two"), capacity="")
+    p = storage_plan(desired(new), host(live_volume(), records=recorded(old)))
+    assert verbs(p) == ["delete-volume images/web.qcow2", "create-volume images/web.qcow2"]
 
 
 def test_prune_deletes_only_what_says_delete_and_forgets_the_rest() -> None:
