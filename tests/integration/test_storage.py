@@ -213,3 +213,20 @@ def test_a_cloud_init_seed_is_made_attached_and_replaced_for_the_next_boot(
     assert cli("diff", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
     deleted = cli("delete", "-f", str(specs))
     assert deleted.code == 0 and "delete-volume" in deleted.out  # type: ignore[attr-defined]
+
+
+def test_the_cloud_guest_example_applies(cli, specs: Path) -> None:  # noqa: ANN001
+    """specs/cloud/ as a user would apply it (on the sim, with a stand-in image file
+    and the `default` network a libvirt host has)."""
+    example = Path(__file__).resolve().parents[2] / "specs" / "cloud"
+    for spec in example.glob("*.yaml"):
+        (specs / spec.name).write_text(spec.read_text())
+    (specs / "debian-12-genericcloud-amd64.qcow2").write_bytes(b"QFI\xfb" + b"\0" * 4092)
+    (specs / "net.yaml").write_text("kind: Network\nname: default\n"
+                                    "ips: [{address: 192.168.122.1, prefix: 24}]\n")
+    applied = apply(cli, specs)
+    assert applied.code == 0, applied.out + applied.err  # type: ignore[attr-defined]
+    volumes = sim().storage().volumes
+    assert {"cloud-images/cloud-web-1.qcow2", "cloud-images/cloud-web-1-cidata.iso"} <= set(
+        volumes)
+    assert cli("diff", "-f", str(specs)).code == 0  # type: ignore[attr-defined]

@@ -206,3 +206,12 @@ def test_a_pool_record_is_written_only_when_it_changes() -> None:
     same = storage_plan(desired(spec), host(pool_record=record))
     assert same.actions == ()
     assert not any(isinstance(a, BuildPool) for a in same.actions)
+
+
+def test_an_overlay_is_created_after_the_volume_under_it_whatever_their_names() -> None:
+    overlay = volume_spec("a-web.qcow2", backing="virtctl-volume:z-base.qcow2", capacity="")
+    middle = volume_spec("m-mid.qcow2", backing="virtctl-volume:z-base.qcow2", capacity="")
+    top = volume_spec("b-top.qcow2", backing="virtctl-volume:m-mid.qcow2", capacity="")
+    p = storage_plan(desired(overlay, middle, top, volume_spec("z-base.qcow2")), host())
+    assert [a.name for a in p.actions] == [
+        "images/z-base.qcow2", "images/a-web.qcow2", "images/m-mid.qcow2", "images/b-top.qcow2"]

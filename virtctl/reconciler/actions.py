@@ -209,6 +209,7 @@ class CreateVolume(BaseAction):
     xml: str
     content: VolumeContent | None = None
     record: ObjectRecord | None = None
+    depth: int = 0  # backing volumes created in this plan under it: they go first
 
     @property
     def verb(self) -> str:

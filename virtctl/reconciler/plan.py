@@ -33,6 +33,7 @@ from ..model import (
 from ..xmlutil import parse
 from .actions import (
     Action,
+    CreateVolume,
     Define,
     Phase,
     Resume,
@@ -117,12 +118,14 @@ def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
     # An action's phase depends on its type and kind only: look each pair up once.
     phases: dict[tuple[type, Kind], Phase] = {}
 
-    def order(action: Action) -> tuple[Phase, Kind, str]:
+    def order(action: Action) -> tuple[Phase, Kind, int, str]:
         kind = action.kind
         phase = phases.get((type(action), kind))
         if phase is None:
             phase = phases[(type(action), kind)] = phase_of(action)
-        return phase, kind, action.name
+        # A copy-on-write overlay is created after the volume it is backed by.
+        depth = action.depth if isinstance(action, CreateVolume) else 0
+        return phase, kind, depth, action.name
 
     return tuple(sorted(actions, key=order))
 

@@ -279,7 +279,8 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
         needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
     live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
     create = CreateVolume(kind=Kind.VOLUME, name=key.name, xml=tostring(root, pretty=False),
-                          content=spec.content, record=record, needs=tuple(needs))
+                          content=spec.content, record=record, needs=tuple(needs),
+                          depth=_depth(spec, desired))
     if live is None:
         return Step(actions=(create,))
     have = found.volume_record(live)
@@ -312,6 +313,19 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
         actions.append(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
                                     needs=(pool_key,), reason="record"))
     return Step(actions=tuple(actions), notes=tuple(notes))
+
+
+def _depth(spec: VolumeSpec, desired: Desired) -> int:
+    """How many declared volumes lie under this one in its backing chain."""
+    depth, seen = 0, {spec.name}
+    backing = backing_volume(parse(spec.xml))
+    while backing is not None and backing not in seen:
+        under = desired.volumes.get(f"{spec.pool}/{backing}")
+        if under is None:
+            break
+        depth, seen = depth + 1, seen | {backing}
+        backing = backing_volume(parse(under.xml))
+    return depth
 
 
 def _replaced(spec: VolumeSpec, root: etree._Element, live_root: etree._Element,
