@@ -230,7 +230,8 @@ class _Hashing(io.RawIOBase):
 
 def _download(url: str, checksum: str | None) -> Path:
     """`url` in the cache, verified; a partial file from an earlier try is resumed."""
-    folder = cache_dir(os.environ) / "downloads"
+    # VIRTCTL_CACHE=0 turns off the spec caches; a download still needs its folder.
+    folder = (cache_dir({**os.environ, "VIRTCTL_CACHE": "1"}) or Path()) / "downloads"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = hashlib.sha256(url.encode()).hexdigest()[:32]
     done, part = folder / stem, folder / f"{stem}.part"
@@ -250,6 +251,8 @@ def _download(url: str, checksum: str | None) -> Path:
                     got += len(chunk)
                     if bar is not None:
                         bar(got)
+            if got < total:  # http.client ends a cut-off body quietly: never take it whole
+                raise OSError(f"the connection closed after {got} of {total} bytes")
     except OSError as exc:
         raise DriverError(f"cannot download {url}: {exc}; run again to resume",
                           code=ErrorCode.CONNECTION, domain=ErrorDomain.APPLIER) from None

@@ -332,9 +332,10 @@ def _replaced(spec: VolumeSpec, root: etree._Element, live_root: etree._Element,
               have: ObjectRecord | None) -> list[str]:
     """What differs that only a new volume can change (its data would be lost)."""
     why = []
-    want_format = volume_format(root)
-    if want_format is not None and want_format != volume_format(live_root):
-        why.append(f"format {volume_format(live_root)} -> {want_format}")
+    want_format, live_format = volume_format(root), volume_format(live_root)
+    # libvirt reads a raw file holding an ISO 9660 image (a cloud-init seed) as 'iso'.
+    if want_format not in (None, live_format) and {want_format, live_format} != {"raw", "iso"}:
+        why.append(f"format {live_format} -> {want_format}")
     want_backing = backing_path(root)
     if want_backing != backing_path(live_root) and (want_backing or backing_path(live_root)):
         why.append(f"backing store {backing_path(live_root)} -> {want_backing}")
