@@ -78,3 +78,14 @@ def test_the_block_is_checked_by_the_schema(tmp_path: Path) -> None:
     error = caught.value.errors[0]
     assert "'pool' is a required property" in error.message
     assert error.source is not None and error.source.line == 6
+
+
+def test_a_volume_disk_without_a_driver_type_gets_its_volumes_format() -> None:
+    """QEMU would open a qcow2 volume as raw: the guest would see the image file."""
+    example = Path(__file__).resolve().parents[2] / "specs" / "cloud"
+    desired = load_specs([str(example)])
+    root = parse(desired.domains["cloud-web-1"].xml)
+    vda = root.find("devices/disk[@device='disk']/driver")
+    assert vda is not None and vda.attrib == {"name": "qemu", "type": "qcow2"}
+    seed = root.find("devices/disk[@device='cdrom']/driver")
+    assert seed is not None and seed.get("type") == "raw"

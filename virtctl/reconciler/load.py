@@ -137,7 +137,7 @@ def load_specs(
         plain = [s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)]
         if not named and len(plain) == len(loaded):
             cache.put(spec_file.text, plain, found)
-    from .loadstorage import check_storage
+    from .loadstorage import check_storage, with_volume_formats
     from .validate import check_specs
 
     errors.extend(check_specs([s for s in specs if isinstance(s, DomainSpec | NetworkSpec)]))
@@ -145,13 +145,15 @@ def load_specs(
     hosts = _unique_hosts(aliases, errors)
     if errors:
         raise SpecErrors(errors)
+    volumes = {s.key.name: s for s in specs if isinstance(s, VolumeSpec)}
+    domains = with_volume_formats([s for s in specs if isinstance(s, DomainSpec)], volumes)
     return Desired(
-        domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
+        domains={s.name: s for s in domains},
         networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
         warnings=tuple(warnings),
         hosts=hosts,
         pools={s.name: s for s in specs if isinstance(s, PoolSpec)},
-        volumes={s.key.name: s for s in specs if isinstance(s, VolumeSpec)},
+        volumes=volumes,
     )
 
 

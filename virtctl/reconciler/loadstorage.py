@@ -140,3 +140,42 @@ def check_storage(specs: Sequence[object]) -> list[SpecError]:
                     code=ErrorCode.DUPLICATE,
                     source=Source(spec.source.file, spec.source.line, path)))
     return errors
+
+
+def with_volume_formats(domains: Sequence[Any], volumes: Mapping[str, VolumeSpec]) -> list[Any]:
+    """Domains whose `type: volume` disks give no driver type get their volume's declared
+    format: QEMU otherwise opens a qcow2 volume as raw (libvirt does not look at the
+    volume), and the guest sees the image file, not the disk in it. Only for QEMU/KVM
+    domains and volumes the specs declare with a format."""
+    from dataclasses import replace
+
+    from ..xmlutil import parse
+
+    out = []
+    for spec in domains:
+        root = parse(spec.xml)
+        changed = False
+        if root.get("type") in ("qemu", "kvm"):
+            for disk in root.iterfind("devices/disk[@type='volume']"):
+                source = disk.find("source")
+                driver = disk.find("driver")
+                if source is None or (driver is not None and driver.get("type")):
+                    continue
+                volume = volumes.get(f"{source.get('pool')}/{source.get('volume')}")
+                fmt = _declared_format(volume) if volume is not None else None
+                if fmt is None:
+                    continue
+                if driver is None:
+                    driver = etree.Element("driver", name="qemu")
+                    disk.insert(0, driver)
+                driver.set("type", "raw" if fmt == "iso" else fmt)
+                changed = True
+        out.append(replace(spec, xml=tostring(root)) if changed else spec)
+    return out
+
+
+def _declared_format(volume: VolumeSpec) -> str | None:
+    from ..xmlutil import parse
+
+    found = parse(volume.xml).find("target/format")
+    return found.get("type") if found is not None else None
