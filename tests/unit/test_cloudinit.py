@@ -10,13 +10,12 @@ and isoinfo, which fail the tests in CI when missing (see test_iso9660.py).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.unit.isotools import run, tool
 import yaml
 
 from virtctl.converters.cloudinit import render_seed, seed_digest, seed_files
@@ -26,18 +25,6 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "cloudinit"
 CASES = sorted(p.stem for p in DATA.glob("*.yaml"))
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not found (apt-get install libarchive-tools genisoimage)"
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {reason}")
-        pytest.skip(reason)
-    return path
-
-
-def run(*argv: str) -> bytes:
-    return subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout
 
 
 def arguments(case: str) -> dict[str, Any]:

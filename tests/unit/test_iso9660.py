@@ -9,14 +9,13 @@ tests; elsewhere they skip.
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
+from tests.unit.isotools import run, tool
 
 from virtctl.converters.iso9660 import SECTOR, iso_name, make_iso
 
@@ -29,19 +28,6 @@ FILES = {
 }
 
 
-def tool(name: str) -> str:
-    """The path of a command-line reader; fail in CI when missing, else skip."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not found (apt-get install libarchive-tools genisoimage)"
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {reason}")
-        pytest.skip(reason)
-    return path
-
-
-def run(*argv: str) -> bytes:
-    return subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout
 
 
 @pytest.fixture(scope="module")

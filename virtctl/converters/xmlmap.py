@@ -123,6 +123,16 @@ def only_children(elem: Element, allowed: Iterable[str]) -> None:
             raise Unmodelled(str(child.tag))
 
 
+def leaf_attr(elem: Element, name: str) -> str:
+    """The one attribute of a childless element that is nothing else (`<boot dev=/>`,
+    `<interface dev=/>`, `<device path=/>`); Unmodelled when it is absent."""
+    only_children(elem, ())
+    value = read_attrs(elem, (attr(name),)).get(name)
+    if value is None:
+        raise Unmodelled(str(elem.tag))
+    return str(value)
+
+
 def text_only(elem: Element) -> str:
     if len(elem) or elem.attrib:
         raise Unmodelled(elem.tag)

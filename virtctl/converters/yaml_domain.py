@@ -26,6 +26,7 @@ from .xmlmap import (
     append_extra_xml,
     attr,
     camel,
+    leaf_attr,
     only_children,
     order_children,
     parse_extra,
@@ -135,7 +136,7 @@ def _read_os(elem: Element) -> Fragment:
         out["loader"] = {"path": loader.text or "", **details} if details else loader.text or ""
     boots = elem.findall("boot")
     if boots:
-        out["boot"] = [_boot_dev(boot) for boot in boots]
+        out["boot"] = [leaf_attr(boot, "dev") for boot in boots]
     bootmenu = single(elem, "bootmenu")
     if bootmenu is not None:
         only_children(bootmenu, ())
@@ -146,13 +147,6 @@ def _read_os(elem: Element) -> Fragment:
             out[tag] = text_only(found)
     return {"os": out}
 
-
-def _boot_dev(elem: Element) -> str:
-    only_children(elem, ())
-    dev = read_attrs(elem, (attr("dev"),)).get("dev")
-    if dev is None:
-        raise Unmodelled("boot")
-    return str(dev)
 
 
 def _write_os(doc: Mapping[str, Any], path: str) -> Element:

@@ -23,6 +23,7 @@ from .xmlmap import (
     Unmodelled,
     append_extra_xml,
     attr,
+    leaf_attr,
     only_children,
     order_children,
     read_attrs,
@@ -104,18 +105,11 @@ def _read_forward(elem: Element) -> Fragment:
                 only_children(child, ())
                 found[tag] = read_attrs(child, table)
         out["nat"] = found
-    interfaces = [_dev_of(i) for i in elem.findall("interface")]
+    interfaces = [leaf_attr(i, "dev") for i in elem.findall("interface")]
     if interfaces:
         out["interfaces"] = interfaces
     return {"forward": out}
 
-
-def _dev_of(elem: Element) -> str:
-    only_children(elem, ())
-    dev = read_attrs(elem, (attr("dev"),)).get("dev")
-    if dev is None:
-        raise Unmodelled("interface")
-    return str(dev)
 
 
 def _write_forward(doc: Mapping[str, Any], path: str) -> Element:

@@ -25,6 +25,7 @@ from .xmlmap import (
     Unmodelled,
     append_extra_xml,
     attr,
+    leaf_attr,
     only_children,
     order_children,
     parse_extra,
@@ -111,7 +112,7 @@ def _read_pool_source(elem: Element) -> Fragment:
         out["host"] = read_attrs(host, _HOST)
     devices = elem.findall("device")
     if devices:
-        out["device"] = [_path_of(d) for d in devices]
+        out["device"] = [leaf_attr(d, "path") for d in devices]
     for tag, key, name, type_ in (("dir", "dir", "path", Type.STR),
                                   ("format", "format", "type", Type.STR),
                                   ("protocol", "protocolVersion", "ver", Type.SCALAR)):
@@ -138,13 +139,6 @@ def _read_pool_source(elem: Element) -> Fragment:
         out["auth"] = found
     return {"source": out}
 
-
-def _path_of(elem: Element) -> str:
-    only_children(elem, ())
-    path = read_attrs(elem, (attr("path"),)).get("path")
-    if path is None:
-        raise Unmodelled("device")
-    return str(path)
 
 
 def _write_pool_source(doc: Mapping[str, Any], path: str) -> Element:
