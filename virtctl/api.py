@@ -72,7 +72,7 @@ def check(
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune)
-    storage = _storage(desired, reader, policy)
+    storage = _storage(desired, reader, policy, live)
     if storage is not None:
         errors += check_storage(desired, storage, adopt=policy.adopt)
     if errors:
@@ -101,7 +101,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     live_ops = reader.live_ops()
     # Storage is read only where specs declare some or pruning may remove some; its
     # digest joins the context, so the whole-host memo below never hides a change.
-    storage = _storage(desired, reader, policy)
+    storage = _storage(desired, reader, policy, live)
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
                                storage_digest(storage.storage) if storage else "")),
                          caps_xml, code_fingerprint())
@@ -125,9 +125,10 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     return planned
 
 
-def _storage(desired: Desired, reader: Reader, policy: Policy) -> StorageView | None:
+def _storage(desired: Desired, reader: Reader, policy: Policy,
+             live: Live | None = None) -> StorageView | None:
     if desired.pools or desired.volumes or policy.prune:
-        return view(reader.storage())
+        return view(reader.storage(), live)
     return None
 
 

@@ -19,6 +19,7 @@ from .reconciler.actions import (
     Define,
     DetachDevice,
     LiveAction,
+    ResizeVolume,
     SetAutostart,
     SetMemory,
     SetVcpus,
@@ -70,6 +71,8 @@ def _step_label(action: Action) -> str:
         return f"set memory {action.kib} KiB"
     if isinstance(action, LiveAction):
         return action.reason  # 'attach disk vdb', 'set vcpus 2 -> 4', 'add DHCP host ...'
+    if isinstance(action, ResizeVolume) and action.domain is not None:
+        return f"resize-volume live through {action.domain} {action.target}"
     return action.verb
 
 

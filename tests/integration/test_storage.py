@@ -25,7 +25,8 @@ def checksum(data: bytes) -> str:
 
 
 def write_specs(specs: Path, image: Path, *, sum_: str | None = None, data_size: str = "1GiB",
-                data_format: str = "raw", with_data: bool = True, extra: str = "") -> None:
+                data_format: str = "raw", with_data: bool = True, extra: str = "",
+                web_size: str = "8GiB") -> None:
     sum_ = sum_ or checksum(image.read_bytes())
     text = textwrap.dedent(f"""\
         kind: StoragePool
@@ -43,7 +44,7 @@ def write_specs(specs: Path, image: Path, *, sum_: str | None = None, data_size:
         pool: images
         name: web.qcow2
         format: qcow2
-        capacity: 8GiB
+        capacity: {web_size}
         backingStore: {{volume: base.qcow2, format: qcow2}}
         deletePolicy: delete
         ---
@@ -230,3 +231,16 @@ def test_the_cloud_guest_example_applies(cli, specs: Path) -> None:  # noqa: ANN
     assert {"cloud-images/cloud-web-1.qcow2", "cloud-images/cloud-web-1-cidata.iso"} <= set(
         volumes)
     assert cli("diff", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
+
+
+def test_a_volume_a_running_guest_uses_grows_through_the_guest(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    started = sim().snapshot().domains["web"].id
+    write_specs(specs, image, web_size="9GiB")
+    grown = apply(cli, specs)
+    assert grown.code == 0, grown.out + grown.err  # type: ignore[attr-defined]
+    assert "resize-volume live through web vda" in grown.out  # type: ignore[attr-defined]
+    assert sim().storage().volumes["images/web.qcow2"].capacity == 9 << 30
+    assert sim().snapshot().domains["web"].id == started

@@ -49,7 +49,8 @@ class Lab:
         return self.directory / "images"
 
     def write(self, *, sum_: str | None = None, data_size: str = "16MiB",
-              data_format: str = "raw", with_data: bool = True, extra: str = "") -> None:
+              data_format: str = "raw", with_data: bool = True, extra: str = "",
+              web_size: str = "64MiB") -> None:
         sum_ = sum_ or checksum(self.image.read_bytes())
         text = textwrap.dedent(f"""\
             kind: StoragePool
@@ -67,7 +68,7 @@ class Lab:
             pool: {self.name}
             name: web.qcow2
             format: qcow2
-            capacity: 64MiB
+            capacity: {web_size}
             backingStore: {{volume: base.qcow2, format: qcow2}}
             deletePolicy: delete
             """)
@@ -265,7 +266,7 @@ def test_a_new_format_needs_allow_recreate(lab: Lab) -> None:
 
 def test_a_guest_runs_on_the_overlay_with_its_cloud_init_seed(lab: Lab) -> None:
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIVctlStqTestKey ops@test"
-    lab.write(with_data=False, extra=textwrap.dedent(f"""\
+    guest = textwrap.dedent(f"""\
         ---
         kind: Domain
         name: {lab.name}
@@ -275,12 +276,15 @@ def test_a_guest_runs_on_the_overlay_with_its_cloud_init_seed(lab: Lab) -> None:
         features: {{acpi: true}}
         disks:
           - {{type: volume, device: disk, source: {{pool: {lab.name}, volume: web.qcow2}},
-             target: vda, bus: virtio, driver: {{name: qemu, type: qcow2}}}}
+             target: vda, bus: virtio}}
         cloudInit:
           pool: {lab.name}
           hostname: stq-web
           userData: {{users: [{{name: stqops, ssh_authorized_keys: ["{key}"]}}]}}
-        """))
+        """)
+    # No driver type on the disk: virtctl gives it the volume's format (qcow2), or
+    # QEMU would open the overlay as raw and the guest would see the image file.
+    lab.write(with_data=False, extra=guest)
     first = lab.apply()
     assert first.code == 0, first.out + first.err
     libvirt = libvirt_module()
@@ -288,6 +292,7 @@ def test_a_guest_runs_on_the_overlay_with_its_cloud_init_seed(lab: Lab) -> None:
     try:
         dom = conn.lookupByName(lab.name)
         assert dom.isActive()
+        first_id = dom.ID()
         live = parse(dom.XMLDesc(0))
         paths = block_paths(libvirt, conn, dom)
     finally:
@@ -309,3 +314,17 @@ def test_a_guest_runs_on_the_overlay_with_its_cloud_init_seed(lab: Lab) -> None:
     assert "local-hostname: stq-web" in iso_file(seed, "meta-data")
     again = lab.diff()
     assert again.code == 0, again.out + again.err
+    # Growing the overlay while the guest runs: through the guest (blockResize), live.
+    lab.write(with_data=False, extra=guest, web_size="96MiB")
+    grown = lab.apply()
+    assert grown.code == 0 and f"resize-volume live through {lab.name} vda" in grown.out, (
+        grown.out + grown.err)
+    conn = libvirt.open(URI)
+    try:
+        dom = conn.lookupByName(lab.name)
+        assert dom.isActive() and dom.ID() == first_id
+        assert dom.blockInfo("vda", 0)[0] == 96 << 20  # the guest's disk, now
+    finally:
+        conn.close()
+    assert info(overlay)["virtual-size"] == 96 << 20
+    assert lab.diff().code == 0

@@ -169,6 +169,12 @@ class Driver(Reader, Protocol):
         """Grow a volume to `capacity` bytes; refused when that would shrink it."""
         ...
 
+    def resize_disk(self, name: str, target: str, capacity: int) -> None:
+        """Grow the image behind disk `target` of running guest `name` to `capacity`
+        bytes, with the guest told (libvirt's blockResize): the way to grow a volume a
+        running guest uses. Refused when that would shrink it."""
+        ...
+
     def upload_volume(self, pool: str, name: str, data: BinaryIO, size: int,
                       progress: Callable[[int], None] | None = None) -> None:
         """Write `size` bytes read from `data` over the start of a volume (libvirt's

@@ -77,6 +77,18 @@ class StorageCalls:
                 raise shrink_refused(pool, name, current, capacity, ErrorDomain.LIBVIRT)
             vol.resize(capacity, 0)
 
+    def resize_disk(self, name: str, target: str, capacity: int) -> None:
+        self._writable("resize a disk of", Kind.DOMAIN, name)
+        lv = self._lv
+        with translated(lv, context=f"cannot resize disk {target} of domain '{name}'"):
+            dom = self._lookup(Kind.DOMAIN, name)
+            current = int(dom.blockInfo(target, 0)[0])
+            if capacity < current:  # blockResize would shrink it: data lost
+                raise _error(f"cannot resize disk {target} of domain '{name}' from "
+                             f"{current} to {capacity} bytes: disks are never shrunk",
+                             ErrorCode.OPERATION_INVALID)
+            dom.blockResize(target, capacity, lv.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+
     def upload_volume(self, pool: str, name: str, data: BinaryIO, size: int,
                       progress: Callable[[int], None] | None = None) -> None:
         """libvirt writes the bytes over the volume's first `size` bytes and keeps the

@@ -250,6 +250,26 @@ class SimStorage:
 
         self._mutate("delete_volume", Kind.VOLUME, f"{pool}/{name}", body)
 
+    def resize_disk(self, name: str, target: str, capacity: int) -> None:
+        """The sim's guests have no block layer: growing a running guest's disk grows
+        the volume behind it (volume disks only), as blockResize does to the image."""
+        self._refuse_readonly("resize a disk of", Kind.DOMAIN, name)
+        record = self._require(Kind.DOMAIN, name)
+        running = record.get("running_xml")
+        if not running:
+            raise _error(f"domain '{name}' is not running", ErrorCode.OPERATION_INVALID)
+        for disk in self._parse(running).iterfind("devices/disk"):
+            dev = disk.find("target")
+            if dev is None or dev.get("dev") != target:
+                continue
+            source = disk.find("source")
+            if disk.get("type") != "volume" or source is None:
+                raise _error(f"the sim resizes volume disks only, not disk {target} of "
+                             f"'{name}'", ErrorCode.UNSUPPORTED)
+            self.resize_volume(source.get("pool", ""), source.get("volume", ""), capacity)
+            return
+        raise _error(f"domain '{name}' has no disk {target}", ErrorCode.OPERATION_INVALID)
+
     def resize_volume(self, pool: str, name: str, capacity: int) -> None:
         def body() -> None:
             path, file, record = self._volume(pool, name)

@@ -218,8 +218,13 @@ class CreateVolume(BaseAction):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResizeVolume(BaseAction):
+    """Grow a volume; one a running guest uses grows through that guest (`domain`,
+    disk `target`: libvirt's blockResize), which then sees the new size at once."""
+
     capacity: int  # bytes; only ever more than the volume has
     record: ObjectRecord | None = None
+    domain: str | None = None
+    target: str | None = None
 
     @property
     def verb(self) -> str:

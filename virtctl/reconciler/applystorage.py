@@ -55,7 +55,10 @@ def perform_storage(action: StorageAction, driver: Driver) -> str:
             return _create(action, driver)
         case ResizeVolume(capacity=capacity, record=record):
             pool, name = _split(action.name)
-            driver.resize_volume(pool, name, capacity)
+            if action.domain is not None and action.target is not None:
+                driver.resize_disk(action.domain, action.target, capacity)
+            else:
+                driver.resize_volume(pool, name, capacity)
             _update_record(driver, pool, lambda r: r.with_volume(name, record))
         case DeleteVolume():
             pool, name = _split(action.name)

@@ -25,6 +25,7 @@ from ..model import (
     DeletePolicy,
     Desired,
     Kind,
+    Live,
     LivePool,
     LiveVolume,
     ObjectKey,
@@ -65,6 +66,8 @@ class StorageView:
     storage: Storage
     records: Mapping[str, PoolRecord] = field(default_factory=dict)
     unreadable: Mapping[str, str] = field(default_factory=dict)  # pool -> why
+    # "POOL/NAME" -> (running guest, disk target) of volumes a running guest uses
+    in_use: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def pool_managed(self, pool: LivePool) -> bool:
         record = self.records.get(pool.name)
@@ -92,7 +95,9 @@ def storage_digest(storage: Storage) -> str:
     return digest.hexdigest()
 
 
-def view(storage: Storage) -> StorageView:
+def view(storage: Storage, live: Live | None = None) -> StorageView:
+    """The storage with virtctl's records read, and (given the host's `live` guests)
+    which volumes running guests use, by pool and volume or by path."""
     records: dict[str, PoolRecord] = {}
     unreadable: dict[str, str] = {}
     for name, pool in storage.pools.items():
@@ -100,7 +105,31 @@ def view(storage: Storage) -> StorageView:
             records[name] = read_record(pool.record)
         except RecordError as exc:
             unreadable[name] = str(exc)
-    return StorageView(storage, records, unreadable)
+    return StorageView(storage, records, unreadable,
+                       _in_use(storage, live) if live is not None else {})
+
+
+def _in_use(storage: Storage, live: Live) -> dict[str, tuple[str, str]]:
+    paths = {}
+    for key, vol in storage.volumes.items():
+        path = (parse(vol.xml).findtext("target/path") or "").strip()
+        if path:
+            paths[path] = key
+    out: dict[str, tuple[str, str]] = {}
+    for dom in live.domains.values():
+        if not dom.state.active or not dom.running_xml:
+            continue
+        for disk in parse(dom.running_xml).iterfind("devices/disk"):
+            source, target = disk.find("source"), disk.find("target")
+            if source is None or target is None or not target.get("dev"):
+                continue
+            if disk.get("type") == "volume":
+                key = f"{source.get('pool')}/{source.get('volume')}"
+            else:
+                key = paths.get(source.get("file") or source.get("dev") or "", "")
+            if key in storage.volumes:
+                out.setdefault(key, (dom.name, target.get("dev", "")))
+    return out
 
 
 # -- checks -----------------------------------------------------------------------------
@@ -303,9 +332,13 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     notes: list[str] = []
     want = capacity_bytes(root)
     if want is not None and want > live.capacity:
+        user = found.in_use.get(key.name)
+        where = f" (live, through {user[0]} {user[1]})" if user else ""
         actions.append(ResizeVolume(kind=Kind.VOLUME, name=key.name, capacity=want,
                                     record=record, needs=(pool_key,),
-                                    reason=f"capacity: {live.capacity} -> {want} bytes"))
+                                    domain=user[0] if user else None,
+                                    target=user[1] if user else None,
+                                    reason=f"capacity: {live.capacity} -> {want} bytes{where}"))
     elif want is not None and want < live.capacity:
         notes.append(f"{key}: capacity {want} bytes is less than its {live.capacity}: "
                      "volumes are never shrunk (it keeps its size)")
