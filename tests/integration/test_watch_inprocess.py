@@ -52,3 +52,42 @@ def test_run_watch_reconciles_and_returns_zero_when_stopped(
     triggers = [r["trigger"] for r in stream.records() if r["event"] == "reconciled"]
     assert triggers[:3] == ["start", "resync", "resync"]
     assert stream.records()[-1]["event"] == "stopped"
+
+
+def test_watch_manages_storage_like_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool and a volume appear; the volume's declared capacity grows it."""
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VIRTCTL_SIM_FSYNC", "0")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    storage = ("kind: StoragePool\nname: images\ntype: dir\ntarget: {path: /srv/images}\n"
+               "---\nkind: Volume\npool: images\nname: data.img\nformat: raw\n"
+               "capacity: SIZE\n")
+    (specs / "storage.yaml").write_text(storage.replace("SIZE", "1GiB"))
+    stop, stream, codes = threading.Event(), Lines(), []
+    thread = threading.Thread(target=lambda: codes.append(run_watch(
+        [str(specs)], uri="sim:///lab", policy=Policy(), interval=0.3, log_format="json",
+        metrics_port=None, metrics_address="127.0.0.1", stop=stop, stream=stream)))
+    thread.start()
+    host = SimDriver(parse_uri("sim:///lab"))
+
+    def capacity() -> int | None:
+        found = host.storage().volumes.get("images/data.img")
+        return found.capacity if found is not None else None
+
+    try:
+        deadline = time.monotonic() + 10
+        while capacity() != 1 << 30:
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.02)
+        (specs / "storage.yaml").write_text(storage.replace("SIZE", "2GiB"))
+        while capacity() != 2 << 30:
+            assert time.monotonic() < deadline + 10, stream.getvalue()
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert codes == [0]
+    assert not [r for r in stream.records() if r.get("level") == "error"]

@@ -10,7 +10,7 @@ import pytest
 
 from virtctl.errors import SpecError, SpecErrors
 from virtctl.hosts import group_by_host
-from virtctl.model import DeletePolicy, Kind, VolumeContent
+from virtctl.model import DeletePolicy, Kind, VolumeContent, PoolSpec
 from virtctl.reconciler.load import load_specs, load_text
 from virtctl.watch.specs import SpecSet
 
@@ -237,9 +237,9 @@ def test_group_by_host_refuses_an_unknown_host_for_a_pool(tmp_path: Path) -> Non
     assert caught.value.errors[0].source.path == "connect"
 
 
-def test_watch_refuses_storage_files(tmp_path: Path) -> None:
+def test_watch_reads_storage_files(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", POOL_YAML)
     scan = SpecSet([str(tmp_path)]).read()
-    (errors,) = scan.errors.values()
-    assert "watch does not manage storage" in errors[0].message
-    assert not scan.parsed
+    assert not scan.errors
+    ((spec,),) = scan.parsed.values()
+    assert isinstance(spec, PoolSpec) and spec.name == "images"

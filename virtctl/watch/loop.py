@@ -29,12 +29,13 @@ from ..drivers.base import Driver, Event, EventType
 from ..errors import DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
 from ..hosts import host_lock
-from ..model import Desired, Live, ObjectKey
+from ..model import Desired, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
 from ..reconciler.apply import apply as apply_plan
 from ..reconciler.plan import Plan, Policy
 from ..reconciler.plan import plan as make_plan
+from ..reconciler.plan_storage import StorageView, check_storage, view
 from ..reconciler.validate import check_host
 from .logs import Log
 from .metrics import WatchMetrics
@@ -209,11 +210,14 @@ class Watcher:
         driver = self._connected()
         live = driver.snapshot()
         caps = self._capabilities(driver)
-        settled = self._settle(scan, live, caps)
+        storage = (view(driver.storage(), live)
+                   if self.policy.prune or _declares_storage(scan) else None)
+        settled = self._settle(scan, live, caps, storage)
         # Read per pass: a `git pull` beside a running watcher moves the commit.
         policy = replace(self.policy, commit=spec_commit(self.specs.paths))
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
-                                    live_ops=driver.live_ops()), live, settled)
+                                    live_ops=driver.live_ops(), storage=storage),
+                          live, settled)
         if first:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted, host=self.uri)
@@ -231,10 +235,14 @@ class Watcher:
             self._caps = parse_capabilities(driver.capabilities())
         return self._caps
 
-    def _settle(self, scan: Scan, live: Live, caps: HostCapabilities) -> Settled:
+    def _settle(self, scan: Scan, live: Live, caps: HostCapabilities,
+                storage: StorageView | None) -> Settled:
         def host_check(desired: Desired) -> list[SpecError]:
-            return check_host(desired, live, caps, adopt=self.policy.adopt,
-                              prune=self.policy.prune)
+            errors = check_host(desired, live, caps, adopt=self.policy.adopt,
+                                prune=self.policy.prune)
+            if storage is not None:
+                errors += check_storage(desired, storage, adopt=self.policy.adopt)
+            return errors
 
         settled = settle(scan, self.specs.last_good, host_check=host_check)
         self._report_specs(settled, scan)
@@ -323,6 +331,11 @@ def _wait_stop(inbox: Inbox, seconds: float) -> bool:
     while not inbox.stopping and time.monotonic() < deadline:
         time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     return inbox.stopping
+
+
+def _declares_storage(scan: Scan) -> bool:
+    return any(isinstance(spec, PoolSpec | VolumeSpec)
+               for specs in scan.parsed.values() for spec in specs)
 
 
 def protect(planned: Plan, live: Live, settled: Settled) -> Plan:

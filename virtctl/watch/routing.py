@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ErrorCode, SpecError, SpecErrors
 from ..hosts import group_by_host
-from ..model import Desired, DomainSpec, HostAlias, Spec
+from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec
 from .specs import Aliases, Scan, Specs, settle
 
 Errors = dict[str, list[SpecError]]
@@ -100,8 +100,7 @@ def _route_file(
         if spec.connect is None:
             routed.append(replace(spec, connect=default))
             continue
-        alone = (Desired(domains={spec.name: spec}) if isinstance(spec, DomainSpec)
-                 else Desired(networks={spec.name: spec}))
+        alone = _alone(spec)
         try:
             (uri,) = group_by_host(alone, default_uri=default, aliases=aliases)
         except SpecErrors as exc:
@@ -109,6 +108,16 @@ def _route_file(
             continue
         routed.append(replace(spec, connect=uri))
     return tuple(routed), problems
+
+
+def _alone(spec: Spec) -> Desired:
+    if isinstance(spec, DomainSpec):
+        return Desired(domains={spec.name: spec})
+    if isinstance(spec, NetworkSpec):
+        return Desired(networks={spec.name: spec})
+    if isinstance(spec, PoolSpec):
+        return Desired(pools={spec.name: spec})
+    return Desired(volumes={spec.key.name: spec})
 
 
 def settle_hosts(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import Source, SpecError, SpecErrors
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec, VolumeSpec
+from ..reconciler.loadstorage import check_storage, with_volume_formats
 from ..reconciler.load import expand, load_text
 from ..reconciler.validate import check_specs
 
@@ -50,9 +51,14 @@ class Settled:
 
 def desired_of(chosen: Mapping[str, Specs]) -> Desired:
     specs = [s for name in sorted(chosen) for s in chosen[name]]
+    volumes = {s.key.name: s for s in specs if isinstance(s, VolumeSpec)}
+    # As load_specs does across files: volume disks get their volume's format.
+    domains = with_volume_formats([s for s in specs if isinstance(s, DomainSpec)], volumes)
     return Desired(
-        domains={s.name: s for s in specs if isinstance(s, DomainSpec)},
+        domains={s.name: s for s in domains},
         networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
+        pools={s.name: s for s in specs if isinstance(s, PoolSpec)},
+        volumes=volumes,
     )
 
 
@@ -92,7 +98,8 @@ def settle(scan: Scan, last_good: Mapping[str, Specs], *, host_check: HostCheck)
     for _ in range(len(chosen) + 1):
         order = sorted(chosen, key=lambda f: (chosen[f] != last_good.get(f), f))
         specs = [s for f in order for s in chosen[f]]
-        blamed = _blame(check_specs(specs), chosen)
+        blamed = _blame([*check_specs([s for s in specs if isinstance(
+            s, DomainSpec | NetworkSpec)]), *check_storage(specs)], chosen)
         if not blamed:
             blamed = _blame(host_check(desired_of(chosen)), chosen)
         if not blamed:
@@ -147,14 +154,8 @@ class SpecSet:
         named: list[HostAlias] = []
         try:
             loaded = load_text(text, source=name, hosts=named)
-            storage = [s for s in loaded if isinstance(s, PoolSpec | VolumeSpec)]
-            if storage:  # watch does not reconcile storage (yet): never ignore it silently
-                raise SpecError("virtctl watch does not manage storage pools and volumes; "
-                                "apply them with virtctl apply: " + ", ".join(
-                                    f"{s.source} ({s.key})" for s in storage),
-                                source=storage[0].source)
-            result = (tuple(s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)),
-                      tuple(named))
+            result = (tuple(s for s in loaded if isinstance(
+                s, DomainSpec | NetworkSpec | PoolSpec | VolumeSpec)), tuple(named))
         except SpecError as exc:
             result = exc
         except Exception as exc:  # noqa: BLE001 (a converter bug must not stop the rest)
