@@ -145,6 +145,7 @@ def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
 
 def _purge_pool(libvirt: Any, pool: Any) -> None:
     """Only ever called for a pool named vctl-test-*: its volumes, then the pool."""
+    target = ""
     with contextlib.suppress(libvirt.libvirtError):
         target = parse(pool.XMLDesc(0)).findtext("target/path") or ""
         if pool.isActive():
