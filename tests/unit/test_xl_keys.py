@@ -77,6 +77,21 @@ def test_xm_flavor_does_not_know_xl_keys() -> None:
     assert warnings == ("channel (line 2): no domain XML equivalent; ignored",)
 
 
+def test_emulator_writes_device_model_override_in_both_dialects() -> None:
+    xml = ("<domain type='xen'><name>g</name><os><type>hvm</type></os>"
+           "<devices><emulator>/usr/lib/xen/bin/qemu-system-i386</emulator></devices></domain>")
+    for convert in (xml_to_xl, xml_to_xm):
+        text = convert(xml).text
+        assert 'device_model_override = "/usr/lib/xen/bin/qemu-system-i386"' in text
+        assert "device_model =" not in text
+
+
+def test_device_model_override_alone_does_not_make_a_file_xl() -> None:
+    from virtctl.converters.xl import guess_flavor
+
+    assert guess_flavor(HVM + "device_model_override = '/q'") == "xm"
+
+
 def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:
     xml = ("<domain type='xen'><name>g</name><os><type>hvm</type>"
            "<loader type='pflash' readonly='yes'>/x/ovmf.bin</loader></os></domain>")

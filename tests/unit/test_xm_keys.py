@@ -70,7 +70,11 @@ def xpath(root: etree._Element, expr: str) -> list[str]:
     pytest.param(PV + "on_crash = 'rename-restart'", "/domain/on_crash/text()",
                  ["rename-restart"], id="on_crash"),
     pytest.param(HVM + "device_model = '/q'", "/domain/devices/emulator/text()", ["/q"],
-                 id="device_model"),
+                 id="device_model-old-key"),
+    pytest.param(HVM + "device_model_override = '/q'", "/domain/devices/emulator/text()",
+                 ["/q"], id="device_model_override"),
+    pytest.param(HVM + "device_model_override = '/q'\ndevice_model = '/old'",
+                 "/domain/devices/emulator/text()", ["/q"], id="device_model_override-wins"),
     pytest.param(HVM + "disk = ['phy:/dev/v,hda,w']", "/domain/devices/disk/target/@bus",
                  ["ide"], id="disk-hda-ide"),
     pytest.param(HVM + "disk = ['phy:/dev/v,sdb,w']", "/domain/devices/disk/target/@bus",
@@ -178,6 +182,8 @@ def test_unmapped_keys_are_warned_with_line(cfg: str, fragment: str) -> None:
     pytest.param("<vcpu current='3'>4</vcpu>", [("vcpus", 4), ("vcpu_avail", 7)],
                  id="vcpu-current-to-avail"),
     pytest.param("<clock offset='localtime'/>", [("localtime", 1)], id="clock-localtime"),
+    pytest.param("<devices><emulator>/q</emulator></devices>",
+                 [("device_model_override", '"/q"')], id="emulator-to-override"),
 ])
 def test_xml_parts_map_to_keys(xml: str, expected: list[tuple[str, object]]) -> None:
     text = xml_to_xm(f"<domain type='xen'><name>g</name><os><type>linux</type></os>{xml}"

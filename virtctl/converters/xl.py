@@ -100,9 +100,10 @@ XL = Dialect(
 
 # Keys only the xl toolstack knows. Their presence decides how a file is read, which
 # matters: `kernel=` on an HVM guest is the firmware loader in xm but a kernel in xl.
+# (`device_model_override` is not one: libvirt writes it for xm files too.)
 XL_ONLY_KEYS = frozenset({
     "type", "cmdline", "bios", "channel", "usbctrl", "usbdev", "vnuma",
-    "device_model_override", "max_event_channels", "max_grant_frames", "e820_host",
+    "max_event_channels", "max_grant_frames", "e820_host",
 })
 
 

@@ -17,9 +17,6 @@ XEN_NS = "http://libvirt.org/schemas/domain/xen/1.0"
 # -- xl-only keys: reading ---------------------------------------------------------------------
 
 def read_extras(r: ConfigReader, guest: Guest) -> None:
-    override = r.text("device_model_override")
-    if override is not None and guest.devices.find("emulator") is None:
-        sub(guest.devices, "emulator", override)
     _read_channels(r, guest)
     _read_usb(r, guest)
     _read_xenbus(r, guest)

@@ -179,9 +179,7 @@ def _read_lifecycle(r: ConfigReader, dom: etree._Element) -> None:
 
 
 def _read_devices(r: ConfigReader, guest: Guest, dialect: Dialect) -> None:
-    emulator = r.text("device_model")
-    if emulator is not None:
-        sub(guest.devices, "emulator", emulator)
+    _read_emulator(r, guest)
     for index, spec in r.strings("disk"):
         disk = dialect.read_disk(r, index, spec, guest)
         if disk is not None:
@@ -193,6 +191,19 @@ def _read_devices(r: ConfigReader, guest: Guest, dialect: Dialect) -> None:
     xmdev.read_inputs(r, guest)
     xmdev.read_sound(r, guest)
     xmdev.read_pci(r, guest)
+
+
+def _read_emulator(r: ConfigReader, guest: Guest) -> None:
+    """`device_model_override` (what libvirt writes, xm and xl alike); the old
+    `device_model` key is still read when the override is absent."""
+    emulator = r.text("device_model_override")
+    old = r.text("device_model")
+    if emulator is None:
+        emulator = old
+    elif old is not None and old != emulator:
+        r.warn("device_model", "ignored because device_model_override= is set")
+    if emulator is not None:
+        sub(guest.devices, "emulator", emulator)
 
 
 def read_xm_extras(r: ConfigReader, guest: Guest) -> None:

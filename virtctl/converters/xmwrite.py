@@ -206,7 +206,8 @@ def _write_lifecycle(w: Writer, root: etree._Element) -> None:
 def _write_devices(w: Writer, devices: etree._Element, dialect: Dialect) -> None:
     emulator = w.text(devices, "emulator")
     if emulator is not None:
-        w.put("device_model", emulator)
+        # xl ignores the old `device_model`; libvirt writes the override for xm too.
+        w.put("device_model_override", emulator)
     disks: list[Value] = []
     for disk in w.children(devices, "disk"):
         spec = dialect.write_disk(w, disk)
