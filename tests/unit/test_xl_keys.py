@@ -27,6 +27,10 @@ def xpath(cfg: str, expr: str) -> list[str]:
     pytest.param(HVM + "kernel = '/k'", "/domain/os/kernel/text()", ["/k"],
                  id="hvm-kernel-is-direct-boot"),
     pytest.param(HVM + "bios = 'ovmf'", "/domain/os/loader/@type", ["pflash"], id="bios-ovmf"),
+    pytest.param(HVM + "bios = 'ovmf'\nbios_path_override = '/o.bin'", "/domain/os/loader/text()",
+                 ["/o.bin"], id="bios_path_override"),
+    pytest.param(HVM + "acpi_firmware = '/t'", "/domain/os/acpi/table/@type", ["rawset"],
+                 id="acpi_firmware-rawset"),
     pytest.param(PV + "disk = ['format=qcow2,vdev=xvda,target=/i.qcow2']",
                  "//disk/driver/@name", ["qemu"], id="disk-default-backend-qdisk"),
     pytest.param(PV + "disk = ['/dev/v,raw,xvda,rw,backendtype=phy']", "//disk/@type",
@@ -90,6 +94,31 @@ def test_device_model_override_alone_does_not_make_a_file_xl() -> None:
     from virtctl.converters.xl import guess_flavor
 
     assert guess_flavor(HVM + "device_model_override = '/q'") == "xm"
+
+
+@pytest.mark.parametrize(("os_xml", "expected"), [
+    pytest.param("<loader type='pflash' readonly='yes'>/o.bin</loader>",
+                 ['bios = "ovmf"', 'bios_path_override = "/o.bin"'], id="pflash-path"),
+    pytest.param("<loader type='pflash' readonly='yes'>/usr/lib/xen/boot/ovmf.bin</loader>",
+                 ['bios = "ovmf"'], id="pflash-default-path"),
+    pytest.param("<acpi><table type='rawset'>/t</table></acpi>", ['acpi_firmware = "/t"'],
+                 id="acpi-rawset"),
+    pytest.param("<acpi><table type='slic'>/t</table></acpi>", ['acpi_firmware = "/t"'],
+                 id="acpi-slic"),
+])
+def test_xl_os_parts_map_to_keys(os_xml: str, expected: list[str]) -> None:
+    text = xml_to_xl(f"<domain type='xen'><name>g</name><os><type>hvm</type>{os_xml}</os>"
+                     "</domain>").text
+    for line in expected:
+        assert line in text
+    if len(expected) == 1 and "ovmf" in expected[0]:
+        assert "bios_path_override" not in text
+
+
+def test_bios_path_override_needs_ovmf() -> None:
+    result = xl_to_xml(HVM + "bios_path_override = '/o.bin'")
+    assert any("bios_path_override" in w for w in result.warnings)
+    assert "/o.bin" not in result.text
 
 
 def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:

@@ -36,11 +36,14 @@ def _read_os(r: ConfigReader, guest: Guest) -> None:
         xmread.read_common_os(r, guest, cmdline_key="cmdline")
         return
     bios = r.text("bios")
+    path = r.text("bios_path_override")
     if bios == "ovmf":
-        sub(guest.os, "loader", OVMF, readonly="yes", type="pflash")
+        sub(guest.os, "loader", path or OVMF, readonly="yes", type="pflash")
     else:
         if bios not in (None, "seabios", "rombios"):
             r.warn("bios", f"unknown firmware {bios!r}; using hvmloader")
+        if path is not None:
+            r.warn("bios_path_override", 'only bios = "ovmf" maps to a loader path; ignored')
         sub(guest.os, "loader", HVMLOADER, type="rom")
     # xl HVM guests may boot a kernel directly; kernel= is not the loader as in xm.
     for key, tag in (("kernel", "kernel"), ("ramdisk", "initrd")):
@@ -50,9 +53,10 @@ def _read_os(r: ConfigReader, guest: Guest) -> None:
     cmdline = xmread.read_cmdline(r, "cmdline")
     if cmdline is not None:
         sub(guest.os, "cmdline", cmdline)
+    # Xen loads acpi_firmware as a raw set of tables: libvirt's type='rawset'.
     acpi = r.text("acpi_firmware")
     if acpi is not None:
-        sub(sub(guest.os, "acpi"), "table", acpi, type="slic")
+        sub(sub(guest.os, "acpi"), "table", acpi, type="rawset")
     xmread.read_boot_order(r, guest.os)
 
 
@@ -69,13 +73,17 @@ def _write_os(w: Writer, root: etree._Element) -> None:
         path = (loader.text or "").strip()
         if loader.get("type") == "pflash":
             w.put("bios", "ovmf")
+            if path and path != OVMF:
+                w.put("bios_path_override", path)
         elif path != HVMLOADER:
             w.warn_xml(loader, None, "xl always uses its own hvmloader")
     xmwrite.write_pv_os(w, root, os_el, cmdline_key="cmdline")
     acpi = w.child(os_el, "acpi")
     if acpi is not None:
         for table in w.children(acpi, "table"):
-            w.attr(table, "type")
+            if w.attr(table, "type") not in ("rawset", "slic"):
+                w.warn_xml(table, "type", "only rawset (or slic) tables map to acpi_firmware")
+                continue
             w.put("acpi_firmware", (table.text or "").strip())
     xmwrite.write_boot_order(w, os_el)
 
@@ -102,7 +110,7 @@ XL = Dialect(
 # matters: `kernel=` on an HVM guest is the firmware loader in xm but a kernel in xl.
 # (`device_model_override` is not one: libvirt writes it for xm files too.)
 XL_ONLY_KEYS = frozenset({
-    "type", "cmdline", "bios", "channel", "usbctrl", "usbdev", "vnuma",
+    "type", "cmdline", "bios", "bios_path_override", "channel", "usbctrl", "usbdev", "vnuma",
     "max_event_channels", "max_grant_frames", "e820_host",
 })
 
