@@ -38,6 +38,8 @@ def xpath(root: etree._Element, expr: str) -> list[str]:
     pytest.param(PV + "vcpus = 4\nvcpu_avail = 3", "/domain/vcpu/@current", ["2"],
                  id="vcpu_avail-bitmask"),
     pytest.param(PV + "vcpus = 2\nmaxvcpus = 8", "/domain/vcpu/text()", ["8"], id="maxvcpus"),
+    pytest.param(PV + "vcpus = 2\nmaxvcpus = 8", "/domain/vcpu/@current", ["2"],
+                 id="maxvcpus-vcpus-is-current"),
     pytest.param(PV + "cpus = '0-3,^2'", "/domain/vcpu/@cpuset", ["0-1,3"], id="cpus"),
     pytest.param(PV, "/domain/os/type/@machine", ["xenpv"], id="builder-default-linux"),
     pytest.param(HVM, "/domain/os/type/text()", ["hvm"], id="builder-hvm"),
@@ -179,8 +181,8 @@ def test_unmapped_keys_are_warned_with_line(cfg: str, fragment: str) -> None:
 @pytest.mark.parametrize(("xml", "expected"), [
     pytest.param("<memory unit='MiB'>100</memory><currentMemory unit='KiB'>1</currentMemory>",
                  [("maxmem", 100), ("memory", 1)], id="memory-rounds-up"),
-    pytest.param("<vcpu current='3'>4</vcpu>", [("vcpus", 4), ("vcpu_avail", 7)],
-                 id="vcpu-current-to-avail"),
+    pytest.param("<vcpu current='3'>4</vcpu>", [("maxvcpus", 4), ("vcpus", 3)],
+                 id="vcpu-current-to-maxvcpus"),
     pytest.param("<clock offset='localtime'/>", [("localtime", 1)], id="clock-localtime"),
     pytest.param("<devices><emulator>/q</emulator></devices>",
                  [("device_model_override", '"/q"')], id="emulator-to-override"),
@@ -190,6 +192,13 @@ def test_xml_parts_map_to_keys(xml: str, expected: list[tuple[str, object]]) -> 
                      "</domain>").text
     for key, value in expected:
         assert f"{key} = {value}\n" in text
+
+
+def test_vcpu_avail_is_not_written() -> None:
+    text = xml_to_xm("<domain type='xen'><name>g</name><os><type>linux</type></os>"
+                     "<vcpu current='2'>4</vcpu></domain>").text
+    assert "vcpu_avail" not in text
+    assert xpath(convert(text), "/domain/vcpu/@current") == ["2"]
 
 
 def test_xml_input_errors_are_converter_errors() -> None:

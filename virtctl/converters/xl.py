@@ -88,19 +88,13 @@ def _write_os(w: Writer, root: etree._Element) -> None:
     xmwrite.write_boot_order(w, os_el)
 
 
-def _write_vcpus(w: Writer, maximum: int, current: int) -> None:
-    if current < maximum:
-        w.put("maxvcpus", maximum)
-    w.put("vcpus", current)
-
-
 XL = Dialect(
     flavor=Flavor.XL,
     read_os=_read_os,
     read_disk=xldisk.read_disk,
     read_extras=xlextras.read_extras,
     write_os=_write_os,
-    write_vcpus=_write_vcpus,
+    write_vcpus=xmwrite.write_xm_vcpus,
     write_disk=xldisk.write_disk,
     write_extras=xlextras.write_extras,
 )

@@ -94,9 +94,11 @@ def _write_vcpus(w: Writer, root: etree._Element, dialect: Dialect) -> None:
 
 
 def write_xm_vcpus(w: Writer, maximum: int, current: int) -> None:
-    w.put("vcpus", maximum)
+    """`maxvcpus` = maximum (when above current), `vcpus` = current: what libvirt 11.3
+    writes for xm and xl alike (`vcpu_avail` is still read, never written)."""
     if current < maximum:
-        w.put("vcpu_avail", (1 << current) - 1)
+        w.put("maxvcpus", maximum)
+    w.put("vcpus", current)
 
 
 def _write_kind_keys(w: Writer, root: etree._Element) -> None:
