@@ -56,6 +56,25 @@ def xpath(cfg: str, expr: str) -> list[str]:
     pytest.param(HVM + "vnuma = [['pnode=0','size=512','vcpus=0']]",
                  "//numa/cell/@memory", ["524288"], id="vnuma-MiB-to-KiB"),
     pytest.param(HVM + "spice = 1", "//graphics/@type", ["spice"], id="spice"),
+    pytest.param(HVM + "spice = 1", "//graphics/mouse/@mode", ["server"],
+                 id="spice-mouse-default-server"),
+    pytest.param(HVM + "spice = 1", "//graphics/clipboard/@copypaste", ["no"],
+                 id="spice-clipboard-default-no"),
+    pytest.param(HVM + "spice = 1\nspiceagent_mouse = 1\nspicevdagent = 1",
+                 "//graphics/mouse/@mode", ["client"], id="spiceagent_mouse"),
+    pytest.param(HVM + "spice = 1\nspice_clipboard_sharing = 1\nspicevdagent = 1",
+                 "//graphics/clipboard/@copypaste", ["yes"], id="spice_clipboard_sharing"),
+    pytest.param(HVM + "spice = 1\nspicehost = '::1'", "//graphics/listen/@address", ["::1"],
+                 id="spicehost"),
+    pytest.param(HVM + "spice = 1\nspiceport = 590\nspicetls_port = 500",
+                 "//graphics/@*[name()='port' or name()='tlsPort' or name()='autoport']",
+                 ["590", "500", "no"], id="spiceport-tls_port"),
+    pytest.param(HVM + "spice = 1\nspicepasswd = 'p'", "//graphics/@passwd", ["p"],
+                 id="spicepasswd"),
+    pytest.param(HVM + "spice = 1\nspicepasswd = 'p'\nspicedisable_ticketing = 1",
+                 "//graphics/@passwd", [], id="spicedisable_ticketing"),
+    pytest.param(HVM + "spice = 1\nspiceusbredirection = 2", "//redirdev/@type",
+                 ["spicevmc", "spicevmc"], id="spiceusbredirection"),
     pytest.param(PV + "device_model_override = '/q'", "//emulator/text()", ["/q"],
                  id="device_model_override"),
 ])
@@ -119,6 +138,42 @@ def test_bios_path_override_needs_ovmf() -> None:
     result = xl_to_xml(HVM + "bios_path_override = '/o.bin'")
     assert any("bios_path_override" in w for w in result.warnings)
     assert "/o.bin" not in result.text
+
+
+SPICE = ("<domain type='xen'><name>g</name><os><type>hvm</type></os><devices>"
+         "<graphics type='spice' port='590' tlsPort='500' autoport='no' listen='127.0.0.1'"
+         " {passwd}><listen type='address' address='127.0.0.1'/>"
+         "<mouse mode='{mouse}'/><clipboard copypaste='{copy}'/></graphics>{extra}"
+         "</devices></domain>")
+
+
+@pytest.mark.parametrize(("fmt", "present", "absent"), [
+    pytest.param({"passwd": "passwd='thebeast'", "mouse": "server", "copy": "no", "extra": ""},
+                 ["spice = 1", 'spicehost = "127.0.0.1"', "spiceport = 590",
+                  "spicetls_port = 500", "spicedisable_ticketing = 0",
+                  'spicepasswd = "thebeast"', "spiceagent_mouse = 0"],
+                 ["spicevdagent", "spice_clipboard_sharing"], id="libvirt-test-spice"),
+    pytest.param({"passwd": "", "mouse": "client", "copy": "yes", "extra": ""},
+                 ["spicedisable_ticketing = 1", "spiceagent_mouse = 1", "spicevdagent = 1",
+                  "spice_clipboard_sharing = 1"], ["spicepasswd"],
+                 id="libvirt-test-spice-features"),
+    pytest.param({"passwd": "", "mouse": "server", "copy": "no",
+                  "extra": "<redirdev bus='usb' type='spicevmc'/>" * 2},
+                 ["spiceusbredirection = 2"], ["spicevdagent"], id="usb-redirection"),
+])
+def test_spice_graphics_map_to_keys(fmt: dict[str, str], present: list[str],
+                                    absent: list[str]) -> None:
+    result = xml_to_xl(SPICE.format(**fmt))
+    for line in present:
+        assert line + "\n" in result.text
+    for key in absent:
+        assert key not in result.text
+    assert result.warnings == ()
+
+
+def test_spice_keys_without_spice_are_warned() -> None:
+    warnings = xl_to_xml(HVM + "spice = 0\nspiceport = 5").warnings
+    assert warnings == ("spiceport (line 4): ignored because spice is not enabled",)
 
 
 def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:

@@ -98,20 +98,38 @@ def _read_distances(r: ConfigReader, cell: etree._Element, index: int, text: str
 
 
 def _read_spice(r: ConfigReader, guest: Guest) -> None:
+    """As libvirt 11.3 reads them: the mouse mode and clipboard are always set (server, no
+    by default); `spicevdagent` is implied by either, so it is read but adds nothing;
+    `spiceusbredirection` = N becomes N spicevmc USB redirection channels."""
     if not r.flag("spice", False):
+        for key in (k for k in _SPICE_KEYS if r.has(k)):
+            r.raw(key)
+            r.warn(key, "ignored because spice is not enabled")
         return
     port, tls_port = r.text("spiceport"), r.text("spicetls_port")
     listen = r.text("spicehost")
-    passwd = None if r.flag("spicedisable_ticketing", False) else r.text("spicepasswd")
+    ticketing = not r.flag("spicedisable_ticketing", False)
+    passwd = r.text("spicepasswd")
     graphics = sub(guest.devices, "graphics", type="spice", port=port, tlsPort=tls_port,
-                   autoport="no" if port or tls_port else "yes", listen=listen, passwd=passwd)
+                   autoport="no" if port or tls_port else "yes", listen=listen,
+                   passwd=passwd if ticketing else None)
     if listen:
         sub(graphics, "listen", type="address", address=listen)
-    if r.has("spiceagent_mouse"):
-        sub(graphics, "mouse", mode="client" if r.flag("spiceagent_mouse", False) else "server")
-    if r.has("spice_clipboard_sharing"):
-        sub(graphics, "clipboard",
-            copypaste="yes" if r.flag("spice_clipboard_sharing", False) else "no")
+    client_mouse = r.flag("spiceagent_mouse", False)
+    clipboard = r.flag("spice_clipboard_sharing", False)
+    if (client_mouse or clipboard) and not r.flag("spicevdagent", True):
+        r.warn("spicevdagent", "the client mouse and clipboard sharing need the agent; "
+                               "kept as requested")
+    sub(graphics, "mouse", mode="client" if client_mouse else "server")
+    sub(graphics, "clipboard", copypaste="yes" if clipboard else "no")
+    redirections = r.integer("spiceusbredirection", 0) or 0
+    for _ in range(max(redirections, 0)):
+        sub(guest.devices, "redirdev", bus="usb", type="spicevmc")
+
+
+_SPICE_KEYS = ("spicehost", "spiceport", "spicetls_port", "spicedisable_ticketing",
+               "spicepasswd", "spiceagent_mouse", "spicevdagent", "spice_clipboard_sharing",
+               "spiceusbredirection")
 
 
 def _read_dm_args(r: ConfigReader, guest: Guest) -> None:
@@ -198,25 +216,41 @@ def _write_xenbus(w: Writer, devices: etree._Element) -> None:
 
 
 def _write_spice(w: Writer, devices: etree._Element) -> None:
+    """As libvirt 11.3 writes them; the client mouse and clipboard sharing turn on
+    `spicevdagent`, which both need."""
     graphics = next((g for g in devices.findall("graphics") if g.get("type") == "spice"), None)
     if graphics is None:
         return
     w.mark(graphics, "type", "autoport")
     w.put("spice", 1)
-    for attr, key in (("port", "spiceport"), ("tlsPort", "spicetls_port"),
-                      ("listen", "spicehost"), ("passwd", "spicepasswd")):
+    for attr, key in (("listen", "spicehost"), ("port", "spiceport"),
+                      ("tlsPort", "spicetls_port")):
         value = w.attr(graphics, attr)
         if value is not None:
             w.put(key, int(value) if key.endswith("port") and value.isdigit() else value)
-    if graphics.get("passwd") is None:
-        w.put("spicedisable_ticketing", 1)
+    passwd = w.attr(graphics, "passwd")
+    w.put("spicedisable_ticketing", int(passwd is None))
+    if passwd is not None:
+        w.put("spicepasswd", passwd)
     for listen in w.children(graphics, "listen"):
         w.mark(listen, "type", "address")
     mouse, clipboard = w.child(graphics, "mouse"), w.child(graphics, "clipboard")
+    agent = False
     if mouse is not None:
-        w.put("spiceagent_mouse", int(w.attr(mouse, "mode") == "client"))
-    if clipboard is not None:
-        w.put("spice_clipboard_sharing", int(w.attr(clipboard, "copypaste") == "yes"))
+        client = w.attr(mouse, "mode") == "client"
+        w.put("spiceagent_mouse", int(client))
+        agent = client
+    if clipboard is not None and w.attr(clipboard, "copypaste") == "yes":
+        w.put("spice_clipboard_sharing", 1)
+        agent = True
+    if agent:
+        w.put("spicevdagent", 1)
+    redirs = [d for d in devices.findall("redirdev")
+              if d.get("bus") in (None, "usb") and d.get("type") == "spicevmc" and not len(d)]
+    for redir in redirs:
+        w.mark(redir, "bus", "type")
+    if redirs:
+        w.put("spiceusbredirection", len(redirs))
 
 
 def _write_vnuma(w: Writer, root: etree._Element) -> None:
