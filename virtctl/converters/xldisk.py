@@ -22,7 +22,10 @@ _BACKENDS = {"phy": "phy", "tap": "tap", "qdisk": "qemu"}
 # -- disks -----------------------------------------------------------------------------------
 
 def _split_disk(spec: str) -> tuple[list[str], dict[str, str]]:
-    """Positional and key=value parts; `target=` swallows the rest of the string."""
+    """Positional and key=value parts; `target=` swallows the rest of the string.
+
+    An empty positional field keeps its slot (`"path,,hda,,backendtype=phy"`: the format
+    and access are defaults); empty trailing fields are dropped."""
     positional: list[str] = []
     named: dict[str, str] = {}
     rest = spec
@@ -35,17 +38,20 @@ def _split_disk(spec: str) -> tuple[list[str], dict[str, str]]:
         name, eq, value = token.partition("=")
         if eq:
             named[name.strip()] = value
-        elif token:
+        else:
             positional.append(token)
+    while positional and not positional[-1]:
+        positional.pop()
     return positional, named
 
 
 def read_disk(r: ConfigReader, index: int, spec: str, guest: Guest) -> etree._Element | None:
     positional, named = _split_disk(spec)
-    if not named and len(positional) == 3:
+    if not named and len(positional) == 3 and positional[1] and positional[1] not in FORMATS:
         return _read_legacy_disk(r, index, spec, guest)
     for name, value in zip(("target", "format", "vdev", "access"), positional, strict=False):
-        named.setdefault(name, value)
+        if value:
+            named.setdefault(name, value)
     for name in [k for k in named if k not in _DISK_KEYS]:
         r.warn("disk", f"item {index}: {name}= has no domain XML equivalent; ignored")
     vdev, _, suffix = named.get("vdev", "").partition(":")
@@ -60,7 +66,7 @@ def read_disk(r: ConfigReader, index: int, spec: str, guest: Guest) -> etree._El
     cdrom = named.get("devtype") == "cdrom" or suffix == "cdrom"
     return _disk(r, index, guest, driver=_BACKENDS.get(backend or "qdisk", "qemu"), fmt=fmt,
                  path=named.get("target") or None, vdev=vdev, cdrom=cdrom,
-                 mode=named.get("access", "rw"))
+                 mode=named.get("access", "ro" if cdrom else "rw"))
 
 
 def _read_legacy_disk(r: ConfigReader, index: int, spec: str,
