@@ -186,6 +186,17 @@ def test_spice_keys_without_spice_are_warned() -> None:
     assert warnings == ("spiceport (line 4): ignored because spice is not enabled",)
 
 
+@pytest.mark.parametrize("convert", [xml_to_xl, xml_to_xm])
+def test_raw_loader_format_is_not_warned(convert: object) -> None:
+    xml = ("<domain type='xen'><name>g</name><os><type>hvm</type>"
+           "<loader type='rom' format='{}'>/usr/lib/xen/boot/hvmloader</loader></os></domain>")
+    assert callable(convert)
+    assert convert(xml.format("raw")).warnings == ()
+    assert convert(xml.format("qcow2")).warnings == (
+        "os/loader/@format: no {} equivalent; dropped".format(
+            "xl" if convert is xml_to_xl else "xm"),)
+
+
 def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:
     xml = ("<domain type='xen'><name>g</name><os><type>hvm</type>"
            "<loader type='pflash' readonly='yes'>/x/ovmf.bin</loader></os></domain>")

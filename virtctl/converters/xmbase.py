@@ -267,11 +267,16 @@ class Writer:
                 self.warnings.append(f"{_path(el)}: no {self.flavor} equivalent; dropped")
             return
         for name in el.attrib:
-            if (el, name) not in self._used_attrs:
+            if (el, name) not in self._used_attrs and \
+                    DEFAULT_ATTRS.get((el.tag, name)) != el.get(name):
                 self.warnings.append(f"{_path(el)}/@{name}: no {self.flavor} equivalent; "
                                      "dropped")
         for child in el:
             self._check(child)
+
+
+#: Attributes whose value is libvirt's own default: dropping them loses nothing.
+DEFAULT_ATTRS = {("loader", "format"): "raw"}
 
 
 def _path(el: etree._Element) -> str:
