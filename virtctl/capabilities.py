@@ -161,13 +161,15 @@ def check_guest(want: GuestRequest, caps: HostCapabilities) -> str | None:
         if known and machine not in known:
             return f"machine type '{machine}' is not offered for '{dom_type}' guests"
     emulator = want.emulator
-    if emulator and dom_type in ("kvm", "qemu"):
+    if emulator and dom_type in ("kvm", "qemu", "xen"):
         offered = {g.emulator for g in guests} | {
             d.emulator for g in guests for d in g.domains if d.type == dom_type
         }
         offered.discard(None)
         if offered and emulator.strip() not in offered:
-            return f"emulator '{emulator.strip()}' is not offered for '{dom_type}' guests"
+            listed = ", ".join(sorted(e for e in offered if e))
+            return (f"emulator '{emulator.strip()}' is not offered for '{dom_type}' guests "
+                    f"(offered: {listed})")
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from virtctl.capabilities import GuestRequest, check_domain, guest_request, parse_capabilities
-from virtctl.drivers.simcaps import CAPABILITIES_XML
+from virtctl.drivers.simcaps import CAPABILITIES_XML, QEMU_EMULATORS, XEN_EMULATORS
 from virtctl.errors import ErrorCode, SpecError
 from virtctl.model import Desired, DomainSpec, DomainState, Live, LiveDomain, LiveNetwork, Ownership
 from virtctl.reconciler.load import load_text
@@ -199,6 +199,9 @@ def test_guest_request_reads_the_definition_as_paths_do(xml: str) -> None:
     )
 
 
+QEMU_OFFERED = "offered: " + ", ".join(sorted(QEMU_EMULATORS))
+
+
 @pytest.mark.parametrize(("xml", "reason"), [
     pytest.param(dom("a"), None, id="runs"),
     pytest.param(dom("a", dom_type="lxc", os="<type>exe</type>"),
@@ -209,10 +212,23 @@ def test_guest_request_reads_the_definition_as_paths_do(xml: str) -> None:
                  "machine type 'virt' is not offered for 'kvm' guests", id="machine"),
     pytest.param('<domain type="kvm"><name>a</name><os><type>hvm</type></os><devices>'
                  "<emulator> /opt/qemu </emulator></devices></domain>",
-                 "emulator '/opt/qemu' is not offered for 'kvm' guests", id="emulator"),
+                 f"emulator '/opt/qemu' is not offered for 'kvm' guests ({QEMU_OFFERED})",
+                 id="emulator"),
     pytest.param('<domain type="kvm"><name>a</name><os><type>hvm</type></os><devices>'
                  "<emulator> </emulator></devices></domain>",
-                 "emulator '' is not offered for 'kvm' guests", id="blank-emulator"),
+                 f"emulator '' is not offered for 'kvm' guests ({QEMU_OFFERED})",
+                 id="blank-emulator"),
+    pytest.param('<domain type="xen"><name>a</name><os><type>hvm</type></os><devices>'
+                 "<emulator>/usr/bin/qemu-kvm</emulator></devices></domain>",
+                 "emulator '/usr/bin/qemu-kvm' is not offered for 'xen' guests (offered: "
+                 "/usr/lib/xen/bin/qemu-dm, /usr/lib/xen/bin/qemu-system-i386)",
+                 id="xen-emulator"),
+    *[pytest.param(f'<domain type="{t}"><name>a</name><os><type arch="{a}">{o}</type></os>'
+                   f"<devices><emulator>{e}</emulator></devices></domain>", None,
+                   id=f"offered-{t}-{o}-{a}-{e}")
+      for t, o, emulators in (("kvm", "hvm", QEMU_EMULATORS), ("qemu", "hvm", QEMU_EMULATORS),
+                              ("xen", "hvm", XEN_EMULATORS), ("xen", "xen", XEN_EMULATORS))
+      for a in ("x86_64", "i686") for e in emulators],
 ])
 def test_check_domain_says_why_the_host_cannot_run_a_guest(xml: str, reason: str | None) -> None:
     assert check_domain(parse(xml), CAPS) == reason

@@ -12,6 +12,19 @@ _QEMU_MACHINES = (("pc", "pc-i440fx-7.2"), ("pc-i440fx-7.2", None), ("q35", "pc-
                   ("pc-q35-7.2", None), ("isapc", None))
 
 
+# Emulator paths the documents virtctl is seeded with use (libvirt's classic examples among
+# them), so each applies verbatim. libvirt reports one emulator per guest and domain type;
+# the sim offers the others as further <domain> entries of the same type.
+QEMU_EMULATORS = ("/usr/bin/qemu-system-x86_64", "/usr/bin/qemu-system-i386", "/usr/bin/qemu",
+                  "/usr/bin/qemu-kvm", "/usr/bin/kvm")
+XEN_EMULATORS = ("/usr/lib/xen/bin/qemu-system-i386", "/usr/lib/xen/bin/qemu-dm")
+
+
+def _more_emulators(dom_types: tuple[str, ...], default: str, offered: tuple[str, ...]) -> str:
+    return "".join(f"<domain type='{t}'><emulator>{e}</emulator></domain>"
+                   for t in dom_types for e in offered if e != default)
+
+
 def _qemu_guest(arch: str, emulator: str) -> str:
     machines = "".join(
         f"<machine maxCpus='255' canonical='{c}'>{m}</machine>" if c
@@ -22,7 +35,8 @@ def _qemu_guest(arch: str, emulator: str) -> str:
         "<guest><os_type>hvm</os_type>"
         f"<arch name='{arch}'><wordsize>{64 if arch == 'x86_64' else 32}</wordsize>"
         f"<emulator>{emulator}</emulator>{machines}"
-        "<domain type='qemu'/><domain type='kvm'/></arch>"
+        "<domain type='qemu'/><domain type='kvm'/>"
+        f"{_more_emulators(('qemu', 'kvm'), emulator, QEMU_EMULATORS)}</arch>"
         "<features><acpi default='on' toggle='yes'/><apic default='on' toggle='no'/>"
         "<pae/><nonpae/></features></guest>"
     )
@@ -30,16 +44,18 @@ def _qemu_guest(arch: str, emulator: str) -> str:
 
 def _xen_guests(arch: str) -> str:
     word = 64 if arch == "x86_64" else 32
+    default = XEN_EMULATORS[0]
+    more = _more_emulators(("xen",), default, XEN_EMULATORS)
     return (
         "<guest><os_type>xen</os_type>"
         f"<arch name='{arch}'><wordsize>{word}</wordsize>"
-        "<emulator>/usr/lib/xen/bin/qemu-system-i386</emulator>"
-        "<machine>xenpv</machine><domain type='xen'/></arch></guest>"
+        f"<emulator>{default}</emulator>"
+        f"<machine>xenpv</machine><domain type='xen'/>{more}</arch></guest>"
         "<guest><os_type>hvm</os_type>"
         f"<arch name='{arch}'><wordsize>{word}</wordsize>"
-        "<emulator>/usr/lib/xen/bin/qemu-system-i386</emulator>"
+        f"<emulator>{default}</emulator>"
         "<loader>/usr/lib/xen/boot/hvmloader</loader>"
-        "<machine>xenfv</machine><domain type='xen'/></arch>"
+        f"<machine>xenfv</machine><domain type='xen'/>{more}</arch>"
         "<features><pae/><nonpae/><acpi default='on' toggle='yes'/>"
         "<apic default='on' toggle='no'/><hap default='on' toggle='yes'/></features></guest>"
     )
