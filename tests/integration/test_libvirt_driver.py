@@ -93,6 +93,54 @@ def test_libvirt_errors_map_to_virtctl_errors(
     )
 
 
+@pytest.mark.parametrize(
+    ("qemu_said", "stale"),
+    [
+        pytest.param("unable to execute QEMU command 'blockdev-remove-medium': Tray of "
+                     "device 'ide0-1-0' is not open", True, id="remove"),
+        pytest.param("unable to execute QEMU command 'blockdev-insert-medium': Tray of "
+                     "the device is not open", True, id="insert"),
+        pytest.param("unable to execute QEMU command 'blockdev-open-tray': Device "
+                     "'ide0-1-0' is locked", False, id="other"),
+    ],
+)  # fmt: skip
+def test_a_stale_cdrom_tray_is_refused_at_once_saying_how_to_recover(
+    libvirt: Any, monkeypatch: pytest.MonkeyPatch, qemu_said: str, stale: bool
+) -> None:
+    # libvirt 9.0 wedged on a tray the guest closed (docs/libvirt-driver.md): asking
+    # again cannot help, so one call, and the error says what clears it.
+    message = f"internal error: {qemu_said}"
+
+    class Refusal(libvirt.libvirtError):
+        def get_error_code(self) -> int:
+            return libvirt.VIR_ERR_INTERNAL_ERROR
+
+        def get_error_domain(self) -> int:
+            return libvirt.VIR_FROM_QEMU
+
+        def get_error_message(self) -> str:
+            return message
+
+    calls: list[int] = []
+
+    class Guest:
+        def updateDeviceFlags(self, _xml: str, flags: int) -> None:
+            calls.append(flags)
+            raise Refusal(message)
+
+    driver = connect("test:///default")
+    try:
+        monkeypatch.setattr(driver, "_lookup", lambda _kind, _name: Guest())
+        with pytest.raises(DriverError) as caught:
+            driver.update_device("test", "<disk device='cdrom'/>")
+    finally:
+        driver.close()
+    assert calls == [libvirt.VIR_DOMAIN_AFFECT_LIVE]
+    assert message in caught.value.message
+    assert ("restart of libvirtd" in caught.value.message) is stale
+    assert caught.value.driver_code == libvirt.VIR_ERR_INTERNAL_ERROR
+
+
 def test_missing_binding_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "libvirt", None)
     with pytest.raises(DriverError) as caught:

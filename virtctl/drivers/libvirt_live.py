@@ -12,7 +12,6 @@ cannot be hotplugged." (code `config-unsupported`).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -174,22 +173,26 @@ class LiveCalls:
 
     def update_device(self, name: str, xml: str, *, live: bool = True,
                       config: bool = False) -> None:
-        """dom.updateDeviceFlags. QEMU opens a CD-ROM tray before it changes or ejects a
-        medium, and right after a change it may still report the tray closed ("Tray of
-        device ... is not open"): that refusal is asked again, backing off, for up to
-        5 s."""
+        """dom.updateDeviceFlags. A CD-ROM medium change is open tray, remove, insert,
+        close. A guest that closes the tray itself meanwhile (firmware probing the drive
+        at boot does) makes QEMU refuse the next step, and libvirt 9.0 never hears of
+        that close: it keeps `tray='open'` and refuses every later change the same way.
+        Asking again cannot help, so that refusal is raised at once, saying how to
+        recover."""
         flags = self._flags("update a device of", name, live=live, config=config)
-        deadline, delay = time.monotonic() + 5.0, 0.05
-        while True:
-            try:
-                self._live_call("update a device of", Kind.DOMAIN, name,
-                                lambda dom: dom.updateDeviceFlags(xml, flags))
-                return
-            except DriverError as exc:
-                if "tray" not in exc.message.lower() or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        try:
+            self._live_call("update a device of", Kind.DOMAIN, name,
+                            lambda dom: dom.updateDeviceFlags(xml, flags))
+        except DriverError as exc:
+            if "tray" not in exc.message.lower() or "not open" not in exc.message.lower():
+                raise
+            raise DriverError(
+                f"{exc.message}; the guest closed the CD-ROM tray while libvirt changed "
+                "the medium (the drive may now be empty), and libvirt takes the tray for "
+                "open when it is not. It refuses medium changes until it sees the tray "
+                "move: the guest ejecting the medium, or a restart of libvirtd (which "
+                "reads the tray again), clears it", code=exc.code, domain=exc.domain,
+                driver_code=exc.driver_code) from exc
 
     def set_vcpus(self, name: str, count: int, *, live: bool = True,
                   config: bool = False) -> None:
