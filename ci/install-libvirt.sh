@@ -9,6 +9,8 @@ PYTHON="${PYTHON:-python3}"
 PACKAGES=(
     libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
     qemu-system-x86 qemu-utils dnsmasq-base iptables ovmf
+    # ci/fetch-schemas-11.3.sh downloads and unpacks a package index and one package.
+    curl xz-utils
     # The tiny guest OS of tests/integration/guestos.py (a kernel booted directly and a
     # static busybox in its initramfs), so hot-unplugged devices are released.
     linux-image-cloud-amd64 busybox-static

@@ -12,6 +12,8 @@ python -m pip install --quiet --upgrade pip
 # Real libvirt + QEMU (Debian packages, daemons started) and libvirt-python in this venv.
 PYTHON="$PWD/.venv/bin/python" bash ci/install-libvirt.sh
 python -m pip install --quiet -e '.[test,libvirt]'
+# libvirt 11.3's schemas, for the Xen conformance test (tests/integration/test_corpus_113.py).
+bash ci/fetch-schemas-11.3.sh
 
 # The integration suites run against real libvirt; with CI set they fail, never skip,
 # when libvirt or its schemas are missing.

@@ -202,3 +202,66 @@ def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:
            "<loader type='pflash' readonly='yes'>/x/ovmf.bin</loader></os></domain>")
     assert 'bios = "ovmf"' in xml_to_xl(xml).text
     assert any("pflash" in w for w in xml_to_xm(xml).warnings)
+
+
+# nestedhvm and cpuid <-> <cpu mode='host-passthrough'> (virtctl.converters.xlcpu)
+
+@pytest.mark.parametrize(("cfg", "expected"), [
+    pytest.param(HVM + "nestedhvm = 1", [], id="nested-on"),
+    pytest.param(HVM + "nestedhvm = 0", ["disable:vmx"], id="nested-off"),
+    pytest.param(HVM + "cpuid = 'host,sse3=1,tm=0,page1gb=x,aes=k,avx=s'",
+                 ["force:pni", "disable:tm", "optional:pdpe1gb", "optional:aes",
+                  "optional:avx"], id="cpuid-policies-and-names"),
+    pytest.param(HVM + "nestedhvm = 0\ncpuid = 'host,svm_npt=1'",
+                 ["disable:vmx", "force:npt"], id="nested-first-then-cpuid"),
+])
+def test_nestedhvm_and_cpuid_read_as_host_passthrough(cfg: str, expected: list[str]) -> None:
+    root = etree.fromstring(xl_to_xml(cfg).text.encode())
+    assert [c.get("mode") for c in root.findall("cpu")] == ["host-passthrough"]
+    assert [f"{f.get('policy')}:{f.get('name')}" for f in root.findall("cpu/feature")] \
+        == expected
+
+
+@pytest.mark.parametrize("cpuid", [
+    pytest.param("0:eax=0x1", id="legacy-register-form"),
+    pytest.param("host,tm=2", id="bad-policy"),
+    pytest.param("host,tm", id="no-policy"),
+])
+def test_bad_cpuid_is_refused_naming_the_key(cpuid: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        xl_to_xml(HVM + f"cpuid = '{cpuid}'", source="g.cfg")
+    assert "cpuid" in str(caught.value) and "g.cfg" in str(caught.value)
+
+
+@pytest.mark.parametrize(("features", "expected"), [
+    pytest.param("", ["nestedhvm = 1"], id="passthrough-nests"),
+    pytest.param("<feature policy='disable' name='vmx'/>", ["nestedhvm = 0"], id="vmx-off"),
+    pytest.param("<feature policy='forbid' name='svm'/>", ["nestedhvm = 0"], id="svm-off"),
+    pytest.param("<feature policy='force' name='pni'/><feature policy='require' name='x2apic'/>"
+                 "<feature policy='optional' name='pdpe1gb'/>",
+                 ["nestedhvm = 1", 'cpuid = "host,sse3=1,x2apic=1,page1gb=x"'],
+                 id="features-to-cpuid"),
+])
+def test_host_passthrough_writes_nestedhvm_and_cpuid(features: str,
+                                                     expected: list[str]) -> None:
+    out = xml_to_xl("<domain type='xen'><name>g</name><os><type>hvm</type></os>"
+                    f"<cpu mode='host-passthrough'>{features}</cpu></domain>")
+    lines = [ln for ln in out.text.splitlines() if ln.startswith(("nestedhvm", "cpuid"))]
+    assert lines == expected and out.warnings == ()
+
+
+def test_other_cpu_modes_are_reported_not_guessed() -> None:
+    out = xml_to_xl("<domain type='xen'><name>g</name><os><type>hvm</type></os>"
+                    "<cpu mode='host-model'/></domain>")
+    assert "nestedhvm" not in out.text and "cpuid" not in out.text
+    assert out.warnings == ("cpu: no xl equivalent; dropped",)
+
+
+def test_vnuma_distances_given_one_way_hold_both_ways() -> None:
+    cells = ("<cell id='0' cpus='0' memory='1024'><distances><sibling id='1' value='21'/>"
+             "<sibling id='2' value='31'/></distances></cell>"
+             "<cell id='1' cpus='1' memory='1024'/><cell id='2' cpus='2' memory='1024'/>")
+    out = xml_to_xl("<domain type='xen'><name>g</name><os><type>hvm</type></os>"
+                    f"<cpu><numa>{cells}</numa></cpu></domain>").text
+    assert [ln.split("vdistances=")[1].split('"')[0] for ln in out.splitlines()
+            if "vdistances=" in ln] == ["10,21,31", "21,10,20", "31,20,10"]

@@ -14,6 +14,9 @@ import re
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+#: libvirt keeps sizes in 64-bit integers and QEMU and the kernel in signed ones: a size
+#: of 8 EiB or more is no size any host has, and is refused rather than wrapped.
+MAX_BYTES = 2**63 - 1
 _EXPONENT = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 #: Largest first, so format_size picks the largest exact unit.
 _BINARY_UNITS = (("EiB", 5), ("PiB", 4), ("TiB", 3), ("GiB", 2), ("MiB", 1))
@@ -44,13 +47,21 @@ def parse_size(value: int | str, *, path: str) -> int:
     if isinstance(value, int):
         if value < 0:
             raise _bad(value, path)
-        return value
+        return _bounded(value * 1024, value, path) // 1024
     match = _SIZE.match(value)
     per_unit = unit_bytes(match.group(2)) if match else None
     if match is None or per_unit is None:
         raise _bad(value, path)
-    total = int(match.group(1)) * per_unit
+    total = _bounded(int(match.group(1)) * per_unit, value, path)
     return -(-total // 1024)
+
+
+def _bounded(count: int, value: object, path: str) -> int:
+    if count > MAX_BYTES:
+        raise SpecError(f"size {value!r} is 8 EiB or more: no host has that much",
+                        code=ErrorCode.INVALID_SPEC, domain=ErrorDomain.CONVERTER,
+                        source=Source(file="", path=path))
+    return count
 
 
 def scaled_kib(number: str, unit: str | None, *, path: str) -> int:
@@ -82,13 +93,14 @@ def parse_bytes(value: int | str, *, path: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise _bad(value, path)
-        return value
+        return _bounded(value, value, path)
     if isinstance(value, str):
         match = _SIZE.match(value)
         if match is not None and not match.group(2):
-            return int(match.group(1))
+            return _bounded(int(match.group(1)), value, path)
         if match is not None and unit_bytes(match.group(2)) is not None:
-            return int(match.group(1)) * (unit_bytes(match.group(2)) or 1)
+            return _bounded(int(match.group(1)) * (unit_bytes(match.group(2)) or 1), value,
+                            path)
     raise _bad(value, path, unitless="bytes")
 
 

@@ -1,12 +1,13 @@
 """The keys only xl knows, both directions: channel, usbctrl, usbdev, the xenbus limits,
-vnuma, spice and `device_model_args`. Part of the xl dialect (`virtctl.converters.xl`).
-Pure.
+vnuma, spice, `device_model_args`, and (in `xlcpu`) nestedhvm and cpuid. Part of the xl
+dialect (`virtctl.converters.xl`). Pure.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
+from .xlcpu import read_cpu, write_cpu
 from .xmbase import Guest, Writer, format_cpuset, parse_cpuset, sub
 from .xmparse import ConfigReader, Value, key_values
 
@@ -20,6 +21,7 @@ def read_extras(r: ConfigReader, guest: Guest) -> None:
     _read_channels(r, guest)
     _read_usb(r, guest)
     _read_xenbus(r, guest)
+    read_cpu(r, guest)  # before vnuma: libvirt puts the features ahead of <numa>
     _read_vnuma(r, guest)
     _read_spice(r, guest)
     _read_dm_args(r, guest)
@@ -70,7 +72,8 @@ def _read_vnuma(r: ConfigReader, guest: Guest) -> None:
         return
     if not isinstance(nodes, tuple) or not all(isinstance(n, tuple) for n in nodes):
         raise r.error("vnuma", "expected a list of lists of key=value strings")
-    numa = sub(sub(guest.dom, "cpu"), "numa")
+    cpu = guest.dom.find("cpu")
+    numa = sub(cpu if cpu is not None else sub(guest.dom, "cpu"), "numa")
     for index, node in enumerate(nodes):
         assert isinstance(node, tuple)
         opts = dict(str(item).partition("=")[::2] for item in node)
@@ -152,6 +155,7 @@ def write_extras(w: Writer, root: etree._Element) -> None:
         _write_usb(w, devices)
         _write_xenbus(w, devices)
         _write_spice(w, devices)
+    write_cpu(w, root)
     _write_vnuma(w, root)
     commandline = w.child(root, f"{{{XEN_NS}}}commandline")
     if commandline is not None:
@@ -261,15 +265,21 @@ def _write_vnuma(w: Writer, root: etree._Element) -> None:
     w.mark(cpu)
     cells = w.children(numa, "cell")
     w.mark(numa)
+    # A distance given one way only holds both ways, as libvirt completes the matrix;
+    # then Xen's defaults: 10 to itself, 20 to the others.
+    given: dict[tuple[int, int], str] = {}
+    for index, cell in enumerate(cells):
+        for sibling in cell.findall("distances/sibling"):
+            given[(index, int(sibling.get("id") or "0"))] = sibling.get("value") or "20"
     nodes: list[Value] = []
     for index, cell in enumerate(cells):
         w.mark(cell, "id", "unit")
         size = -(-int(w.attr(cell, "memory") or "0") // 1024)
-        distances = {int(s.get("id") or "0"): s.get("value") or "20"
-                     for s in cell.findall("distances/sibling")}
-        w.mark_tree(cell.find("distances")) if cell.find("distances") is not None else None
-        vdist = ",".join(distances.get(i, "10" if i == index else "20")
-                         for i in range(len(cells)))
+        if cell.find("distances") is not None:
+            w.mark_tree(cell.find("distances"))
+        vdist = ",".join(
+            given.get((index, j)) or given.get((j, index)) or ("10" if j == index else "20")
+            for j in range(len(cells)))
         nodes.append((f"pnode={index}", f"size={size}", f"vcpus={w.attr(cell, 'cpus')}",
                       f"vdistances={vdist}"))
     w.put("vnuma", tuple(nodes))

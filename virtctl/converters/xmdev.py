@@ -200,7 +200,6 @@ def read_pci(r: ConfigReader, guest: Guest) -> None:
             raise r.error("pci", f"item {index}: malformed PCI address {spec!r}")
         domain, bus, slot, function, vslot, options = match.groups()
         hostdev = sub(guest.devices, "hostdev", mode="subsystem", type="pci", managed="no")
-        sub(hostdev, "driver", name="xen")
         source = sub(hostdev, "source")
         opts = key_values(r, "pci", index, options or "")
         if opts.pop("permissive", "0") == "1":

@@ -86,7 +86,10 @@ def _memory_section(tag: str) -> Section:
 
     def write(doc: Mapping[str, Any], path: str) -> Element:
         elem = etree.Element(tag, unit="KiB")
-        elem.text = str(parse_size(doc[tag], path=tag))
+        kib = parse_size(doc[tag], path=tag)
+        if tag == "memory" and kib == 0:
+            raise spec_error("a guest needs some memory; 0 is refused", tag)
+        elem.text = str(kib)
         return elem
 
     # Units are normalised to KiB, so compare meaning, not text.
