@@ -36,6 +36,7 @@ from ..model import (
     VolumeSpec,
 )
 from ..xmlutil import parse, tostring
+from .limits import MAX_SPEC_BYTES, MAX_YAML_VALUES, name_problem, too_many_values, unsafe_text
 from .loadcloudinit import cloud_init_seed
 from .speccache import SpecCache
 
@@ -66,11 +67,16 @@ def expand(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[Sp
     """Files named, directories walked recursively in sorted order, hidden entries skipped."""
     for given in paths:
         if given == "-":
-            yield SpecFile("<stdin>", (stdin or sys.stdin).read())
+            text = (stdin or sys.stdin).read(MAX_SPEC_BYTES + 1)
+            if len(text) > MAX_SPEC_BYTES:
+                raise SpecError("too large for a spec (at most "
+                                f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB)",
+                                code=ErrorCode.INVALID_SPEC, source=Source("<stdin>"))
+            yield SpecFile("<stdin>", text)
             continue
         path = Path(given)
         if path.is_dir():
-            for found in _walk(path):
+            for found in _walk(path, path.resolve(), set()):
                 yield SpecFile(str(found), _read(found))
         elif path.exists():
             yield SpecFile(given, _read(path))
@@ -79,18 +85,37 @@ def expand(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[Sp
                             source=Source(given))
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def _walk(folder: Path, root: Path, seen: set[Path]) -> Iterator[Path]:
+    """Spec files under `folder`, sorted. A symlink may point anywhere inside `root` (the
+    directory given), never outside it: a link planted in a watched directory must not
+    make virtctl read files elsewhere. Each real directory is walked once (no loops)."""
+    real = folder.resolve()
+    if real in seen:
+        return
+    seen.add(real)
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
+        if entry.is_symlink():
+            target = Path(entry.path).resolve()
+            if not target.is_relative_to(root):
+                if entry.is_dir() or entry.name.lower().endswith(SPEC_SUFFIXES):
+                    raise SpecError(f"a symlink to {target}, outside {root}; refused",
+                                    code=ErrorCode.INVALID_SPEC, source=Source(entry.path))
+                continue
         if entry.is_dir():
-            yield from _walk(Path(entry.path))
+            yield from _walk(Path(entry.path), root, seen)
         elif entry.name.lower().endswith(SPEC_SUFFIXES):
             yield Path(entry.path)
 
 
 def _read(path: Path) -> str:
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{size} bytes is too large for a spec file (at most "
+                            f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB)",
+                            code=ErrorCode.INVALID_SPEC, source=Source(str(path)))
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text ({exc.reason})", code=ErrorCode.PARSE_ERROR,
@@ -226,6 +251,10 @@ def spec_from_xml(
     name = (root.findtext("name") or "").strip()
     if not name:
         raise SpecError(f"<{root.tag}> has no <name>", source=Source(source, line, "name"))
+    problem = name_problem(name)
+    if problem is not None:
+        raise SpecError(problem, code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, line, "name"))
     uuid = _canonical_uuid(root.findtext("uuid"), Source(source, line, "uuid"))
     uuid_elem = root.find("uuid")
     if uuid and uuid_elem is not None:
@@ -256,15 +285,13 @@ def spec_from_xml(
                 s.get("network", "")
                 for s in root.iterfind("devices/interface[@type='network']/source")
             })),
-            macs=tuple(
-                (m.get("address") or "").lower()
-                for m in root.iterfind("devices/interface/mac")
-            ),
+            macs=_exclusive_macs(root),
             update_policy=rules[0],
             shutdown_timeout=rules[1],
             connect=_connect(attrs if runtime is None else runtime),
         )
     if root.tag == "network":
+        _check_network(root, source, line, xml_lines=runtime is None)
         if runtime is not None:
             active = bool(runtime.get("active", True))
             autostart = bool(runtime.get("autostart", False))
@@ -293,6 +320,34 @@ def spec_from_xml(
         return volume_spec(root, name, where=where, runtime=runtime, attrs=attrs)
     raise SpecError(f"expected <domain>, <network>, <pool> or <volume>, found <{root.tag}>",
                     source=Source(source, line))
+
+
+def _exclusive_macs(root: etree._Element) -> tuple[str, ...]:
+    """The MACs that must be unique across the specs. A vhost-user interface or one on
+    a passt backend may share its MAC with another interface, as libvirt accepts: the
+    address lives in a user-space backend, not on a host network device."""
+    return tuple(
+        (mac.get("address") or "").lower()
+        for iface in root.iterfind("devices/interface")
+        if iface.get("type") != "vhostuser" and iface.find("backend[@type='passt']") is None
+        for mac in iface.iterfind("mac")
+    )
+
+
+def _check_network(root: etree._Element, source: str, line: int | None, *,
+                   xml_lines: bool) -> None:
+    """Refuse what libvirt would refuse (netcheck); in an XML file each error names the
+    line of the element it is about."""
+    from .netcheck import network_problems
+
+    errors = []
+    for path, message in network_problems(root):
+        found = root.find(path.split("/@")[0]) if xml_lines else None
+        at = found.sourceline if found is not None and found.sourceline else line
+        errors.append(SpecError(message, code=ErrorCode.INVALID_SPEC,
+                                source=Source(source, at, path)))
+    if errors:
+        raise SpecErrors(errors)
 
 
 def _connect(given: Mapping[str, Any]) -> str | None:
@@ -404,6 +459,7 @@ def _load_yaml(
     for index, doc in nonempty:
         line = starts[index] if index < len(starts) else None
         try:
+            _check_limits(doc, source, index, line, text)
             if isinstance(doc, dict) and doc.get("kind") == "Hosts":
                 hosts.extend(_hosts_from_doc(doc, source, index, line, text))
             else:
@@ -415,6 +471,17 @@ def _load_yaml(
     if errors:
         raise SpecErrors(errors)
     return specs
+
+
+def _check_limits(doc: Any, source: str, index: int, line: int | None, text: str) -> None:
+    if too_many_values(doc):
+        raise SpecError(f"the document expands to more than {MAX_YAML_VALUES:,} values "
+                        "(aliases of aliases?); refused", code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, line))
+    for path, _ in unsafe_text(doc):
+        raise SpecError("text with a NUL or another control character XML cannot hold",
+                        code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, _line_for_path(text, index, path) or line, path))
 
 
 def _hosts_from_doc(
@@ -470,11 +537,11 @@ def _spec_from_doc(
     if kind == "Domain" and "cloudInit" in doc and extra is not None:
         where = Source(source, _line_of(text, index, ["cloudInit"]) or line, "cloudInit")
         extra.append(cloud_init_seed(doc, root, where))
-    if kind not in ("StoragePool", "Volume"):
-        return spec_from_xml(root, source=source, line=line, runtime=runtime)
     try:
         return spec_from_xml(root, source=source, line=line, runtime=runtime)
-    except SpecError as exc:  # storage keys checked while loading: point at the key's line
+    except SpecErrors:
+        raise
+    except SpecError as exc:  # keys checked while loading (name, storage): the key's line
         field = exc.source.path if exc.source else None
         raise SpecError(exc.message, code=exc.code,
                         source=Source(source, _line_for_path(text, index, field) or line,
