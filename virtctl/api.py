@@ -23,7 +23,8 @@ from .capabilities import HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .drivers.sim import state_root
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
-from .hosts import HostOutcome, group_by_host, host_lock, run_per_host
+from .hostlock import host_lock
+from .hosts import HostOutcome, group_by_host, run_per_host
 from .model import Desired, Live
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
@@ -236,10 +237,13 @@ def run_hosts(
     *,
     readonly: bool = False,
     parallel: int = 4,
+    lock_timeout: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> list[HostRun]:
     """Plan on every host, then act on every host, concurrently (at most `parallel`).
 
-    Each writing run holds that host's lock from planning to the end. Nothing is applied
+    Each writing run holds that host's lock from planning to the end (waiting, `on_wait`
+    hears who holds it; after `lock_timeout` seconds the host fails). Nothing is applied
     anywhere until every host has been planned: a spec error found on any host (an object
     virtctl does not own, a guest the host cannot run...) stops the whole run first. An
     unreachable host fails only itself. Without `execute`, the plan is the result."""
@@ -249,7 +253,7 @@ def run_hosts(
     def plan_one(uri: str, desired: Desired) -> tuple[Driver, Plan]:
         stack = held[uri] = contextlib.ExitStack()
         if not readonly:
-            stack.enter_context(host_lock(uri, root))
+            stack.enter_context(host_lock(uri, root, timeout=lock_timeout, on_wait=on_wait))
         driver = stack.enter_context(connect(uri, readonly=readonly))
         return driver, prepare(desired, driver)
 

@@ -20,7 +20,7 @@ from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
 from .errors import Source, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
-from .options import live_options
+from .options import live_options, lock_options
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(their data is lost)")
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
     _parallel(p)
+    lock_options(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_apply)
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _parallel(p)
+    lock_options(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("get", help="list domains or networks on the host")
@@ -245,8 +247,13 @@ def _run(
     """Plan, then act (`steps`), on each host the specs target. One host: as if there
     were no others (its errors propagate, output unchanged). Several: concurrently, each
     host's outcome under its own heading, an unreachable host failing only itself."""
+    def waiting(line: str) -> None:
+        err.write(f"virtctl: {line}\n")
+        err.flush()
+
+    locking = {"lock_timeout": getattr(args, "lock_timeout", None), "on_wait": waiting}
     if len(groups) == 1:
-        runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1)
+        runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1, **locking)
         if runs[0].error is not None:
             raise runs[0].error
         assert runs[0].result is not None
@@ -255,7 +262,8 @@ def _run(
         else:
             render_text(runs[0].result)
         return runs
-    runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=args.parallel)
+    runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=args.parallel,
+                         **locking)
     if args.output == "json":
         hosts = [
             {"uri": run.uri} | (render_doc(run.result) if run.result is not None

@@ -2,22 +2,16 @@
 
 A spec may name its host with `connect:` (a libvirt URI, or an alias from a `kind: Hosts`
 document: `hosts: {web: qemu+ssh://root@web1/system}`); specs that name none go to the
-connection chosen on the command line. `group_by_host` is pure. `host_lock` serialises
-virtctl runs against one host (an flock per URI: see `lock_path`), and
-`run_per_host` runs a function for every host concurrently (bounded), turning each host's
-failure into that host's result only.
+connection chosen on the command line. `group_by_host` is pure. `run_per_host` runs a
+function for every host concurrently (bounded), turning each host's failure into that
+host's result only; each writing run holds the host's lock (`virtctl.hostlock`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import (
@@ -85,48 +79,6 @@ def group_by_host(
                      volumes=tables[VolumeSpec].get(uri, {}))
         for uri in uris
     } or {default_uri: desired}
-
-
-MACHINE_LOCK_DIR = Path("/run/lock/virtctl")
-
-
-def lock_path(uri: str, state_root: Path) -> Path:
-    """Where the lock for `uri` lives.
-
-    A sim host is its state directory, so its lock lives there. A libvirt host is shared
-    by every user of this machine (a root shell's `virtctl apply` and the watcher's
-    systemd unit have different state directories), so its lock lives in one
-    machine-wide place: $VIRTCTL_LOCK_DIR, else /run/lock/virtctl when it can be used,
-    else the state directory."""
-    name = hashlib.sha256(uri.encode()).hexdigest()[:24] + ".lock"
-    if parse_uri(uri).driver == "sim":
-        return state_root / "locks" / name
-    for folder in (os.environ.get("VIRTCTL_LOCK_DIR"), MACHINE_LOCK_DIR):
-        if folder and _usable(Path(folder)):
-            return Path(folder) / name
-    return state_root / "locks" / name
-
-
-def _usable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
-
-
-@contextlib.contextmanager
-def host_lock(uri: str, state_root: Path) -> Iterator[None]:
-    """Hold the per-host lock: two virtctl runs never interleave actions on one host."""
-    path = lock_path(uri, state_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened for appending and never written: taking the lock changes nothing on disk.
-    with open(path, "ab") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,3 +14,10 @@ def live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="how long a guest may take to release a detached device before "
                         "the change is left restart-pending (default 30)")
+
+
+def lock_options(parser: argparse.ArgumentParser) -> None:
+    """--lock-timeout (the verbs that change a host)."""
+    parser.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                        help="give up (exit 1) when another virtctl run holds the host's lock "
+                        "this long (default: wait, saying every 10 s who holds it)")

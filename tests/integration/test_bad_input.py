@@ -106,3 +106,24 @@ def test_reference_to_a_network_on_the_host_is_fine(cli, sim, kit: SimpleNamespa
     sim().start(Kind.NETWORK, "nowhere")
     result = cli("apply", "-f", str(DATA / "unknown-network"))
     assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize("size", [100 * 1024 * 1024, 16 * 1024 * 1024 + 1])
+def test_a_huge_file_is_refused_unread(cli, tmp_path: Path, state_dir: Path,
+                                       kit: SimpleNamespace, size: int) -> None:
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "good.xml").write_text((DATA / "yaml-malformed" / "good.xml").read_text())
+    with open(folder / "huge.yaml", "wb") as handle:
+        handle.truncate(size)  # sparse: the refusal must come from its size, not a read
+    result = cli("apply", "-f", str(folder))
+    assert result.code == 1
+    assert f"huge.yaml: {size} bytes is too large for a spec file (at most 16 MiB)" \
+        in result.err
+    assert kit.records(state_dir) == {"domains": [], "networks": [], "pools": [], "volumes": []}
+
+
+def test_a_huge_stdin_is_refused(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("#" * (16 * 1024 * 1024 + 1)))
+    result = cli("apply", "-f", "-")
+    assert result.code == 1 and "<stdin>: too large for a spec (at most 16 MiB)" in result.err

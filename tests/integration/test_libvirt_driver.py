@@ -141,6 +141,19 @@ def test_a_stale_cdrom_tray_is_refused_at_once_saying_how_to_recover(
     assert caught.value.driver_code == libvirt.VIR_ERR_INTERNAL_ERROR
 
 
+def test_an_error_libvirt_gave_no_reason_for_says_so(libvirt: Any) -> None:
+    class Unexplained(FakeLibvirtError):
+        def get_error_code(self) -> Any:
+            return None
+
+        def get_error_domain(self) -> Any:
+            return None
+
+    error = translate(libvirt, Unexplained(0, 0, "virStoragePoolUndefine() failed"))
+    assert error.message == "virStoragePoolUndefine() failed (libvirt gave no reason)"
+    assert (error.code, error.driver_code) == (ErrorCode.OPERATION_FAILED, None)
+
+
 def test_missing_binding_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "libvirt", None)
     with pytest.raises(DriverError) as caught:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from tests.contract.support import purge_libvirt
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from tests.integration.test_libvirt_reconcile import domain_yaml, name, network_yaml
 from virtctl.drivers import connect
-from virtctl.hosts import host_lock
+from virtctl.hostlock import host_lock
 from virtctl.model import Kind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +163,10 @@ def test_a_second_run_on_a_host_waits_for_the_first(tmp_path: Path) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "virtctl", "apply", "-f", str(specs)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        time.sleep(1.5)
+        assert proc.stderr is not None
+        # Its first words: it waits, and says so (read, not timed).
+        assert "virtctl: waiting for the lock on sim:///a held by pid" in \
+            proc.stderr.readline()
         assert proc.poll() is None, "apply must wait while another run holds the host"
         assert sim_names(state, "a") == ([], [])
     finally:

@@ -124,3 +124,20 @@ def test_protect_keeps_objects_owned_by_broken_files_from_pruning() -> None:
     assert [a.name for a in kept.actions] == ["a"]
     assert kept.deletes == {ObjectKey(Kind.DOMAIN, "a")}
     assert kept.notes == ("domain/bb: not pruned, its spec file is invalid",)
+
+
+def test_a_symlink_out_of_the_watched_directory_is_never_read(tmp_path: Path) -> None:
+    watched, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    watched.mkdir()
+    elsewhere.mkdir()
+    (watched / "a.xml").write_text(domain_xml("a"))
+    (elsewhere / "secret.xml").write_text(domain_xml("secret"))
+    spec_set = SpecSet([str(watched)])
+    spec_set.commit(settle(spec_set.read(), {}, host_check=no_host_errors))
+    (watched / "link.xml").symlink_to(elsewhere / "secret.xml")
+    scan = spec_set.read()
+    (error,) = scan.errors[str(watched)]
+    assert "a symlink to" in error.message and str(elsewhere / "secret.xml") in error.message
+    assert scan.unreadable == (str(watched),)
+    settled = settle(scan, spec_set.last_good, host_check=no_host_errors)
+    assert sorted(settled.desired.domains) == ["a"]  # the last good specs; no "secret"

@@ -91,6 +91,10 @@ def translate(lv: ModuleType, exc: Any, *, context: str = "") -> DriverError:
     """The virtctl error for one `libvirt.libvirtError`; `context` prefixes the message."""
     number = exc.get_error_code()
     message = exc.get_error_message() or str(exc)
+    if number is None:
+        # libvirt-python found no error recorded for the failed call ("virXxx() failed"):
+        # seen, rarely, on a remote connection for a refusal it normally explains.
+        message += " (libvirt gave no reason)"
     if context:
         message = f"{context}: {message}"
     error_domain = exc.get_error_domain()

@@ -4,7 +4,7 @@ Run by the fleet (fleet.py), one Watcher per host, each on its own thread; the s
 watcher and the host's event thread only wake it (sources.py). Each run is level-based:
 re-read every spec file (the Catalog routes them to their hosts), snapshot the host,
 settle which specs stand for it (specs.py), plan, apply, then plan again until the plan
-is empty (bounded). Each pass holds the host's lock (virtctl.hosts.host_lock), so a
+is empty (bounded). Each pass holds the host's lock (virtctl.hostlock.host_lock), so a
 `virtctl apply` on the same host runs between passes, never interleaved with one.
 Events our own actions cause are expected and absorbed, so applying never wakes the loop.
 
@@ -28,7 +28,7 @@ from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
-from ..hosts import host_lock
+from ..hostlock import host_lock
 from ..model import Desired, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
@@ -183,7 +183,8 @@ class Watcher:
         if self.lock_root is None:
             yield
             return
-        with host_lock(self.uri, self.lock_root):
+        with host_lock(self.uri, self.lock_root, command="virtctl watch",
+                       on_wait=lambda line: self.journal.info("lock-wait", line)):
             if self.inbox.stopping:
                 raise StopRequested()
             yield
