@@ -20,6 +20,7 @@ from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
 from .errors import Source, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
+from .fileio import tighten_umask
 from .options import live_options, lock_options
 from .watch import add_watch_parser
 
@@ -423,6 +424,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    tighten_umask()
     args = build_parser().parse_args(argv)
     args.connect = getattr(args, "connect", None)
     try:

@@ -130,3 +130,24 @@ def test_apply_with_a_lock_timeout_exits_1_and_applies_nothing(
     assert "Traceback" not in result.stderr
     live = connect(URI, env={"VIRTCTL_STATE_DIR": str(tmp_path / "state")}).snapshot()
     assert live.domains == {}
+
+
+def test_nothing_virtctl_creates_is_group_or_world_writable(tmp_path: Path) -> None:
+    """Even started with umask 000: state, caches, locks and the sim's records."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "web.yaml").write_text("kind: Domain\nname: web\ntype: kvm\nmemory: 64MiB\n"
+                                    "os: {type: hvm, arch: x86_64}\n---\nkind: Network\n"
+                                    "name: lan\nips: [{address: 10.77.0.1, prefix: 24}]\n")
+    env = env_for(tmp_path / "state")
+    env.update(VIRTCTL_CACHE_DIR=str(tmp_path / "cache"), VIRTCTL_CACHE="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "virtctl", "apply", "-f", str(specs)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+        stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0))  # noqa: PLW1509
+    assert result.returncode == 0, result.stderr
+    made = [*(tmp_path / "state").rglob("*"), *(tmp_path / "cache").rglob("*")]
+    assert len(made) > 10
+    loose = [str(p) for p in made
+             if stat.S_IMODE(p.lstat().st_mode) & (stat.S_IWOTH | stat.S_IWGRP)]
+    assert loose == []

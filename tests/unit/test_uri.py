@@ -78,3 +78,14 @@ def test_default_uri_precedence(explicit: str | None, env: dict[str, str],
 def test_default_is_the_embedded_driver() -> None:
     assert parse_uri(DEFAULT_URI) == ConnectionURI(driver="sim", path="/default",
                                                    raw="sim:///default")
+
+
+@pytest.mark.parametrize("uri", ["sim:///../x", "sim:///a/b", "sim:///..", "sim:///%2e%2e",
+                                 "sim:///%2E%2E/etc", "sim:///a%2fb"])
+def test_a_sim_host_name_cannot_leave_the_state_directory(uri: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from virtctl.drivers import connect
+
+    with pytest.raises(SpecError) as caught:
+        connect(uri, env={"VIRTCTL_STATE_DIR": str(tmp_path / "state")})
+    assert "a sim host name is one path segment" in caught.value.message
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*"))

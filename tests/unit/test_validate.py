@@ -232,3 +232,19 @@ QEMU_OFFERED = "offered: " + ", ".join(sorted(QEMU_EMULATORS))
 ])
 def test_check_domain_says_why_the_host_cannot_run_a_guest(xml: str, reason: str | None) -> None:
     assert check_domain(parse(xml), CAPS) == reason
+
+
+def test_a_bridge_another_network_on_the_host_uses_is_refused_before_any_action() -> None:
+    theirs = LiveNetwork(name="theirs", uuid=U2, xml=net("theirs", uuid=U2, bridge="br7"),
+                         active=True)
+    live = Live(networks={"theirs": theirs})
+    (error,) = check_host(desired(net("mine", bridge="br7")), live, CAPS)
+    assert error.code is ErrorCode.DUPLICATE
+    assert error.message == "bridge 'br7' is already used by network 'theirs' on the host"
+    assert error.source is not None and error.source.path == "bridge/@name"
+    # Its own bridge, or another bridge, is fine.
+    mine = LiveNetwork(name="mine", uuid=U1, xml=net("mine", uuid=U1, bridge="br7"),
+                       active=True, owner=MINE)
+    assert check_host(desired(net("mine", bridge="br7")), Live(networks={"mine": mine}),
+                      CAPS) == []
+    assert check_host(desired(net("mine", bridge="br8")), live, CAPS) == []

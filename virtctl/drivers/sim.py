@@ -361,8 +361,10 @@ class SimDriver(SimLiveCalls, SimStorage):
         record.update(
             uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root)
         )
-        self.store.put(Kind.DOMAIN, name, record)
+        # Claim before the record: a crash in between leaves a claim without its record,
+        # which _holder ignores; the other order would leave a uuid nobody guards.
         self.store.claim("domain-uuid", uuid, name)
+        self.store.put(Kind.DOMAIN, name, record)
 
     def _define_network(
         self, name: str, root: etree._Element, uuid: str, existing: Record | None
@@ -391,12 +393,13 @@ class SimDriver(SimLiveCalls, SimStorage):
         record = existing or {"active": False, "autostart": False}
         record.update(uuid=uuid, xml=tostring(root), persistent=True, owner=_owner_record(root),
                       bridge=bridge_name)
-        self.store.put(Kind.NETWORK, name, record)
-        if old_bridge and old_bridge != bridge_name:
-            self.store.release("network-bridge", old_bridge)
+        # Claims first, the old bridge's release last (see _define_domain).
         if bridge_name:
             self.store.claim("network-bridge", bridge_name, name)
         self.store.claim("network-uuid", uuid, name)
+        self.store.put(Kind.NETWORK, name, record)
+        if old_bridge and old_bridge != bridge_name:
+            self.store.release("network-bridge", old_bridge)
 
     def _undefine(self, kind: Kind, name: str) -> EventType | None:
         record = self._require(kind, name)

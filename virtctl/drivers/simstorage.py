@@ -151,8 +151,8 @@ class SimStorage:
         record = existing or {"active": False, "autostart": False, "running_target": None}
         record.update(uuid=uuid, xml=tostring(root), type=ptype, target=target,
                       persistent=True)
+        self.store.claim("pool-uuid", uuid, name)  # before the record: see sim.py
         self.store.put(Kind.POOL, name, record)
-        self.store.claim("pool-uuid", uuid, name)
 
     def _dir_pool_only(self, name: str, record: Record, op: str) -> None:
         if record["type"] != "dir":

@@ -2,8 +2,9 @@
 
 `check_specs` looks across the loaded files (duplicate names, uuids, MACs, bridges);
 `check_host` looks at the specs against one host's snapshot and capabilities (networks
-referenced that exist nowhere, objects virtctl does not own, identity clashes, guests the
-host cannot run). Each returns every problem it finds, each naming its spec's source.
+referenced that exist nowhere, objects virtctl does not own, identity clashes, bridges
+another network uses, guests the host cannot run). Each returns every problem it
+finds, each naming its spec's source.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def check_host(
     unverified = [s for s in desired if s.key not in verified]
     errors.extend(_ownership(unverified, live, adopt=adopt))
     errors.extend(_references(desired, live, prune=prune))
+    errors.extend(_bridges(desired, live))
     if caps is not None:
         errors.extend(_capabilities((s for s in unverified if isinstance(s, DomainSpec)), caps))
     return errors
@@ -124,6 +126,25 @@ def _type_change(spec: DomainSpec, found: LiveDomain) -> Iterable[SpecError]:
             code=ErrorCode.INVALID_SPEC,
             source=Source(spec.source.file, spec.source.line, "type"),
         )
+
+
+def _bridges(desired: Desired, live: Live) -> Iterable[SpecError]:
+    """A bridge a declared network names that another network on the host already uses:
+    libvirt would refuse the define (or the start) part way through the run."""
+    wanted = {s.bridge: s for s in desired.networks.values() if s.bridge}
+    if not wanted:
+        return
+    for net in live.networks.values():
+        if net.name in desired.networks:
+            continue  # the declared network itself, redefined in place
+        bridge = parse(net.xml).find("bridge")
+        spec = wanted.get(bridge.get("name") if bridge is not None else None)
+        if spec is not None:
+            yield SpecError(
+                f"bridge {spec.bridge!r} is already used by network {net.name!r} on the host",
+                code=ErrorCode.DUPLICATE,
+                source=Source(spec.source.file, spec.source.line, "bridge/@name"),
+            )
 
 
 def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecError]:

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m virtctl.watch ARGS`: the watch verb on its own (same arguments)."""
     import sys
 
+    from ..fileio import tighten_umask
+
+    tighten_umask()
     parser = argparse.ArgumentParser(prog="virtctl")
     add_watch_parser(parser.add_subparsers(dest="verb", required=True))
     args = parser.parse_args(["watch", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,239 @@
+"""Faults: libvirtd restarted in the middle of an apply and under a watcher, a guest that
+cannot start (its disk is missing), a bridge another network already uses. Each gives a
+clear error without a traceback, the rest happens as documented (docs/reliability.md),
+and the next run converges.
+
+The restarted daemon is a private loopback libvirtd (libvirtd_tcp.py), never the host's.
+Waits are on conditions: the daemon's listing, the watcher's log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.contract.support import libvirt_module, purge_libvirt, require_connection, start_remote
+from tests.integration.crashkit import virtctl, virtctl_env
+from tests.integration.libvirtd_tcp import RemoteLibvirtd
+from virtctl.drivers import connect
+from virtctl.model import DomainState, Kind
+
+QEMU = "qemu:///system"
+
+
+def guests_yaml(prefix: str, count: int, *, state: str = "shutoff", disk: str | None = None,
+                first: int = 0) -> str:
+    disks = (f"disks: [{{type: file, driver: {{name: qemu, type: qcow2}}, source: {disk}, "
+             "target: vda, bus: virtio}]\n") if disk else ""
+    return "".join(
+        f"---\nkind: Domain\nname: {prefix}{i:02d}\ntype: qemu\nmemory: 32MiB\n"
+        f"state: {state}\nos: {{type: hvm, arch: x86_64, machine: pc}}\n{disks}"
+        for i in range(first, first + count))
+
+
+def managed(uri: str, prefix: str) -> dict[str, DomainState]:
+    driver = connect(uri)
+    try:
+        return {n: d.state for n, d in driver.snapshot().domains.items()
+                if n.startswith(prefix) and d.managed}
+    finally:
+        driver.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"vctl-test-{secrets.token_hex(3)}-"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteLibvirtd]:
+    remote = start_remote(tmp_path_factory.mktemp("libvirtd-faults"))
+    try:
+        yield remote
+    finally:
+        try:
+            if remote.process is None:
+                remote.start()
+            purge_libvirt(remote.uri)
+        finally:
+            remote.stop()
+
+
+def defined_count(uri: str, prefix: str) -> int:
+    libvirt = libvirt_module()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return 0
+    try:
+        return sum(1 for d in conn.listAllDomains(0) if d.name().startswith(prefix))
+    finally:
+        conn.close()
+
+
+# -- libvirtd restarted ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_libvirtd_restarted_mid_apply_then_the_next_run_converges(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path) -> None:
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, 60))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "virtctl", "-c", daemon.uri, "apply", "-f", str(specs)],
+        env=virtctl_env(state), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None and defined_count(daemon.uri, prefix) < 5:
+            pass  # polling the daemon's listing until the apply is under way
+        daemon.stop()
+        daemon.start()
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err
+    if proc.returncode != 0:  # it lost its daemon part way: it says so
+        assert proc.returncode == 1
+        assert "error:" in err
+    again = virtctl(state, "-c", daemon.uri, "apply", "-f", str(specs))
+    assert again.returncode == 0, again.stderr
+    assert virtctl(state, "-c", daemon.uri, "diff", "-f", str(specs)).returncode == 0
+    assert sorted(managed(daemon.uri, prefix)) == [f"{prefix}{i:02d}" for i in range(60)]
+
+
+@pytest.mark.slow
+def test_libvirtd_restarted_under_a_watcher_which_reconnects(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path) -> None:
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, 3))
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "virtctl", "-c", daemon.uri, "watch", "-f", str(specs),
+         "--interval", "1h", "--log-format", "json"],
+        env=virtctl_env(state), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def pump() -> None:
+        assert watch.stderr is not None
+        for line in watch.stderr:
+            lines.put(json.loads(line))
+
+    def until(event: str, msg: str | None = None) -> dict[str, Any]:
+        while True:
+            entry = lines.get(timeout=180)
+            if entry.get("event") == event and (msg is None or entry.get("msg") == msg):
+                return entry
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        until("reconciled", "in sync")
+        daemon.stop()
+        until("connection-lost")
+        daemon.start()
+        (specs / "more.yaml").write_text(guests_yaml(prefix, 1, first=3))
+        while defined_count(daemon.uri, prefix) < 4:
+            until("reconciled")  # each pass, until the new guest is there
+    finally:
+        watch.terminate()
+        code = watch.wait(timeout=60)
+    assert code == 0
+    assert sorted(managed(daemon.uri, prefix)) == [f"{prefix}{i:02d}" for i in range(4)]
+
+
+# -- a guest that cannot start ----------------------------------------------------------------
+
+
+@pytest.fixture
+def qemu_prefix(prefix: str) -> Iterator[str]:
+    require_connection(QEMU)
+    try:
+        yield prefix
+    finally:
+        libvirt = libvirt_module()
+        conn = libvirt.open(QEMU)
+        try:
+            names = [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
+            names += [n.name() for n in conn.listAllNetworks(0)
+                      if n.name().startswith(prefix)]
+        finally:
+            conn.close()
+        purge_libvirt(QEMU, names)
+
+
+@pytest.mark.slow
+def test_a_guest_whose_disk_is_missing_fails_alone_and_converges_once_it_exists(
+        qemu_prefix: str, tmp_path: Path) -> None:
+    images = Path("/var/tmp") / qemu_prefix.rstrip("-")
+    images.mkdir(mode=0o755)
+    disk = images / "missing.qcow2"
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "broken.yaml").write_text(guests_yaml(f"{qemu_prefix}disk", 1, state="running",
+                                                   disk=str(disk)))
+    (specs / "fine.yaml").write_text(guests_yaml(f"{qemu_prefix}fine", 1, state="running"))
+    try:
+        first = virtctl(state, "-c", QEMU, "apply", "-f", str(specs))
+        assert first.returncode == 1
+        assert "Traceback" not in first.stderr
+        report = first.stdout + first.stderr
+        assert f"start domain/{qemu_prefix}disk00" in report and str(disk) in report
+        states = managed(QEMU, qemu_prefix)
+        assert states == {f"{qemu_prefix}disk00": DomainState.SHUTOFF,
+                          f"{qemu_prefix}fine00": DomainState.RUNNING}
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"],
+                       check=True)
+        disk.chmod(0o644)
+        again = virtctl(state, "-c", QEMU, "apply", "-f", str(specs))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert set(managed(QEMU, qemu_prefix).values()) == {DomainState.RUNNING}
+    finally:
+        purge_libvirt(QEMU, [f"{qemu_prefix}disk00", f"{qemu_prefix}fine00"])
+        disk.unlink(missing_ok=True)
+        images.rmdir()
+
+
+# -- a bridge already in use -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["sim:///default", QEMU])
+def test_a_bridge_in_use_stops_the_run_before_any_action(
+        uri: str, prefix: str, tmp_path: Path) -> None:
+    if uri == QEMU:
+        require_connection(QEMU)
+    state = tmp_path / "state"
+    bridge = "vb" + secrets.token_hex(4)  # 10 characters: under IFNAMSIZ
+    theirs = f"{prefix}theirs"
+    driver = connect(uri, env={"VIRTCTL_STATE_DIR": str(state)})
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "net.yaml").write_text(f"kind: Network\nname: {prefix}mine\n"
+                                    f"bridge: {{name: {bridge}}}\n")
+    (specs / "guest.yaml").write_text(guests_yaml(f"{prefix}g", 1))
+    try:
+        driver.define(Kind.NETWORK, f"<network><name>{theirs}</name>"
+                                    f"<bridge name='{bridge}'/></network>")
+        result = virtctl(state, "-c", uri, "apply", "-f", str(specs))
+        assert result.returncode == 1
+        assert (f"net.yaml:1: bridge/@name: bridge '{bridge}' is already used by network "
+                f"'{theirs}' on the host") in result.stderr
+        live = driver.snapshot()
+        assert f"{prefix}mine" not in live.networks and f"{prefix}g00" not in live.domains
+        (specs / "net.yaml").write_text(f"kind: Network\nname: {prefix}mine\n")
+        assert virtctl(state, "-c", uri, "apply", "-f", str(specs)).returncode == 0
+        assert f"{prefix}mine" in driver.snapshot().networks
+    finally:
+        driver.close()
+        if uri == QEMU:
+            purge_libvirt(QEMU, [theirs, f"{prefix}mine", f"{prefix}g00"])
