@@ -18,10 +18,11 @@ import yaml
 from . import api, export, gitinfo, render
 from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
-from .errors import Source, SpecError, SpecErrors, VirtctlError
+from .errors import ErrorCode, Source, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
+from .reconciler.plan import prune_refusal
 from .fileio import tighten_umask
-from .options import live_options, lock_options
+from .options import live_options, lock_options, set_options
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _policy(p)
     _restarts(p)
     p.add_argument("--prune", action="store_true",
-                   help="delete managed objects absent from the specs")
+                   help="delete managed objects of this run's set absent from the specs")
+    set_options(p)
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
     p.add_argument("--allow-recreate", action="store_true",
                    help="replace volumes whose format, backing store or content changed "
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _files(p)
     _restarts(p)
     p.add_argument("--prune", action="store_true")
+    set_options(p)
     p.add_argument("--adopt", action="store_true")
     p.add_argument("--allow-recreate", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -174,7 +177,18 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         live=getattr(args, "live", True),
         allow_recreate=getattr(args, "allow_recreate", False),
         detach_timeout=getattr(args, "detach_timeout", 30.0),
+        apply_set=_apply_set(args),
+        prune_all=getattr(args, "prune_all", False),
     )
+
+
+def _apply_set(args: argparse.Namespace) -> str:
+    given = getattr(args, "apply_set", None)
+    if given is not None:
+        if not given.strip():
+            raise VirtctlError("--set needs a name")
+        return str(given.strip())
+    return gitinfo.spec_set(getattr(args, "paths", []) or [])
 
 
 def _emit_json(out: TextIO, doc: dict[str, Any]) -> None:
@@ -191,7 +205,11 @@ def _apply_steps(
     verify, unless it is a dry run."""
 
     def prepare(desired: api.Desired, driver: Driver) -> api.Plan:
-        return api.plan(desired, driver, policy=policy)
+        planned = api.plan(desired, driver, policy=policy)
+        refusal = prune_refusal(planned, desired, policy)
+        if refusal is not None:
+            raise VirtctlError(refusal, code=ErrorCode.OPERATION_INVALID)
+        return planned
 
     def execute(desired: api.Desired, driver: Driver, planned: api.Plan) -> api.Result:
         if stream is not None:
@@ -311,7 +329,11 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy = _policy_from(args)
 
     def prepare(d: api.Desired, reader: Driver) -> api.Plan:
-        return api.plan(d, reader, policy=policy)
+        planned = api.plan(d, reader, policy=policy)
+        refusal = prune_refusal(planned, d, policy)
+        if refusal is not None:
+            err.write(f"warning: apply would refuse this: {refusal}\n")
+        return planned
 
     def text(result: api.Result) -> None:
         out.write(render.plan_text(result.plan))

@@ -1,4 +1,5 @@
-"""The git commit a set of spec paths comes from, for GitOps records.
+"""The git commit a set of spec paths comes from, for GitOps records, and the default
+name of the apply set those paths make (`spec_set`).
 
 Called by `virtctl apply` and the watch loop before planning; the planner writes the
 answer into each defined object's ownership mark (`commit=`), and `virtctl get -o wide`
@@ -63,3 +64,24 @@ def _git(folder: Path, args: list[str], timeout: float) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
+
+
+def spec_set(paths: Sequence[str], *, timeout: float = TIMEOUT) -> str:
+    """The default apply set of a run: its spec paths, each named the same from every
+    clone of a repository (`REPO:PATH`, PATH relative to the work tree's top, REPO the
+    top's folder name) or else by its absolute path; sorted, joined by commas. stdin is
+    `stdin`. A CI job and a person applying the same directory of the same repository
+    get the same set; two directories get two sets."""
+    names = set()
+    for given in paths:
+        if given == "-":
+            names.add("stdin")
+            continue
+        path = Path(given).resolve()
+        top = _toplevel(path, timeout)
+        if top is None or not path.is_relative_to(top):
+            names.add(str(path))
+        else:
+            rel = path.relative_to(top).as_posix()
+            names.add(f"{top.name}:{rel}" if rel != "." else f"{top.name}:")
+    return ",".join(sorted(names))

@@ -68,6 +68,7 @@ def read_owner(root: etree._Element) -> Ownership | None:
         source=owner.get("source", ""),
         commit=owner.get("commit", ""),
         last_applied=_read_last_applied(owner.find(LAST_APPLIED)),
+        apply_set=owner.get("set", ""),
     )
 
 
@@ -113,7 +114,8 @@ def owner_from_text(xml: str, *, source: str = "<xml>") -> Ownership | None:
                 state=rec.get("state", ""), autostart=_yes(rec.get("autostart")),
                 active=_yes(rec.get("active")))
     return Ownership(spec_hash=attrs.get("spec-hash", ""), source=attrs.get("source", ""),
-                     commit=attrs.get("commit", ""), last_applied=record)
+                     commit=attrs.get("commit", ""), last_applied=record,
+                     apply_set=attrs.get("set", ""))
 
 
 def _yes(value: str | None) -> bool | None:
@@ -148,6 +150,7 @@ def owner_to_dict(owner: Ownership) -> dict[str, Any]:
     last = owner.last_applied
     return {
         "spec_hash": owner.spec_hash, "source": owner.source, "commit": owner.commit,
+        "set": owner.apply_set,
         "last_applied": None if last is None else {
             "encoded": last.encoded, "state": last.state, "autostart": last.autostart,
             "active": last.active,
@@ -161,6 +164,7 @@ def owner_from_dict(data: dict[str, Any]) -> Ownership:
         spec_hash=data.get("spec_hash", ""), source=data.get("source", ""),
         commit=data.get("commit", ""),
         last_applied=LastApplied(**last) if isinstance(last, dict) else None,
+        apply_set=data.get("set", ""),
     )
 
 
@@ -176,6 +180,8 @@ def set_owner(root: etree._Element, owner: Ownership) -> None:
         elem.set("source", owner.source)
     if owner.commit:
         elem.set("commit", owner.commit)
+    if owner.apply_set:
+        elem.set("set", owner.apply_set)
     last = owner.last_applied
     if last is not None:
         child = etree.SubElement(elem, LAST_APPLIED, encoding=ENCODING)

@@ -289,6 +289,9 @@ class Ownership:
     source: str = ""
     commit: str = ""
     last_applied: LastApplied | None = None  # None when the mark predates the record
+    # The apply set that applied it (--set, else named after the spec paths); --prune
+    # deletes only objects of its own set. "" for marks older than sets.
+    apply_set: str = ""
 
 
 @dataclass(frozen=True, slots=True)

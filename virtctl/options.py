@@ -21,3 +21,13 @@ def lock_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS",
                         help="give up (exit 1) when another virtctl run holds the host's lock "
                         "this long (default: wait, saying every 10 s who holds it)")
+
+
+def set_options(parser: argparse.ArgumentParser) -> None:
+    """--set and --prune-all (apply, diff, watch)."""
+    parser.add_argument("--set", dest="apply_set", default=None, metavar="NAME",
+                        help="the apply set this run owns; --prune deletes only its objects "
+                        "(default: named after the -f paths, e.g. REPO:specs/prod)")
+    parser.add_argument("--prune-all", action="store_true",
+                        help="with --prune: delete managed objects of every set, and more "
+                        "than 5 at once or everything a set holds")

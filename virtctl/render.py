@@ -66,7 +66,11 @@ def _step_label(action: Action) -> str:
     if isinstance(action, SetAutostart):
         return f"autostart {'on' if action.enabled else 'off'}"
     if isinstance(action, Define):
-        return "define" if action.new else "redefine"
+        if action.new:
+            return "define"
+        # Without field changes, say why: a redefine never goes unexplained.
+        return "redefine" if action.changes or not action.reason else \
+            f"redefine: {action.reason}"
     if isinstance(action, SetMemory):
         return f"set memory {action.kib} KiB"
     if isinstance(action, LiveAction):

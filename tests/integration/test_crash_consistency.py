@@ -87,7 +87,7 @@ def sim_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     empty, converged = root / "empty", root / "converged"
     handmade(empty)
     shutil.copytree(empty, converged)
-    assert virtctl(converged, "apply", "-f", str(full)).returncode == 0
+    assert virtctl(converged, "apply", "--set", "fleet", "-f", str(full)).returncode == 0
     yield {"full": full, "pruned": pruned, "empty": empty, "converged": converged}
 
 
@@ -109,7 +109,7 @@ def untouched_of(state: Path) -> dict[str, str]:
 
 
 SIM_TALLY: dict[str, Tally] = {"sim: build 100 objects": Tally(),
-                               "sim: prune 32, change 68 (--prune, --allow-restart)": Tally()}
+                               "sim: prune 32, change 68 (--prune-all, --allow-restart)": Tally()}
 
 
 @pytest.mark.slow
@@ -122,15 +122,17 @@ def test_sim_apply_killed_mid_run_converges(
     shutil.copytree(start, state)
     untouched = untouched_of(state)
     if scenario == "build":
-        argv = ["apply", "-f", str(sim_fleet["full"])]
+        argv = ["apply", "--set", "fleet", "-f", str(sim_fleet["full"])]
         want = {f"cd{d:02d}": "running" for d in range(80)}
         nets = {f"cn{n:02d}" for n in range(20)}
         tally = SIM_TALLY["sim: build 100 objects"]
     else:
-        argv = ["apply", "--prune", "--allow-restart", "-f", str(sim_fleet["pruned"])]
+        # One set across the two directories; 32 deletions need --prune-all.
+        argv = ["apply", "--set", "fleet", "--prune", "--prune-all", "--allow-restart",
+                "-f", str(sim_fleet["pruned"])]
         want = {f"cd{d:02d}": "running" if d < 40 else "shutoff" for d in range(54)}
         nets = {f"cn{n:02d}" for n in range(14)}
-        tally = SIM_TALLY["sim: prune 32, change 68 (--prune, --allow-restart)"]
+        tally = SIM_TALLY["sim: prune 32, change 68 (--prune-all, --allow-restart)"]
     tally.tries += 1
     tally.killed += apply_killed_after(state, argv, sim_events(state), changes)
     wrong = sim_store_problems(state)
@@ -202,7 +204,7 @@ def test_qemu_apply_killed_mid_run_converges(tmp_path: Path, qemu_names: str) ->
     for changes in QEMU_POINTS:
         fleet.write_text(fleet_yaml(qemu_names, networks=4, domains=96, running=4,
                                     memory="32MiB", octet=octet))
-        argv = ["apply", "--prune", "-f", str(specs)]
+        argv = ["apply", "--prune", "--prune-all", "-f", str(specs)]
         QEMU_TALLY.tries += 1
         QEMU_TALLY.killed += apply_killed_after(state, ["-c", QEMU_URI, *argv], progress,
                                                 changes)
@@ -229,7 +231,7 @@ def test_qemu_apply_killed_mid_run_converges(tmp_path: Path, qemu_names: str) ->
 
 def test_report(capsys: pytest.CaptureFixture[str]) -> None:
     """Prints the table of docs/reliability.md for the scenarios this session ran."""
-    tallies = {**SIM_TALLY, "qemu:///system: build 100, prune 48 (--prune)": QEMU_TALLY}
+    tallies = {**SIM_TALLY, "qemu:///system: build 100, prune 48 (--prune-all)": QEMU_TALLY}
     ran = {name: t for name, t in tallies.items() if t.tries}
     if not ran:
         pytest.skip("no crash scenario ran in this session (selected out)")

@@ -126,7 +126,13 @@ def test_prune_empties_a_named_host_without_specs(fleet: tuple[Path, Path]) -> N
     specs, state = fleet
     assert virtctl(state, "apply", "-f", str(specs)).returncode == 0
     (specs / "b.yaml").unlink()
-    result = virtctl(state, "apply", "--prune", "-f", str(specs))
+    # Everything a set holds on a host goes only when asked for by name (--prune-all).
+    refused = virtctl(state, "apply", "--prune", "-f", str(specs))
+    assert refused.returncode == 1
+    assert "sim:///b: refusing to prune 2 object(s)" in refused.stderr
+    assert "the specs declare nothing for this host" in refused.stderr
+    assert sim_names(state, "b") == (["cache", "db"], [])
+    result = virtctl(state, "apply", "--prune", "--prune-all", "-f", str(specs))
     assert result.returncode == 0, result.stderr
     assert sim_names(state, "b") == ([], [])
     assert sim_names(state, "a") == (["web"], ["lan"])

@@ -49,7 +49,7 @@ def _watch_command() -> list[str]:
     return [sys.executable, "-m", "virtctl", "watch"]
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

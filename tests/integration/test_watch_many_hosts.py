@@ -156,7 +156,8 @@ def test_an_unreachable_host_fails_only_itself(
 def test_a_spec_error_in_one_file_only_affects_that_files_objects(
     fleet: Path, sim: Callable[[str], SimDriver], start_watch: Callable[..., Watcher]
 ) -> None:
-    watcher = start_watch("-c", "sim:///lab", "--prune")
+    # --prune-all: host b ends up with no specs at all, which --prune alone refuses.
+    watcher = start_watch("-c", "sim:///lab", "--prune", "--prune-all")
     a, b = sim("a"), sim("b")
     wait_for(running(b, "db", "cache"), what="db and cache on b")
     wait_for(running(a, "web"), what="web on a")
@@ -201,7 +202,8 @@ def test_a_file_failing_one_hosts_check_still_applies_on_the_others(
 def test_hosts_that_appear_later_are_watched_and_dropped_ones_stop(
     fleet: Path, sim: Callable[[str], SimDriver], start_watch: Callable[..., Watcher]
 ) -> None:
-    watcher = start_watch("-c", "sim:///lab", "--prune")
+    # --prune-all: host b ends up with no specs at all, which --prune alone refuses.
+    watcher = start_watch("-c", "sim:///lab", "--prune", "--prune-all")
     wait_for(running(sim("b"), "db"), what="db on b")
     (fleet / "c.yaml").write_text(sim_domain("extra", connect_to="sim:///c"))
     wait_for(running(sim("c"), "extra"), what="extra on a host that appeared later")

@@ -581,3 +581,39 @@ def test_a_network_running_an_older_definition_waits_for_a_restart(
     assert steps(planned) == expected_steps
     found = planned.pending_of(ObjectKey(Kind.NETWORK, "lan"))
     assert ([c.path for c in found.changes] if found else []) == pending
+
+
+# Apply sets: prune scope and the --prune-all guard (virtctl.reconciler.plan)
+
+
+@pytest.mark.parametrize(("owner_set", "run_set", "prune_all", "pruned"), [
+    pytest.param("a", "a", False, True, id="own-set"),
+    pytest.param("b", "a", False, False, id="other-set"),
+    pytest.param("", "a", False, False, id="mark-older-than-sets"),
+    pytest.param("b", "a", True, True, id="prune-all"),
+])
+def test_prune_touches_only_its_own_set(owner_set: str, run_set: str, prune_all: bool,
+                                        pruned: bool) -> None:
+    from virtctl.reconciler.plan import in_prune_scope
+
+    policy = Policy(prune=True, apply_set=run_set, prune_all=prune_all)
+    assert in_prune_scope(Ownership(spec_hash="h", apply_set=owner_set), policy) is pruned
+    assert in_prune_scope(None, policy) is False  # unmanaged: never
+
+
+@pytest.mark.parametrize(("doomed", "declared", "refused"), [
+    pytest.param(5, True, False, id="five-is-fine"),
+    pytest.param(6, True, True, id="six-needs-prune-all"),
+    pytest.param(1, False, True, id="specs-declare-nothing"),
+    pytest.param(0, False, False, id="nothing-to-prune"),
+])
+def test_big_or_total_prunes_need_prune_all(doomed: int, declared: bool, refused: bool) -> None:
+    from virtctl.reconciler.plan import prune_refusal
+
+    keys = frozenset(ObjectKey(Kind.DOMAIN, f"d{i}") for i in range(doomed))
+    keep = load_text(dom("keep"), source="k.xml")[0]
+    desired = Desired(domains={"keep": keep}) if declared else Desired()  # type: ignore[dict-item]
+    policy = Policy(prune=True, apply_set="s")
+    assert (prune_refusal(Plan(deletes=keys), desired, policy) is not None) is refused
+    assert prune_refusal(Plan(deletes=keys), desired,
+                         dataclasses.replace(policy, prune_all=True)) is None

@@ -28,6 +28,7 @@ from ..model import (
     LiveDomain,
     LiveOp,
     ObjectKey,
+    Ownership,
     UpdatePolicy,
 )
 from ..xmlutil import parse
@@ -58,6 +59,7 @@ from .steps import (
     as_live,
     autostart_steps,
     define_reason,
+    moved_set,
     define_xml,
     field_changes,
     live_allowed,
@@ -210,13 +212,49 @@ def _assemble(
     )
 
 
+#: More deletions than this in one --prune need --prune-all (a wrong -f path or an
+#: emptied directory must not wipe a host).
+PRUNE_LIMIT = 5
+
+
+def in_prune_scope(owner: Ownership | None, policy: Policy) -> bool:
+    """Whether --prune may delete an object with this mark: a managed object of this
+    run's apply set (any managed object with --prune-all)."""
+    if owner is None:
+        return False
+    return policy.prune_all or owner.apply_set == policy.apply_set
+
+
+def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
+                  declared_elsewhere: bool = False) -> str | None:
+    """Why this plan's pruning needs --prune-all, or None: more than PRUNE_LIMIT
+    deletions, or specs that declare nothing on this host (everything of the set goes).
+    `declared_elsewhere`: spec files that declare something here could not be read this
+    time (the watcher keeps their objects), so the specs are not empty."""
+    if not policy.prune or policy.prune_all:
+        return None
+    doomed = sorted(str(k) for k in planned.deletes)
+    if not doomed:
+        return None
+    empty = not (declared_elsewhere or desired.domains or desired.networks or desired.pools
+                 or desired.volumes)
+    if not empty and len(doomed) <= PRUNE_LIMIT:
+        return None
+    why = ("the specs declare nothing for this host" if empty
+           else f"more than {PRUNE_LIMIT} objects would go")
+    shown = ", ".join(doomed[:10]) + (", ..." if len(doomed) > 10 else "")
+    return (f"refusing to prune {len(doomed)} object(s) of set {policy.apply_set!r}: {why} "
+            f"({shown}); check the -f paths, or pass --prune-all to delete them")
+
+
 def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
     reason = "pruned: absent from the specs"
-    doomed = [d for d in live.domains.values() if d.managed and d.name not in desired.domains]
+    doomed = [d for d in live.domains.values()
+              if in_prune_scope(d.owner, policy) and d.name not in desired.domains]
     out = {d.key: Step(actions=tuple(_delete_domain(d, policy.shutdown_timeout,
                                                     reason=reason))) for d in doomed}
     for n in live.networks.values():
-        if n.managed and n.name not in desired.networks:
+        if in_prune_scope(n.owner, policy) and n.name not in desired.networks:
             users = users_of(n.name, doomed)
             out[n.key] = Step(actions=tuple(delete_network(n, users, reason=reason)))
     return out
@@ -313,10 +351,12 @@ def _update_domain(
     if worst(changes) is ChangeClass.RECREATE:
         return _recreate_domain(spec, live, root, changes, policy)
     actions: list[Action] = []
-    if changes or not live.managed or not live.persistent:
+    if (changes or not live.managed or not live.persistent
+            or moved_set(live.owner, policy)):
         actions.append(Define(kind=Kind.DOMAIN, name=spec.name,
                               xml=define_xml(root, spec, policy), new=False, changes=changes,
-                              reason=define_reason(changes, live.managed, live.persistent)))
+                              reason=define_reason(changes, live.owner, live.persistent,
+                                                   policy)))
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
     stale = _stale(spec, changes, root, live_root, running)

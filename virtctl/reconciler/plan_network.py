@@ -32,6 +32,7 @@ from .steps import (
     as_live,
     autostart_steps,
     define_reason,
+    moved_set,
     define_xml,
     field_changes,
     live_allowed,
@@ -59,10 +60,12 @@ def network_step(
     if worst(changes) is ChangeClass.RECREATE:
         return _recreate_network(spec, live, root, changes, policy)
     actions: list[Action] = []
-    if changes or not live.managed or not live.persistent:
+    if (changes or not live.managed or not live.persistent
+            or moved_set(live.owner, policy)):
         actions.append(
             Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=False,
-                   changes=changes, reason=define_reason(changes, live.managed, live.persistent))
+                   changes=changes,
+                   reason=define_reason(changes, live.owner, live.persistent, policy))
         )
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart

@@ -48,6 +48,10 @@ class Policy:
     detach_timeout: float = 30.0  # seconds a guest may take to release a detached device
     allow_recreate: bool = False  # replace volumes (their data is lost) when format,
     # backing store or content change
+    apply_set: str = ""  # the set this run applies: marked on what it defines; --prune
+    # deletes only this set's objects
+    prune_all: bool = False  # --prune-all: prune every managed object, whatever its set,
+    # and more than PRUNE_LIMIT at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +105,27 @@ def define_xml(
                              active=spec.active)
     out = root if last_use else copy.deepcopy(root)
     metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
-                                      commit=policy.commit, last_applied=record))
+                                      commit=policy.commit, last_applied=record,
+                                      apply_set=policy.apply_set))
     # Compact: the hypervisor stores it in its own layout anyway.
     return tostring(out, pretty=False)
 
 
-def define_reason(changes: tuple[FieldChange, ...], managed: bool, persistent: bool) -> str:
+def moved_set(owner: Ownership | None, policy: Policy) -> bool:
+    """Whether a managed object belongs to another apply set than this run's: defining
+    it again moves it into this set (its mark only; the guest sees nothing)."""
+    return owner is not None and bool(policy.apply_set) and owner.apply_set != policy.apply_set
+
+
+def define_reason(changes: tuple[FieldChange, ...], owner: Ownership | None, persistent: bool,
+                  policy: Policy) -> str:
     if not persistent:
         return "make the transient object persistent"
-    if not managed:
+    if owner is None:
         return "adopt: mark as managed by virtctl"
+    if not changes and moved_set(owner, policy):
+        was = f"set {owner.apply_set!r}" if owner.apply_set else "no set"
+        return f"move from {was} to set {policy.apply_set!r}"
     return f"{len(changes)} field(s) differ"
 
 

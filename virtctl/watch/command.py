@@ -12,7 +12,7 @@ import argparse
 import re
 from typing import Any, TextIO
 
-from ..options import live_options
+from ..options import live_options, set_options
 from ..reconciler.plan import Policy
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -74,6 +74,7 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--force-stop", action="store_true",
                    help="destroy guests that ignore shutdown when their state is shutoff")
     live_options(p)
+    set_options(p)
     p.set_defaults(func=cmd_watch)
     return p
 
@@ -84,9 +85,13 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     from .fleet import run_watch  # watchdog and http.server load only when watching
 
+    from ..gitinfo import spec_set
+
+    apply_set = (args.apply_set or "").strip() or spec_set(args.paths)
     policy = Policy(prune=args.prune, adopt=args.adopt,
                     shutdown_timeout=args.shutdown_timeout, force_stop=args.force_stop,
-                    live=args.live, detach_timeout=args.detach_timeout)
+                    live=args.live, detach_timeout=args.detach_timeout,
+                    apply_set=apply_set, prune_all=args.prune_all)
     return run_watch(
         args.paths, uri=getattr(args, "connect", None), policy=policy, interval=args.interval,
         log_format=args.log_format, metrics_port=args.metrics_port,

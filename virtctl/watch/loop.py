@@ -33,7 +33,7 @@ from ..model import Desired, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
 from ..reconciler.apply import apply as apply_plan
-from ..reconciler.plan import Plan, Policy
+from ..reconciler.plan import Plan, Policy, prune_refusal
 from ..reconciler.plan import plan as make_plan
 from ..reconciler.plan_storage import StorageView, check_storage, view
 from ..reconciler.validate import check_host
@@ -225,6 +225,11 @@ class Watcher:
             self.metrics.drifted_total.inc(drifted, host=self.uri)
         if planned.empty:
             return PassResult(in_sync=True)
+        refusal = prune_refusal(planned, settled.desired, policy,
+                                declared_elsewhere=bool(settled.broken))
+        if refusal is not None:  # a wrong or emptied spec directory must not wipe the host
+            self.journal.error("prune-refused", refusal)
+            return PassResult(in_sync=False, failed=True)
         touched = [str(key) for key in planned.keys()]  # noqa: SIM118 (a method, not a dict)
         self.journal.info("plan", f"{len(planned.actions)} action(s) to apply",
                           trigger=str(trigger), objects=touched)
