@@ -47,6 +47,8 @@ class HostCapabilities:
     guests: tuple[GuestCapability, ...]
     # Machine aliases and what the hypervisor stores for them ('pc' -> 'pc-i440fx-7.2').
     canonical_machines: tuple[tuple[str, str], ...] = ()
+    # (arch, machine, maxCpus) for every machine the host lists with a vcpu limit.
+    max_cpus: tuple[tuple[str, str, int], ...] = ()
 
     def canonical_machine(self, machine: str) -> str:
         for alias, canonical in self.canonical_machines:
@@ -94,8 +96,14 @@ def parse_capabilities(xml: str) -> HostCapabilities:
                 domains=domains,
             )
         )
+    limits = sorted({
+        (arch.get("name", ""), (m.text or "").strip(), int(m.get("maxCpus", "0")))
+        for arch in root.iterfind("guest/arch")
+        for m in arch.iter("machine")
+        if (m.get("maxCpus") or "").isdigit()
+    })
     return HostCapabilities(host_arch=root.findtext("host/cpu/arch") or "", guests=tuple(guests),
-                            canonical_machines=tuple(aliases))
+                            canonical_machines=tuple(aliases), max_cpus=tuple(limits))
 
 
 def _candidates(caps: HostCapabilities, os_type: str, dom_type: str) -> Iterable[GuestCapability]:
@@ -115,6 +123,7 @@ class GuestRequest:
     arch: str | None
     machine: str | None
     emulator: str | None  # <devices><emulator> text as written
+    vcpus: int | None = None  # the <vcpu> count (the most the guest may have)
 
 
 def guest_request(root: etree._Element) -> GuestRequest:
@@ -122,8 +131,12 @@ def guest_request(root: etree._Element) -> GuestRequest:
     dom_type = root.get("type", "")
     # root.find("os/type") and root.find("devices/emulator"), in one pass over root.
     os_elem = emulator = None
-    for child in root.iterchildren("os", "devices"):
-        if child.tag == "os":
+    vcpus: int | None = None
+    for child in root.iterchildren("os", "devices", "vcpu"):
+        if child.tag == "vcpu":
+            text = (child.text or "").strip()
+            vcpus = int(text) if text.isdigit() else None
+        elif child.tag == "os":
             os_elem = os_elem if os_elem is not None else next(child.iterchildren("type"), None)
         elif emulator is None:
             emulator = next(child.iterchildren("emulator"), None)
@@ -136,6 +149,7 @@ def guest_request(root: etree._Element) -> GuestRequest:
         arch=os_elem.get("arch") if os_elem is not None else None,
         machine=os_elem.get("machine") if os_elem is not None else None,
         emulator=(emulator.text or "") if emulator is not None else None,
+        vcpus=vcpus,
     )
 
 
@@ -160,6 +174,10 @@ def check_guest(want: GuestRequest, caps: HostCapabilities) -> str | None:
         )
         if known and machine not in known:
             return f"machine type '{machine}' is not offered for '{dom_type}' guests"
+    limit = _vcpu_limit(caps, {g.arch for g in guests}, machine)
+    if want.vcpus is not None and limit is not None and want.vcpus > limit[1]:
+        return (f"{want.vcpus} vcpus are more than the {limit[1]} machine type "
+                f"'{limit[0]}' allows")
     emulator = want.emulator
     if emulator and dom_type in ("kvm", "qemu", "xen"):
         offered = {g.emulator for g in guests} | {
@@ -171,6 +189,21 @@ def check_guest(want: GuestRequest, caps: HostCapabilities) -> str | None:
             return (f"emulator '{emulator.strip()}' is not offered for '{dom_type}' guests "
                     f"(offered: {listed})")
     return None
+
+
+def _vcpu_limit(caps: HostCapabilities, arches: set[str],
+                machine: str | None) -> tuple[str, int] | None:
+    """(machine, maxCpus) bounding the vcpus of a guest on one of `arches`: the machine
+    asked for (or what its alias stands for), else the most any listed machine allows
+    (the default machine is the hypervisor's choice, so no tighter bound is sure)."""
+    limits = [(m, n) for arch, m, n in caps.max_cpus if arch in arches]
+    if not limits:
+        return None
+    if machine:
+        names = {machine, caps.canonical_machine(machine)}
+        found = [(m, n) for m, n in limits if m in names]
+        return max(found, key=lambda item: item[1]) if found else None
+    return max(limits, key=lambda item: item[1])
 
 
 _EMPTY = GuestDomainType(type="", emulator=None, machines=frozenset())

@@ -148,10 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
 # -- progress ---------------------------------------------------------------------------
 
 
-def _progress(stream: TextIO) -> Callable[[int, int, Action], None] | None:
-    """A one-line done/total counter on a terminal; nothing when piped."""
+def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], None]:
+    """A one-line done/total counter on a terminal; when piped (a log, a CI job), one
+    line per action as it starts, so long work is never silent."""
     if not stream.isatty():
-        return None
+        where = f" on {host}" if host else ""
+
+        def line(done: int, total: int, action: Action) -> None:
+            if done < total:
+                stream.write(f"virtctl: [{done + 1}/{total}] {action.verb} "
+                             f"{action.key}{where}\n")
+                stream.flush()
+
+        return line
 
     def show(done: int, total: int, action: Action) -> None:
         end = "\n" if done == total else ""
@@ -215,7 +224,11 @@ def _apply_steps(
         if stream is not None:
             stream.write(render.plan_text(planned))
             stream.flush()
-        report = api.apply(planned, driver, progress=_progress(err) if stream else None)
+        # Several hosts act at once: their lines name the host; a terminal's counter
+        # line is for one host only.
+        host = "" if stream is not None else driver.uri
+        progress = _progress(err, host) if stream is not None or not err.isatty() else None
+        report = api.apply(planned, driver, progress=progress)
         remaining = planned if planned.empty else api.replan(desired, driver, policy=policy)
         return api.Result(planned, report, remaining)
 

@@ -21,7 +21,11 @@ from virtctl.errors import DriverError
 from virtctl.model import STATE_VOLUME, Kind, Ownership
 from virtctl.xmlutil import parse, tostring
 
-PREFIX = "vctl-test-"
+# Every object a test run makes starts with PREFIX, which names the run: cleanup by
+# prefix removes this run's leftovers and never another run's (two suites, or a CI job
+# beside a developer's, may share a libvirtd). ALL_RUNS is what all runs share.
+ALL_RUNS = "vctl-test-"
+PREFIX = f"{ALL_RUNS}{secrets.token_hex(2)}-"
 TEST_DIRS = Path("/var/tmp")  # where storage tests make their vctl-test-* directories
 # Subnets 192.168.200-254.0/24 and bridge numbers handed out in turn, so two networks
 # of one session never clash (each test removes its networks again).

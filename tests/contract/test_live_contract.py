@@ -41,7 +41,7 @@ from tests.contract.livesupport import (
     targets,
     wait_for,
 )
-from tests.contract.support import Backend, Factory
+from tests.contract.support import PREFIX, Backend, Factory
 from virtctl.drivers import Driver
 from virtctl.drivers.sim import SimDriver
 from virtctl.errors import DriverError, ErrorCode
@@ -52,7 +52,7 @@ from virtctl.xmlutil import parse
 def images() -> Iterator[Path]:
     """A directory QEMU (user libvirt-qemu, or the private daemon, which sees /var/tmp
     but not the host's /var/lib/libvirt) can read; removed afterwards."""
-    root = Path("/var/tmp") / f"vctl-test-{secrets.token_hex(4)}"
+    root = Path("/var/tmp") / f"{PREFIX}{secrets.token_hex(4)}"
     root.mkdir(mode=0o755)
     root.chmod(0o755)
     try:

@@ -92,13 +92,24 @@ def test_a_failure_skips_dependants_but_not_independent_actions(sim: Open, lab: 
     assert plan(desired, driver.snapshot()).empty
 
 
-def test_a_failed_define_skips_the_rest_of_that_object(sim: Open, lab: Path) -> None:
+def test_a_failed_define_stops_the_run_on_that_host(sim: Open, lab: Path) -> None:
+    # The host refused a definition that validation passed: nothing more is tried, and
+    # the report says what was done before and what was not run.
     desired = api.load([str(lab)])
     driver = sim()
     driver.inject_fault("define", D, "web")
-    got = outcomes(apply(api.plan(desired, driver), driver))
-    assert got["define domain/web"] == "failed" and got["start domain/web"] == "skipped"
-    assert got["start domain/db"] == "done"
+    planned = api.plan(desired, driver)
+    report = apply(planned, driver)
+    order = [f"{r.action.verb} {r.action.key}" for r in report.results]
+    at = order.index("define domain/web")
+    got = outcomes(report)
+    assert got["define domain/web"] == "failed"
+    assert all(got[step] == "done" for step in order[:at])
+    after = report.results[at + 1:]
+    assert after and all(r.outcome is Outcome.SKIPPED for r in after)
+    assert all(r.detail == "not run: the run stopped when the define of domain/web failed"
+               for r in after)
+    assert "web" not in driver.snapshot().domains
 
 
 @pytest.mark.parametrize(("outcome_list", "code"), [

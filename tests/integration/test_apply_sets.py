@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import libvirt_module, purge_libvirt, require_connection
+from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
 from tests.integration.crashkit import virtctl
 from virtctl.drivers import connect
 from virtctl.gitinfo import spec_set
@@ -29,7 +29,7 @@ def guest(name: str) -> str:
 @pytest.fixture(params=URIS)
 def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     uri = request.param
-    prefix = f"vctl-test-{secrets.token_hex(3)}-"
+    prefix = f"{PREFIX}{secrets.token_hex(3)}-"
     if uri.startswith("qemu"):
         require_connection(uri)
     try:

@@ -77,6 +77,18 @@ def test_apply_reaches_the_declared_state(cli, lab: Path) -> None:
     assert (lan["name"], lan["state"], lan["managed"]) == ("lan", "active", True)
 
 
+def test_apply_says_each_action_as_it_starts_when_not_on_a_terminal(cli, lab: Path) -> None:
+    first = cli("apply", "-f", str(lab))
+    assert first.code == 0, first.err
+    lines = first.err.splitlines()
+    total = len(lines)
+    assert f"Applied: {total} done, 0 failed" in first.out  # one line per action
+    assert lines[0].startswith(f"virtctl: [1/{total}] define ")
+    assert lines[-1].startswith(f"virtctl: [{total}/{total}] ")
+    assert all(line.startswith("virtctl: [") for line in lines)
+    assert cli("apply", "-f", str(lab)).err == ""  # nothing to do: nothing said
+
+
 def test_diff_exit_codes(cli, lab: Path, kit: SimpleNamespace) -> None:
     pending = cli("diff", "-f", str(lab))
     assert pending.code == 2 and "+ domain/web" in pending.out

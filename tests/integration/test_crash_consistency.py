@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import libvirt_module, purge_libvirt, require_connection
+from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
 from tests.integration.crashkit import (
     Tally,
     apply_killed_after,
@@ -155,7 +155,7 @@ def qemu_names() -> Iterator[str]:
     require_connection(QEMU_URI)
     import secrets
 
-    prefix = f"vctl-test-{secrets.token_hex(3)}-"
+    prefix = f"{PREFIX}{secrets.token_hex(3)}-"
     try:
         yield prefix
     finally:

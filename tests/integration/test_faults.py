@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import libvirt_module, purge_libvirt, require_connection, start_remote
+from tests.contract.support import (
+    PREFIX,
+    libvirt_module,
+    purge_libvirt,
+    require_connection,
+    start_remote,
+)
 from tests.integration.crashkit import virtctl, virtctl_env
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.drivers import connect
@@ -51,7 +57,7 @@ def managed(uri: str, prefix: str) -> dict[str, DomainState]:
 
 @pytest.fixture
 def prefix() -> str:
-    return f"vctl-test-{secrets.token_hex(3)}-"
+    return f"{PREFIX}{secrets.token_hex(3)}-"
 
 
 @pytest.fixture(scope="module")

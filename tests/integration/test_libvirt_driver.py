@@ -281,3 +281,26 @@ def test_undefine_keeps_nvram(qemu_driver: Driver, tmp_path: Path) -> None:
         assert nvram.exists(), "undefine must keep the guest's NVRAM"
     finally:
         nvram.unlink(missing_ok=True)
+
+
+def test_capabilities_are_asked_once_per_connection(libvirt: Any) -> None:
+    driver = connect("test:///default")
+    try:
+        calls: list[int] = []
+        real = driver._conn.getCapabilities  # type: ignore[attr-defined]
+
+        def counted() -> str:
+            calls.append(1)
+            return str(real())
+
+        driver._conn.getCapabilities = counted  # type: ignore[attr-defined]
+        first = driver.capabilities()
+        assert driver.capabilities() == first and len(calls) == 1
+        # A reconnect brings a new connection, which is asked again.
+        driver._replace(libvirt.open("test:///default"))  # type: ignore[attr-defined]
+        again: list[int] = []
+        fresh = driver._conn.getCapabilities  # type: ignore[attr-defined]
+        driver._conn.getCapabilities = lambda: again.append(1) or str(fresh())  # type: ignore[attr-defined]
+        assert driver.capabilities() == first and (len(calls), len(again)) == (1, 1)
+    finally:
+        driver.close()

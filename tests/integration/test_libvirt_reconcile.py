@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import libvirt_module, purge_libvirt, require_connection
+from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
 
 REPO = Path(__file__).resolve().parents[2]
 URI = "qemu:///system"
@@ -70,7 +70,7 @@ def virtctl(tmp_path: Path, qemu_host: Any) -> Run:
 
 
 def name() -> str:
-    return "vctl-test-" + secrets.token_hex(4)
+    return PREFIX + secrets.token_hex(4)
 
 
 def domain_yaml(
@@ -190,21 +190,23 @@ def test_isolated_network_lifecycle(virtctl: Run, qemu_host: Any, tmp_path: Path
 def test_delete_removes_guest_and_leaves_unmanaged_alone(
     virtctl: Run, qemu_host: Any, tmp_path: Path
 ) -> None:
-    dom = name()
+    dom, theirs, their_net = name(), name(), name()
     specs = write_specs(tmp_path / "specs", domain_yaml(dom))
     ok(virtctl("apply", "-f", str(specs)))
-    others = {n.name(): n.XMLDesc(0) for n in qemu_host.listAllNetworks(0)}
-    others.update({d.name(): d.XMLDesc(0) for d in qemu_host.listAllDomains(0) if d.name() != dom})
+    # Bystanders virtctl does not own, one running: they must come out exactly as they
+    # were. (The rest of the host may be changed by other work meanwhile: not compared.)
+    qemu_host.networkDefineXML(f"<network><name>{their_net}</name></network>")
+    qemu_host.defineXML(
+        f"<domain type='qemu'><name>{theirs}</name><memory unit='MiB'>32</memory>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>").create()
+    before = (qemu_host.networkLookupByName(their_net).XMLDesc(0),
+              qemu_host.lookupByName(theirs).XMLDesc(0))
     ok(virtctl("delete", "-f", str(specs), "--shutdown-timeout", "10", "--force-stop"), 0)
     assert dom not in [d.name() for d in qemu_host.listAllDomains(0)]
-    after = {n.name(): n.XMLDesc(0) for n in qemu_host.listAllNetworks(0)}
-    after.update({d.name(): d.XMLDesc(0) for d in qemu_host.listAllDomains(0)})
-    # Objects of other test runs sharing this libvirtd (vctl-test-*) come and go on their
-    # own; everything else on the host must be exactly as it was.
-    def foreign(objects: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in objects.items() if not k.startswith("vctl-test-")}
-
-    assert foreign(after) == foreign(others)
+    after = (qemu_host.networkLookupByName(their_net).XMLDesc(0),
+             qemu_host.lookupByName(theirs).XMLDesc(0))
+    assert after == before
+    assert qemu_host.lookupByName(theirs).isActive()
 
 
 def test_prune_on_test_driver_never_touches_unmanaged_objects(tmp_path: Path) -> None:

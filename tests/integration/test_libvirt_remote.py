@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import Factory, libvirt_module, purge_libvirt, start_remote
+from tests.contract.support import PREFIX, Factory, libvirt_module, purge_libvirt, start_remote
 from tests.integration.libvirtd_tcp import RemoteLibvirtd, listening_addresses
 from tests.integration.test_libvirt_reconcile import (
     domain_yaml,
@@ -78,7 +78,7 @@ def test_several_readers_over_tcp(daemon: RemoteLibvirtd,
         assert alone_threads == ["MainThread"]
         assert len(together_threads) == 4 and set(together_threads) != {"MainThread"}
         assert together == alone and together_print == alone_print
-        assert len([n for n in together if n.startswith("vctl-test-")]) == 5
+        assert len([n for n in together if n.startswith(PREFIX)]) == 5
     finally:
         conn.close()
         purge_libvirt(daemon.uri)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import libvirt_module, require_connection
+from tests.contract.support import PREFIX, libvirt_module, require_connection
 from virtctl import api
 from virtctl.model import Desired, Kind, ObjectKey
 from virtctl.render import network_pending_of
@@ -43,7 +43,7 @@ def uri(request: pytest.FixtureRequest, tmp_path: Path,
 
 @pytest.fixture
 def name(uri: str) -> Iterator[str]:
-    net = "vctl-test-" + secrets.token_hex(2)
+    net = PREFIX + secrets.token_hex(2)
     yield net
     if uri.startswith("qemu"):
         conn = libvirt_module().open(uri)

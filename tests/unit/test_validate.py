@@ -248,3 +248,42 @@ def test_a_bridge_another_network_on_the_host_uses_is_refused_before_any_action(
     assert check_host(desired(net("mine", bridge="br7")), Live(networks={"mine": mine}),
                       CAPS) == []
     assert check_host(desired(net("mine", bridge="br8")), live, CAPS) == []
+
+
+@pytest.mark.parametrize(("vcpu", "machine", "problem"), [
+    pytest.param("<vcpu>255</vcpu>", "pc", None, id="at-the-limit"),
+    pytest.param("<vcpu>256</vcpu>", "pc", "256 vcpus are more than the 255 machine type",
+                 id="over-the-alias-limit"),
+    pytest.param("<vcpu current='2'>4096</vcpu>", "", "4096 vcpus are more than the 255",
+                 id="over-any-machine"),
+])
+def test_vcpus_are_checked_against_the_machine_type(vcpu: str, machine: str,
+                                                    problem: str | None) -> None:
+    attr = f" machine='{machine}'" if machine else ""
+    xml = (f"<domain type='kvm'><name>big</name><memory>65536</memory>{vcpu}"
+           f"<os><type arch='x86_64'{attr}>hvm</type></os></domain>")
+    found = check_domain(parse(xml), CAPS)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+@pytest.mark.parametrize(("body", "path", "words"), [
+    pytest.param("<os><type>hvm</type><boot dev='hd'/></os><devices><disk type='file'>"
+                 "<source file='/x'/><target dev='vda'/><boot order='1'/></disk></devices>",
+                 "devices/disk/boot/@order", "cannot be used together with <os><boot dev>",
+                 id="per-device-and-os-boot"),
+    pytest.param("<os><type>hvm</type></os><devices><disk type='file'><source file='/x'/>"
+                 "<target dev='vda'/><boot order='1'/></disk><interface type='user'>"
+                 "<boot order='1'/></interface></devices>", "devices/interface/boot/@order",
+                 "boot order 1 is already given to the disk device", id="boot-order-twice"),
+    pytest.param("<os><type>hvm</type></os>", "vcpu/@current",
+                 "4 current vcpus are more than the 2", id="current-over-count"),
+])
+def test_domain_rules_libvirt_applies_are_refused_while_loading(body: str, path: str,
+                                                                words: str) -> None:
+    vcpu = "<vcpu current='4'>2</vcpu>" if "current" in path else "<vcpu>2</vcpu>"
+    xml = f"<domain type='kvm'>\n<name>d</name>\n<memory>65536</memory>\n{vcpu}\n{body}\n</domain>"
+    with pytest.raises(SpecError) as caught:
+        load_text(xml, source="d.xml")
+    (error,) = caught.value.errors  # type: ignore[attr-defined]
+    assert error.source.path == path and words in error.message
+    assert error.source.line == (4 if "current" in path else 5)

@@ -105,6 +105,7 @@ class LibvirtDriver(LiveCalls, StorageCalls):
         self._network_xml_flags: int = self._lv.VIR_NETWORK_XML_INACTIVE
         self._stats = True  # getAllDomainStats works here, until libvirt says otherwise
         self._defined: dict[tuple[Kind, str], Any] = {}  # handles define returned
+        self._caps_xml: str | None = None  # capabilities, once per connection
         self._relay = EventRelay(
             self._lv, current=lambda: self._conn, reopen=self._open, replace=self._replace
         )
@@ -116,6 +117,7 @@ class LibvirtDriver(LiveCalls, StorageCalls):
 
     def _replace(self, conn: Any) -> None:
         self._defined.clear()  # handles of the old connection
+        self._caps_xml = None  # the host may have changed (a libvirtd upgrade) meanwhile
         old, self._conn = self._conn, conn
         with contextlib.suppress(self._lv.libvirtError):  # the connection that just died
             old.close()
@@ -156,8 +158,13 @@ class LibvirtDriver(LiveCalls, StorageCalls):
         )
 
     def capabilities(self) -> str:
-        with translated(self._lv):
-            return str(self._conn.getCapabilities())
+        """The host's capabilities XML, asked once per connection: on a busy host the
+        call can take seconds, and a run asks for them when it plans and again when it
+        verifies. A new connection (after a reconnect) asks again."""
+        if self._caps_xml is None:
+            with translated(self._lv):
+                self._caps_xml = str(self._conn.getCapabilities())
+        return self._caps_xml
 
     def _uuids(self, objects: Iterable[Any]) -> set[str]:
         return {obj.UUIDString() for obj in objects}

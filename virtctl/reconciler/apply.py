@@ -96,8 +96,13 @@ def apply(
 ) -> Report:
     results: list[ActionResult] = []
     broken: set[ObjectKey] = set()
+    halted: ObjectKey | None = None  # a define that failed: nothing more runs on this host
     total = len(plan.actions)
     for index, action in enumerate(plan.actions):
+        if halted is not None:
+            results.append(ActionResult(action, Outcome.SKIPPED, detail=(
+                f"not run: the run stopped when the define of {halted} failed")))
+            continue
         if progress is not None:
             progress(index, total, action)
         blocker = _blocker(action, broken) if broken else None
@@ -111,9 +116,13 @@ def apply(
         except VirtctlError as exc:
             broken.add(action.key)
             results.append(ActionResult(action, Outcome.FAILED, error=exc))
+            # The host refused a definition validation passed: what else was checked
+            # the same way cannot be trusted either, so stop before anything more.
+            if isinstance(action, Define):
+                halted = action.key
             continue
         results.append(ActionResult(action, Outcome.DONE, detail=detail))
-    if progress is not None and total:
+    if progress is not None and total and halted is None:
         progress(total, total, plan.actions[-1])
     return Report(results=tuple(results))
 

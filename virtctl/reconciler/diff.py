@@ -8,7 +8,7 @@ difference. Paths read like `devices/disk[hdb]/source/@file`. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from lxml import etree
@@ -185,7 +185,13 @@ def removed(
         there = live_children.get(key) if live is not None else child
         if there is None:
             continue
-        if other is None:
+        if other is None and child.children and not child.attrs and child.text is None:
+            # A bare container (<devices>, <features>) no longer declared at all: what it
+            # held is what was removed, one item each, so each is compared on its own
+            # (with the running guest too: a revert to what runs restarts nothing).
+            out.extend(removed(child, replace(child, children=()), _join(path, key),
+                               live=there if live is not None else None))
+        elif other is None:
             out.append(FieldChange(ChangeOp.REMOVE, _join(path, key), summarize(there), None))
         else:
             out.extend(removed(child, other, _join(path, key),

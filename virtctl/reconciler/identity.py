@@ -9,6 +9,7 @@ a NIC never renumbers the others. Called by the planner. Pure.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import uuid as uuidlib
 from collections import Counter, defaultdict
@@ -17,6 +18,7 @@ from lxml import etree
 
 from ..capabilities import HostCapabilities
 from ..xmlutil import first_children, set_uuid, text_of
+from .essence import child_keys
 
 # Namespace for uuid5 identities of objects virtctl creates without a declared uuid.
 _UUID_NAMESPACE = uuidlib.UUID("5b0f7a4e-2f0e-4c4b-9d6c-766972746374")
@@ -160,3 +162,33 @@ def keep_host_machine(
     want, have = declared.get("machine"), stored.get("machine")
     if want and have and want != have and caps.canonical_machine(want) == have:
         declared.set("machine", have)
+
+
+# What libvirt assigns on define and a guest can see, kept from the live definition when
+# the spec leaves it out (see keep_assigned).
+_KEPT_TOP = ("seclabel", "resource")
+
+
+def keep_assigned(root: etree._Element, live: etree._Element | None) -> None:
+    """Keep what libvirt assigned and the spec leaves out, so that redefining (adopting
+    an export, or any update) changes nothing the guest sees: each declared device
+    without an `<address>` keeps the live device's (its identity key matched: disk
+    target, NIC MAC, controller type and index...), and a spec without `<seclabel>` or
+    `<resource>` keeps the live ones. Without this, libvirt would hand out PCI slots again
+    on the next define, and a guest's NIC names would change at its next boot."""
+    if live is None:
+        return
+    declared_devices, live_devices = root.find("devices"), live.find("devices")
+    if declared_devices is not None and live_devices is not None:
+        assigned = {key: dev for key, dev in child_keys(live_devices)}
+        for key, dev in child_keys(declared_devices):
+            if dev.find("address") is not None:
+                continue
+            found = assigned.get(key)
+            address = found.find("address") if found is not None else None
+            if address is not None and found is not None and found.tag == dev.tag:
+                dev.append(copy.deepcopy(address))
+    for tag in _KEPT_TOP:
+        if root.find(tag) is None:
+            for elem in live.iterchildren(tag):
+                root.append(copy.deepcopy(elem))

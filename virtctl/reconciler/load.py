@@ -261,6 +261,7 @@ def spec_from_xml(
         uuid_elem.text = uuid
     rt_source = Source(source, line, "metadata/virtctl:runtime")
     if root.tag == "domain":
+        _check_domain(root, source, line, xml_lines=runtime is None)
         state_raw = runtime.get("state") if runtime is not None else attrs.get("state")
         try:
             state = DomainState(state_raw or "running")
@@ -332,6 +333,20 @@ def _exclusive_macs(root: etree._Element) -> tuple[str, ...]:
         if iface.get("type") != "vhostuser" and iface.find("backend[@type='passt']") is None
         for mac in iface.iterfind("mac")
     )
+
+
+def _check_domain(root: etree._Element, source: str, line: int | None, *,
+                  xml_lines: bool) -> None:
+    """Refuse what libvirt would refuse (domcheck); in an XML file each error names the
+    line of the element it is about."""
+    from .domcheck import domain_problems
+
+    errors = [SpecError(message, code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, (elem.sourceline if xml_lines else None) or line,
+                                      path))
+              for elem, path, message in domain_problems(root)]
+    if errors:
+        raise SpecErrors(errors)
 
 
 def _check_network(root: etree._Element, source: str, line: int | None, *,

@@ -48,7 +48,7 @@ from .actions import (
 )
 from .classify import classified, kib_of, max_memory_kib, stale_fields, worst
 from .diff import ChangeOp, FieldChange
-from .identity import fill_domain_identity, keep_host_machine
+from .identity import fill_domain_identity, keep_assigned, keep_host_machine
 from .liverules import LivePlan, domain_live, unreleased
 from .memo import Memo
 from .plan_network import delete_network, network_step
@@ -60,6 +60,7 @@ from .steps import (
     autostart_steps,
     define_reason,
     moved_set,
+    removed_in,
     define_xml,
     field_changes,
     live_allowed,
@@ -308,6 +309,7 @@ def _domain_step(
     live_root = parse(live.xml) if live is not None else None
     fill_domain_identity(root, live_root)
     keep_host_machine(root, live_root, caps)
+    keep_assigned(root, live_root)
     if live is None or live_root is None:
         return Step(actions=tuple(_create_domain(spec, root, policy)))
     return _update_domain(spec, live, root, live_root, policy, live_ops)
@@ -359,7 +361,7 @@ def _update_domain(
                                                    policy)))
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
-    stale = _stale(spec, changes, root, live_root, running)
+    stale = _stale(spec, live.owner, changes, root, live_root, running)
     hot = LivePlan()
     if stale and running is not None and live_allowed(spec, policy):
         hot = domain_live(stale, root, running, name=spec.name, support=live_ops,
@@ -402,17 +404,20 @@ def _unreleased_notes(
 
 
 def _stale(
-    spec: DomainSpec, changes: tuple[FieldChange, ...], root: etree._Element,
-    live_root: etree._Element, running: etree._Element | None,
+    spec: DomainSpec, owner: Ownership | None, changes: tuple[FieldChange, ...],
+    root: etree._Element, live_root: etree._Element, running: etree._Element | None,
 ) -> tuple[FieldChange, ...]:
     """Restart-class differences between what was declared and what the guest runs;
     none when the guest is not running or is to be stopped anyway."""
     if running is None or spec.state is DomainState.SHUTOFF:
         return ()
     # Fields the spec dropped, still in the running guest too: first, so they keep their
-    # origin (only what the spec removed is ever detached live).
-    found = {c.path: c for c in changes
-             if c.op is ChangeOp.REMOVE and c.change_class is ChangeClass.RESTART}
+    # origin (only what the spec removed is ever detached live). One the guest never got
+    # (a change reverted before any restart) needs no restart.
+    removals = [c for c in changes
+                if c.op is ChangeOp.REMOVE and c.change_class is ChangeClass.RESTART]
+    running_has = removed_in(spec, owner, root, running) if removals else set()
+    found = {c.path: c for c in removals if c.path in running_has}
     for change in stale_fields(root, live_root, running):
         found.setdefault(change.path, change)
     return tuple(found[p] for p in sorted(found))

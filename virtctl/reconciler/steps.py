@@ -164,6 +164,18 @@ def field_changes(
             for c in (*found, *gone)]
 
 
+def removed_in(
+    spec: DomainSpec | NetworkSpec, owner: Ownership | None, root: etree._Element,
+    other_root: etree._Element,
+) -> set[str]:
+    """Paths of what the spec no longer declares that `other_root` (say, the running
+    definition) still has."""
+    previous = _previous(spec, owner, other_root)
+    if previous is None:
+        return set()
+    return {c.path for c in removed(essence(previous), essence(root), live=essence(other_root))}
+
+
 def runtime_change(
     path: str, old: str, new: str, *, recorded: str | None, origin_known: bool
 ) -> FieldChange:

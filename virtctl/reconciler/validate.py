@@ -182,5 +182,14 @@ def _capabilities(domains: Iterable[DomainSpec], caps: HostCapabilities) -> Iter
             yield SpecError(
                 reason,
                 code=ErrorCode.CONFIG_UNSUPPORTED,
-                source=Source(dom.source.file, dom.source.line, "type"),
+                source=Source(dom.source.file, dom.source.line, _field_of(reason)),
             )
+
+
+# The field each kind of capabilities refusal is about (check_guest's wording).
+_FIELDS = (("vcpus are more than", "vcpu"), ("machine type", "os/type/@machine"),
+           ("emulator", "devices/emulator"), ("on arch", "os/type/@arch"))
+
+
+def _field_of(reason: str) -> str:
+    return next((path for words, path in _FIELDS if words in reason), "type")
