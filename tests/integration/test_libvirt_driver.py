@@ -304,3 +304,22 @@ def test_capabilities_are_asked_once_per_connection(libvirt: Any) -> None:
         assert driver.capabilities() == first and (len(calls), len(again)) == (1, 1)
     finally:
         driver.close()
+
+
+def test_define_asks_libvirt_to_validate_against_its_schema(libvirt: Any) -> None:
+    # Without VALIDATE libvirt drops an element it does not know without a word; the
+    # declared setting would silently never apply.
+    driver = connect("test:///default")
+    name = Factory().name()
+    try:
+        with pytest.raises(DriverError) as caught:
+            driver.define(Kind.DOMAIN, f"<domain type='test'><name>{name}</name>"
+                          "<memory>1024</memory><os><type>hvm</type></os>"
+                          "<devices><bogus/></devices></domain>")
+        assert "bogus" in caught.value.message or "validate" in caught.value.message.lower()
+        assert name not in driver.snapshot().domains
+        with pytest.raises(DriverError):
+            driver.define(Kind.NETWORK, f"<network><name>{name}</name><bogus/></network>")
+        assert name not in driver.snapshot().networks
+    finally:
+        driver.close()

@@ -351,13 +351,17 @@ class LibvirtDriver(LiveCalls, StorageCalls):
 
     def define(self, kind: Kind, xml: str) -> None:
         self._writable("define", kind)
-        with translated(self._lv):
+        lv = self._lv
+        with translated(lv):
+            # VALIDATE: libvirt checks the XML against its own schema first, so an element
+            # or attribute it does not know is an error, not silently dropped.
             if kind is Kind.DOMAIN:
-                obj = self._conn.defineXML(xml)
+                obj = self._conn.defineXMLFlags(xml, getattr(lv, "VIR_DOMAIN_DEFINE_VALIDATE", 0))
             elif kind is Kind.POOL:
                 obj = self._conn.storagePoolDefineXML(xml, 0)
             else:
-                obj = self._conn.networkDefineXML(xml)
+                obj = self._conn.networkDefineXMLFlags(
+                    xml, getattr(lv, "VIR_NETWORK_DEFINE_VALIDATE", 0))
             # What follows a define in the same plan (start, autostart) acts on the
             # object it returned, without another lookup (a round trip on a remote
             # host). The handle names the object by uuid: were it replaced meanwhile,
