@@ -127,6 +127,9 @@ class DomainSpec:
     update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
     shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
+    # (network, line) of each network reference, for errors to point at the key or
+    # element that names it; only labels, like `source` (not part of the digest).
+    network_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
 
     def __post_init__(self) -> None:
@@ -135,6 +138,11 @@ class DomainSpec:
     @property
     def key(self) -> ObjectKey:
         return ObjectKey(Kind.DOMAIN, self.name)
+
+    def line_of_network(self, network: str) -> int | None:
+        """The line that names `network`, else the spec's own line."""
+        return next((line for name, line in self.network_lines if name == network),
+                    self.source.line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +240,16 @@ class VolumeSpec:
 Spec = DomainSpec | NetworkSpec
 
 
+_LABELS = frozenset({"source", "network_lines"})  # say where a spec came from, not what
+
+
 def spec_digest(spec: DomainSpec | NetworkSpec | PoolSpec | VolumeSpec) -> str:
     """A hash of every field that decides a spec's plan: all but `source`, which only
     labels where it came from. Computed once, when the spec is made (`replace` makes a
     new spec, so it can never go stale), because every no-op run needs it."""
     text = "\0".join([type(spec).__name__, *(
-        str(getattr(spec, f.name)) for f in fields(spec) if f.init and f.name != "source")])
+        str(getattr(spec, f.name)) for f in fields(spec)
+        if f.init and f.name not in _LABELS)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -287,3 +287,24 @@ def test_domain_rules_libvirt_applies_are_refused_while_loading(body: str, path:
     (error,) = caught.value.errors  # type: ignore[attr-defined]
     assert error.source.path == path and words in error.message
     assert error.source.line == (4 if "current" in path else 5)
+
+
+def test_a_reference_error_points_at_the_line_naming_the_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """YAML and XML alike, also when the spec comes back from the spec cache."""
+    from virtctl.reconciler.load import load_specs
+    from virtctl.reconciler.speccache import SpecCache
+
+    (tmp_path / "web.yaml").write_text(
+        "kind: Domain\nname: web\ntype: kvm\nmemory: 64MiB\nos: {type: hvm}\ninterfaces:\n"
+        "  - {type: user}\n  - type: network\n    source: {network: ghost}\n")
+    (tmp_path / "db.xml").write_text(
+        "<domain type='kvm'>\n<name>db</name>\n<memory>65536</memory>\n"
+        "<os><type>hvm</type></os>\n<devices>\n<interface type='network'>\n"
+        "<source network='ghost'/>\n</interface>\n</devices>\n</domain>\n")
+    cache = SpecCache(tmp_path / "cache")
+    for _ in range(2):  # the second load is served by the cache
+        desired = load_specs([str(tmp_path / "web.yaml"), str(tmp_path / "db.xml")],
+                             cache=cache)
+        lines = {e.source.file.rsplit("/", 1)[-1]: e.source.line  # type: ignore[union-attr]
+                 for e in check_host(desired, Live(), CAPS)}
+        assert lines == {"web.yaml": 9, "db.xml": 7}

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -287,6 +287,10 @@ def spec_from_xml(
                 for s in root.iterfind("devices/interface[@type='network']/source")
             })),
             macs=_exclusive_macs(root),
+            network_lines=tuple(
+                (s.get("network", ""), s.sourceline)
+                for s in root.iterfind("devices/interface[@type='network']/source")
+                if runtime is None and s.sourceline),
             update_policy=rules[0],
             shutdown_timeout=rules[1],
             connect=_connect(attrs if runtime is None else runtime),
@@ -553,7 +557,7 @@ def _spec_from_doc(
         where = Source(source, _line_of(text, index, ["cloudInit"]) or line, "cloudInit")
         extra.append(cloud_init_seed(doc, root, where))
     try:
-        return spec_from_xml(root, source=source, line=line, runtime=runtime)
+        spec = spec_from_xml(root, source=source, line=line, runtime=runtime)
     except SpecErrors:
         raise
     except SpecError as exc:  # keys checked while loading (name, storage): the key's line
@@ -561,6 +565,17 @@ def _spec_from_doc(
         raise SpecError(exc.message, code=exc.code,
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
+    if isinstance(spec, DomainSpec) and spec.networks:
+        # Where each network is named (interfaces[i].source.network), for errors later.
+        found = [
+            (str(iface["source"]["network"]),
+             _line_of(text, index, ["interfaces", i, "source", "network"]))
+            for i, iface in enumerate(doc.get("interfaces") or [])
+            if isinstance(iface, dict) and isinstance(iface.get("source"), dict)
+            and "network" in iface["source"]
+        ]
+        spec = replace(spec, network_lines=tuple((n, at) for n, at in found if at))
+    return spec
 
 
 def _schema_error(

@@ -69,6 +69,7 @@ _DECODERS: dict[str, Any] = {
     "update_policy": lambda v: None if v is None else UpdatePolicy(v),
     "networks": tuple,
     "macs": tuple,
+    "network_lines": lambda v: tuple((str(n), int(line)) for n, line in v),
 }
 
 
@@ -79,7 +80,8 @@ def _encode(spec: Spec) -> dict[str, Any]:
     for f in fields(spec):
         if f.init and f.name != "source":
             value = getattr(spec, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[f.name] = [list(v) if isinstance(v, tuple) else v for v in value] \
+                if isinstance(value, tuple) else value
     return out
 
 

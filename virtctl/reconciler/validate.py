@@ -158,7 +158,7 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
                     f"interface uses network {net!r}, which is neither declared in the "
                     "specs nor defined on the host",
                     code=ErrorCode.UNKNOWN_REFERENCE,
-                    source=Source(dom.source.file, dom.source.line,
+                    source=Source(dom.source.file, dom.line_of_network(net),
                                   "devices/interface/source/@network"),
                 )
             elif prune and found.managed:
@@ -166,7 +166,7 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
                     f"interface uses network {net!r}, which --prune would delete "
                     "(it is managed by virtctl and absent from the specs)",
                     code=ErrorCode.UNKNOWN_REFERENCE,
-                    source=Source(dom.source.file, dom.source.line,
+                    source=Source(dom.source.file, dom.line_of_network(net),
                                   "devices/interface/source/@network"),
                 )
 
