@@ -26,7 +26,7 @@ from tests.contract.support import (
     purge_driver,
     purge_libvirt,
     require_connection,
-    start_remote,
+    remote_daemon,
 )
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.drivers import Driver
@@ -36,14 +36,8 @@ BACKENDS = ["sim", "test", "qemu", "qemu+tcp"]
 
 @pytest.fixture(scope="session")
 def remote_libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteLibvirtd]:
-    daemon = start_remote(tmp_path_factory.mktemp("libvirtd-tcp"))
-    try:
+    with remote_daemon(tmp_path_factory.mktemp("libvirtd-tcp")) as daemon:
         yield daemon
-    finally:
-        try:
-            purge_libvirt(daemon.uri)
-        finally:
-            daemon.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,7 @@ import itertools
 import os
 import secrets
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,16 +124,19 @@ def require_connection(uri: str) -> None:
         unavailable(f"cannot connect to {uri}: {exc} (run ci/install-libvirt.sh)")
 
 
-def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
-    """Destroy and undefine every vctl-test-* domain, network and storage pool on `uri`
-    (or exactly those named `names`); a pool's volumes are deleted first, and its
-    target directory too when it lies in a /var/tmp/vctl-test-* directory."""
+def purge_libvirt(uri: str, names: Collection[str] | None = None, *,
+                  prefix: str = PREFIX) -> None:
+    """Destroy and undefine every domain, network and storage pool on `uri` whose name
+    starts with `prefix` (this run's objects by default), or exactly those named `names`;
+    a pool's volumes are deleted first, and its target directory too when it lies in a
+    /var/tmp/vctl-test-* directory. `prefix` must be this run's PREFIX or longer."""
+    assert prefix.startswith(PREFIX), "never another run's objects"
     libvirt = libvirt_module()
     conn = libvirt.open(uri)
     try:
         for obj in [*conn.listAllDomains(0), *conn.listAllNetworks(0)]:
             name = obj.name()
-            if not (name in names if names is not None else name.startswith(PREFIX)):
+            if not (name in names if names is not None else name.startswith(prefix)):
                 continue
             for step in ("destroy", "undefine"):
                 # Already stopped / already transient and gone.
@@ -141,7 +144,7 @@ def purge_libvirt(uri: str, names: Collection[str] | None = None) -> None:
                     getattr(obj, step)()
         for pool in conn.listAllStoragePools(0):
             name = pool.name()
-            if name.startswith(PREFIX) and (names is None or name in names):
+            if name.startswith(prefix) and (names is None or name in names):
                 _purge_pool(libvirt, pool)
     finally:
         conn.close()
@@ -206,3 +209,19 @@ def start_remote(root: Path) -> RemoteLibvirtd:
     daemon = RemoteLibvirtd(root)
     daemon.start()
     return daemon
+
+
+@contextlib.contextmanager
+def remote_daemon(root: Path) -> Iterator[RemoteLibvirtd]:
+    """A private loopback libvirtd for the block; this run's objects on it are purged
+    and it is stopped after, also when a test left it stopped (restart tests)."""
+    daemon = start_remote(root)
+    try:
+        yield daemon
+    finally:
+        try:
+            if daemon.process is None:
+                daemon.start()
+            purge_libvirt(daemon.uri)
+        finally:
+            daemon.stop()

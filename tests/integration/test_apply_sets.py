@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
+from tests.contract.support import PREFIX, purge_libvirt, require_connection
 from tests.integration.crashkit import virtctl
 from virtctl.drivers import connect
 from virtctl.gitinfo import spec_set
@@ -36,14 +36,7 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
         yield uri, prefix, tmp_path / "state"
     finally:
         if uri.startswith("qemu"):
-            libvirt = libvirt_module()
-            conn = libvirt.open(uri)
-            try:
-                names = [d.name() for d in conn.listAllDomains(0)
-                         if d.name().startswith(prefix)]
-            finally:
-                conn.close()
-            purge_libvirt(uri, names)
+            purge_libvirt(uri, prefix=prefix)
 
 
 def managed(uri: str, state: Path, prefix: str) -> dict[str, str]:

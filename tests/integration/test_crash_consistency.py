@@ -159,14 +159,7 @@ def qemu_names() -> Iterator[str]:
     try:
         yield prefix
     finally:
-        libvirt = libvirt_module()
-        conn = libvirt.open(QEMU_URI)
-        try:
-            names = [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
-            names += [n.name() for n in conn.listAllNetworks(0) if n.name().startswith(prefix)]
-        finally:
-            conn.close()
-        purge_libvirt(QEMU_URI, names)
+        purge_libvirt(QEMU_URI, prefix=prefix)
 
 
 def libvirt_changes(prefix: str) -> callable:  # type: ignore[valid-type]

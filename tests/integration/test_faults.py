@@ -26,7 +26,7 @@ from tests.contract.support import (
     libvirt_module,
     purge_libvirt,
     require_connection,
-    start_remote,
+    remote_daemon,
 )
 from tests.integration.crashkit import virtctl, virtctl_env
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
@@ -62,16 +62,8 @@ def prefix() -> str:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteLibvirtd]:
-    remote = start_remote(tmp_path_factory.mktemp("libvirtd-faults"))
-    try:
+    with remote_daemon(tmp_path_factory.mktemp("libvirtd-faults")) as remote:
         yield remote
-    finally:
-        try:
-            if remote.process is None:
-                remote.start()
-            purge_libvirt(remote.uri)
-        finally:
-            remote.stop()
 
 
 def defined_count(uri: str, prefix: str) -> int:
@@ -167,15 +159,7 @@ def qemu_prefix(prefix: str) -> Iterator[str]:
     try:
         yield prefix
     finally:
-        libvirt = libvirt_module()
-        conn = libvirt.open(QEMU)
-        try:
-            names = [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
-            names += [n.name() for n in conn.listAllNetworks(0)
-                      if n.name().startswith(prefix)]
-        finally:
-            conn.close()
-        purge_libvirt(QEMU, names)
+        purge_libvirt(QEMU, prefix=prefix)
 
 
 @pytest.mark.slow

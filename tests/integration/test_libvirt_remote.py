@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.support import PREFIX, Factory, libvirt_module, purge_libvirt, start_remote
+from tests.contract.support import PREFIX, Factory, libvirt_module, purge_libvirt, remote_daemon
 from tests.integration.libvirtd_tcp import RemoteLibvirtd, listening_addresses
 from tests.integration.test_libvirt_reconcile import (
     domain_yaml,
@@ -34,15 +34,8 @@ from virtctl.model import Kind
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteLibvirtd]:
-    remote = start_remote(tmp_path_factory.mktemp("libvirtd-remote"))
-    try:
+    with remote_daemon(tmp_path_factory.mktemp("libvirtd-remote")) as remote:
         yield remote
-    finally:
-        try:
-            if remote.process is not None:
-                purge_libvirt(remote.uri)
-        finally:
-            remote.stop()
 
 
 def test_private_daemon_listens_on_loopback_only(daemon: RemoteLibvirtd) -> None:

@@ -28,13 +28,7 @@ def prefix() -> Iterator[str]:
     require_connection(URI)
     prefix = f"{PREFIX}{secrets.token_hex(3)}-"
     yield prefix
-    libvirt = libvirt_module()
-    conn = libvirt.open(URI)
-    try:
-        names = [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
-    finally:
-        conn.close()
-    purge_libvirt(URI, names)
+    purge_libvirt(URI, prefix=prefix)
 
 
 def cases(p: str) -> list[tuple[str, str, str, str]]:
