@@ -27,10 +27,38 @@ from virtctl.xmlutil import parse, tostring
 ALL_RUNS = "vctl-test-"
 PREFIX = f"{ALL_RUNS}{secrets.token_hex(2)}-"
 TEST_DIRS = Path("/var/tmp")  # where storage tests make their vctl-test-* directories
-# Subnets 192.168.200-254.0/24 and bridge numbers handed out in turn, so two networks
-# of one session never clash (each test removes its networks again).
-_SUBNETS = itertools.cycle(range(200, 255))
+# Subnets 10.R.S.0/24 and bridge numbers handed out in turn, so two networks of one
+# session never clash (each test removes its networks again). R is the run's own (from
+# its token), so two runs on one host (two suites, or CI beside a developer) rarely
+# share a /16, and a subnet some interface on the host already routes is skipped.
+_RUN_OCTET = 100 + int(PREFIX[len(ALL_RUNS):-1], 16) % 100
+_SUBNETS = itertools.cycle(range(256))
 _BRIDGES = itertools.count(os.getpid() % 1000 * 100)
+
+
+def _routed() -> set[str]:
+    """Destinations of the host's IPv4 routes, as dotted /24 prefixes ("10.1.2")."""
+    found = set()
+    try:
+        lines = Path("/proc/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2:
+            raw = int(fields[1], 16).to_bytes(4, "little")
+            found.add(".".join(str(b) for b in raw[:3]))
+    return found
+
+
+def free_subnet() -> str:
+    """A /24 prefix ("10.R.S") no interface on the host routes now."""
+    taken = _routed()
+    for _ in range(256):
+        prefix = f"10.{_RUN_OCTET}.{next(_SUBNETS)}"
+        if prefix not in taken:
+            return prefix
+    raise AssertionError(f"no free subnet in 10.{_RUN_OCTET}.0.0/16")
 
 
 @dataclass
@@ -81,13 +109,13 @@ class Factory:
     ) -> str:
         # Isolated (no <forward>), no DHCP and no DNS, so libvirt starts no dnsmasq and
         # nothing listens or sends anywhere; the address only configures the bridge.
-        octet = next(_SUBNETS)
+        subnet = free_subnet()
         bridge = f"vctlbr{next(_BRIDGES)}"
         uuid_elem = f"<uuid>{uuid}</uuid>" if uuid else ""
         xml = (
             f"<network><name>{name}</name>{uuid_elem}<bridge name='{bridge}'/>"
             "<dns enable='no'/>"
-            f"<ip address='192.168.{octet}.1' netmask='255.255.255.0'/></network>"
+            f"<ip address='{subnet}.1' netmask='255.255.255.0'/></network>"
         )
         return self._owned(xml, owner)
 
