@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import IO
 
 from . import drivers
-from .capabilities import HostCapabilities, parse_capabilities
+from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .drivers.sim import state_root
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
@@ -34,7 +34,7 @@ from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
 from .reconciler.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
-from .reconciler.validate import check_host
+from .reconciler.validate import check_devices, check_host
 from .uri import default_uri
 
 __all__ = [
@@ -73,6 +73,7 @@ def check(
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune)
+    errors += check_devices(desired.domains.values(), _domcaps(reader))
     storage = _storage(desired, reader, policy, live)
     if storage is not None:
         errors += check_storage(desired, storage, adopt=policy.adopt)
@@ -114,6 +115,9 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check:
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
                             verified=memo.verified())
+        verified = memo.verified()
+        errors += check_devices((d for d in desired.domains.values() if d.key not in verified),
+                                _domcaps(reader))
         if storage is not None:
             errors += check_storage(desired, storage, adopt=policy.adopt)
         if errors:
@@ -124,6 +128,10 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
         store.save_host(whole)
     return planned
+
+
+def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
+    return lambda want: reader.domain_capabilities(want.dom_type, want.arch, want.machine)
 
 
 def _storage(desired: Desired, reader: Reader, policy: Policy,

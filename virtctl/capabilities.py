@@ -207,3 +207,33 @@ def _vcpu_limit(caps: HostCapabilities, arches: set[str],
 
 
 _EMPTY = GuestDomainType(type="", emulator=None, machines=frozenset())
+
+
+def device_problems(root: etree._Element, domcaps_xml: str) -> list[tuple[str, str]]:
+    """(path, why) for each device of the domain `root` that libvirt's domain
+    capabilities `domcaps_xml` say the host does not offer. Only TPMs for now: the device
+    whose support most depends on what is installed (swtpm) and on the arch."""
+    tpms = root.findall("devices/tpm")
+    if not tpms:
+        return []
+    offered = parse(domcaps_xml, source="<domainCapabilities>").find("devices/tpm")
+    if offered is None:
+        return []  # the host does not say: libvirt will decide
+    if offered.get("supported") == "no":
+        return [("devices/tpm", "the host offers no TPM to these guests")]
+    out: list[tuple[str, str]] = []
+    for tpm in tpms:
+        backend = tpm.find("backend")
+        wanted = (("devices/tpm/@model", "model", tpm.get("model")),
+                  ("devices/tpm/backend/@type", "backendModel",
+                   backend.get("type") if backend is not None else None),
+                  ("devices/tpm/backend/@version", "backendVersion",
+                   backend.get("version") if backend is not None else None))
+        for path, enum, value in wanted:
+            values = [v.text or "" for v in offered.iterfind(f"enum[@name='{enum}']/value")]
+            if value and values and value not in values:
+                what = {"model": "TPM model", "backendModel": "TPM backend",
+                        "backendVersion": "TPM version"}[enum]
+                out.append((path, f"{what} '{value}' is not offered for these guests "
+                                  f"(offered: {', '.join(values)})"))
+    return out

@@ -331,10 +331,12 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _reads_storage(desired: api.Desired, policy: api.Policy | None) -> bool:
-    """Whether planning reads virtctl's storage records. libvirt refuses volume
-    downloads on a read-only connection, so then even diff, validate and a dry run
-    open a read-write one (and still write nothing)."""
-    return bool(desired.pools or desired.volumes or (policy is not None and policy.prune))
+    """Whether checking and planning make calls libvirt refuses on a read-only
+    connection: volume downloads (virtctl's storage records) and domain capabilities
+    (asked for guests with a TPM). Then even diff, validate and a dry run open a
+    read-write one (and still write nothing)."""
+    return bool(desired.pools or desired.volumes or (policy is not None and policy.prune)
+                or any("<tpm" in d.xml for d in desired.domains.values()))
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -335,6 +335,18 @@ def test_capabilities_describe_guests(driver: Driver) -> None:
     assert caps.guests and all(g.arch for g in caps.guests)
 
 
+def test_domain_capabilities_list_the_tpms_offered(backend: Backend, driver: Driver) -> None:
+    guest = "test" if backend.id == "test" else "qemu"
+    found = driver.domain_capabilities(guest, "x86_64" if guest == "qemu" else "i686", None)
+    if backend.id == "test":  # libvirt's test driver has none: the check is skipped there
+        assert found is None
+        return
+    assert found is not None
+    tpm = parse(found).find("devices/tpm")
+    assert tpm is not None and tpm.get("supported") == "yes"
+    assert {v.text for v in tpm.iterfind("enum[@name='model']/value")} >= {"tpm-tis"}
+
+
 def test_read_only_connection_reads_but_refuses_every_write(
     backend: Backend, driver: Driver, factory: Factory
 ) -> None:

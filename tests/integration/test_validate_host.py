@@ -1,5 +1,6 @@
 """`validate` refuses what qemu:///system would refuse, so `apply` never half-applies: a
-name with '/', absurd memory or vcpus, per-device boot order together with <os><boot>.
+name with '/', absurd memory or vcpus, per-device boot order together with <os><boot>, a
+TPM model the host does not offer (its domain capabilities).
 Each case sits beside a valid guest; `validate` and `apply` both exit 1 naming the file,
 the line and the field, and nothing at all is defined on the host.
 """
@@ -48,11 +49,17 @@ def cases(p: str) -> list[tuple[str, str, str, str]]:
         ("boot-order-and-os-boot", "bad.xml", boot_xml,
          "bad.xml:10: devices/interface/boot/@order: a per-device <boot order> cannot be "
          "used together with <os><boot dev>"),
+        ("tpm-the-host-lacks", "bad.xml", boot_xml.replace("    <boot dev='hd'/>\n", "")
+         .replace("<boot order='1'/>", "").replace(
+             "  </devices>", "    <tpm model='tpm-spapr'><backend type='emulator'/></tpm>\n"
+             "  </devices>"),
+         "bad.xml:1: devices/tpm/@model: TPM model 'tpm-spapr' is not offered for these "
+         "guests (offered: tpm-tis, tpm-crb)"),
     ]
 
 
 @pytest.mark.parametrize("case", ["name-slash", "absurd-memory", "absurd-vcpus",
-                                  "boot-order-and-os-boot"])
+                                  "boot-order-and-os-boot", "tpm-the-host-lacks"])
 def test_validate_refuses_what_libvirt_would_and_apply_applies_nothing(
         case: str, prefix: str, tmp_path: Path) -> None:
     (_, file_name, text, expected), = [c for c in cases(prefix) if c[0] == case]

@@ -308,3 +308,38 @@ def test_a_reference_error_points_at_the_line_naming_the_network(tmp_path) -> No
         lines = {e.source.file.rsplit("/", 1)[-1]: e.source.line  # type: ignore[union-attr]
                  for e in check_host(desired, Live(), CAPS)}
         assert lines == {"web.yaml": 9, "db.xml": 7}
+
+
+@pytest.mark.parametrize(("tpm", "problem"), [
+    pytest.param("<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>", None,
+                 id="offered"),
+    pytest.param("<tpm model='tpm-spapr'><backend type='emulator'/></tpm>",
+                 ("devices/tpm/@model", "TPM model 'tpm-spapr' is not offered"), id="model"),
+    pytest.param("<tpm model='tpm-tis'><backend type='vtpm'/></tpm>",
+                 ("devices/tpm/backend/@type", "TPM backend 'vtpm'"), id="backend"),
+    pytest.param("<tpm><backend type='emulator' version='3.0'/></tpm>",
+                 ("devices/tpm/backend/@version", "TPM version '3.0'"), id="version"),
+])
+def test_a_tpm_the_host_does_not_offer_is_refused(tpm: str, problem: tuple[str, str] | None
+                                                  ) -> None:
+    from virtctl.drivers.simcaps import DOMAIN_CAPABILITIES_XML
+    from virtctl.reconciler.validate import check_devices
+
+    xml = (f"<domain type='kvm'><name>t</name><memory>65536</memory>"
+           f"<os><type arch='x86_64'>hvm</type></os><devices>{tpm}</devices></domain>")
+    asked: list[GuestRequest] = []
+
+    def domcaps(want: GuestRequest) -> str:
+        asked.append(want)
+        return DOMAIN_CAPABILITIES_XML
+
+    specs = [load_text(xml, source="t.xml")[0], load_text(xml.replace("<name>t", "<name>u"),
+                                                          source="u.xml")[0]]
+    errors = check_devices(specs, domcaps)  # type: ignore[arg-type]
+    assert len(asked) == 1  # once per kind of guest
+    if problem is None:
+        assert errors == []
+    else:
+        assert [(e.source.path, problem[1] in e.message) for e in errors] == [  # type: ignore[union-attr]
+            (problem[0], True)] * 2
+    assert check_devices([load_text(dom("plain"), source="p.xml")[0]], domcaps) == []  # type: ignore[list-item]

@@ -57,6 +57,12 @@ class Reader(Protocol):
         """The host's capabilities XML (libvirt's format)."""
         ...
 
+    def domain_capabilities(self, dom_type: str, arch: str | None,
+                            machine: str | None) -> str | None:
+        """libvirt's domain capabilities XML for guests of this type, arch and machine
+        (the devices and backends the host offers them); None where the host has none."""
+        ...
+
     def live_ops(self) -> frozenset[LiveOp]:
         """What this host changes on running objects without a restart (see LiveOp)."""
         ...

@@ -106,6 +106,7 @@ class LibvirtDriver(LiveCalls, StorageCalls):
         self._stats = True  # getAllDomainStats works here, until libvirt says otherwise
         self._defined: dict[tuple[Kind, str], Any] = {}  # handles define returned
         self._caps_xml: str | None = None  # capabilities, once per connection
+        self._domcaps: dict[tuple[str, str | None, str | None], str | None] = {}
         self._relay = EventRelay(
             self._lv, current=lambda: self._conn, reopen=self._open, replace=self._replace
         )
@@ -118,6 +119,7 @@ class LibvirtDriver(LiveCalls, StorageCalls):
     def _replace(self, conn: Any) -> None:
         self._defined.clear()  # handles of the old connection
         self._caps_xml = None  # the host may have changed (a libvirtd upgrade) meanwhile
+        self._domcaps.clear()
         old, self._conn = self._conn, conn
         with contextlib.suppress(self._lv.libvirtError):  # the connection that just died
             old.close()
@@ -165,6 +167,20 @@ class LibvirtDriver(LiveCalls, StorageCalls):
             with translated(self._lv):
                 self._caps_xml = str(self._conn.getCapabilities())
         return self._caps_xml
+
+    def domain_capabilities(self, dom_type: str, arch: str | None,
+                            machine: str | None) -> str | None:
+        """getDomainCapabilities, once per (type, arch, machine) and connection; None
+        where the driver has none (libvirt's test driver, Xen's)."""
+        key = (dom_type, arch, machine)
+        if key not in self._domcaps:
+            try:
+                with translated(self._lv):
+                    self._domcaps[key] = str(self._conn.getDomainCapabilities(
+                        None, arch, machine, dom_type, 0))
+            except DriverError:
+                self._domcaps[key] = None
+        return self._domcaps[key]
 
     def _uuids(self, objects: Iterable[Any]) -> set[str]:
         return {obj.UUIDString() for obj in objects}

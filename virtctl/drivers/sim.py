@@ -47,7 +47,7 @@ from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from ..uri import ConnectionURI
 from ..xmlutil import parse, tostring
 from .base import Event, EventCallback, EventType
-from .simcaps import CAPABILITIES_XML
+from .simcaps import CAPABILITIES_XML, DOMAIN_CAPABILITIES_XML
 from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
 from .simlivecalls import SimLiveCalls
 from .simstorage import SimStorage
@@ -111,6 +111,10 @@ class SimDriver(SimLiveCalls, SimStorage):
 
     def capabilities(self) -> str:
         return CAPABILITIES_XML
+
+    def domain_capabilities(self, dom_type: str, arch: str | None,
+                            machine: str | None) -> str | None:
+        return DOMAIN_CAPABILITIES_XML
 
     def snapshot(self) -> Live:
         with self.store.locked(exclusive=False):

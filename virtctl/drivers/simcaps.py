@@ -74,3 +74,19 @@ CAPABILITIES_XML = (
 
 DEFAULT_MACHINE = {("qemu", "hvm"): "pc", ("kvm", "hvm"): "pc", ("xen", "hvm"): "xenfv",
                    ("xen", "xen"): "xenpv", ("xen", "linux"): "xenpv"}
+
+
+#: The sim's domain capabilities, the part virtctl checks: the TPM models and backends a
+#: QEMU x86 host with swtpm offers (as libvirt 9.0 on Debian 12 reports them).
+DOMAIN_CAPABILITIES_XML = """<domainCapabilities>
+  <devices>
+    <tpm supported='yes'>
+      <enum name='model'><value>tpm-tis</value><value>tpm-crb</value></enum>
+      <enum name='backendModel'>
+        <value>passthrough</value><value>emulator</value><value>external</value>
+      </enum>
+      <enum name='backendVersion'><value>1.2</value><value>2.0</value></enum>
+    </tpm>
+  </devices>
+</domainCapabilities>
+"""

@@ -9,9 +9,15 @@ finds, each naming its spec's source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from ..capabilities import GuestRequest, HostCapabilities, check_guest, guest_request
+from ..capabilities import (
+    GuestRequest,
+    HostCapabilities,
+    check_guest,
+    device_problems,
+    guest_request,
+)
 from ..errors import ErrorCode, Source, SpecError
 from ..model import (
     Desired,
@@ -126,6 +132,30 @@ def _type_change(spec: DomainSpec, found: LiveDomain) -> Iterable[SpecError]:
             code=ErrorCode.INVALID_SPEC,
             source=Source(spec.source.file, spec.source.line, "type"),
         )
+
+
+def check_devices(
+    domains: Iterable[DomainSpec], domcaps_for: Callable[[GuestRequest], str | None],
+) -> list[SpecError]:
+    """Devices the host does not offer the guests that declare them (TPM models,
+    backends, versions), from libvirt's domain capabilities; `domcaps_for` is asked only
+    for guests that declare such a device, once per kind of guest."""
+    errors: list[SpecError] = []
+    asked: dict[GuestRequest, str | None] = {}
+    for dom in domains:
+        if "<tpm" not in dom.xml:
+            continue
+        root = parse(dom.xml)
+        want = guest_request(root)
+        if want not in asked:
+            asked[want] = domcaps_for(want)
+        domcaps = asked[want]
+        if domcaps is None:
+            continue
+        errors += [SpecError(why, code=ErrorCode.CONFIG_UNSUPPORTED,
+                             source=Source(dom.source.file, dom.source.line, path))
+                   for path, why in device_problems(root, domcaps)]
+    return errors
 
 
 def _bridges(desired: Desired, live: Live) -> Iterable[SpecError]:
