@@ -127,9 +127,10 @@ class DomainSpec:
     update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
     shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
-    # (network, line) of each network reference, for errors to point at the key or
-    # element that names it; only labels, like `source` (not part of the digest).
-    network_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    # (what, line) for errors to point at the key or element they are about: each
+    # network reference ("network:NAME") and the fields host checks name ("vcpu",
+    # "os/type/@arch", "devices/tpm"...); only labels, like `source` (not in the digest).
+    lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
 
     def __post_init__(self) -> None:
@@ -139,10 +140,9 @@ class DomainSpec:
     def key(self) -> ObjectKey:
         return ObjectKey(Kind.DOMAIN, self.name)
 
-    def line_of_network(self, network: str) -> int | None:
-        """The line that names `network`, else the spec's own line."""
-        return next((line for name, line in self.network_lines if name == network),
-                    self.source.line)
+    def line_of(self, what: str) -> int | None:
+        """The line of `what` ("network:NAME", or a field path), else the spec's own."""
+        return next((line for name, line in self.lines if name == what), self.source.line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +240,7 @@ class VolumeSpec:
 Spec = DomainSpec | NetworkSpec
 
 
-_LABELS = frozenset({"source", "network_lines"})  # say where a spec came from, not what
+_LABELS = frozenset({"source", "lines"})  # say where a spec came from, not what
 
 
 def spec_digest(spec: DomainSpec | NetworkSpec | PoolSpec | VolumeSpec) -> str:

@@ -45,7 +45,7 @@ def cases(p: str) -> list[tuple[str, str, str, str]]:
         ("absurd-memory", "bad.yaml", guest_yaml(f"{p}mem", memory="16EiB"),
          "bad.yaml:4: memory: size '16EiB' is 8 EiB or more"),
         ("absurd-vcpus", "bad.yaml", guest_yaml(f"{p}cpu", vcpus="5000"),
-         "bad.yaml:1: vcpu: 5000 vcpus are more than the 255 machine type 'pc' allows"),
+         "bad.yaml:5: vcpu: 5000 vcpus are more than the 255 machine type 'pc' allows"),
         ("boot-order-and-os-boot", "bad.xml", boot_xml,
          "bad.xml:10: devices/interface/boot/@order: a per-device <boot order> cannot be "
          "used together with <os><boot dev>"),
@@ -53,7 +53,7 @@ def cases(p: str) -> list[tuple[str, str, str, str]]:
          .replace("<boot order='1'/>", "").replace(
              "  </devices>", "    <tpm model='tpm-spapr'><backend type='emulator'/></tpm>\n"
              "  </devices>"),
-         "bad.xml:1: devices/tpm/@model: TPM model 'tpm-spapr' is not offered for these "
+         "bad.xml:11: devices/tpm/@model: TPM model 'tpm-spapr' is not offered for these "
          "guests (offered: tpm-tis, tpm-crb)"),
     ]
 

@@ -287,10 +287,7 @@ def spec_from_xml(
                 for s in root.iterfind("devices/interface[@type='network']/source")
             })),
             macs=_exclusive_macs(root),
-            network_lines=tuple(
-                (s.get("network", ""), s.sourceline)
-                for s in root.iterfind("devices/interface[@type='network']/source")
-                if runtime is None and s.sourceline),
+            lines=_xml_lines(root) if runtime is None else (),
             update_policy=rules[0],
             shutdown_timeout=rules[1],
             connect=_connect(attrs if runtime is None else runtime),
@@ -565,17 +562,42 @@ def _spec_from_doc(
         raise SpecError(exc.message, code=exc.code,
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
-    if isinstance(spec, DomainSpec) and spec.networks:
-        # Where each network is named (interfaces[i].source.network), for errors later.
-        found = [
-            (str(iface["source"]["network"]),
-             _line_of(text, index, ["interfaces", i, "source", "network"]))
-            for i, iface in enumerate(doc.get("interfaces") or [])
-            if isinstance(iface, dict) and isinstance(iface.get("source"), dict)
-            and "network" in iface["source"]
-        ]
-        spec = replace(spec, network_lines=tuple((n, at) for n, at in found if at))
+    if isinstance(spec, DomainSpec):
+        spec = replace(spec, lines=_yaml_lines(doc, text, index))
     return spec
+
+
+# Fields host checks report (validate.py), as XML paths and as YAML key paths.
+_FIELD_KEYS = (("vcpu", ["vcpus"]), ("os/type/@arch", ["os", "arch"]),
+               ("os/type/@machine", ["os", "machine"]), ("devices/emulator", ["emulator"]))
+_FIELD_ELEMENTS = (("vcpu", "vcpu"), ("os/type/@arch", "os/type"),
+                   ("os/type/@machine", "os/type"), ("devices/emulator", "devices/emulator"),
+                   ("devices/tpm", "devices/tpm"))
+
+
+def _xml_lines(root: etree._Element) -> tuple[tuple[str, int], ...]:
+    """Where, in an XML spec file, each network is named and each checked field is."""
+    found = [(f"network:{s.get('network', '')}", s.sourceline)
+             for s in root.iterfind("devices/interface[@type='network']/source")]
+    found += [(what, elem.sourceline) for what, path in _FIELD_ELEMENTS
+              if (elem := root.find(path)) is not None]
+    return tuple((what, line) for what, line in found if line)
+
+
+def _yaml_lines(doc: dict[str, Any], text: str, index: int) -> tuple[tuple[str, int], ...]:
+    """The same for a YAML document: interfaces[i].source.network and the keys."""
+    found = [
+        (f"network:{iface['source']['network']}",
+         _line_of(text, index, ["interfaces", i, "source", "network"]))
+        for i, iface in enumerate(doc.get("interfaces") or [])
+        if isinstance(iface, dict) and isinstance(iface.get("source"), dict)
+        and "network" in iface["source"]
+    ]
+    found += [(what, _line_of(text, index, keys)) for what, keys in _FIELD_KEYS]
+    found += [("devices/tpm", _line_of(text, index, ["extraDevices", i]))
+              for i, extra in enumerate(doc.get("extraDevices") or [])
+              if isinstance(extra, str) and "<tpm" in extra][:1]
+    return tuple((what, line) for what, line in found if line)
 
 
 def _schema_error(

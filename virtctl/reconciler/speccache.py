@@ -69,7 +69,7 @@ _DECODERS: dict[str, Any] = {
     "update_policy": lambda v: None if v is None else UpdatePolicy(v),
     "networks": tuple,
     "macs": tuple,
-    "network_lines": lambda v: tuple((str(n), int(line)) for n, line in v),
+    "lines": lambda v: tuple((str(n), int(line)) for n, line in v),
 }
 
 

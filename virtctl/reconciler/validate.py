@@ -153,7 +153,7 @@ def check_devices(
         if domcaps is None:
             continue
         errors += [SpecError(why, code=ErrorCode.CONFIG_UNSUPPORTED,
-                             source=Source(dom.source.file, dom.source.line, path))
+                             source=Source(dom.source.file, dom.line_of("devices/tpm"), path))
                    for path, why in device_problems(root, domcaps)]
     return errors
 
@@ -188,7 +188,7 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
                     f"interface uses network {net!r}, which is neither declared in the "
                     "specs nor defined on the host",
                     code=ErrorCode.UNKNOWN_REFERENCE,
-                    source=Source(dom.source.file, dom.line_of_network(net),
+                    source=Source(dom.source.file, dom.line_of(f"network:{net}"),
                                   "devices/interface/source/@network"),
                 )
             elif prune and found.managed:
@@ -196,7 +196,7 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
                     f"interface uses network {net!r}, which --prune would delete "
                     "(it is managed by virtctl and absent from the specs)",
                     code=ErrorCode.UNKNOWN_REFERENCE,
-                    source=Source(dom.source.file, dom.line_of_network(net),
+                    source=Source(dom.source.file, dom.line_of(f"network:{net}"),
                                   "devices/interface/source/@network"),
                 )
 
@@ -212,7 +212,8 @@ def _capabilities(domains: Iterable[DomainSpec], caps: HostCapabilities) -> Iter
             yield SpecError(
                 reason,
                 code=ErrorCode.CONFIG_UNSUPPORTED,
-                source=Source(dom.source.file, dom.source.line, _field_of(reason)),
+                source=Source(dom.source.file, dom.line_of(_field_of(reason)),
+                              _field_of(reason)),
             )
 
 
