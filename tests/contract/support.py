@@ -51,6 +51,15 @@ def _routed() -> set[str]:
     return found
 
 
+def free_bridge() -> str:
+    """A bridge name of this session no interface on the host has (a run killed before
+    its cleanup may have left its bridge behind)."""
+    while True:
+        name = f"vctlbr{next(_BRIDGES)}"
+        if not Path("/sys/class/net", name).exists():
+            return name
+
+
 def free_subnet() -> str:
     """A /24 prefix ("10.R.S") no interface on the host routes now."""
     taken = _routed()
@@ -110,7 +119,7 @@ class Factory:
         # Isolated (no <forward>), no DHCP and no DNS, so libvirt starts no dnsmasq and
         # nothing listens or sends anywhere; the address only configures the bridge.
         subnet = free_subnet()
-        bridge = f"vctlbr{next(_BRIDGES)}"
+        bridge = free_bridge()
         uuid_elem = f"<uuid>{uuid}</uuid>" if uuid else ""
         xml = (
             f"<network><name>{name}</name>{uuid_elem}<bridge name='{bridge}'/>"

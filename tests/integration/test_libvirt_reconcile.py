@@ -26,7 +26,14 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
+from tests.contract.support import (
+    PREFIX,
+    free_bridge,
+    free_subnet,
+    libvirt_module,
+    purge_libvirt,
+    require_connection,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 URI = "qemu:///system"
@@ -90,17 +97,23 @@ def domain_yaml(
     )
 
 
-def network_yaml(net: str, *, octet: int, active: bool = True, autostart: bool = False) -> str:
+_NETWORKS: dict[str, tuple[str, str]] = {}  # name -> (subnet, bridge), kept per name
+
+
+def network_yaml(net: str, *, active: bool = True, autostart: bool = False) -> str:
+    """An isolated network on a subnet and bridge free on this host (the same ones
+    again for the same name, so a spec can be rewritten)."""
+    subnet, bridge = _NETWORKS.setdefault(net, (free_subnet(), free_bridge()))
     return textwrap.dedent(
         f"""\
         kind: Network
         name: {net}
         active: {str(active).lower()}
         autostart: {str(autostart).lower()}
-        bridge: {{name: vctlbr{octet}}}
+        bridge: {{name: {bridge}}}
         dns: {{enable: false}}
         ips:
-          - {{address: 192.168.{octet}.1, netmask: 255.255.255.0}}
+          - {{address: {subnet}.1, netmask: 255.255.255.0}}
         """
     )
 
@@ -131,7 +144,7 @@ def test_apply_starts_guest_and_network_and_reapply_changes_nothing(
     virtctl: Run, qemu_host: Any, tmp_path: Path
 ) -> None:
     dom, net = name(), name()
-    specs = write_specs(tmp_path / "specs", domain_yaml(dom), network_yaml(net, octet=231))
+    specs = write_specs(tmp_path / "specs", domain_yaml(dom), network_yaml(net))
     ok(virtctl("apply", "-f", str(specs)))
     guest = qemu_host.lookupByName(dom)
     bridge = qemu_host.networkLookupByName(net)
@@ -174,11 +187,11 @@ def test_stop_and_autostart(virtctl: Run, qemu_host: Any, tmp_path: Path) -> Non
 
 def test_isolated_network_lifecycle(virtctl: Run, qemu_host: Any, tmp_path: Path) -> None:
     net = name()
-    specs = write_specs(tmp_path / "specs", network_yaml(net, octet=232, active=False))
+    specs = write_specs(tmp_path / "specs", network_yaml(net, active=False))
     ok(virtctl("apply", "-f", str(specs)))
     bridge = qemu_host.networkLookupByName(net)
     assert (bridge.isActive(), bridge.isPersistent(), bridge.autostart()) == (0, 1, 0)
-    write_specs(specs, network_yaml(net, octet=232, active=True, autostart=True))
+    write_specs(specs, network_yaml(net, active=True, autostart=True))
     ok(virtctl("apply", "-f", str(specs)))
     bridge = qemu_host.networkLookupByName(net)
     assert (bridge.isActive(), bridge.autostart()) == (1, 1)

@@ -45,7 +45,7 @@ def test_private_daemon_listens_on_loopback_only(daemon: RemoteLibvirtd) -> None
 def test_cli_reconciles_over_tcp(daemon: RemoteLibvirtd, tmp_path: Path) -> None:
     virtctl = run_cli(daemon.uri, tmp_path / "state")
     dom, net = name(), name()
-    specs = write_specs(tmp_path / "specs", domain_yaml(dom), network_yaml(net, octet=241))
+    specs = write_specs(tmp_path / "specs", domain_yaml(dom), network_yaml(net))
     try:
         ok(virtctl("apply", "-f", str(specs)))
         ok(virtctl("diff", "-f", str(specs)), 0)

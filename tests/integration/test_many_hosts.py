@@ -194,7 +194,7 @@ def test_two_libvirt_hosts_reconcile_concurrently(daemons: list[RemoteLibvirtd],
     specs.mkdir()
     (specs / "hosts.yaml").write_text(hosts_doc(one=one.uri, two=two.uri))
     (specs / "one.yaml").write_text(
-        "---\n" + network_yaml(net, octet=236) + "connect: one\n"
+        "---\n" + network_yaml(net) + "connect: one\n"
         + "---\n" + domain_yaml(dom_one) + "connect: one\n")
     (specs / "two.yaml").write_text("---\n" + domain_yaml(dom_two) + "connect: two\n")
     state = tmp_path / "state"
