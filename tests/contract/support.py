@@ -249,6 +249,20 @@ def start_remote(root: Path) -> RemoteLibvirtd:
 
 
 @contextlib.contextmanager
+def shared_dir() -> Iterator[Path]:
+    """/var/tmp/PREFIX<random> (0755), which the host's libvirtd, QEMU (user
+    libvirt-qemu) and the private qemu+tcp daemon (its own /var/lib/libvirt, the
+    host's /var/tmp) can all use; removed afterwards."""
+    root = TEST_DIRS / f"{PREFIX}{secrets.token_hex(4)}"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)  # whatever the umask
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def remote_daemon(root: Path) -> Iterator[RemoteLibvirtd]:
     """A private loopback libvirtd for the block; this run's objects on it are purged
     and it is stopped after, also when a test left it stopped (restart tests)."""

@@ -13,7 +13,6 @@ involved) but a virtio disk or a PCI NIC never; the sim plays such a guest with 
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ from tests.contract.livesupport import (
     targets,
     wait_for,
 )
-from tests.contract.support import PREFIX, Backend, Factory
+from tests.contract.support import Backend, Factory, shared_dir
 from virtctl.drivers import Driver
 from virtctl.drivers.sim import SimDriver
 from virtctl.errors import DriverError, ErrorCode
@@ -50,15 +49,9 @@ from virtctl.xmlutil import parse
 
 @pytest.fixture
 def images() -> Iterator[Path]:
-    """A directory QEMU (user libvirt-qemu, or the private daemon, which sees /var/tmp
-    but not the host's /var/lib/libvirt) can read; removed afterwards."""
-    root = Path("/var/tmp") / f"{PREFIX}{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    root.chmod(0o755)
-    try:
+    """A shared test directory QEMU can read (support.shared_dir)."""
+    with shared_dir() as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # Domains: attach and detach

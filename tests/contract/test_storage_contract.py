@@ -13,7 +13,6 @@ import io
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from tests.contract.storagesupport import (
     volume_path,
     volume_xml,
 )
-from tests.contract.support import PREFIX, Backend, Factory
+from tests.contract.support import Backend, Factory, shared_dir
 from virtctl.drivers import Driver
 from virtctl.drivers.sim import SimDriver
 from virtctl.errors import DriverError, ErrorCode
@@ -44,16 +43,10 @@ MIB = 1 << 20
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    """/var/tmp/vctl-test-<random> (0755), which the host's libvirtd, QEMU and the
-    private qemu+tcp daemon (its own /var/lib/libvirt, the host's /var/tmp) can all
-    use; pool targets go below it, made by the pool's build. Removed afterwards."""
-    root = Path("/var/tmp") / f"{PREFIX}{secrets.token_hex(4)}"
-    root.mkdir(mode=0o755)
-    root.chmod(0o755)
-    try:
+    """A shared test directory (support.shared_dir); pool targets go below it,
+    made by the pool's build."""
+    with shared_dir() as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def refused(call: object, *codes: ErrorCode) -> DriverError:
