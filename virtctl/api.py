@@ -113,9 +113,9 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     caps = parse_capabilities(caps_xml)
     memo = memo_for(desired, live, context=context, known=store.load())
     if check:
-        errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
-                            verified=memo.verified())
         verified = memo.verified()
+        errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
+                            verified=verified)
         errors += check_devices((d for d in desired.domains.values() if d.key not in verified),
                                 _domcaps(reader))
         if storage is not None:
