@@ -4,12 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages first: a fresh Debian 12 has no python3-venv (so no `python3 -m venv`)
+# and no python3-dev (libvirt-python is built from source). Also /dev/kvm's permissions.
+bash ci/install-libvirt.sh --packages-only
+
 python3 -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 
-# Real libvirt + QEMU (Debian packages, daemons started) and libvirt-python in this venv.
+# libvirt-python in this venv, and the daemons (libvirtd, virtlogd) started.
 PYTHON="$PWD/.venv/bin/python" bash ci/install-libvirt.sh
 python -m pip install --quiet -e '.[test,libvirt]'
 # libvirt 11.3's schemas, for the Xen conformance test (tests/integration/test_corpus_113.py).
