@@ -80,3 +80,25 @@ def test_validate_refuses_what_libvirt_would_and_apply_applies_nothing(
                 if d.name().startswith(prefix)] == []
     finally:
         conn.close()
+
+
+def test_the_sims_machine_vcpu_limits_are_libvirts() -> None:
+    """The sim lists QEMU machines with the vcpu limits libvirt reports for them on this
+    machine (issue 20: the sim said q35 allowed 255; libvirt 9.0 says 288), so a guest
+    the sim validates is one qemu:///system takes, and the other way round."""
+    from virtctl.capabilities import parse_capabilities
+    from virtctl.drivers.simcaps import CAPABILITIES_XML
+
+    require_connection(URI)
+    conn = libvirt_module().open(URI)
+    try:
+        real = parse_capabilities(conn.getCapabilities()).max_cpus
+    finally:
+        conn.close()
+    sim = parse_capabilities(CAPABILITIES_XML).max_cpus
+    real_limits = {(arch, machine): n for arch, machine, n in real}
+    compared = {(arch, machine): (n, real_limits[(arch, machine)])
+                for arch, machine, n in sim if (arch, machine) in real_limits}
+    # The aliases exist on every QEMU; the versioned names only on Debian 12's 7.2.
+    assert {(a, m) for a in ("x86_64", "i686") for m in ("pc", "q35", "isapc")} <= set(compared)
+    assert {k: v for k, v in compared.items() if v[0] != v[1]} == {}

@@ -254,8 +254,19 @@ def test_a_bridge_another_network_on_the_host_uses_is_refused_before_any_action(
     pytest.param("<vcpu>255</vcpu>", "pc", None, id="at-the-limit"),
     pytest.param("<vcpu>256</vcpu>", "pc", "256 vcpus are more than the 255 machine type",
                  id="over-the-alias-limit"),
-    pytest.param("<vcpu current='2'>4096</vcpu>", "", "4096 vcpus are more than the 255",
+    pytest.param("<vcpu current='2'>4096</vcpu>", "", "4096 vcpus are more than the 288",
                  id="over-any-machine"),
+    # Each machine type has its own limit, as libvirt 9.0 reports them (issue 20): q35
+    # 288, not i440fx's 255; isapc 1.
+    pytest.param("<vcpu>288</vcpu>", "q35", None, id="q35-at-its-limit"),
+    pytest.param("<vcpu>289</vcpu>", "q35", "289 vcpus are more than the 288 machine type",
+                 id="q35-over-its-limit"),
+    pytest.param("<vcpu>288</vcpu>", "pc-q35-7.2", None, id="versioned-q35"),
+    pytest.param("<vcpu>256</vcpu>", "pc-i440fx-7.2", "more than the 255 machine type",
+                 id="versioned-i440fx"),
+    pytest.param("<vcpu>1</vcpu>", "isapc", None, id="isapc-one"),
+    pytest.param("<vcpu>2</vcpu>", "isapc", "2 vcpus are more than the 1 machine type",
+                 id="isapc-two"),
 ])
 def test_vcpus_are_checked_against_the_machine_type(vcpu: str, machine: str,
                                                     problem: str | None) -> None:

@@ -6,10 +6,13 @@ x86_64 and i686, so every domain variant virtctl supports can be tried without o
 
 from __future__ import annotations
 
-# As QEMU reports them: an alias names the newest versioned machine, which is what
-# libvirt stores in a definition that asked for the alias.
-_QEMU_MACHINES = (("pc", "pc-i440fx-7.2"), ("pc-i440fx-7.2", None), ("q35", "pc-q35-7.2"),
-                  ("pc-q35-7.2", None), ("isapc", None))
+# As QEMU 7.2 reports them through libvirt 9.0 (Debian 12's `virsh capabilities` and
+# `virsh domcapabilities --machine M`): (machine, canonical, maxCpus). An alias names the
+# newest versioned machine, which is what libvirt stores in a definition that asked for
+# the alias. Each machine type has its own vcpu limit: i440fx 255, q35 288 (x2APIC),
+# isapc 1; the same for x86_64 and i686, for qemu and kvm guests.
+QEMU_MACHINES = (("pc", "pc-i440fx-7.2", 255), ("pc-i440fx-7.2", None, 255),
+                 ("q35", "pc-q35-7.2", 288), ("pc-q35-7.2", None, 288), ("isapc", None, 1))
 
 
 # Emulator paths the documents virtctl is seeded with use (libvirt's classic examples among
@@ -27,9 +30,9 @@ def _more_emulators(dom_types: tuple[str, ...], default: str, offered: tuple[str
 
 def _qemu_guest(arch: str, emulator: str) -> str:
     machines = "".join(
-        f"<machine maxCpus='255' canonical='{c}'>{m}</machine>" if c
-        else f"<machine maxCpus='255'>{m}</machine>"
-        for m, c in _QEMU_MACHINES
+        f"<machine maxCpus='{n}' canonical='{c}'>{m}</machine>" if c
+        else f"<machine maxCpus='{n}'>{m}</machine>"
+        for m, c, n in QEMU_MACHINES
     )
     return (
         "<guest><os_type>hvm</os_type>"
