@@ -247,11 +247,13 @@ def run_hosts(
     parallel: int = 4,
     lock_timeout: float | None = None,
     on_wait: Callable[[str], None] | None = None,
+    command: str = "virtctl",
 ) -> list[HostRun]:
     """Plan on every host, then act on every host, concurrently (at most `parallel`).
 
     Each writing run holds that host's lock from planning to the end (waiting, `on_wait`
-    hears who holds it; after `lock_timeout` seconds the host fails). Nothing is applied
+    hears who holds it; after `lock_timeout` seconds the host fails; `command` is how
+    the lock names this run to others, e.g. "virtctl apply"). Nothing is applied
     anywhere until every host has been planned: a spec error found on any host (an object
     virtctl does not own, a guest the host cannot run...) stops the whole run first. An
     unreachable host fails only itself. Without `execute`, the plan is the result."""
@@ -261,7 +263,8 @@ def run_hosts(
     def plan_one(uri: str, desired: Desired) -> tuple[Driver, Plan]:
         stack = held[uri] = contextlib.ExitStack()
         if not readonly:
-            stack.enter_context(host_lock(uri, root, timeout=lock_timeout, on_wait=on_wait))
+            stack.enter_context(host_lock(uri, root, timeout=lock_timeout, on_wait=on_wait,
+                                          command=command))
         driver = stack.enter_context(connect(uri, readonly=readonly))
         return driver, prepare(desired, driver)
 

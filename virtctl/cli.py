@@ -283,7 +283,9 @@ def _run(
         err.write(f"virtctl: {line}\n")
         err.flush()
 
-    locking = {"lock_timeout": getattr(args, "lock_timeout", None), "on_wait": waiting}
+    # The verb as parsed (whatever the order of the options): "virtctl apply".
+    locking = {"lock_timeout": getattr(args, "lock_timeout", None), "on_wait": waiting,
+               "command": f"virtctl {args.verb}"}
     if len(groups) == 1:
         runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1, **locking)
         if runs[0].error is not None:

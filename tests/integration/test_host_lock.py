@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from virtctl import hostlock
 from virtctl.drivers import connect
+from virtctl.errors import VirtctlError
 from virtctl.hostlock import LockTimeout, host_lock, lock_path
+from virtctl.model import Kind
 
 REPO = Path(__file__).resolve().parents[2]
 URI = "sim:///locked"
@@ -151,3 +154,220 @@ def test_nothing_virtctl_creates_is_group_or_world_writable(tmp_path: Path) -> N
     loose = [str(p) for p in made
              if stat.S_IMODE(p.lstat().st_mode) & (stat.S_IWOTH | stat.S_IWGRP)]
     assert loose == []
+
+
+# -- a lock directory or file another user could take over (issue 20, D) ------------------
+
+LIBVIRT_URI = "test:///default"  # a libvirt host: its lock lives in the machine-wide folder
+NOBODY = 65534
+
+
+def run_cli(state: Path, *args: str, lock_dir: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = env_for(state)
+    if lock_dir is not None:
+        env["VIRTCTL_LOCK_DIR"] = str(lock_dir)
+    return subprocess.run([sys.executable, "-m", "virtctl", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def web_specs(tmp_path: Path) -> Path:
+    specs = tmp_path / "specs"
+    specs.mkdir(exist_ok=True)
+    (specs / "web.yaml").write_text("kind: Domain\nname: web\ntype: test\nmemory: 64MiB\n"
+                                    "os: {type: hvm, arch: x86_64}\n")
+    return specs
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("these cases chown files to another user: run them as root")
+        pytest.skip("needs root (chown to another user)")
+
+
+@pytest.mark.parametrize("make", ["symlink", "other-user", "group-writable", "world-writable",
+                                  "a-file"])
+def test_a_lock_directory_another_user_could_take_over_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: str) -> None:
+    target = tmp_path / "real"
+    target.mkdir(mode=0o700)
+    folder = tmp_path / "locks"
+    if make == "symlink":
+        folder.symlink_to(target)
+        expect, fix = "it is a symbolic link", f"rm -r {folder}"
+    elif make == "other-user":
+        needs_root()
+        folder.mkdir(mode=0o700)
+        os.chown(folder, NOBODY, NOBODY)
+        expect, fix = f"it is owned by nobody (uid {NOBODY})", f"rm -r {folder}"
+    elif make == "a-file":
+        folder.write_text("")
+        expect, fix = "it is not a directory", f"rm -r {folder}"
+    else:
+        folder.mkdir()
+        mode = 0o770 if make == "group-writable" else 0o1777
+        folder.chmod(mode)
+        expect, fix = f"writable by its group or others (mode {mode:04o})", \
+            f"chmod 700 {folder}"
+    monkeypatch.setenv("VIRTCTL_LOCK_DIR", str(folder))
+    with pytest.raises(VirtctlError) as caught, host_lock(LIBVIRT_URI, tmp_path / "state"):
+        pytest.fail("an unsafe lock directory was used")
+    message = str(caught.value)
+    assert f"refusing the lock directory {folder}: {expect}" in message
+    assert fix in message and "VIRTCTL_LOCK_DIR" in message
+    assert list(target.iterdir()) == []  # nothing written through the link
+
+
+def test_apply_refuses_an_unsafe_lock_directory_before_any_action(tmp_path: Path) -> None:
+    folder = tmp_path / "locks"
+    folder.mkdir()
+    folder.chmod(0o777)
+    result = run_cli(tmp_path / "state", "-c", LIBVIRT_URI, "apply", "-f",
+                     str(web_specs(tmp_path)), lock_dir=folder)
+    assert result.returncode == 1
+    assert f"error: refusing the lock directory {folder}: writable by its group or " \
+        "others (mode 0777)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_the_machine_lock_directory_is_made_private_and_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIRTCTL_LOCK_DIR", raising=False)
+    machine = tmp_path / "run-lock" / "virtctl"
+    monkeypatch.setattr(hostlock, "MACHINE_LOCK_DIR", machine)
+    with host_lock(LIBVIRT_URI, tmp_path / "state"):
+        assert lock_path(LIBVIRT_URI, tmp_path / "state").parent == machine
+        info = machine.lstat()
+        assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+        assert stat.S_IMODE(info.st_mode) == 0o700
+        lock = lock_path(LIBVIRT_URI, tmp_path / "state")
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    with host_lock(LIBVIRT_URI, tmp_path / "state", timeout=0):
+        pass  # the folder it made passes its own checks
+
+
+def test_the_machine_lock_directory_planted_by_another_user_stops_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_root()
+    monkeypatch.delenv("VIRTCTL_LOCK_DIR", raising=False)
+    machine = tmp_path / "run-lock" / "virtctl"
+    machine.mkdir(parents=True, mode=0o755)
+    os.chown(machine, NOBODY, NOBODY)
+    monkeypatch.setattr(hostlock, "MACHINE_LOCK_DIR", machine)
+    with pytest.raises(VirtctlError, match=f"refusing the lock directory {machine}: it is "
+                       f"owned by nobody"), host_lock(LIBVIRT_URI, tmp_path / "state"):
+        pytest.fail("another user's lock directory was used")
+    assert list(machine.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", ["symlink", "other-user", "fifo"])
+def test_a_lock_file_that_is_not_this_users_own_file_is_refused(
+        tmp_path: Path, make: str) -> None:
+    state = tmp_path / "state"
+    with host_lock(URI, state):
+        path = lock_path(URI, state)
+    path.unlink()
+    if make == "symlink":
+        target = tmp_path / "elsewhere"
+        target.write_text("keep")
+        path.symlink_to(target)
+        expect = "it is a symbolic link"
+    elif make == "fifo":
+        os.mkfifo(path, 0o600)
+        expect = "it is not a regular file"
+    else:
+        needs_root()
+        path.write_text("")
+        os.chown(path, NOBODY, NOBODY)
+        expect = f"it is owned by nobody (uid {NOBODY})"
+    began = time.monotonic()
+    with pytest.raises(VirtctlError) as caught, host_lock(URI, state):
+        pytest.fail("a lock file that is not ours was used")
+    assert time.monotonic() - began < 30  # a FIFO is refused, not waited on
+    assert f"refusing the lock file {path}: {expect}" in str(caught.value)
+    if make == "symlink":
+        assert (tmp_path / "elsewhere").read_text() == "keep"
+
+
+def test_a_lock_file_others_can_read_is_made_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with host_lock(URI, state):
+        path = lock_path(URI, state)
+    path.chmod(0o644)  # as virtctl made them before: anyone could flock it
+    with host_lock(URI, state):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+RECORD = """
+import fcntl, os, sys
+from pathlib import Path
+from virtctl.hostlock import lock_path
+path = lock_path(sys.argv[1], Path(sys.argv[2]))
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, sys.argv[3].encode())
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize(("record", "shown"), [
+    ('{"pid": PID, "command": "virtctl \\u001b]0;owned\\u0007\\u001b[2Japply\\u202e", '
+     '"since": 0}', "virtctl \\x1b]0;owned\\x07\\x1b[2Japply\\u202e, since "),
+    ('{"pid": PID, "command": "virtctl apply", "since": NaN}', "(virtctl apply)"),
+    ('{"pid": PID, "command": "virtctl apply", "since": 1e300}', "(virtctl apply)"),
+    ('{"pid": -1, "command": "virtctl apply", "since": 0}', "held by another process"),
+    ('{"pid": 0, "command": "x", "since": 0}', "held by another process"),
+    ('{"pid": 1180591620717411303424, "command": "x", "since": 0}',
+     "held by another process"),
+    ('{"pid": PID, "command": "' + "x" * 500 + '", "since": 0}', "x" * 80 + "..., since"),
+])
+def test_a_holder_record_is_printed_with_its_control_characters_escaped(
+        tmp_path: Path, record: str, shown: str) -> None:
+    state = tmp_path / "state"
+    lock_path(URI, state)  # makes the folder
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECORD, URI, str(state), record.replace("PID", "1")],
+        env=env_for(state), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        heard: list[str] = []
+        with pytest.raises(LockTimeout) as caught, \
+                host_lock(URI, state, timeout=0.3, on_wait=heard.append):
+            pytest.fail("the lock is held")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    for text in (heard[0], str(caught.value)):
+        assert shown in text
+        assert text.isprintable()  # no ESC, BEL, RLO reaches the terminal
+
+
+def test_the_holder_names_its_verb_whatever_the_option_order(tmp_path: Path) -> None:
+    """`virtctl -c URI apply` (the connection before the verb) is "virtctl apply"."""
+    state = tmp_path / "state"
+    specs = web_specs(tmp_path)
+    (specs / "web.yaml").write_text("kind: Domain\nname: web\ntype: kvm\nmemory: 64MiB\n"
+                                    "os: {type: hvm, arch: x86_64}\n")
+    connect(URI, env={"VIRTCTL_STATE_DIR": str(state)}).inject_fault(  # type: ignore[attr-defined]
+        "define", Kind.DOMAIN, "web", action="stall", seconds=60)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "virtctl", "-c", URI, "apply", "-f", str(specs)],
+        env=env_for(state), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:  # its progress line: it holds the lock, stalled
+            if "define domain/web" in line:
+                break
+        second = run_cli(state, "-c", URI, "apply", "-f", str(specs), "--lock-timeout", "0")
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    assert second.returncode == 1
+    assert f"held by pid {first.pid} (virtctl apply, since " in second.stderr
+    assert "virtctl sim:" not in second.stderr
