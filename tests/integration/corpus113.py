@@ -40,7 +40,9 @@ exec/eval) into key -> value dicts. `norm_cfg` then: compares numbers as strings
 (`1` == `"1"`); reads comma lists of `k=v` items (vif, vfb, channel, usbctrl, new-style
 disks, spice...) as sorted item sets; and drops keys set to the value that means absent,
 which libvirt's writer emits by itself: `sdl = 0`, `parallel = "none"`,
-`serial = "none"`, `rtc_timeoffset = 0`, `localtime = 0`, `viridian = 0`, `vnc = 0`.
+`serial = "none"`, `rtc_timeoffset = 0`, `localtime = 0`, `viridian = 0`. Not `vnc = 0`:
+xl gives an HVM guest a VNC display unless it says `vnc = 0` (issue 20: virtctl's SPICE
+output left it out, and this list hid that).
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ def compare_xml(ours: str, theirs: str) -> tuple[str, list[tuple[str, Any, Any]]
 # -- cfg ------------------------------------------------------------------------------------
 
 _ABSENT = {"sdl": "0", "parallel": "none", "serial": "none", "rtc_timeoffset": "0",
-           "localtime": "0", "viridian": "0", "vnc": "0"}
+           "localtime": "0", "viridian": "0"}
 _KV = re.compile(r"^[A-Za-z_][\w-]*=")
 
 

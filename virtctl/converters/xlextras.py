@@ -155,6 +155,10 @@ def write_extras(w: Writer, root: etree._Element) -> None:
         _write_usb(w, devices)
         _write_xenbus(w, devices)
         _write_spice(w, devices)
+    if w.hvm and not _displays(devices, "vnc", "sdl", "spice"):
+        # xl gives an HVM guest a VNC display unless told not to (its `vnc` defaults to
+        # 1; libvirt's reader and writer take a missing key as none): say none.
+        w.put("vnc", 0)
     write_cpu(w, root)
     _write_vnuma(w, root)
     commandline = w.child(root, f"{{{XEN_NS}}}commandline")
@@ -219,6 +223,12 @@ def _write_xenbus(w: Writer, devices: etree._Element) -> None:
                 w.put(key, int(value))
 
 
+def _displays(devices: etree._Element | None, *types: str) -> list[etree._Element]:
+    """The `<graphics>` of these types."""
+    found = devices.findall("graphics") if devices is not None else []
+    return [g for g in found if g.get("type") in types]
+
+
 def _write_spice(w: Writer, devices: etree._Element) -> None:
     """As libvirt 11.3 writes them; the client mouse and clipboard sharing turn on
     `spicevdagent`, which both need."""
@@ -226,6 +236,10 @@ def _write_spice(w: Writer, devices: etree._Element) -> None:
     if graphics is None:
         return
     w.mark(graphics, "type", "autoport")
+    if w.hvm and not _displays(devices, "vnc", "sdl"):
+        # As libvirt writes it: without `vnc = 0` xl starts a VNC display as well.
+        w.put("sdl", 0)
+        w.put("vnc", 0)
     w.put("spice", 1)
     for attr, key in (("listen", "spicehost"), ("port", "spiceport"),
                       ("tlsPort", "spicetls_port")):

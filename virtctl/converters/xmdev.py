@@ -108,7 +108,8 @@ def write_graphics(w: Writer, devices: etree._Element) -> None:
 
 
 def _sdl_opts(w: Writer, graphics: etree._Element) -> list[tuple[str, Value]]:
-    opts: list[tuple[str, Value]] = [("sdl", 1)]
+    # `vnc = 0` as libvirt writes it: xl's default for an HVM guest is a VNC display too.
+    opts: list[tuple[str, Value]] = [("sdl", 1), ("vnc", 0)]
     for key, attr in (("display", "display"), ("xauthority", "xauth")):
         value = w.attr(graphics, attr)
         if value is not None:
