@@ -25,13 +25,22 @@ from .drivers.sim import state_root
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
 from .hostlock import host_lock
 from .hosts import HostOutcome, group_by_host, run_per_host
-from .model import Desired, Live
+from .model import Desired, Live, VolumeSpec
+from .reconciler.actions import CreateVolume
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
 from .reconciler.load import load_specs
+from .reconciler.contentcheck import check_content
 from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
-from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
+from .reconciler.plan_storage import (
+    StorageView,
+    backing_paths,
+    check_storage,
+    dormant_pools,
+    storage_digest,
+    view,
+)
 from .reconciler.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
 from .reconciler.validate import check_devices, check_host
@@ -57,8 +66,10 @@ def load(
 
 
 @contextlib.contextmanager
-def connect(uri: str | None = None, *, readonly: bool = False) -> Iterator[Driver]:
-    driver = drivers.connect(uri, readonly=readonly)
+def connect(uri: str | None = None, *, readonly: bool = False,
+            call_timeout: float | None = None) -> Iterator[Driver]:
+    """A connection for the block (`call_timeout`: see drivers.connect)."""
+    driver = drivers.connect(uri, readonly=readonly, call_timeout=call_timeout)
     try:
         yield driver
     finally:
@@ -72,7 +83,8 @@ def check(
     capabilities it used."""
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
-    errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune)
+    errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
+                        prune_sets=policy.pruned_sets)
     errors += check_devices(desired.domains.values(), _domcaps(reader))
     storage = _storage(desired, reader, policy, live)
     if storage is not None:
@@ -80,6 +92,12 @@ def check(
     if errors:
         raise SpecErrors(errors)
     return live, caps
+
+
+def check_files(desired: Desired) -> list[SpecError]:
+    """Every local content file the specs name, read and hashed against its checksum
+    (`validate`; a plan hashes the ones it will upload)."""
+    return check_content(desired.volumes.values())
 
 
 def plan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
@@ -105,7 +123,10 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     # digest joins the context, so the whole-host memo below never hides a change.
     storage = _storage(desired, reader, policy, live)
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
-                               storage_digest(storage.storage) if storage else "")),
+                               storage_digest(storage.storage) if storage else "",
+                               sorted((k, sorted(v.items()))
+                                      for k, v in storage.dormant.items()) if storage else (),
+                               sorted(storage.backing_files.items()) if storage else ())),
                          caps_xml, code_fingerprint())
     whole = host_key(desired, live, context=context)
     if whole is not None and store.host_in_sync(whole):
@@ -115,7 +136,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check:
         verified = memo.verified()
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
-                            verified=verified)
+                            verified=verified, prune_sets=policy.pruned_sets)
         errors += check_devices((d for d in desired.domains.values() if d.key not in verified),
                                 _domcaps(reader))
         if storage is not None:
@@ -124,10 +145,20 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
             raise SpecErrors(errors)
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
                         storage=storage)
+    if check:  # the local files this run will upload, hashed before the first action
+        content_errors = check_content(_uploads(planned, desired))
+        if content_errors:
+            raise SpecErrors(content_errors)
     store.save(planned.in_sync, memo.known)
     if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
         store.save_host(whole)
     return planned
+
+
+def _uploads(planned: Plan, desired: Desired) -> list[VolumeSpec]:
+    return [desired.volumes[a.name] for a in planned.actions
+            if isinstance(a, CreateVolume) and a.content is not None
+            and a.content.file is not None and a.name in desired.volumes]
 
 
 def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
@@ -137,8 +168,21 @@ def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
 def _storage(desired: Desired, reader: Reader, policy: Policy,
              live: Live | None = None) -> StorageView | None:
     if desired.pools or desired.volumes or policy.prune:
-        return view(reader.storage(), live)
+        return _probed(desired, reader, view(reader.storage(), live))
     return None
+
+
+def _probed(desired: Desired, reader: Reader, found: StorageView) -> StorageView:
+    """`found` with what the host's files say before the first action: the files in
+    the directory of each declared pool not running yet, and whether the backing
+    files the specs name exist (docs/storage.md, "Data safety")."""
+    dormant = {}
+    for name, xml in dormant_pools(desired, found).items():
+        files = reader.pool_files(xml)
+        if files is not None:
+            dormant[name] = files
+    backing = {path: reader.file_exists(path) for path in sorted(backing_paths(desired, found))}
+    return replace(found, dormant=dormant, backing_files=backing)
 
 
 def apply(
@@ -173,6 +217,8 @@ def reconcile(
     report = apply_plan(planned, driver, progress=progress, clock=clock)
     if planned.empty:
         return Result(planned, report, planned)
+    if report.lost_host:  # the host stopped answering: not asked again
+        return Result(planned, report, planned)
     return Result(planned, report, replan(desired, driver, policy=policy))
 
 
@@ -198,6 +244,8 @@ def delete(
     if dry_run:
         return Result(planned, Report(), planned)
     report = apply_plan(planned, driver, progress=progress, clock=clock)
+    if report.lost_host:  # the host stopped answering: not asked again
+        return Result(planned, report, planned)
     remaining = plan_delete(desired, driver.snapshot(), policy=policy)
     return Result(planned, report, remaining)
 
@@ -248,12 +296,14 @@ def run_hosts(
     lock_timeout: float | None = None,
     on_wait: Callable[[str], None] | None = None,
     command: str = "virtctl",
+    call_timeout: float | None = None,
 ) -> list[HostRun]:
     """Plan on every host, then act on every host, concurrently (at most `parallel`).
 
     Each writing run holds that host's lock from planning to the end (waiting, `on_wait`
     hears who holds it; after `lock_timeout` seconds the host fails; `command` is how
-    the lock names this run to others, e.g. "virtctl apply"). Nothing is applied
+    the lock names this run to others, e.g. "virtctl apply"; a libvirt host that does
+    not answer a call within `call_timeout` seconds fails, see drivers.connect). Nothing is applied
     anywhere until every host has been planned: a spec error found on any host (an object
     virtctl does not own, a guest the host cannot run...) stops the whole run first. An
     unreachable host fails only itself. Without `execute`, the plan is the result."""
@@ -265,7 +315,8 @@ def run_hosts(
         if not readonly:
             stack.enter_context(host_lock(uri, root, timeout=lock_timeout, on_wait=on_wait,
                                           command=command))
-        driver = stack.enter_context(connect(uri, readonly=readonly))
+        driver = stack.enter_context(connect(uri, readonly=readonly,
+                                             call_timeout=call_timeout))
         return driver, prepare(desired, driver)
 
     def act(uri: str, item: tuple[Driver, Plan]) -> Result:

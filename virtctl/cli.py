@@ -18,11 +18,20 @@ import yaml
 from . import api, export, gitinfo, render
 from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
-from .errors import ErrorCode, Source, SpecError, SpecErrors, VirtctlError
+from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
 from .reconciler.actions import Action
 from .reconciler.plan import prune_refusal
 from .fileio import tighten_umask
-from .options import live_options, lock_options, set_options
+from .printable import printable
+from .options import (
+    apply_sets,
+    call_timeout_option,
+    live_options,
+    lock_options,
+    positive_count,
+    seconds,
+    set_options,
+)
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -34,6 +43,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="hypervisor connection (default: $VIRTCTL_CONNECT, $LIBVIRT_DEFAULT_URI, "
         "sim:///default)",
     )
+    call_timeout_option(parser)
 
 
 def _files(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +54,7 @@ def _files(parser: argparse.ArgumentParser) -> None:
 
 
 def _policy(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shutdown-timeout", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--shutdown-timeout", type=seconds, default=60.0, metavar="SECONDS",
                         help="how long a graceful shutdown may take (default 60)")
     parser.add_argument("--force-stop", action="store_true",
                         help="destroy guests that ignore shutdown when their state is shutoff")
@@ -58,7 +68,7 @@ def _restarts(parser: argparse.ArgumentParser) -> None:
 
 
 def _parallel(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+    parser.add_argument("--parallel", type=positive_count, default=4, metavar="N",
                         help="hosts reconciled at once when specs target several (default 4)")
 
 
@@ -156,15 +166,17 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
 
         def line(done: int, total: int, action: Action) -> None:
             if done < total:
-                stream.write(f"virtctl: [{done + 1}/{total}] {action.verb} "
-                             f"{action.key}{where}\n")
+                stream.write(printable(f"virtctl: [{done + 1}/{total}] {action.verb} "
+                                       f"{action.key}{where}") + "\n")
                 stream.flush()
 
         return line
 
     def show(done: int, total: int, action: Action) -> None:
         end = "\n" if done == total else ""
-        stream.write(f"\r\033[K[{done}/{total}] {action.verb} {action.key}{end}")
+        # The counter's own \r and ESC[K are the only control characters it writes.
+        shown = printable(f"[{done}/{total}] {action.verb} {action.key}")
+        stream.write(f"\r\033[K{shown}{end}")
         stream.flush()
 
     return show
@@ -172,11 +184,12 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
 
 def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
     desired = api.load(args.paths)
-    err.writelines(f"warning: {warning}\n" for warning in desired.warnings)
+    err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
     return desired
 
 
 def _policy_from(args: argparse.Namespace) -> api.Policy:
+    apply_set, prune_sets = _apply_sets(args)
     return api.Policy(
         prune=getattr(args, "prune", False),
         adopt=getattr(args, "adopt", False),
@@ -186,18 +199,17 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         live=getattr(args, "live", True),
         allow_recreate=getattr(args, "allow_recreate", False),
         detach_timeout=getattr(args, "detach_timeout", 30.0),
-        apply_set=_apply_set(args),
+        apply_set=apply_set,
         prune_all=getattr(args, "prune_all", False),
+        prune_sets=prune_sets,
     )
 
 
-def _apply_set(args: argparse.Namespace) -> str:
-    given = getattr(args, "apply_set", None)
-    if given is not None:
-        if not given.strip():
-            raise VirtctlError("--set needs a name")
-        return str(given.strip())
-    return gitinfo.spec_set(getattr(args, "paths", []) or [])
+def _apply_sets(args: argparse.Namespace) -> tuple[str, frozenset[str]]:
+    try:
+        return apply_sets(args, lambda: gitinfo.default_set(getattr(args, "paths", []) or []))
+    except ValueError as exc:
+        raise VirtctlError(str(exc), code=ErrorCode.OPERATION_INVALID) from None
 
 
 def _emit_json(out: TextIO, doc: dict[str, Any]) -> None:
@@ -229,7 +241,9 @@ def _apply_steps(
         host = "" if stream is not None else driver.uri
         progress = _progress(err, host) if stream is not None or not err.isatty() else None
         report = api.apply(planned, driver, progress=progress)
-        remaining = planned if planned.empty else api.replan(desired, driver, policy=policy)
+        # A host that stopped answering is not asked again: the plan stays what remains.
+        remaining = planned if planned.empty or report.lost_host else \
+            api.replan(desired, driver, policy=policy)
         return api.Result(planned, report, remaining)
 
     return prepare, None if args.dry_run else execute
@@ -250,6 +264,9 @@ def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: boo
     if result.plan.empty or not result.report.results:
         return
     out.write(render.report_text(result.report))
+    if result.report.lost_host:
+        err.write(printable(f"error: {result.report.lost_host}: the action in flight is "
+                            "uncertain, the rest was not run\n"))
     if not result.remaining.empty and not result.report.return_code:
         err.write("error: the host still differs from the specs after applying:\n")
         err.write(render.plan_text(result.remaining))
@@ -280,12 +297,12 @@ def _run(
     were no others (its errors propagate, output unchanged). Several: concurrently, each
     host's outcome under its own heading, an unreachable host failing only itself."""
     def waiting(line: str) -> None:
-        err.write(f"virtctl: {line}\n")
+        err.write(f"virtctl: {printable(line)}\n")
         err.flush()
 
     # The verb as parsed (whatever the order of the options): "virtctl apply".
     locking = {"lock_timeout": getattr(args, "lock_timeout", None), "on_wait": waiting,
-               "command": f"virtctl {args.verb}"}
+               "command": f"virtctl {args.verb}", "call_timeout": args.call_timeout}
     if len(groups) == 1:
         runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1, **locking)
         if runs[0].error is not None:
@@ -311,7 +328,8 @@ def _run(
         if run.result is not None:
             render_text(run.result)
         else:
-            err.writelines(f"error: {run.uri}: {line}\n" for line in str(run.error).splitlines())
+            err.writelines(f"error: {printable(f'{run.uri}: {line}')}\n"
+                           for line in str(run.error).splitlines())
     return runs
 
 
@@ -349,7 +367,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         planned = api.plan(d, reader, policy=policy)
         refusal = prune_refusal(planned, d, policy)
         if refusal is not None:
-            err.write(f"warning: apply would refuse this: {refusal}\n")
+            err.write(printable(f"warning: apply would refuse this: {refusal}") + "\n")
         return planned
 
     def text(result: api.Result) -> None:
@@ -384,13 +402,17 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     runs = _run(args, out, err, api.split_hosts(desired, args.connect),
                 (prepare, None if args.dry_run else execute),
-                readonly=args.dry_run, render_doc=doc, render_text=text,
+                # Deleting storage reads virtctl's records (volume downloads, which
+                # libvirt refuses read-only): a dry run then opens read-write, as diff.
+                readonly=args.dry_run and not (desired.pools or desired.volumes),
+                render_doc=doc, render_text=text,
                 kind="MultiHostDeleteResult")
     return _exit_code(runs, dry_run=args.dry_run)
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with api.connect(args.connect, readonly=True) as reader:
+    with api.connect(args.connect, readonly=True,
+                     call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
     records = render.rows(live, args.what)
     if args.output == "json":
@@ -413,10 +435,12 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problems: list[SpecError] = []
     for uri, share in groups.items():  # each host the specs target, read-only
         try:
-            with api.connect(uri, readonly=not _reads_storage(share, None)) as reader:
+            with api.connect(uri, readonly=not _reads_storage(share, None),
+                             call_timeout=args.call_timeout) as reader:
                 api.check(share, reader, policy=api.Policy(adopt=True))
         except SpecErrors as many:
             problems.extend(many.errors)
+    problems.extend(api.check_files(desired))  # local content files: read and hashed
     if problems:
         raise SpecErrors(problems)
     storage = (f", {len(desired.pools)} storage pool(s) and {len(desired.volumes)} volume(s)"
@@ -427,7 +451,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_capabilities(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with api.connect(args.connect, readonly=True) as reader:
+    with api.connect(args.connect, readonly=True,
+                     call_timeout=args.call_timeout) as reader:
         out.write(reader.capabilities().rstrip("\n") + "\n")
     return EXIT_OK
 
@@ -436,18 +461,18 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.file == "-":
         text, source = sys.stdin.read(), "<stdin>"
     else:
-        try:
-            text, source = Path(args.file).read_text(encoding="utf-8"), args.file
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read: {exc}", source=Source(args.file)) from None
+        from .reconciler.load import read_spec_file
+
+        text, source = read_spec_file(args.file), args.file  # a regular file only
     result = convert(text, src=args.src, dst=args.dst, source=source)
-    err.writelines(f"warning: {warning}\n" for warning in result.warnings)
+    err.writelines(f"warning: {printable(warning)}\n" for warning in result.warnings)
     out.write(result.text)
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with api.connect(args.connect, readonly=True) as reader:
+    with api.connect(args.connect, readonly=True,
+                     call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
     fmt = export.ExportFormat(args.output)
     specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only)
@@ -455,7 +480,7 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(export.stdout_text(specs, fmt=fmt))
         return EXIT_OK
     for path in export.write_specs(Path(args.folder), specs):
-        err.write(f"wrote {path}\n")
+        err.write(printable(f"wrote {path}") + "\n")
     return EXIT_OK
 
 
@@ -466,14 +491,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     tighten_umask()
     args = build_parser().parse_args(argv)
     args.connect = getattr(args, "connect", None)
+    args.call_timeout = getattr(args, "call_timeout", None)
     try:
         code: int = args.func(args, out, err)
         return code
     except VirtctlError as exc:
         if getattr(args, "output", "text") == "json":
             _emit_json(out, render.error_json(exc))
-        for line in str(exc).splitlines():
-            err.write(f"error: {line}\n")
+        for line in str(exc).splitlines():  # libvirt's messages carry host text: escaped
+            err.write(f"error: {printable(line)}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.write("interrupted\n")

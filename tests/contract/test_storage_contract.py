@@ -327,3 +327,62 @@ def test_read_only_connection_refuses_every_storage_write(
         reader.close()
     driver.delete_volume(pool, STATE_VOLUME)  # test:/// could not read it (no download)
     assert f"{pool}/a.raw" in driver.storage().volumes
+
+
+# Issue 20: what a pool not running yet holds; backing files that are no volume
+
+
+def test_pool_files_lists_what_a_pool_not_running_will_hold(
+    driver: Driver, backend: Backend, factory: Factory, folder: Path
+) -> None:
+    """A pool undefined with its storage kept (as `delete` leaves it): defined again
+    over the same directory, it lists the files as volumes. pool_files says so before
+    (with each one's capacity); libvirt's test driver (storage in memory) and a remote
+    daemon cannot tell (None)."""
+    pool, target = active_pool(driver, factory, folder)
+    driver.create_volume(pool, volume_xml("a.raw", MIB))
+    driver.create_volume(pool, volume_xml("b.qcow2", 4 * MIB, fmt="qcow2"))
+    driver.destroy(Kind.POOL, pool)
+    driver.undefine(Kind.POOL, pool)
+    found = driver.pool_files(pool_xml(pool, target))
+    if backend.id in ("test", "qemu+tcp"):
+        assert found is None
+        return
+    assert found == {"a.raw": MIB, "b.qcow2": 4 * MIB}
+    assert driver.pool_files(pool_xml(pool, folder / "never-made")) == {}
+    assert driver.pool_files(pool_xml(pool, target, pool_type="logical")) is None
+    again = factory.name()
+    driver.define(Kind.POOL, pool_xml(again, target))
+    driver.start(Kind.POOL, again)
+    assert {k for k in driver.storage().volumes if k.startswith(f"{again}/")} == {
+        f"{again}/a.raw", f"{again}/b.qcow2"}
+    driver.destroy(Kind.POOL, again)
+    driver.undefine(Kind.POOL, again)
+
+
+def test_a_backing_file_that_is_no_volume(
+    driver: Driver, backend: Backend, factory: Factory, folder: Path
+) -> None:
+    """libvirt takes any file of the host as a backing store, not only a volume of a
+    pool; the sim does too (reading it, never writing it). file_exists says whether one
+    is there (None where it cannot tell: the test driver, a remote daemon)."""
+    base = folder / f"{factory.name()}-base.qcow2"
+    # A qcow2 header of 8 MiB virtual size (QEMU reads the size from bytes 24-31).
+    header = b"QFI\xfb" + (3).to_bytes(4, "big") + bytes(16) + (8 * MIB).to_bytes(8, "big")
+    base.write_bytes(header.ljust(64 * 1024, b"\0"))
+    base.chmod(0o644)
+    expected = {"test": None, "qemu+tcp": None}.get(backend.id, True)
+    assert driver.file_exists(str(base)) is expected
+    assert driver.file_exists(str(folder / "nope.qcow2")) is (
+        None if expected is None else False)
+    if backend.id in QEMU:
+        return  # QEMU checks the image's content: the contract ends at file_exists
+    pool, _ = active_pool(driver, factory, folder)
+    overlay = ("<volume><name>top.qcow2</name><target><format type='qcow2'/></target>"
+               f"<backingStore><path>{base}</path><format type='qcow2'/></backingStore>"
+               "</volume>")
+    if backend.id == "test":  # the test driver wants a capacity
+        overlay = overlay.replace("<target>", f"<capacity>{8 * MIB}</capacity><target>")
+    driver.create_volume(pool, overlay)
+    top = volume(driver, pool, "top.qcow2")
+    assert (top.capacity, backing_path(top)) == (8 * MIB, str(base))

@@ -4,8 +4,11 @@ with deletePolicy: delete, and only what virtctl's records name is virtctl's."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from virtctl.errors import Source
 from virtctl.model import (
+    STATE_VOLUME,
     DeletePolicy,
     Desired,
     Kind,
@@ -27,7 +30,7 @@ from virtctl.reconciler.actions import (
 )
 from virtctl.reconciler.identity import derived_uuid
 from virtctl.reconciler.plan import Plan, Policy, plan, plan_delete
-from virtctl.reconciler.plan_storage import check_storage, view
+from virtctl.reconciler.plan_storage import StorageView, backing_paths, check_storage, view
 from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
 from virtctl.model import Live
 from virtctl.xmlutil import parse
@@ -215,3 +218,90 @@ def test_an_overlay_is_created_after_the_volume_under_it_whatever_their_names() 
     p = storage_plan(desired(overlay, middle, top, volume_spec("z-base.qcow2")), host())
     assert [a.name for a in p.actions] == [
         "images/z-base.qcow2", "images/a-web.qcow2", "images/m-mid.qcow2", "images/b-top.qcow2"]
+
+
+# Issue 20: what a pool not running yet holds; backing files; who owns what is adopted
+
+
+def dormant_view(have: Storage, files: dict[str, int | None]) -> StorageView:
+    """`have` with pool 'images' not running and its directory holding `files`."""
+    return replace(view(have), dormant={"images": files})
+
+
+def test_a_volume_in_the_directory_of_a_pool_not_running_is_refused_before_any_action() -> None:
+    """Re-apply after `delete`: the pool is gone, its directory keeps the retained
+    volume. Planning a create would fail mid-apply ("exists already"); the check
+    refuses it first, naming the spec and --adopt."""
+    spec = volume_spec("data.raw", fmt="raw", capacity="1")
+    found = dormant_view(Storage(), {"data.raw": 1 << 30, STATE_VOLUME: 1 << 20})
+    errors = check_storage(desired(pool_spec(), spec), found, adopt=False)
+    assert len(errors) == 1 and errors[0].source == SRC
+    assert "exists already" in errors[0].message and "--adopt" in errors[0].message
+    assert not check_storage(desired(pool_spec(), spec), found, adopt=True)
+    # Without --adopt the plan never creates over it either (replans skip the checks).
+    p = plan(desired(pool_spec(), spec), Live(), storage=found)
+    assert not any(isinstance(a, CreateVolume) for a in p.actions)
+
+
+def test_adopt_takes_over_a_volume_of_a_pool_not_running_without_touching_its_data() -> None:
+    spec = volume_spec("data.raw", fmt="raw", capacity="1",
+                       content=VolumeContent(file="/img/a", checksum="sha256:" + "1" * 64))
+    same = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
+                storage=dormant_view(Storage(), {"data.raw": 1 << 30}))
+    assert verbs(same)[-1] == "record images/data.raw"
+    assert not any(isinstance(a, CreateVolume | DeleteVolume) for a in same.actions)
+    bigger = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
+                  storage=dormant_view(Storage(), {"data.raw": 1 << 20}))
+    (resize,) = [a for a in bigger.actions if a.kind is Kind.VOLUME]
+    assert isinstance(resize, ResizeVolume) and resize.capacity == 1 << 30
+    assert resize.record is not None
+    smaller = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
+                   storage=dormant_view(Storage(), {"data.raw": 2 << 30}))
+    assert "never shrunk" in " ".join(smaller.notes)
+    assert verbs(smaller)[-1] == "record images/data.raw"
+
+
+def test_a_backing_volume_in_the_directory_of_a_pool_not_running_counts() -> None:
+    overlay = volume_spec(backing="virtctl-volume:base.qcow2", capacity="")
+    found = dormant_view(Storage(), {"base.qcow2": 1 << 30})
+    assert not check_storage(desired(pool_spec(), overlay), found, adopt=False)
+
+
+def test_a_missing_backing_file_is_refused_at_its_line() -> None:
+    overlay = volume_spec(backing="/var/lib/images/gone.qcow2", capacity="")
+    want = desired(pool_spec(), overlay)
+    assert backing_paths(want, view(host())) == {"/var/lib/images/gone.qcow2"}
+    missing = replace(view(host()), backing_files={"/var/lib/images/gone.qcow2": False})
+    (error,) = check_storage(want, missing, adopt=False)
+    assert "gone.qcow2 does not exist" in error.message
+    assert error.source == Source(SRC.file, SRC.line, "backingStore.path")
+    for answer in (True, None):  # there, or the host cannot tell (remote): libvirt judges
+        known = replace(view(host()), backing_files={"/var/lib/images/gone.qcow2": answer})
+        assert not check_storage(want, known, adopt=False)
+    # A path naming a volume the host lists or the specs declare is never asked about.
+    listed = volume_spec("top.qcow2", backing="/srv/images/web.qcow2", capacity="")
+    assert backing_paths(desired(pool_spec(), listed), view(host(live_volume()))) == set()
+    assert backing_paths(desired(pool_spec(), listed, volume_spec()), view(Storage())) == set()
+
+
+def test_a_volume_needs_its_pool_running() -> None:
+    spec = volume_spec()
+    off = check_storage(desired(pool_spec(active=False), spec), view(Storage()), adopt=False)
+    assert len(off) == 1 and "declared inactive" in off[0].message
+    stopped = check_storage(desired(spec), view(host(active=False)), adopt=False)
+    assert len(stopped) == 1 and "not running" in stopped[0].message
+
+
+def test_an_adopted_volume_is_never_deleted_or_overwritten() -> None:
+    """Someone else's volume named by a spec: --adopt takes it over as it is; a format,
+    backing store or content it does not have is never had by replacing it, not even
+    with --allow-recreate, not even content virtctl makes (a cloud-init seed)."""
+    for spec in (volume_spec(fmt="raw"),
+                 volume_spec(content=VolumeContent(data=b"seed"), capacity="", fmt="raw")):
+        p = storage_plan(desired(spec), host(live_volume()), adopt=True, allow_recreate=True)
+        assert not any(isinstance(a, DeleteVolume | CreateVolume) for a in p.actions), p
+        assert "never deleted or overwritten" in " ".join(p.notes)
+    # Its own (recorded) volumes are still replaced with --allow-recreate.
+    mine = volume_spec(fmt="raw")
+    assert "delete-volume images/web.qcow2" in verbs(storage_plan(
+        desired(mine), host(live_volume(), records=recorded(mine)), allow_recreate=True))

@@ -12,12 +12,12 @@ definition in place (libvirt's define semantics).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..model import Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
+from ..model import DomainState, Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
 
 
 class EventType(StrEnum):
@@ -74,9 +74,29 @@ class Reader(Protocol):
         test driver) gives the running one either way."""
         ...
 
+    def domain_state(self, name: str) -> DomainState | None:
+        """One domain's power state; None when there is no such domain (a transient
+        guest that stopped is gone). One call for one guest: the stop ladder polls
+        this for each guest it waits on, where a snapshot would read the whole host."""
+        ...
+
     def storage(self) -> Storage:
         """Every storage pool; for each active one, its volumes and the text of its
         STATE_VOLUME (virtctl's records), which is not listed among the volumes."""
+        ...
+
+    def pool_files(self, pool_xml: str) -> Mapping[str, int | None] | None:
+        """What a dir pool defined by `pool_xml` will list as volumes once it runs (the
+        files already in its target directory, STATE_VOLUME included), by name, with
+        each one's capacity in bytes where the file says (a qcow2 image's virtual size);
+        for the checks and plans made while the pool is not running (undefined, or
+        inactive). Empty for a missing directory; None where virtctl cannot tell: a
+        pool type other than dir, a remote host, an unreadable directory."""
+        ...
+
+    def file_exists(self, path: str) -> bool | None:
+        """Whether `path` is a file on the host (a volume's backing store, checked
+        before the first action); None where virtctl cannot tell (a remote host)."""
         ...
 
     def close(self) -> None: ...

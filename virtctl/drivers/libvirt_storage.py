@@ -15,13 +15,26 @@ show after the next refresh or pool start.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
+import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import DriverError, ErrorCode, ErrorDomain
+from ..errors import DriverError, ErrorCode, ErrorDomain, VirtctlError
 from ..model import STATE_VOLUME, Kind, LivePool, LiveVolume, Storage
+from ..uri import parse_uri
+from ..xmlutil import parse
+from .libvirt_deadline import Deadline
 from .libvirt_errors import translated
-from .storageshared import RECORD_LIMIT, read_chunk, record_text, records_unreadable, shrink_refused
+from .storageshared import (
+    RECORD_LIMIT,
+    image_size,
+    read_chunk,
+    record_text,
+    records_unreadable,
+    shrink_refused,
+)
 
 # Bytes per virStreamSend/virStreamRecv call: libvirt's largest stream message
 # (VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX); a bigger send takes one message's worth and the
@@ -47,6 +60,7 @@ class StorageCalls:
 
         def _writable(self, action: str, kind: Kind, name: str = "") -> None: ...
         def _lookup(self, kind: Kind, name: str) -> Any: ...
+        _deadline: Deadline
 
     _pool_xml_flags: int | None = None  # VIR_STORAGE_XML_INACTIVE until refused
 
@@ -92,31 +106,35 @@ class StorageCalls:
     def upload_volume(self, pool: str, name: str, data: BinaryIO, size: int,
                       progress: Callable[[int], None] | None = None) -> None:
         """libvirt writes the bytes over the volume's first `size` bytes and keeps the
-        rest (a raw file grows when they are more)."""
+        rest (a raw file grows when they are more). Not bounded as a whole (it takes as
+        long as its data): each call, each chunk sent included, gets the call
+        deadline."""
         key = f"{pool}/{name}"
         self._writable("upload to", Kind.VOLUME, key)
-        lv = self._lv
+        lv, run = self._lv, self._deadline.run
+        what = f"upload to {key}"
         with translated(lv, context=f"cannot upload to volume '{key}'"):
-            vol = self._volume(pool, name)
-            stream = self._conn.newStream(0)
+            vol = run(what, lambda: self._volume(pool, name))
+            stream = run(what, lambda: self._conn.newStream(0))
+            send = self._deadline.per_chunk(what, stream.send)
             try:
-                vol.upload(stream, 0, size, 0)
+                run(what, lambda: vol.upload(stream, 0, size, 0))
                 sent = 0
                 while sent < size:
                     chunk = read_chunk(data, min(UPLOAD_CHUNK, size - sent), key)
                     if not chunk:
                         raise _error(f"cannot upload to volume '{key}': the data ended after "
                                      f"{sent} of {size} bytes", ErrorCode.OPERATION_FAILED)
-                    done = stream.send(chunk)
+                    done = send(chunk)
                     while done < len(chunk):  # a send may take less than it was given
-                        done += stream.send(chunk[done:])
+                        done += send(chunk[done:])
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent)
-                stream.finish()
+                run(what, stream.finish)
             except BaseException:
-                with contextlib.suppress(lv.libvirtError):
-                    stream.abort()
+                with contextlib.suppress(lv.libvirtError, DriverError):
+                    run(f"abort the {what}", stream.abort)  # refused once spent
                 raise
 
     def download_volume(self, pool: str, name: str, *, limit: int) -> bytes:
@@ -153,6 +171,49 @@ class StorageCalls:
         return b"".join(parts)
 
     # Reading
+
+    def _local(self) -> bool:
+        """Whether the daemon's files are this machine's: a local URI of a driver that
+        keeps them on disk (the test driver keeps its storage in memory)."""
+        try:
+            uri = parse_uri(self.uri or str(self._conn.getURI()))
+        except (VirtctlError, self._lv.libvirtError):
+            return False
+        return uri.is_local and uri.driver != "test"
+
+    def pool_files(self, pool_xml: str) -> dict[str, int | None] | None:
+        """Read from this machine's filesystem for a local daemon: libvirt has no call
+        that lists a directory without a running pool over it."""
+        root = parse(pool_xml)
+        target = posixpath.normpath((root.findtext("target/path") or "").strip() or ".")
+        if root.get("type") != "dir" or not target.startswith("/") or not self._local():
+            return None
+        out: dict[str, int | None] = {}
+        try:
+            with os.scandir(target) as entries:
+                # What a dir pool lists: files and directories (a symlink to one too).
+                for entry in entries:
+                    if entry.is_file():
+                        out[entry.name] = None
+                        with contextlib.suppress(OSError):
+                            out[entry.name] = image_size(entry.path)
+                    elif entry.is_dir():
+                        out[entry.name] = None
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError:
+            return None
+        return out
+
+    def file_exists(self, path: str) -> bool | None:
+        if not self._local() or not path.startswith("/"):
+            return None
+        try:
+            return not stat.S_ISDIR(os.stat(path).st_mode)  # a file or a block device
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:  # not ours to see (permissions): libvirt may still open it
+            return None
 
     def storage(self) -> Storage:
         lv = self._lv

@@ -11,7 +11,9 @@ real files there (sparse: a raw volume's allocation is the blocks on disk, where
 libvirt's dir pool writes every byte at create); a volume's path is TARGET/NAME, and
 its record (`volumes/QUOTED-PATH.json`: format, declared capacity of a qcow2 volume,
 backing store) says what the file alone does not. A qcow2 volume's file is empty until
-uploaded: the sim writes no image format, it records the backing chain in the XML.
+uploaded: the sim writes no image format, it records the backing chain in the XML. A
+backing store may also be any file of the host, as libvirt allows (read for its size,
+never written); a path in a dir pool's target is that pool's data directory here.
 
 Pools of other types (logical, netfs, iscsi...) can be defined, given autostart and
 undefined, but `build_pool` and `start` refuse them: the sim supports dir pools only.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +36,19 @@ from lxml import etree
 
 from ..converters.sizes import unit_bytes
 from ..errors import DriverError, ErrorCode, ErrorDomain
+from ..fileio import open_private, private_dir
 from ..model import STATE_VOLUME, Kind, LivePool, LiveVolume, Storage
-from ..xmlutil import tostring
+from ..xmlutil import parse, tostring
 from .base import EventType
-from .simstore import Record, SimStore
-from .storageshared import RECORD_LIMIT, read_chunk, record_text, records_unreadable, shrink_refused
+from .simstore import Record, SimStore, faults_named, store_error
+from .storageshared import (
+    RECORD_LIMIT,
+    image_size,
+    read_chunk,
+    record_text,
+    records_unreadable,
+    shrink_refused,
+)
 
 POOL_TYPES = frozenset({"dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct",
                         "scsi", "mpath", "rbd", "sheepdog", "gluster", "zfs", "vstorage"})
@@ -87,7 +98,12 @@ class SimStorage:
     # -- paths ------------------------------------------------------------------------
 
     def _data_dir(self, target: str) -> Path:
-        return self.store.root / "pools-data" / quote(target, safe="")
+        """A pool's data directory; once it exists, a private one (never a symlink)."""
+        folder = self.store.root / "pools-data" / quote(target, safe="")
+        if os.path.lexists(folder):
+            with faults_named(folder):
+                private_dir(folder, make=False)
+        return folder
 
     def _active_pool(self, pool: str) -> Record:
         record = self._require(Kind.POOL, pool)
@@ -99,27 +115,32 @@ class SimStorage:
         """An existing volume of an active pool: its path, its file, its record."""
         target = self._active_pool(pool)["running_target"]
         file = self._data_dir(target) / name
-        if "/" in name or name in ("", ".", "..") or not file.is_file():
+        if "/" in name or name in ("", ".", "..") or not _is_volume_file(file):
             raise _error(f"storage volume '{name}' not found in pool '{pool}'",
                          ErrorCode.NO_SUCH_VOLUME)
         path = posixpath.join(target, name)
         return path, file, self.store.get(Kind.VOLUME, path) or {}
 
     def _file_for(self, path: str) -> Path | None:
-        """The data file of a volume path of any dir pool, if it exists (backing stores:
-        libvirt checks the file, not the pool it belongs to)."""
+        """The file at `path` as the sim sees the host, if it exists (backing stores:
+        libvirt checks the file, not the pool it belongs to). A dir pool's target path,
+        or one a pool left its files at (undefined, its storage kept), is its data
+        directory here; any other path is the host's own file, only ever read."""
         folder, name = posixpath.split(_sanitized(path))
-        for _, record in self.store.all(Kind.POOL):
-            if record.get("type") == "dir" and record.get("target") == folder:
-                file = self._data_dir(folder) / name
-                if name and file.is_file():
-                    return file
-        return None
+        if not name or not folder.startswith("/"):
+            return None
+        data = self._data_dir(folder)
+        if data.is_dir() or any(record.get("type") == "dir" and record.get("target") == folder
+                                for _, record in self.store.all(Kind.POOL)):
+            file = data / name
+            return file if _is_volume_file(file) else None
+        host = Path(folder) / name
+        return host if host.is_file() else None
 
     @staticmethod
     def _size_of(file: Path, record: Record) -> tuple[int, int]:
         """(capacity, allocation) in bytes."""
-        stat = file.stat()
+        stat = file.lstat()  # the sim's own file: never a symlink (_is_volume_file)
         capacity = record.get("capacity") if record.get("format") == "qcow2" else None
         return (stat.st_size if capacity is None else int(capacity)), stat.st_blocks * 512
 
@@ -165,7 +186,7 @@ class SimStorage:
             raise _error(f"storage pool '{name}' is already active",
                          ErrorCode.OPERATION_INVALID)
         self._dir_pool_only(name, record, "start")
-        if not self._data_dir(record["target"]).is_dir():
+        if not os.path.lexists(self._data_dir(record["target"])):
             raise _error(f"cannot open directory '{record['target']}': No such file or "
                          "directory", ErrorCode.OPERATION_FAILED)
         record.update(active=True, running_target=record["target"], running_xml=record["xml"])
@@ -185,7 +206,7 @@ class SimStorage:
                 raise _error(f"storage pool '{name}' is already active",
                              ErrorCode.OPERATION_INVALID)
             self._dir_pool_only(name, record, "build")
-            self._data_dir(record["target"]).mkdir(parents=True, exist_ok=True)
+            self.store.private_dir(self._data_dir(record["target"]))
 
         self._mutate("build", Kind.POOL, name, body)
 
@@ -227,13 +248,14 @@ class SimStorage:
                        "format": "raw" if base_format is None else base_format.get("type",
                                                                                    "raw")}
             if capacity is None:  # as libvirt: the overlay is as big as its base
-                base_record = self.store.get(Kind.VOLUME, backing["path"]) or {}
-                capacity = self._size_of(base, base_record)[0]
+                base_record = self.store.get(Kind.VOLUME, backing["path"])
+                capacity = (self._size_of(base, base_record)[0] if base_record
+                            else image_size(base))  # a host file, no sim volume
         if capacity is None:
             raise _error("XML error: missing capacity element", ErrorCode.INVALID_SPEC)
         folder = self._data_dir(target)
         file = folder / name
-        if file.exists():
+        if os.path.lexists(file):
             raise _error(f"storage volume '{name}' exists already", ErrorCode.DUPLICATE)
         path = posixpath.join(target, name)
         self.store.put(Kind.VOLUME, path, {"format": fmt_type, "backing": backing,
@@ -279,7 +301,11 @@ class SimStorage:
             if record.get("format") == "qcow2":
                 self.store.put(Kind.VOLUME, path, {**record, "capacity": capacity})
             else:
-                os.truncate(file, capacity)
+                fd = open_private(file, os.O_WRONLY)  # never truncates a symlink's target
+                try:
+                    os.ftruncate(fd, capacity)
+                finally:
+                    os.close(fd)
 
         self._mutate("resize_volume", Kind.VOLUME, f"{pool}/{name}", body)
 
@@ -300,8 +326,9 @@ class SimStorage:
         with self.store.locked(exclusive=False):
             _, file, _ = self._volume(pool, name)
         spool = self.store.root / "pools-data" / ".uploads"
-        spool.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=spool, prefix=".upload-")
+        self.store.private_dir(spool)
+        with faults_named(spool):
+            fd, tmp = tempfile.mkstemp(dir=spool, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as out:
                 sent = 0
@@ -317,7 +344,7 @@ class SimStorage:
                                      ErrorCode.OPERATION_FAILED)
                     if progress is not None:
                         progress(sent)
-                with open(file, "rb") as old:
+                with os.fdopen(open_private(file, os.O_RDONLY), "rb") as old:
                     old.seek(size)
                     while tail := old.read(CHUNK):
                         out.write(tail)
@@ -327,6 +354,8 @@ class SimStorage:
             with self.store.locked(exclusive=True):
                 _, file, _ = self._volume(pool, name)  # still there
                 os.replace(tmp, file)
+        except OSError as exc:  # a full disk: named, and the volume keeps its content
+            raise store_error(exc, tmp) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -342,7 +371,7 @@ class SimStorage:
 
     @staticmethod
     def _read_limited(key: str, file: Path, limit: int) -> bytes:
-        with open(file, "rb") as handle:
+        with faults_named(file), os.fdopen(open_private(file, os.O_RDONLY), "rb") as handle:
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise _error(f"volume '{key}' holds more than {limit} bytes",
@@ -365,27 +394,62 @@ class SimStorage:
                     persistent=record["persistent"], record=state)
         return Storage(pools=pools, volumes=volumes)
 
+    def pool_files(self, pool_xml: str) -> dict[str, int | None] | None:
+        root = parse(pool_xml)
+        target = _sanitized((root.findtext("target/path") or "").strip())
+        if root.get("type") != "dir" or not target:
+            return None
+        folder = self._data_dir(target)
+        out: dict[str, int | None] = {}
+        with self.store.locked(exclusive=False), contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(folder):
+                file = folder / entry
+                if file.is_file():
+                    record = self.store.get(Kind.VOLUME, posixpath.join(target, entry)) or {}
+                    out[entry] = self._size_of(file, record)[0]
+        return out
+
+    def file_exists(self, path: str) -> bool | None:
+        with self.store.locked(exclusive=False):
+            return self._file_for(path) is not None
+
     def _pool_volumes(self, pool: str, target: str, into: dict[str, LiveVolume]) -> str | None:
         """Adds the pool's volumes to `into`; returns its STATE_VOLUME's text."""
         folder, state = self._data_dir(target), None
-        with contextlib.suppress(FileNotFoundError):
-            for entry in sorted(os.listdir(folder)):
-                file = folder / entry
-                if not file.is_file():
-                    continue
-                if entry == STATE_VOLUME:
-                    if self.readonly:
-                        raise records_unreadable(pool, ErrorDomain.SIM)
-                    state = record_text(self._read_limited(f"{pool}/{entry}", file,
-                                                           RECORD_LIMIT))
-                    continue
-                path = posixpath.join(target, entry)
-                record = self.store.get(Kind.VOLUME, path) or {}
-                capacity, allocation = self._size_of(file, record)
-                into[f"{pool}/{entry}"] = LiveVolume(
-                    pool=pool, name=entry, capacity=capacity, allocation=allocation,
-                    xml=_volume_xml(entry, path, capacity, allocation, record))
+        try:
+            entries = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            entries = []
+        except OSError as exc:
+            raise store_error(exc, folder) from None
+        for entry in entries:
+            file = folder / entry
+            if not _is_volume_file(file):
+                continue  # as a dir pool: only files are volumes (and no symlinks)
+            if entry == STATE_VOLUME:
+                if self.readonly:
+                    raise records_unreadable(pool, ErrorDomain.SIM)
+                state = record_text(self._read_limited(f"{pool}/{entry}", file,
+                                                       RECORD_LIMIT))
+                continue
+            path = posixpath.join(target, entry)
+            record = self.store.get(Kind.VOLUME, path) or {}
+            capacity, allocation = self._size_of(file, record)
+            into[f"{pool}/{entry}"] = LiveVolume(
+                pool=pool, name=entry, capacity=capacity, allocation=allocation,
+                xml=_volume_xml(entry, path, capacity, allocation, record))
         return state
+
+
+def _is_volume_file(file: Path) -> bool:
+    """A volume's file in a data directory: a regular file, never a symlink (which
+    could make the sim read, write or truncate a file elsewhere)."""
+    try:
+        return stat.S_ISREG(file.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise store_error(exc, file) from None
 
 
 def _volume_xml(name: str, path: str, capacity: int, allocation: int, record: Record) -> str:

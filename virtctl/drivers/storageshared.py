@@ -3,6 +3,8 @@ make themselves rather than leave to the host."""
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import BinaryIO
 
 from ..errors import DriverError, ErrorCode, ErrorDomain
@@ -15,6 +17,19 @@ def record_text(data: bytes) -> str:
     """STATE_VOLUME's bytes as text: an upload overwrites a volume's first bytes and keeps
     the rest (libvirt's semantics), so zero bytes after the text are padding."""
     return data.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def image_size(path: str | os.PathLike[str]) -> int:
+    """The capacity a file gives as a volume: a qcow2 image's virtual size (its header,
+    bytes 24-31, big-endian), else the file's size."""
+    # O_NONBLOCK: a FIFO put in a pool's directory must not hang the run.
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+        info = os.fstat(handle.fileno())
+        header = handle.read(32) if stat.S_ISREG(info.st_mode) else b""
+        size = info.st_size
+    if len(header) == 32 and header[:4] == b"QFI\xfb":
+        return int.from_bytes(header[24:32], "big")
+    return size
 
 
 def shrink_refused(pool: str, name: str, current: int, capacity: int,

@@ -3,7 +3,9 @@ uploaded, resized and deleted, and virtctl's records kept in each pool's state v
 
 Content is verified while it is read: a local file or downloaded URL is hashed as it
 is uploaded, and a volume whose content does not match its checksum is deleted again
-before the action fails, so a bad checksum leaves nothing behind. A URL is first
+before the action fails, so a bad checksum leaves nothing behind. A local file was
+already hashed before the first action (contentcheck.py): unchanged since, it is not
+hashed a second time. A URL is first
 downloaded into virtctl's cache (resumed where an earlier download stopped, verified
 there) and only then uploaded. On a terminal, uploads and downloads show a progress bar
 on stderr.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
+from ..fileio import NotRegularFile, open_private, open_regular, private_dir
 from ..model import STATE_VOLUME, VolumeContent
 from ..xmlutil import parse, tostring
 from .actions import (
@@ -35,6 +38,7 @@ from .actions import (
     ResizeVolume,
     StorageAction,
 )
+from .contentcheck import verified
 from .speccache import cache_dir
 from .storage_record import PoolRecord, RecordError, read_record, record_text
 
@@ -128,7 +132,7 @@ def _create(action: CreateVolume, driver: Driver) -> str:
         driver.create_volume(pool, tostring(root, pretty=False))
         if opened is not None and content is not None:
             stream, size = opened
-            hashing = _Hashing(stream, content.checksum)
+            hashing = _Hashing(stream, _unverified(content, stream))
             try:
                 driver.upload_volume(pool, name, hashing, size, _bar(f"upload {name}", size))
                 hashing.verify(action.name)
@@ -144,18 +148,32 @@ def _create(action: CreateVolume, driver: Driver) -> str:
     return ""
 
 
+def _unverified(content: VolumeContent, stream: IO[bytes]) -> str | None:
+    """The checksum still to verify while uploading: none for a local file the checks
+    before the first action hashed and found right, unchanged since (contentcheck.py)."""
+    if content.file is not None and content.checksum is not None:
+        with contextlib.suppress(OSError, ValueError):
+            if verified(content.file, os.fstat(stream.fileno())) == content.checksum:
+                return None
+    return content.checksum
+
+
 def _open_content(content: VolumeContent, name: str) -> tuple[IO[bytes], int]:
     if content.data is not None:
         return io.BytesIO(content.data), len(content.data)
     if content.file is not None:
         path = Path(content.file)
-        try:
-            return path.open("rb"), path.stat().st_size
+        try:  # a regular file only: a FIFO would block the upload, a device never end
+            handle = open_regular(path)
+            return handle, os.fstat(handle.fileno()).st_size
+        except NotRegularFile as exc:
+            raise SpecError(f"volume {name}: {path} is {exc.strerror}; refused") from None
         except OSError as exc:
             raise SpecError(f"volume {name}: cannot read {path}: {exc.strerror}") from None
     assert content.url is not None
     path = _download(content.url, content.checksum)
-    return path.open("rb"), path.stat().st_size
+    handle = os.fdopen(open_private(path, os.O_RDONLY), "rb")
+    return handle, os.fstat(handle.fileno()).st_size
 
 
 class _Hashing(io.RawIOBase):
@@ -234,20 +252,32 @@ class _Hashing(io.RawIOBase):
 def _download(url: str, checksum: str | None) -> Path:
     """`url` in the cache, verified; a partial file from an earlier try is resumed."""
     # VIRTCTL_CACHE=0 turns off the spec caches; a download still needs its folder.
-    folder = (cache_dir({**os.environ, "VIRTCTL_CACHE": "1"}) or Path()) / "downloads"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A private folder (fileio.private_dir) and files opened without following a
+    # symlink: another user's link planted at a .part name would take the download.
+    root = cache_dir({**os.environ, "VIRTCTL_CACHE": "1"}) or Path()
+    folder = root / "downloads"
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
+        private_dir(folder)
+    except OSError as exc:
+        raise DriverError(f"{exc.filename}: cannot keep downloads there: {exc.strerror}",
+                          code=ErrorCode.OPERATION_FAILED, domain=ErrorDomain.APPLIER) from None
     stem = hashlib.sha256(url.encode()).hexdigest()[:32]
     done, part = folder / stem, folder / f"{stem}.part"
-    if done.exists() and _matches(done, checksum):
-        return done
-    have = part.stat().st_size if part.exists() else 0
+    with contextlib.suppress(FileNotFoundError, NotRegularFile):
+        if os.path.lexists(done) and _matches(done, checksum):
+            return done
+    have = part.lstat().st_size if os.path.lexists(part) else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 (http/s only)
             resumed = reply.status == 206
             total = int(reply.headers.get("Content-Length") or 0) + (have if resumed else 0)
             bar = _bar(f"download {url.rsplit('/', 1)[-1]}", total)
-            with part.open("ab" if resumed else "wb") as out:
+            mode = os.O_APPEND if resumed else os.O_TRUNC
+            with os.fdopen(open_private(part, os.O_WRONLY | os.O_CREAT | mode, 0o600),
+                           "wb") as out:
                 got = have if resumed else 0
                 while chunk := reply.read(_CHUNK):
                     out.write(chunk)
@@ -273,7 +303,7 @@ def _matches(path: Path, checksum: str | None) -> bool:
         return True
     algorithm, _, want = checksum.partition(":")
     digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
+    with os.fdopen(open_private(path, os.O_RDONLY), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest() == want.lower()

@@ -14,19 +14,21 @@ Pure: no driver calls. Called by `plan.plan` and `plan.plan_delete`.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lxml import etree
 
 from ..converters.sizes import unit_bytes
-from ..errors import ErrorCode, SpecError
+from ..errors import ErrorCode, Source, SpecError
 from ..model import (
     DeletePolicy,
     Desired,
     Kind,
     Live,
     LivePool,
+    STATE_VOLUME,
     LiveVolume,
     ObjectKey,
     PoolSpec,
@@ -51,7 +53,7 @@ from .actions import (
 )
 from .diff import diff_xml
 from .identity import derived_uuid, set_uuid
-from .steps import Policy, Step, may_restart, spec_hash
+from .steps import Policy, Step, may_restart, set_in_scope, spec_hash
 from .storage_record import ObjectRecord, PoolRecord, RecordError, read_record
 
 # A backing store named by volume, resolved against the pool's target path.
@@ -68,6 +70,13 @@ class StorageView:
     unreadable: Mapping[str, str] = field(default_factory=dict)  # pool -> why
     # "POOL/NAME" -> (running guest, disk target) of volumes a running guest uses
     in_use: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Declared pools not running (undefined, or inactive) -> the files their directory
+    # already holds, which they list as volumes once they run, with their capacity
+    # where known (Reader.pool_files); a declared volume among them is not virtctl's.
+    dormant: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
+    # Backing store paths the specs name (not a declared or listed volume's) -> whether
+    # the host has that file (None: it cannot tell).
+    backing_files: Mapping[str, bool | None] = field(default_factory=dict)
 
     def pool_managed(self, pool: LivePool) -> bool:
         record = self.records.get(pool.name)
@@ -135,10 +144,46 @@ def _in_use(storage: Storage, live: Live) -> dict[str, tuple[str, str]]:
 # -- checks -----------------------------------------------------------------------------
 
 
+def dormant_pools(desired: Desired, found: StorageView) -> dict[str, str]:
+    """Declared pools that are not running on the host, with the XML they will run
+    with: what the host must be asked for the files already in their directory."""
+    out = {}
+    for spec in desired.pools.values():
+        live = found.storage.pools.get(spec.name)
+        if live is None or not live.active:
+            out[spec.name] = spec.xml
+    return out
+
+
+def backing_paths(desired: Desired, found: StorageView) -> set[str]:
+    """Backing store paths the specs give that name no volume the host lists or the
+    specs declare: what the host must be asked whether it has."""
+    known = {(parse(v.xml).findtext("target/path") or "").strip()
+             for v in found.storage.volumes.values()}
+    for spec in desired.volumes.values():
+        base = pool_path(_pool_xml(spec, desired, found) or "<pool/>")
+        if base:
+            known.add(posixpath.join(base, spec.name))
+    out = set()
+    for spec in desired.volumes.values():
+        path = backing_path(parse(spec.xml))
+        if path and not path.startswith(VOLUME_REF) and posixpath.normpath(path) not in {
+                posixpath.normpath(k) for k in known if k}:
+            out.add(path)
+    return out
+
+
+def _at(spec: VolumeSpec, yaml_path: str, xml_path: str) -> Source:
+    """The spec's line, with the field as its format spells it."""
+    xml = spec.source.file.lower().endswith(".xml")
+    return Source(spec.source.file, spec.source.line, xml_path if xml else yaml_path)
+
+
 def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[SpecError]:
     """Before the first action: pools and volumes virtctl does not own (without
-    --adopt), volumes whose pool is neither declared nor on the host, backing volumes
-    that do not exist."""
+    --adopt), also files already in the directory of a pool not running yet (a volume
+    `delete` retained, or someone else's), volumes whose pool is neither declared nor on
+    the host or will not be running, backing volumes and files that do not exist."""
     errors: list[SpecError] = []
     for spec in desired.pools.values():
         live = found.storage.pools.get(spec.name)
@@ -155,17 +200,41 @@ def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[
             errors.append(SpecError(f"volume '{spec.name}': pool '{spec.pool}' is neither "
                                     "declared nor on the host", source=spec.source))
             continue
+        declared_pool = desired.pools.get(spec.pool)
+        if (declared_pool is not None and not declared_pool.active) or (
+                declared_pool is None and pool is not None and not pool.active):
+            how = ("is declared inactive (active: false)" if declared_pool is not None
+                   else "is not running, and no spec declares it to start it")
+            errors.append(SpecError(f"volume '{spec.pool}/{spec.name}': pool '{spec.pool}' "
+                                    f"{how}; a volume needs its pool running",
+                                    source=spec.source))
+            continue
         live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
         if live is not None and not adopt and found.volume_record(live) is None:
             errors.append(SpecError(
                 f"volume '{spec.pool}/{spec.name}' exists and is not managed by virtctl; "
                 "use --adopt to take it over", code=ErrorCode.NOT_MANAGED, source=spec.source))
-        backing = backing_volume(parse(spec.xml))
+        if live is None and not adopt and spec.name in found.dormant.get(spec.pool, ()):
+            where = pool_path(_pool_xml(spec, desired, found) or "<pool/>") or "?"
+            errors.append(SpecError(
+                f"volume '{spec.pool}/{spec.name}' exists already in the directory of pool "
+                f"'{spec.pool}' ({where}, listed once the pool runs) and is not managed by "
+                "virtctl: retained by an earlier delete, or made by someone else; use "
+                "--adopt to take it over with its data, or name the volume differently",
+                code=ErrorCode.NOT_MANAGED, source=spec.source))
+        root = parse(spec.xml)
+        backing = backing_volume(root)
         if backing is not None and backing not in {
                 n for k, n in _names(desired, found) if k == spec.pool}:
             errors.append(SpecError(f"volume '{spec.name}': backing volume '{backing}' is "
                                     f"neither declared nor in pool '{spec.pool}'",
                                     source=spec.source))
+        path = backing_path(root)
+        if path is not None and found.backing_files.get(path) is False:
+            errors.append(SpecError(
+                f"volume '{spec.pool}/{spec.name}': backing store {path} does not exist on "
+                "the host (nor is it a volume the host lists or the specs declare)",
+                source=_at(spec, "backingStore.path", "backingStore/path")))
     return errors
 
 
@@ -174,6 +243,10 @@ def _names(desired: Desired, found: StorageView) -> Iterable[tuple[str, str]]:
         yield spec.pool, spec.name
     for vol in found.storage.volumes.values():
         yield vol.pool, vol.name
+    for pool, files in found.dormant.items():
+        for name in files:
+            if name != STATE_VOLUME:
+                yield pool, name
 
 
 # -- volume XML -------------------------------------------------------------------------
@@ -222,7 +295,8 @@ def resolved(spec: VolumeSpec, pool_xml: str | None) -> etree._Element:
 
 def _record(spec: PoolSpec | VolumeSpec, policy: Policy) -> ObjectRecord:
     common = {"spec_hash": spec_hash(spec.xml), "source": spec.source.file,
-              "commit": policy.commit, "declared": metadata.encode_declared(spec.xml)}
+              "commit": policy.commit, "declared": metadata.encode_declared(spec.xml),
+              "apply_set": policy.apply_set}
     if isinstance(spec, PoolSpec):
         return ObjectRecord(**common, active=spec.active, autostart=spec.autostart)
     content = spec.content.checksum if spec.content is not None else None
@@ -230,11 +304,23 @@ def _record(spec: PoolSpec | VolumeSpec, policy: Policy) -> ObjectRecord:
 
 
 def _stale_record(have: ObjectRecord | None, want: ObjectRecord) -> bool:
-    """Whether the record must be written again; a changed commit alone does not."""
+    """Whether the record must be written again; a changed commit alone does not. A
+    record of another apply set (or of none: written before sets) moves to this run's
+    set, as a domain's mark does."""
     if have is None:
         return True
-    return (have.spec_hash, have.active, have.autostart, have.delete_policy, have.content) != (
-        want.spec_hash, want.active, want.autostart, want.delete_policy, want.content)
+    return (have.spec_hash, have.active, have.autostart, have.delete_policy, have.content,
+            have.apply_set) != (want.spec_hash, want.active, want.autostart,
+                                want.delete_policy, want.content, want.apply_set)
+
+
+def _record_reason(have: ObjectRecord | None, want: ObjectRecord) -> str:
+    if have is not None and have.apply_set != want.apply_set and (
+            have.spec_hash, have.delete_policy, have.content) == (
+            want.spec_hash, want.delete_policy, want.content):
+        was = f"set {have.apply_set!r}" if have.apply_set else "no set"
+        return f"record: move from {was} to set {want.apply_set!r}"
+    return "record"
 
 
 # -- pools ------------------------------------------------------------------------------
@@ -278,7 +364,8 @@ def pool_step(spec: PoolSpec, found: StorageView, policy: Policy) -> Step:
         actions.append(Destroy(kind=kind, name=name, reason="active: yes -> no"))
     have = found.records.get(name, PoolRecord()).pool
     if spec.active and (_stale_record(have, record) or actions):
-        actions.append(RecordPool(kind=kind, name=name, record=record, needs=(key,)))
+        actions.append(RecordPool(kind=kind, name=name, record=record, needs=(key,),
+                                  reason=_record_reason(have, record)))
     if not spec.active and found.unreadable.get(name):
         notes.append(f"{key}: its record is unreadable ({found.unreadable[name]})")
     return Step(actions=tuple(actions), changes=changes, pending=pending, restart=restart,
@@ -307,6 +394,23 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     if backing is not None:
         needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
     live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
+    if live is None and spec.name in found.dormant.get(spec.pool, ()):
+        # In the directory already, so listed once the pool runs: never created over.
+        if not policy.adopt:  # check_storage refuses this before the first action
+            return Step(notes=(f"{key}: exists already in its pool's directory and is not "
+                               "managed by virtctl; use --adopt to take it over",))
+        why = "adopt: in the pool's directory already; its data is kept"
+        have_bytes = found.dormant[spec.pool][spec.name]
+        want = capacity_bytes(root)
+        if want is not None and have_bytes is not None and want > have_bytes:
+            return Step(actions=(ResizeVolume(
+                kind=Kind.VOLUME, name=key.name, capacity=want, record=record,
+                needs=(pool_key,), reason=f"{why}; capacity: {have_bytes} -> {want} bytes"),))
+        notes = ((f"{key}: capacity {want} bytes is less than its {have_bytes}: volumes are "
+                  "never shrunk (it keeps its size)",)
+                 if want is not None and have_bytes is not None and want < have_bytes else ())
+        return Step(actions=(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
+                                          needs=(pool_key,), reason=why),), notes=notes)
     create = CreateVolume(kind=Kind.VOLUME, name=key.name, xml=tostring(root, pretty=False),
                           content=spec.content, record=record, needs=tuple(needs),
                           depth=_depth(spec, desired))
@@ -315,6 +419,12 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     have = found.volume_record(live)
     live_root = parse(live.xml)
     why = _replaced(spec, root, live_root, have)
+    if why and have is None:
+        # Not virtctl's (this is --adopt taking it over): it never deletes or overwrites
+        # a volume it did not make, --allow-recreate or not.
+        return Step(notes=(f"{key}: {', '.join(why)} would replace the data of a volume "
+                           "virtctl did not make; it is never deleted or overwritten: "
+                           "declare what it is to adopt it, or give the spec another name",))
     if why and spec.content is not None and spec.content.data is not None:
         # Content virtctl made (a cloud-init seed) holds nothing of anyone's: replace it.
         # The guest reads the new one when it next boots.
@@ -344,7 +454,7 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
                      "volumes are never shrunk (it keeps its size)")
     if not actions and _stale_record(have, record):
         actions.append(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
-                                    needs=(pool_key,), reason="record"))
+                                    needs=(pool_key,), reason=_record_reason(have, record)))
     return Step(actions=tuple(actions), notes=tuple(notes))
 
 
@@ -402,17 +512,51 @@ def _retire_pool(pool: LivePool, reason: str, users: tuple[ObjectKey, ...]) -> S
         f"{pool.key}: stopped and undefined; its storage and the volumes left in it stay",))
 
 
-def prune_storage(desired: Desired, found: StorageView) -> dict[ObjectKey, Step]:
-    """Managed pools and volumes absent from the specs."""
+def prune_storage(desired: Desired, found: StorageView, policy: Policy,
+                  leaving: frozenset[str] = frozenset()) -> dict[ObjectKey, Step]:
+    """Managed pools and volumes absent from the specs, of this run's apply set (or a set
+    it names with --prune-set) only: a record of another set, or of none, is never
+    reached. `leaving`: the guests this plan prunes. Kept, with a note: a volume to be
+    deleted that a running guest staying on the host uses, a pool that still holds
+    volumes virtctl manages and this plan keeps, and an inactive pool, whose set cannot
+    be read (docs/storage.md, "Apply sets")."""
     reason = "pruned: absent from the specs"
     out: dict[ObjectKey, Step] = {}
     for volume in found.storage.volumes.values():
         record = found.volume_record(volume)
-        if record is not None and volume.key.name not in desired.volumes:
-            out[volume.key] = _retire_volume(volume, record, reason)
+        if (record is None or volume.key.name in desired.volumes
+                or not set_in_scope(record.apply_set, policy)):
+            continue
+        user = found.in_use.get(volume.key.name)
+        if (user is not None and user[0] not in leaving
+                and record.delete_policy is DeletePolicy.DELETE):
+            out[volume.key] = Step(notes=(
+                f"{volume.key}: not pruned: running guest {user[0]} uses it ({user[1]})",))
+            continue
+        out[volume.key] = _retire_volume(volume, record, reason)
     for pool in found.storage.pools.values():
-        if found.pool_managed(pool) and pool.name not in desired.pools:
-            out[pool.key] = _retire_pool(pool, reason, _volumes_in(out, pool.name))
+        if pool.name in desired.pools or not found.pool_managed(pool):
+            continue
+        have = found.records.get(pool.name)
+        if have is None or have.pool is None:
+            # Recognised by its derived uuid while inactive: its record, and so its set,
+            # cannot be read. Another set's pool would look the same: leave it.
+            out[pool.key] = Step(notes=(
+                f"{pool.key}: not pruned: it is inactive, so the apply set in its record "
+                "cannot be read (start it to let --prune judge it, or delete it with "
+                "`virtctl delete -f` and its spec)",))
+            continue
+        if not set_in_scope(have.pool.apply_set, policy):
+            continue
+        kept = sorted(str(v.key) for v in found.storage.volumes.values()
+                      if v.pool == pool.name and found.volume_record(v) is not None
+                      and not out.get(v.key, Step()).actions)
+        if kept:
+            out[pool.key] = Step(notes=(
+                f"{pool.key}: not pruned: it holds volumes virtctl keeps managing "
+                f"({', '.join(kept[:5])}{', ...' if len(kept) > 5 else ''})",))
+            continue
+        out[pool.key] = _retire_pool(pool, reason, _volumes_in(out, pool.name))
     return out
 
 
@@ -445,12 +589,15 @@ def _volumes_in(steps: Mapping[ObjectKey, Step], pool: str) -> tuple[ObjectKey, 
     return tuple(k for k in steps if k.kind is Kind.VOLUME and k.name.startswith(pool + "/"))
 
 
-def plan_storage(desired: Desired, found: StorageView, policy: Policy) -> dict[ObjectKey, Step]:
+def plan_storage(desired: Desired, found: StorageView, policy: Policy,
+                 leaving: frozenset[str] = frozenset()) -> dict[ObjectKey, Step]:
+    """Steps for the declared pools and volumes, and with --prune those of the run's
+    sets absent from the specs; `leaving`: the guests the plan prunes."""
     steps: dict[ObjectKey, Step] = {}
     for pool in desired.pools.values():
         steps[pool.key] = pool_step(pool, found, policy)
     for volume in desired.volumes.values():
         steps[volume.key] = volume_step(volume, desired, found, policy)
     if policy.prune:
-        steps.update(prune_storage(desired, found))
+        steps.update(prune_storage(desired, found, policy, leaving))
     return steps
