@@ -12,16 +12,25 @@ exec/eval/compile-to-code.
 and turns every unused key into a warning, so nothing is dropped silently; `key_values`
 splits the `k=v,k=v` device strings (vif, pci, xl's channel) the way Xen does. `format_config`
 writes the cfg text back. Pure: no I/O.
+
+Counts are capped before anything is built (reconciler/limits.py): a cheap scan of the
+text (string literals and comments blanked, separators counted) refuses a file of more
+than `MAX_XEN_VALUES` values before `ast.parse` builds a tree of them (a 10^6-item `vif`
+list took 37 s and 2.4 GB); the walk then refuses a list of more than
+`MAX_XEN_LIST_ITEMS` items and a string of more than `MAX_XEN_STRING` characters, each
+at its line.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
+from ..reconciler.limits import MAX_XEN_LIST_ITEMS, MAX_XEN_STRING, MAX_XEN_VALUES
 
 #: A config value: an integer, a string, or a (possibly nested) list of them.
 Value = int | str | tuple["Value", ...]
@@ -64,8 +73,33 @@ def config_error(message: str, source: str, line: int | None = None, key: str | 
                      source=Source(source, line, path=key))
 
 
+# String literals (triple-quoted first) and comments: blanked before counting.
+_STRINGS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"'
+                      r"|'(?:[^'\\\n]|\\.)*'|#[^\n]*")
+_KEY = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*=", re.MULTILINE)
+
+
+def _check_counts(text: str, source: str) -> None:
+    """Refuse a file of more than MAX_XEN_VALUES values (list items and assignments),
+    naming the key whose value passes the limit, before ast.parse builds anything."""
+    blank = _STRINGS.sub('""', text)
+    if blank.count(",") + blank.count("=") <= MAX_XEN_VALUES:
+        return
+    past = next(itertools.islice(re.finditer("[,=]", blank), MAX_XEN_VALUES, None), None)
+    where = past.start() if past is not None else len(blank)
+    key = None
+    for found in _KEY.finditer(blank, 0, where):
+        key = found
+    line = blank.count("\n", 0, key.start() if key else where) + 1
+    name = key.group(1) if key else None
+    raise config_error("the file holds more than "
+                       f"{MAX_XEN_VALUES:,} values (a list at most {MAX_XEN_LIST_ITEMS:,} "
+                       "items); refused before reading it", source, line, name)
+
+
 def parse_config(text: str, *, source: str = "<xm>") -> XenConfig:
     """Parse xm/xl config text into entries without running any of it."""
+    _check_counts(text, source)
     try:
         tree = ast.parse(text, filename=source, mode="exec")
     except SyntaxError as exc:
@@ -99,16 +133,19 @@ def _assignment(stmt: ast.stmt, source: str) -> Entry:
     if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
         raise _refuse(stmt.targets[0], source, "an assignment target other than a plain key")
     key = stmt.targets[0].id
-    return Entry(key, _literal(stmt.value, source, depth=0), stmt.lineno)
+    return Entry(key, _literal(stmt.value, source, depth=0, key=key), stmt.lineno)
 
 
-def _literal(node: ast.expr, source: str, *, depth: int) -> Value:
+def _literal(node: ast.expr, source: str, *, depth: int, key: str | None = None) -> Value:
     if depth > _MAX_DEPTH:
         raise _refuse(node, source, "nesting lists this deep")
     if isinstance(node, ast.Constant):
-        return _constant(node, source)
+        return _constant(node, source, key)
     if isinstance(node, ast.List | ast.Tuple):
-        return tuple(_literal(item, source, depth=depth + 1) for item in node.elts)
+        if len(node.elts) > MAX_XEN_LIST_ITEMS:
+            raise config_error(f"a list of {len(node.elts):,} items; at most "
+                               f"{MAX_XEN_LIST_ITEMS:,} are taken", source, node.lineno, key)
+        return tuple(_literal(item, source, depth=depth + 1, key=key) for item in node.elts)
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
             and isinstance(node.operand, ast.Constant)
             and type(node.operand.value) is int):
@@ -120,13 +157,16 @@ def _literal(node: ast.expr, source: str, *, depth: int) -> Value:
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _constant(node: ast.Constant, source: str) -> Value:
+def _constant(node: ast.Constant, source: str, key: str | None = None) -> Value:
     value = node.value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, str) and _NOT_XML.search(value):
         raise config_error("string holds a control character XML cannot carry", source,
                            node.lineno)
+    if isinstance(value, str) and len(value) > MAX_XEN_STRING:
+        raise config_error(f"a string of {len(value):,} characters; at most "
+                           f"{MAX_XEN_STRING:,} are taken", source, node.lineno, key)
     if isinstance(value, int | str):
         return value
     raise _refuse(node, source, f"a {type(value).__name__} value")
@@ -282,3 +322,34 @@ def looks_like_xen_config(text: str) -> bool:
     except SpecError:
         return False
     return config.get("name") is not None
+
+
+#: The xm/xl key a converted element comes from, by its path's first steps.
+_XEN_KEYS = {"devices/interface": ("vif",), "devices/disk": ("disk",),
+             "devices/hostdev": ("pci",), "devices/graphics": ("vfb", "vnc", "sdl"),
+             "memory": ("maxmem", "memory"), "currentMemory": ("memory",),
+             "maxMemory": ("maxmem",), "vcpu": ("maxvcpus", "vcpus"), "name": ("name",),
+             "uuid": ("uuid",)}
+
+
+def xen_key_of(text: str, elem: object) -> tuple[int | None, str] | None:
+    """(line, key) of the xm/xl key that wrote `elem` of the converted domain, if known:
+    errors found in the converted XML then name the file's line, not line 1."""
+    from lxml import etree
+
+    if not isinstance(elem, etree._Element):
+        return None
+    steps: list[str] = []
+    node: etree._Element | None = elem
+    while node is not None and node.getparent() is not None:
+        steps.insert(0, str(node.tag))
+        node = node.getparent()
+    for depth in (2, 1):
+        keys = _XEN_KEYS.get("/".join(steps[:depth]))
+        if keys:
+            config = parse_config(text)
+            for key in keys:
+                entry = config.get(key)
+                if entry is not None:
+                    return entry.line, key
+    return None

@@ -6,7 +6,17 @@ allows, is checked against its capabilities: `virtctl.capabilities`.)
 - per-device `<boot order>` together with `<os><boot dev>` (libvirt: "per-device boot
   elements cannot be used together with os/boot elements");
 - one boot order given to two devices;
-- `<vcpu current='N'>` above the `<vcpu>` count.
+- `<vcpu current='N'>` above the `<vcpu>` count;
+- two disks with one target (`hdc` twice: libvirt "target 'hdc' duplicated");
+- a NIC's MAC that is malformed or multicast (libvirt "expected unicast mac address");
+- sizes (memory, currentMemory, maxMemory, memtune limits, NUMA cells, memory devices,
+  hugepages) that are not a whole number, are negative, have an unknown unit or reach
+  8 EiB (libvirt: "Invalid value", "size value ... is out of range"); a memory of 0 (no
+  NUMA cells to give it); currentMemory above memory (libvirt would lower it silently and
+  the guest never match its spec) or memory above maxMemory;
+- a bridge, tap or host device name Linux cannot have (over 15 bytes, '/', ':', spaces):
+  libvirt defines the guest, the start fails;
+- more devices than limits.MAX_DOMAIN_DEVICES.
 """
 
 from __future__ import annotations
@@ -14,6 +24,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lxml import etree
+
+from ..converters.sizes import MAX_BYTES, unit_bytes
+from .limits import MAX_DOMAIN_DEVICES, ifname_problem, mac_problem
+
+#: libvirt keeps memory in KiB below 2^53 (virDomainParseMemory: LLONG_MAX bytes).
+_MAX_MEMORY_KIB = 2**53 - 1
+#: Elements whose text is a size with a `unit` attribute (default KiB).
+_SIZE_TEXT = ("memory", "currentMemory", "maxMemory", "memtune/hard_limit",
+              "memtune/soft_limit", "memtune/swap_hard_limit", "memtune/min_guarantee",
+              "devices/memory/target/size", "devices/memory/target/requested",
+              "devices/memory/target/block")
 
 
 def domain_problems(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
@@ -42,3 +63,83 @@ def domain_problems(root: etree._Element) -> Iterator[tuple[etree._Element, str,
                 and int(current) > int(count):
             yield (vcpu, "vcpu/@current",
                    f"{current} current vcpus are more than the {count} the guest may have")
+    yield from _disk_targets(root)
+    yield from _nics(root)
+    yield from _sizes(root)
+    devices = root.find("devices")
+    if devices is not None and len(devices) > MAX_DOMAIN_DEVICES:
+        yield (devices, "devices", f"{len(devices)} devices are more than the "
+                                   f"{MAX_DOMAIN_DEVICES} a guest may declare")
+
+
+def _disk_targets(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
+    seen: set[str] = set()
+    for target in root.iterfind("devices/disk/target"):
+        dev = target.get("dev")
+        if dev is None:
+            continue
+        if dev in seen:
+            yield (target, "devices/disk/target/@dev",
+                   f"disk target {dev!r} is given to two disks; each disk needs its own")
+        seen.add(dev)
+
+
+def _nics(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
+    for iface in root.iterfind("devices/interface"):
+        for mac in iface.iterfind("mac"):
+            problem = mac_problem(mac.get("address") or "")
+            if problem is not None:
+                yield (mac, "devices/interface/mac/@address", problem)
+        kind = iface.get("type")
+        names = [("target", "dev")]
+        if kind == "bridge":
+            names.append(("source", "bridge"))
+        elif kind == "direct":
+            names.append(("source", "dev"))
+        for tag, attr in names:
+            elem = iface.find(tag)
+            value = elem.get(attr) if elem is not None else None
+            if elem is not None and value is not None:
+                problem = ifname_problem(value)
+                if problem is not None:
+                    yield (elem, f"devices/interface/{tag}/@{attr}", problem)
+
+
+def _kib(number: str | None, unit: str | None) -> tuple[int | None, str | None]:
+    """(KiB, None) for a libvirt size, or (None, why not) under libvirt's rules."""
+    text = (number or "").strip()
+    per_unit = unit_bytes((unit or "").strip())
+    if not text.isascii() or not text.isdigit():
+        return None, f"{text!r} is not a whole number of {unit or 'KiB'}"
+    if per_unit is None:
+        return None, f"unknown unit {unit!r} (use KiB, MiB, GiB, ... or bytes)"
+    total = int(text) * per_unit
+    if total > MAX_BYTES or -(-total // 1024) > _MAX_MEMORY_KIB:
+        return None, f"{text} {unit or 'KiB'} is 8 EiB or more: no host has that much"
+    return -(-total // 1024), None
+
+
+def _sizes(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
+    found: dict[str, int] = {}
+    for path in _SIZE_TEXT:
+        for elem in root.iterfind(path):
+            kib, why = _kib(elem.text, elem.get("unit"))
+            if why is not None:
+                yield (elem, path, f"invalid size: {why}")
+            elif kib is not None:
+                found.setdefault(path, kib)
+    for path, attr in (("cpu/numa/cell", "memory"), ("memoryBacking/hugepages/page", "size")):
+        for elem in root.iterfind(path):
+            if elem.get(attr) is not None:
+                _, why = _kib(elem.get(attr), elem.get("unit"))
+                if why is not None:
+                    yield (elem, f"{path}/@{attr}", f"invalid size: {why}")
+    memory, current, maximum = (found.get(k) for k in ("memory", "currentMemory", "maxMemory"))
+    if memory == 0 and root.find("cpu/numa/cell") is None:
+        yield (root.find("memory"), "memory", "a guest needs some memory; 0 is refused")
+    if memory is not None and current is not None and current > memory:
+        yield (root.find("currentMemory"), "currentMemory",
+               f"currentMemory ({current} KiB) exceeds memory ({memory} KiB)")
+    if memory is not None and maximum is not None and memory > maximum:
+        yield (root.find("memory"), "memory",
+               f"memory ({memory} KiB) exceeds maxMemory ({maximum} KiB)")

@@ -10,18 +10,38 @@ before anything is planned. Pure.
   newlines): every spec becomes libvirt XML.
 - A name (domain, network, pool, volume) is 1 to 200 bytes of UTF-8, has no `/` or
   control characters and is not `.` or `..`: libvirt and the sim store each object under
-  its name as a file name.
+  its name as a file name. Nor does a name (of an object, a host in `kind: Hosts`, an
+  apply set) hold invisible or format characters (Unicode categories Cc, Cf, Zl, Zp:
+  U+202E right-to-left override, U+200B zero-width space, U+FEFF byte order mark, ...):
+  they make one name print as another in listings and plans.
+- A host network interface name (a bridge, a tap device, a forward device) is what
+  Linux takes: 1 to 15 bytes (IFNAMSIZ - 1), not `.` or `..`, no `/`, `:`, whitespace or
+  control characters. Longer names fail only when the network or guest starts.
+- A MAC address is six two-digit hex octets (`52:54:00:12:34:56`, libvirt's schema) and
+  unicast (the first octet even): libvirt refuses multicast MACs for NICs, a network's
+  bridge and DHCP hosts.
+- Counts. An xm/xl file holds at most 1,024 items in one list, 10,000 values in all
+  and strings of at most 64 KiB (real files: a few vifs and disks, a kernel command line
+  of a few KiB); a domain at most 4,096 devices (QEMU guests run out of PCI slots
+  before that). A 10^6-item `vif` list is refused before anything is built from it.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 MAX_YAML_VALUES = 100_000
 MAX_NAME_BYTES = 200
+#: IFNAMSIZ (16) less the terminating NUL: the longest Linux network interface name.
+MAX_IFNAME_BYTES = 15
+MAX_XEN_LIST_ITEMS = 1_024
+MAX_XEN_VALUES = 10_000
+MAX_XEN_STRING = 64 * 1024
+MAX_DOMAIN_DEVICES = 4_096
 
 # Characters XML 1.0 cannot hold (surrogates cannot come from UTF-8 text).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -35,6 +55,9 @@ def name_problem(name: str) -> str | None:
         return f"a name has no '/': {name!r}"
     if _NOT_XML.search(name) or any(c in name for c in "\n\r\t"):
         return f"a name has no control characters: {name!r}"
+    hidden = invisible(name)
+    if hidden is not None:
+        return f"a name has no invisible or format characters ({hidden}): {name!r}"
     size = len(name.encode())
     if size > MAX_NAME_BYTES:
         return f"a name is at most {MAX_NAME_BYTES} bytes, this one is {size}"
@@ -73,3 +96,73 @@ def unsafe_text(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(doc, list):
         for index, value in enumerate(doc):
             yield from unsafe_text(value, f"{path}[{index}]")
+
+
+# libxml2's limit on one text node or attribute value without XML_PARSE_HUGE, which
+# libvirt does not set (and virtctl's own parser neither): a longer one is refused.
+MAX_TEXT_BYTES = 10_000_000
+
+
+def long_text(doc: Any, path: str = "") -> Iterator[tuple[str, int]]:
+    """(dotted path, size in bytes) for each string in `doc` that becomes XML text too
+    long for libxml2 (MAX_TEXT_BYTES)."""
+    if isinstance(doc, str):
+        # A character is at most 4 bytes: only a long string is encoded to measure it.
+        if len(doc) * 4 > MAX_TEXT_BYTES and len(doc.encode()) > MAX_TEXT_BYTES:
+            yield path, len(doc.encode())
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from long_text(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc):
+            yield from long_text(value, f"{path}[{index}]")
+
+
+def text_too_long(size: int) -> str:
+    return (f"a text of {size:,} bytes; libvirt's XML parser takes at most "
+            f"{MAX_TEXT_BYTES:,} bytes in one text or attribute value")
+
+
+#: Unicode categories that print as nothing or reorder what follows: control (Cc),
+#: format (Cf: bidi overrides, zero-width spaces and joiners, the BOM), line and
+#: paragraph separators (Zl, Zp), lone surrogates (Cs).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def invisible(text: str) -> str | None:
+    """`U+XXXX NAME` of the first control or invisible format character in `text`."""
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE:
+            return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}"
+    return None
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why `name` cannot name a Linux network interface (bridge, tap, host device)."""
+    if not name or name in (".", ".."):
+        return f"{name!r} is not a network interface name"
+    size = len(name.encode())
+    if size > MAX_IFNAME_BYTES:
+        return (f"network interface name {name!r} is {size} bytes; Linux takes at most "
+                f"{MAX_IFNAME_BYTES}")
+    bad = next((c for c in name if c in "/:" or c.isspace()), None)
+    if bad is not None:
+        return f"network interface name {name!r} has {bad!r}; Linux refuses '/', ':' and spaces"
+    hidden = invisible(name)
+    if hidden is not None:
+        return f"network interface name {name!r} has a control or format character ({hidden})"
+    return None
+
+
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
+def mac_problem(mac: str) -> str | None:
+    """Why libvirt refuses `mac` for a NIC, a network's bridge or a DHCP host."""
+    if not _MAC.fullmatch(mac):
+        return (f"malformed MAC address {mac!r}: six two-digit hex octets separated by "
+                "':', such as 52:54:00:12:34:56")
+    if int(mac[:2], 16) & 1:
+        return (f"MAC address {mac!r} is multicast (its first octet is odd); a NIC needs a "
+                "unicast address, such as 52:54:00:12:34:56")
+    return None

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -25,6 +25,7 @@ from lxml import etree
 
 from .. import metadata
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
+from ..fileio import NotRegularFile, open_regular
 from ..model import (
     Desired,
     DomainSpec,
@@ -36,7 +37,15 @@ from ..model import (
     VolumeSpec,
 )
 from ..xmlutil import parse, tostring
-from .limits import MAX_SPEC_BYTES, MAX_YAML_VALUES, name_problem, too_many_values, unsafe_text
+from .limits import (
+    MAX_SPEC_BYTES,
+    MAX_YAML_VALUES,
+    long_text,
+    name_problem,
+    text_too_long,
+    too_many_values,
+    unsafe_text,
+)
 from .loadcloudinit import cloud_init_seed
 from .speccache import SpecCache
 
@@ -48,6 +57,56 @@ XML_SUFFIXES = (".xml",)
 XEN_SUFFIXES = (".cfg",)
 SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping names one key twice: YAML would keep the last value silently."""
+
+    def __init__(self, key: str, first: int, mark: Any, path: str) -> None:
+        super().__init__(key)
+        self.problem = (f"key {key!r} is given twice (first at line {first}); YAML would "
+                        "keep only the last value: remove one")
+        self.problem_mark = mark
+        self.path = path
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a key given twice in one mapping at any depth (merge
+    keys `<<` may still be overridden: that is what they are for)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._refuse_duplicate_keys(node)
+        return super().construct_document(node)
+
+    def _refuse_duplicate_keys(self, top: yaml.Node) -> None:
+        seen_nodes: set[int] = set()  # each node once: aliases are not walked again
+        stack: list[tuple[yaml.Node, str]] = [(top, "")]
+        while stack:
+            node, path = stack.pop()
+            if id(node) in seen_nodes:
+                continue
+            seen_nodes.add(id(node))
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+            elif isinstance(node, yaml.MappingNode):
+                keys: dict[Any, int] = {}
+                for key_node, value_node in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) \
+                            or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node)
+                    here = f"{path}.{key_node.value}" if path else str(key_node.value)
+                    try:
+                        first = keys.get(key)
+                    except TypeError:  # an unhashable key: the constructor reports it
+                        continue
+                    if first is not None:
+                        raise DuplicateKey(str(key_node.value), first,
+                                           key_node.start_mark, here)
+                    keys[key] = key_node.start_mark.line + 1
+                    stack.append((value_node, here))
+
+
 _DOC_START = re.compile(r"^---(?:\s|$)")
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
@@ -63,8 +122,22 @@ class SpecFile:
     text: str
 
 
-def expand(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[SpecFile]:
-    """Files named, directories walked recursively in sorted order, hidden entries skipped."""
+def expand(paths: Sequence[str], *, stdin: IO[str] | None = None,
+           errors: list[SpecError] | None = None) -> Iterator[SpecFile]:
+    """Files named, directories walked recursively in sorted order, hidden entries skipped.
+    With `errors`, a file that cannot be read (a FIFO, a socket, a device, a symlink out
+    of its directory, not UTF-8...) is added there and the others are still read (the
+    watcher goes on with them); without, the first one is raised. A path given that
+    does not exist is raised either way."""
+
+    def read(path: Path, name: str) -> Iterator[SpecFile]:
+        try:
+            yield SpecFile(name, _read(path))
+        except SpecError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+
     for given in paths:
         if given == "-":
             text = (stdin or sys.stdin).read(MAX_SPEC_BYTES + 1)
@@ -76,16 +149,17 @@ def expand(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[Sp
             continue
         path = Path(given)
         if path.is_dir():
-            for found in _walk(path, path.resolve(), set()):
-                yield SpecFile(str(found), _read(found))
+            for found in _walk(path, path.resolve(), set(), errors):
+                yield from read(found, str(found))
         elif path.exists():
-            yield SpecFile(given, _read(path))
+            yield from read(path, given)
         else:
             raise SpecError("no such file or directory", code=ErrorCode.INVALID_SPEC,
                             source=Source(given))
 
 
-def _walk(folder: Path, root: Path, seen: set[Path]) -> Iterator[Path]:
+def _walk(folder: Path, root: Path, seen: set[Path],
+          errors: list[SpecError] | None = None) -> Iterator[Path]:
     """Spec files under `folder`, sorted. A symlink may point anywhere inside `root` (the
     directory given), never outside it: a link planted in a watched directory must not
     make virtctl read files elsewhere. Each real directory is walked once (no loops)."""
@@ -93,33 +167,59 @@ def _walk(folder: Path, root: Path, seen: set[Path]) -> Iterator[Path]:
     if real in seen:
         return
     seen.add(real)
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:  # unreadable (permissions), or gone since it was listed
+        refused = SpecError(f"cannot list the directory: {exc.strerror}",
+                            code=ErrorCode.INVALID_SPEC, source=Source(str(folder)))
+        if errors is None or isinstance(exc, FileNotFoundError):
+            raise refused from None
+        errors.append(refused)
+        return
+    for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_symlink():
             target = Path(entry.path).resolve()
             if not target.is_relative_to(root):
                 if entry.is_dir() or entry.name.lower().endswith(SPEC_SUFFIXES):
-                    raise SpecError(f"a symlink to {target}, outside {root}; refused",
-                                    code=ErrorCode.INVALID_SPEC, source=Source(entry.path))
+                    refused = SpecError(f"a symlink to {target}, outside {root}; refused",
+                                        code=ErrorCode.INVALID_SPEC, source=Source(entry.path))
+                    if errors is None:
+                        raise refused
+                    errors.append(refused)
                 continue
         if entry.is_dir():
-            yield from _walk(Path(entry.path), root, seen)
+            yield from _walk(Path(entry.path), root, seen, errors)
         elif entry.name.lower().endswith(SPEC_SUFFIXES):
             yield Path(entry.path)
 
 
+def read_spec_file(path: str) -> str:
+    """The text of one spec file named by the user (`convert FILE`), as `expand` reads
+    each file: SpecError naming it if it is no regular file, too large or not UTF-8."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> str:
+    """A spec file's text. Only a regular file is read (fileio.open_regular): a FIFO,
+    a socket or a device is refused by name, never waited on or read without end."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(f"{size} bytes is too large for a spec file (at most "
-                            f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB)",
-                            code=ErrorCode.INVALID_SPEC, source=Source(str(path)))
-        return path.read_text(encoding="utf-8")
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_SPEC_BYTES:
+                raise SpecError(f"{size} bytes is too large for a spec file (at most "
+                                f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB)",
+                                code=ErrorCode.INVALID_SPEC, source=Source(str(path)))
+            data = handle.read(MAX_SPEC_BYTES + 1)
+        # As text mode reads it: universal newlines.
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text ({exc.reason})", code=ErrorCode.PARSE_ERROR,
                         source=Source(str(path))) from None
+    except NotRegularFile as exc:
+        raise SpecError(f"{exc.strerror}; refused (a spec is a regular file)",
+                        code=ErrorCode.INVALID_SPEC, source=Source(str(path))) from None
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror}", source=Source(str(path))) from None
 
@@ -132,10 +232,13 @@ def load_specs(
     specs: list[AnySpec] = []
     warnings: list[str] = []
     cache = cache or SpecCache(None)
+    unreadable: list[SpecError] = []  # every file that cannot be read, then stop
     try:
-        files = list(expand(paths, stdin=stdin))
+        files = list(expand(paths, stdin=stdin, errors=unreadable))
     except SpecError as exc:
-        raise SpecErrors([exc]) from None
+        raise SpecErrors([*unreadable, exc]) from None
+    if unreadable:
+        raise SpecErrors(unreadable)
     aliases: list[HostAlias] = []
     for spec_file in files:
         hit = cache.get(spec_file.text, spec_file.name)
@@ -240,10 +343,11 @@ def _flag(attrs: Mapping[str, str], key: str, default: bool, source: Source) -> 
 
 def spec_from_xml(
     root: etree._Element, *, source: str, line: int | None = None,
-    runtime: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None, place: Place | None = None,
 ) -> AnySpec:
     """A spec from a libvirt definition. Runtime state comes from `runtime` (YAML) or
-    from the virtctl:runtime element in <metadata> (XML files)."""
+    from the virtctl:runtime element in <metadata> (XML files). `place` says where a
+    converted file (YAML, xm/xl) declared an element, for errors about it."""
     line = line or root.sourceline
     where = Source(source, line)
     attrs = metadata.pop_runtime(root)
@@ -254,14 +358,15 @@ def spec_from_xml(
     problem = name_problem(name)
     if problem is not None:
         raise SpecError(problem, code=ErrorCode.INVALID_SPEC,
-                        source=Source(source, line, "name"))
+                        source=_at(source, line, root.find("name"), "name",
+                                   xml_lines=runtime is None, place=place))
     uuid = _canonical_uuid(root.findtext("uuid"), Source(source, line, "uuid"))
     uuid_elem = root.find("uuid")
     if uuid and uuid_elem is not None:
         uuid_elem.text = uuid
     rt_source = Source(source, line, "metadata/virtctl:runtime")
     if root.tag == "domain":
-        _check_domain(root, source, line, xml_lines=runtime is None)
+        _check_domain(root, source, line, xml_lines=runtime is None, place=place)
         state_raw = runtime.get("state") if runtime is not None else attrs.get("state")
         try:
             state = DomainState(state_raw or "running")
@@ -293,7 +398,7 @@ def spec_from_xml(
             connect=_connect(attrs if runtime is None else runtime),
         )
     if root.tag == "network":
-        _check_network(root, source, line, xml_lines=runtime is None)
+        _check_network(root, source, line, xml_lines=runtime is None, place=place)
         if runtime is not None:
             active = bool(runtime.get("active", True))
             autostart = bool(runtime.get("autostart", False))
@@ -336,32 +441,47 @@ def _exclusive_macs(root: etree._Element) -> tuple[str, ...]:
     )
 
 
+#: Where a converted file declared an element: (line, field path) or None.
+Place = Callable[[etree._Element | None, str], tuple[int | None, str] | None]
+
+
+def _at(source: str, line: int | None, elem: etree._Element | None, path: str, *,
+        xml_lines: bool, place: Place | None) -> Source:
+    """The error's source: the element's line in an XML file; the key's line and path in
+    a converted file (YAML, xm/xl); else the document's line."""
+    found = place(elem, path) if place is not None else None
+    if found is not None:
+        return Source(source, found[0] or line, found[1])
+    if xml_lines and place is None and elem is not None and elem.sourceline:
+        return Source(source, elem.sourceline, path)
+    return Source(source, line, path)
+
+
 def _check_domain(root: etree._Element, source: str, line: int | None, *,
-                  xml_lines: bool) -> None:
+                  xml_lines: bool, place: Place | None = None) -> None:
     """Refuse what libvirt would refuse (domcheck); in an XML file each error names the
-    line of the element it is about."""
+    line of the element it is about, in a YAML or xm/xl file the key's."""
     from .domcheck import domain_problems
 
     errors = [SpecError(message, code=ErrorCode.INVALID_SPEC,
-                        source=Source(source, (elem.sourceline if xml_lines else None) or line,
-                                      path))
+                        source=_at(source, line, elem, path, xml_lines=xml_lines, place=place))
               for elem, path, message in domain_problems(root)]
-    if errors:
-        raise SpecErrors(errors)
+    if errors:  # once each: two elements may come from one key (xm memory)
+        raise SpecErrors(list({str(e): e for e in errors}.values()))
 
 
 def _check_network(root: etree._Element, source: str, line: int | None, *,
-                   xml_lines: bool) -> None:
+                   xml_lines: bool, place: Place | None = None) -> None:
     """Refuse what libvirt would refuse (netcheck); in an XML file each error names the
-    line of the element it is about."""
-    from .netcheck import network_problems
+    line of the element it is about, in a YAML file the key's."""
+    from .netcheck import network_element_problems
 
     errors = []
-    for path, message in network_problems(root):
-        found = root.find(path.split("/@")[0]) if xml_lines else None
-        at = found.sourceline if found is not None and found.sourceline else line
+    for elem, path, message in network_element_problems(root):
+        found = elem if elem is not None else root.find(path.split("/@")[0])
         errors.append(SpecError(message, code=ErrorCode.INVALID_SPEC,
-                                source=Source(source, at, path)))
+                                source=_at(source, line, found, path, xml_lines=xml_lines,
+                                           place=place)))
     if errors:
         raise SpecErrors(errors)
 
@@ -414,7 +534,14 @@ def _load_xen(text: str, source: str, warnings: list[str]) -> AnySpec:
 
     conversion = xm_to_xml(text, source=source, flavor=guess_flavor(text, source=source))
     warnings.extend(f"{source}: {w}" for w in conversion.warnings)
-    return spec_from_xml(parse(conversion.text, source=source), source=source, line=1)
+
+    def place(elem: etree._Element | None, _: str) -> tuple[int | None, str] | None:
+        from ..converters.xmparse import xen_key_of
+
+        return xen_key_of(text, elem)
+
+    return spec_from_xml(parse(conversion.text, source=source), source=source, line=1,
+                         place=place)
 
 
 # -- YAML -------------------------------------------------------------------------------
@@ -461,7 +588,10 @@ def _load_yaml(
     text: str, source: str, hosts: list[HostAlias]
 ) -> list[AnySpec]:
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_Loader)]
+        docs = [d for d in yaml.load_all(text, Loader=_StrictLoader)]
+    except DuplicateKey as exc:
+        raise SpecError(str(exc.problem), code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, exc.problem_mark.line + 1, exc.path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -497,6 +627,9 @@ def _check_limits(doc: Any, source: str, index: int, line: int | None, text: str
     for path, _ in unsafe_text(doc):
         raise SpecError("text with a NUL or another control character XML cannot hold",
                         code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, _line_for_path(text, index, path) or line, path))
+    for path, size in long_text(doc):  # else refused later as "<xml>:1: Text node too long"
+        raise SpecError(text_too_long(size), code=ErrorCode.INVALID_SPEC,
                         source=Source(source, _line_for_path(text, index, path) or line, path))
 
 
@@ -552,9 +685,22 @@ def _spec_from_doc(
                                     "deletePolicy", "content") if k in doc}
     if kind == "Domain" and "cloudInit" in doc and extra is not None:
         where = Source(source, _line_of(text, index, ["cloudInit"]) or line, "cloudInit")
-        extra.append(cloud_init_seed(doc, root, where))
+        try:
+            extra.append(cloud_init_seed(doc, root, where))
+        except SpecError as exc:  # the key's line: cloudInit.target, cloudInit.userData...
+            field = exc.source.path if exc.source else None
+            raise SpecError(exc.message, code=exc.code,
+                            source=Source(source, _line_for_path(text, index, field)
+                                          or where.line, field)) from None
+    def place(elem: etree._Element | None, xml_path: str) -> tuple[int | None, str] | None:
+        from .yamlplace import yaml_path
+
+        path = yaml_path(doc, root, elem, xml_path.rpartition("/@")[2] if "/@" in xml_path
+                         else None)
+        return (_line_for_path(text, index, path), path) if path else None
+
     try:
-        spec = spec_from_xml(root, source=source, line=line, runtime=runtime)
+        spec = spec_from_xml(root, source=source, line=line, runtime=runtime, place=place)
     except SpecErrors:
         raise
     except SpecError as exc:  # keys checked while loading (name, storage): the key's line

@@ -29,8 +29,10 @@ from typing import Any
 from lxml import etree
 
 from ..converters.cloudinit import render_seed
-from ..errors import Source, SpecError
+from ..errors import ErrorCode, Source, SpecError
+from ..fileio import NotRegularFile, open_regular
 from ..model import DeletePolicy, VolumeContent, VolumeSpec
+from .limits import MAX_SPEC_BYTES
 
 SEED_SUFFIX = "-cidata.iso"
 _DOCUMENTS = {"userData": "user_data", "metaData": "meta_data",
@@ -44,13 +46,41 @@ def seed_name(domain: str) -> str:
 def _document(value: Any, key: str, base: Path, source: Source) -> Any:
     if isinstance(value, Mapping) and set(value) == {"file"}:
         path = base / str(value["file"])
-        try:
-            return path.read_text(encoding="utf-8")
+        try:  # a regular file only: a FIFO would block the run, a device never end
+            with open_regular(path) as handle:
+                data = handle.read(MAX_SPEC_BYTES + 1)
+            if len(data) > MAX_SPEC_BYTES:
+                raise SpecError(f"cloudInit.{key}: {path} is too large (at most "
+                                f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB)",
+                                source=Source(source.file, source.line,
+                                              f"cloudInit.{key}.file"))
+            return data.decode("utf-8")
+        except NotRegularFile as exc:
+            raise SpecError(f"cloudInit.{key}: {path} is {exc.strerror}; refused",
+                            source=Source(source.file, source.line,
+                                          f"cloudInit.{key}.file")) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(f"cloudInit.{key}: cannot read {path}: {exc}",
                             source=Source(source.file, source.line,
                                           f"cloudInit.{key}.file")) from None
     return value
+
+
+def _check_target(doc: Mapping[str, Any], devices: etree._Element, target: str,
+                  source: Source, *, given: bool) -> None:
+    """The seed's CD-ROM needs a target no declared disk has: libvirt refuses two disks
+    on one target, after the seed volume was made (and left behind)."""
+    taken = [t.get("dev") for t in devices.iterfind("disk/target")]
+    if target not in taken:
+        return
+    disks = [d.get("target") for d in doc.get("disks") or () if isinstance(d, Mapping)]
+    which = f"disks[{disks.index(target)}]" if target in disks else "a disk in extraDevices"
+    raise SpecError(
+        f"the cloud-init seed's CD-ROM takes target {target!r}, which {which} has already"
+        f"{'' if given else ' (the default for its bus)'}; set cloudInit.target to a free "
+        "one, or give that disk another target",
+        code=ErrorCode.DUPLICATE,
+        source=Source(source.file, source.line, "cloudInit.target" if given else "cloudInit"))
 
 
 def cloud_init_seed(doc: Mapping[str, Any], root: etree._Element, source: Source) -> VolumeSpec:
@@ -74,6 +104,7 @@ def cloud_init_seed(doc: Mapping[str, Any], root: etree._Element, source: Source
     devices = root.find("devices")
     if devices is None:
         devices = etree.SubElement(root, "devices")
+    _check_target(doc, devices, str(target), source, given="target" in block)
     disk = etree.SubElement(devices, "disk", type="volume", device="cdrom")
     etree.SubElement(disk, "driver", name="qemu", type="raw")
     etree.SubElement(disk, "source", pool=pool, volume=volume)

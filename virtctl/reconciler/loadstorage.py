@@ -9,8 +9,10 @@ the loaded storage specs: duplicate pools and volumes. Pure, except that a relat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +20,7 @@ from lxml import etree
 
 from ..converters.yaml_volume import backing_volume, runtime_keys
 from ..errors import ErrorCode, Source, SpecError
+from ..fileio import file_kind
 from ..model import DeletePolicy, PoolSpec, VolumeContent, VolumeSpec
 from ..xmlutil import tostring
 
@@ -76,6 +79,7 @@ def volume_spec(
                         source=Source(where.file, where.line,
                                       "backingStore.volume" if yaml else "backingStore/path"))
     content = _content(given.get("content"), where, yaml=yaml)
+    _check_sizes(root, where)
     if root.find("capacity") is None and root.find("backingStore") is None and content is None:
         raise SpecError("a volume needs a capacity, unless a backingStore or its content "
                         "gives the size", source=Source(where.file, where.line, "capacity"))
@@ -89,6 +93,29 @@ def volume_spec(
         pool=pool, name=name, xml=tostring(root, pretty=False), source=where,
         content=content, delete_policy=policy,
         connect=_connect(given))
+
+
+def _check_sizes(root: etree._Element, where: Source) -> None:
+    """A volume's capacity and allocation are whole numbers of bytes (or of their unit),
+    below 8 EiB: libvirt refuses "-1" and "1e309" at create, after the pool was made."""
+    from ..converters.sizes import MAX_BYTES, unit_bytes
+
+    for tag in ("capacity", "allocation"):
+        elem = root.find(tag)
+        if elem is None:
+            continue
+        text, unit = (elem.text or "").strip(), elem.get("unit") or "bytes"
+        per_unit = unit_bytes(unit)
+        why = None
+        if not text.isascii() or not text.isdigit():
+            why = f"{text!r} is not a whole number of {unit}"
+        elif per_unit is None:
+            why = f"unknown unit {unit!r} (use bytes, KiB, MiB, GiB, ...)"
+        elif int(text) * per_unit > MAX_BYTES:
+            why = f"{text} {unit} is 8 EiB or more: no host has that much"
+        if why is not None:
+            raise SpecError(f"invalid {tag}: {why}", code=ErrorCode.INVALID_SPEC,
+                            source=Source(where.file, elem.sourceline or where.line, tag))
 
 
 def _content(raw: Any, where: Source, *, yaml: bool) -> VolumeContent | None:
@@ -114,6 +141,12 @@ def _content(raw: Any, where: Source, *, yaml: bool) -> VolumeContent | None:
     if file is not None and not os.path.isabs(file):
         base = os.getcwd() if where.file == "<stdin>" else os.path.dirname(where.file)
         file = os.path.abspath(os.path.join(base, file))
+    if file is not None:  # refused before any action, not when the upload blocks on it
+        with contextlib.suppress(OSError):  # a missing file is found at upload
+            mode = os.stat(file).st_mode
+            if not stat.S_ISREG(mode):
+                raise error(f"{file} is {file_kind(mode)}, not a regular file; refused",
+                            "file")
     return VolumeContent(file=file, url=url,
                          checksum=checksum.lower() if checksum is not None else None)
 

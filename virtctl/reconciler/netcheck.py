@@ -11,7 +11,11 @@ its parse and validate errors), each said in virtctl's words with the path it is
   or `<mac>`; only mode bridge names a `<bridge>`, and then no forward device;
 - passthrough, private, vepa and bridge forwarding name host interfaces by device, not by
   PCI address (addresses are for mode='hostdev'), with at most one `<pf>`;
-- a forward interface or PCI address listed twice.
+- a forward interface or PCI address listed twice;
+- a bridge's MAC (`<mac address>`) or a DHCP host's MAC that is malformed or multicast
+  (libvirt: "Invalid multicast bridge mac address", "expected unicast mac address");
+- a bridge name (`<bridge name>`, `%d` counted as one digit) or forward device Linux
+  cannot have: over 15 bytes, '/', ':' or spaces (the define passes, the start fails).
 
 Older libvirt releases accepted some of these (the reference corpus' passthrough-pf pair,
 from such a release, has an `<ip>`); libvirt 11.3 refuses them, and so does virtctl.
@@ -23,6 +27,8 @@ from collections.abc import Iterator
 
 from lxml import etree
 
+from .limits import ifname_problem, mac_problem
+
 #: Forward modes that hand guests a host interface directly (macvtap).
 _DIRECT = ("passthrough", "private", "vepa", "bridge")
 #: ... and with PCI passthrough: none of these route.
@@ -31,6 +37,20 @@ _UNROUTED = (*_DIRECT, "hostdev")
 
 def network_problems(root: etree._Element) -> Iterator[tuple[str, str]]:
     """(path, message) for each thing libvirt would refuse in this <network>."""
+    for _, path, message in network_element_problems(root):
+        yield path, message
+
+
+def network_element_problems(
+    root: etree._Element,
+) -> Iterator[tuple[etree._Element | None, str, str]]:
+    """(element if known, path, message) for each thing libvirt would refuse."""
+    for path, message in _schema_beyond(root):
+        yield None, path, message
+    yield from _names_and_macs(root)
+
+
+def _schema_beyond(root: etree._Element) -> Iterator[tuple[str, str]]:
     dns = root.find("dns")
     if dns is not None and (dns.get("enable") or "").lower() == "no":
         extra = sorted({child.tag for child in dns if isinstance(child.tag, str)})
@@ -41,6 +61,32 @@ def network_problems(root: etree._Element) -> Iterator[tuple[str, str]]:
     if forward is not None:
         yield from _unrouted_problems(root, forward)
         yield from _forward_problems(forward)
+
+
+def _names_and_macs(
+    root: etree._Element,
+) -> Iterator[tuple[etree._Element | None, str, str]]:
+    for path in ("mac/@address", "ip/dhcp/host/@mac"):
+        element, attr = path.rsplit("/@", 1)
+        for elem in root.iterfind(element):
+            mac = elem.get(attr)
+            problem = mac_problem(mac) if mac is not None else None
+            if problem is not None:
+                yield (elem, path, problem)
+    bridge = root.find("bridge")
+    name = bridge.get("name") if bridge is not None else None
+    if name is not None:
+        problem = ifname_problem(name.replace("%d", "0"))
+        if problem is not None:
+            yield (bridge, "bridge/@name",
+                   problem.replace(repr(name.replace("%d", "0")), repr(name)))
+    for path in ("forward/@dev", "forward/interface/@dev", "forward/pf/@dev"):
+        element, attr = path.rsplit("/@", 1)
+        for elem in root.iterfind(element):
+            dev = elem.get(attr)
+            problem = ifname_problem(dev) if dev is not None else None
+            if problem is not None:
+                yield (elem, path, problem)
 
 
 def _unrouted_problems(root: etree._Element,
