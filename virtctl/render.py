@@ -13,6 +13,7 @@ from typing import Any
 
 from . import metadata
 from .errors import VirtctlError
+from .printable import printable
 from .model import Kind, Live, LiveDomain, LiveNetwork, ObjectKey
 from .reconciler.actions import (
     Action,
@@ -126,7 +127,13 @@ def _summary(plan: Plan, counts: dict[str, int]) -> str:
             f"{counts['delete']} to delete")
     if counts["recreate"]:
         text += f", {counts['recreate']} to recreate"
-    text += f"; {guests} running guest{'' if guests == 1 else 's'} to restart"
+    stops = len(plan.stops)
+    # Restarts are always said (none is news too), unless the plan only stops guests.
+    said = [f"{guests} running guest{'' if guests == 1 else 's'} to restart"] if (
+        guests or not stops) else []
+    if stops:
+        said.append(f"{stops} running guest{'' if stops == 1 else 's'} to stop")
+    text += "; " + ", ".join(said)
     if networks:
         text += f", {networks} active network{'' if networks == 1 else 's'} to restart"
     return text + "."
@@ -145,7 +152,8 @@ def plan_text(plan: Plan) -> str:
         lines.append(_summary(plan, counts))
     if plan.pending:
         lines.append(f"{len(plan.pending)} object(s) restart-pending.")
-    return "\n".join(lines) + "\n"
+    # Names, values and notes may come from the host: no control character gets through.
+    return printable("\n".join(lines) + "\n")
 
 
 def _action_dict(action: Action) -> dict[str, Any]:
@@ -191,6 +199,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     for obj in objects:
         summary[obj["action"]] += 1
     summary["restart"] = sum(1 for k in plan.restarts if k.kind is Kind.DOMAIN)
+    summary["stop"] = len(plan.stops)
     summary["restartNetworks"] = len(plan.restarts) - summary["restart"]
     summary["restartPending"] = len(plan.pending)
     return {
@@ -209,6 +218,10 @@ def _result_line(result: ActionResult) -> str:
         return f"  failed  {what}: {result.error}"
     if result.outcome is Outcome.SKIPPED:
         return f"  skipped {what}: {result.detail}"
+    if result.outcome is Outcome.PENDING:
+        return f"  pending {what}: {result.detail}"
+    if result.outcome is Outcome.UNCERTAIN:
+        return f"  uncertain {what}: {result.detail}: {result.error}"
     return f"  done    {what}" + (f" ({result.detail})" if result.detail else "")
 
 
@@ -216,10 +229,14 @@ def report_text(report: Report, *, verbose: bool = False) -> str:
     lines = [
         _result_line(r) for r in report.results if verbose or r.outcome is not Outcome.DONE
     ]
-    lines.append(
-        f"Applied: {report.done} done, {report.failed} failed, {report.skipped} skipped."
-    )
-    return "\n".join(lines) + "\n"
+    pending = f", {report.pending} pending (restart pending)" if report.pending else ""
+    uncertain = f", {report.uncertain} uncertain" if report.uncertain else ""
+    lines.append(f"Applied: {report.done} done{pending}, {report.failed} failed, "
+                 f"{report.skipped} skipped{uncertain}.")
+    if report.lost_host:
+        lines.append(f"Stopped: {report.lost_host}; run again once it answers (the next "
+                     "run plans from what the host then shows).")
+    return printable("\n".join(lines) + "\n")
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -239,9 +256,11 @@ def report_json(report: Report) -> dict[str, Any]:
     return {
         "results": results,
         "done": report.done,
+        "pending": report.pending,
         "failed": report.failed,
         "skipped": report.skipped,
-    }
+        "uncertain": report.uncertain,
+    } | ({"stopped": report.lost_host} if report.lost_host else {})
 
 
 def error_json(error: VirtctlError) -> dict[str, Any]:
@@ -311,7 +330,9 @@ def table(records: list[dict[str, Any]], columns: list[str]) -> str:
             return "yes" if value else "no"
         return "-" if value is None else str(value)
 
-    grid = [[c.upper() for c in columns]] + [[cell(r[c]) for c in columns] for r in records]
+    # A camelCase key heads its column with a hyphen: deletePolicy -> DELETE-POLICY.
+    grid = [[re.sub(r"(?<=[a-z])(?=[A-Z])", "-", c).upper() for c in columns]] + [
+        [printable(cell(r[c]), keep_newlines=False) for c in columns] for r in records]
     widths = [max(len(row[i]) for row in grid) for i in range(len(columns))]
     return "".join(
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"

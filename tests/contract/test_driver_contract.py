@@ -198,6 +198,28 @@ def test_shutdown_asks_and_returns_at_once(driver: Driver, factory: Factory) -> 
     assert domain(driver, name).state is DomainState.SHUTOFF
 
 
+def test_domain_state_reads_one_guest_as_the_snapshot_does(
+    driver: Driver, factory: Factory
+) -> None:
+    # The stop ladder polls this per guest: it must agree with the snapshot at every
+    # step, and say None once a transient guest is gone.
+    name = define_domain(driver, factory)
+    assert driver.domain_state(factory.name()) is None  # never defined
+    steps: list[tuple[Callable[[], None], DomainState | None]] = [
+        (lambda: None, DomainState.SHUTOFF),
+        (lambda: driver.start(Kind.DOMAIN, name), DomainState.RUNNING),
+        (lambda: driver.suspend(name), DomainState.PAUSED),
+        (lambda: driver.resume(name), DomainState.RUNNING),
+        (lambda: driver.undefine(Kind.DOMAIN, name), DomainState.RUNNING),  # transient
+        (lambda: driver.destroy(Kind.DOMAIN, name), None),  # and so gone
+    ]
+    for step, want in steps:
+        step()
+        assert driver.domain_state(name) is want
+        found = driver.snapshot().domains.get(name)
+        assert (found.state if found is not None else None) is want
+
+
 @pytest.mark.parametrize("action", ["shutdown", "destroy", "suspend"])
 def test_stopping_a_shutoff_domain_is_refused(
     driver: Driver, factory: Factory, action: str

@@ -46,7 +46,7 @@ def test_plan_text_reads_like_a_plan() -> None:
         "~ domain/web  (redefine, autostart on)\n"
         "    ~ memory: 524288 KiB -> 1048576 KiB\n"
         "    + disk vdb\n"
-        "Plan: 1 to create, 1 to change, 1 to delete; 0 running guests to restart.\n"
+        "Plan: 1 to create, 1 to change, 1 to delete; 1 running guest to stop.\n"
     )
 
 
@@ -62,7 +62,8 @@ def test_plan_json_is_one_versioned_document() -> None:
     assert doc["apiVersion"] == "virtctl/v1" and doc["kind"] == "Plan"
     assert doc["inSync"] is False
     assert doc["summary"] == {"create": 1, "update": 1, "delete": 1, "recreate": 0, "none": 0,
-                              "restart": 0, "restartNetworks": 0, "restartPending": 0}
+                              "restart": 0, "stop": 1, "restartNetworks": 0,
+                              "restartPending": 0}
     web = next(o for o in doc["objects"] if o["name"] == "web")
     assert web["action"] == "update" and web["kind"] == "domain"
     assert [s["op"] for s in web["steps"]] == ["define", "setautostart"]

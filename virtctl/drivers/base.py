@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..model import DomainState, Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
+from ..model import DomainState, Kind, Live, LiveOp, LiveVolume, NetworkCommand, NetworkSection, Storage
 
 
 class EventType(StrEnum):
@@ -85,11 +85,11 @@ class Reader(Protocol):
         STATE_VOLUME (virtctl's records), which is not listed among the volumes."""
         ...
 
-    def pool_files(self, pool_xml: str) -> Mapping[str, int | None] | None:
-        """What a dir pool defined by `pool_xml` will list as volumes once it runs (the
-        files already in its target directory, STATE_VOLUME included), by name, with
-        each one's capacity in bytes where the file says (a qcow2 image's virtual size);
-        for the checks and plans made while the pool is not running (undefined, or
+    def pool_files(self, pool_xml: str) -> Mapping[str, LiveVolume] | None:
+        """What a dir pool defined by `pool_xml` will list as volumes once it runs: the
+        files already in its target directory (STATE_VOLUME included), by name, as
+        volumes of that pool (format, capacity, backing store as the files say), for
+        the checks and plans made while the pool is not running (undefined, or
         inactive). Empty for a missing directory; None where virtctl cannot tell: a
         pool type other than dir, a remote host, an unreadable directory."""
         ...

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+import threading
 from functools import partial
 from itertools import chain, pairwise, repeat
 from types import TracebackType
@@ -29,6 +29,8 @@ from ..metadata import owner_from_text
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from ..uri import parse_uri
 from .base import EventCallback
+from .libvirt_deadline import CallTimeout, Deadline, bound_methods, keepalive, remote
+from .libvirt_deadline import call_timeout as resolve_call_timeout
 from .libvirt_errors import load_libvirt, translated
 from .libvirt_events import EventRelay, ensure_event_loop, event_loop_running
 from .libvirt_live import LiveCalls
@@ -89,17 +91,24 @@ def _readers_for(uri: str) -> int:
 class LibvirtDriver(LiveCalls, StorageCalls):
     """One libvirt connection. `readonly` opens libvirt's read-only socket; `readers`
     is how many threads read a big host at once (default: READERS, one for the
-    in-process test driver)."""
+    in-process test driver). Every operation, opening included, gets `call_timeout`
+    seconds (None: $VIRTCTL_CALL_TIMEOUT, else 60) before it fails with CallTimeout
+    and the connection is abandoned (libvirt_deadline.py)."""
 
-    def __init__(self, uri: str, *, readonly: bool = False, readers: int | None = None) -> None:
+    def __init__(self, uri: str, *, readonly: bool = False, readers: int | None = None,
+                 call_timeout: float | None = None) -> None:
         self.uri = uri
         self.readonly = readonly
         self.readers = max(1, _readers_for(uri) if readers is None else readers)
-        self._pool: ThreadPoolExecutor | None = None  # started by the first big read
+        self._deadline = Deadline(uri, resolve_call_timeout(call_timeout))
         self._lv = load_libvirt()
-        # libvirt's event loop only where events are wanted: `subscribe` starts it. Once
-        # running, it handles the replies of a remote connection opened after it, which
-        # slows plain reads (see `subscribe`). In-process connections need no hook.
+        # libvirt's event loop only where events are wanted (`subscribe` starts it) or
+        # over a network, where keepalive needs it: once running, it handles the replies
+        # of a remote connection opened after it, which slows plain reads of a local
+        # socket (see `subscribe`). In-process connections need no hook.
+        self._remote = remote(uri)
+        if self._remote:
+            ensure_event_loop(self._lv)
         self._hooked = event_loop_running() or _in_process(uri)
         self._conn: Any = self._open()
         self._network_xml_flags: int = self._lv.VIR_NETWORK_XML_INACTIVE
@@ -112,9 +121,18 @@ class LibvirtDriver(LiveCalls, StorageCalls):
         )
 
     def _open(self) -> Any:
+        """A new connection (within the deadline; one that opens too late is closed),
+        with libvirt's keepalive when it goes over a network."""
         lv = self._lv
-        with translated(lv, context=f"cannot connect to {self.uri}"):
-            return lv.openReadOnly(self.uri) if self.readonly else lv.open(self.uri)
+
+        def connect() -> Any:
+            with translated(lv, context=f"cannot connect to {self.uri}"):
+                conn = lv.openReadOnly(self.uri) if self.readonly else lv.open(self.uri)
+            if self._remote:
+                keepalive(lv, conn)
+            return conn
+
+        return self._deadline.run(f"connect to {self.uri}", connect, late=_close_quietly)
 
     def _replace(self, conn: Any) -> None:
         self._defined.clear()  # handles of the old connection
@@ -125,11 +143,19 @@ class LibvirtDriver(LiveCalls, StorageCalls):
             old.close()
 
     def close(self) -> None:
-        self._relay.close()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        """Close the connection; one that stopped answering is only dropped (a close
+        is a call too, and would not return either)."""
         self._defined.clear()  # each handle holds the connection open
+        if self._deadline.spent is not None:
+            self._relay.abandon()
+            return
+        try:
+            self._deadline.run("close the connection", self._close)
+        except CallTimeout:
+            self._relay.abandon()  # nothing was left to do on it: not worth an error
+
+    def _close(self) -> None:
+        self._relay.close()
         with translated(self._lv):
             self._conn.close()
 
@@ -182,6 +208,17 @@ class LibvirtDriver(LiveCalls, StorageCalls):
                 self._domcaps[key] = None
         return self._domcaps[key]
 
+    def domain_state(self, name: str) -> DomainState | None:
+        """virDomainGetState of one domain: a lookup and one call, however many
+        domains the host has."""
+        try:
+            with translated(self._lv):
+                return _state(self._lookup(Kind.DOMAIN, name).state()[0])
+        except DriverError as exc:
+            if exc.code is ErrorCode.NO_SUCH_DOMAIN:
+                return None  # never was, or a transient guest that stopped
+            raise
+
     def _uuids(self, objects: Iterable[Any]) -> set[str]:
         return {obj.UUIDString() for obj in objects}
 
@@ -211,16 +248,18 @@ class LibvirtDriver(LiveCalls, StorageCalls):
             return self._read_slice(listed, autostart, transient)
         bounds = [len(listed) * i // count for i in range(count + 1)]
         slices = [listed[start:end] for start, end in pairwise(bounds)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.readers - 1, thread_name_prefix="virtctl-read")
-        others = [self._pool.submit(self._read_slice, part, autostart, transient)
+        # Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's
+        # threads at exit, and one stuck in a read of a daemon that stopped answering
+        # (abandoned at the call's deadline) would then hold the process forever.
+        others = [_Reader(self._read_slice, part, autostart, transient)
                   for part in slices[1:]]
         try:
             first = self._read_slice(slices[0], autostart, transient)
         finally:
-            wait(others)  # no read outlives this call, even when one failed
+            for reader in others:  # no read outlives this call, even when one failed
+                reader.join()
         # .result() raises what a reader raised (a domain gone: read again one by one).
-        return list(chain(first, *(future.result() for future in others)))
+        return list(chain(first, *(reader.result() for reader in others)))
 
     def _read_slice(
         self, listed: list[tuple[Any, dict[str, int]]], autostart: set[str], transient: set[str]
@@ -457,7 +496,40 @@ class LibvirtDriver(LiveCalls, StorageCalls):
             return self._relay.subscribe(callback)
 
 
+# Every Protocol operation runs within the call deadline (libvirt_deadline.py), but
+# for what makes no call (live_ops), close (its own rule above) and stream uploads
+# (bounded per chunk: an upload takes as long as its data).
+bound_methods(LibvirtDriver, unbounded=("close", "live_ops", "upload_volume"))
+
 __all__ = ["LibvirtDriver"]
+
+
+class _Reader(threading.Thread):
+    """One slice of a big snapshot, read on a daemon thread."""
+
+    def __init__(self, read: Callable[..., list[DomainRead]], *args: Any) -> None:
+        super().__init__(name="virtctl-read", daemon=True)
+        self._read, self._args = read, args
+        self._value: list[DomainRead] = []
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._read(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - raised again by result()
+            self._error = exc
+
+    def result(self) -> list[DomainRead]:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _close_quietly(conn: Any) -> None:
+    """Close a connection that opened after its caller gave up on it."""
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def _owner(xml: str, source: str) -> Ownership | None:

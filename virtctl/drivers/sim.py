@@ -12,8 +12,9 @@ the same kind of structured error. Faults can be injected for tests through
      {"op": "detach", "kind": "domain", "name": "web", "action": "ignore"}]
 
 `fail` raises a DriverError, `stall` sleeps before doing the call, `ignore` makes a
-graceful shutdown a no-op (a guest that ignores ACPI) and a live detach leave the device
-in place (a guest that never releases it; the call still succeeds, as QEMU's does). Ops
+graceful shutdown a no-op (a guest that ignores ACPI), a live detach leave the device
+in place (a guest that never releases it; the call still succeeds, as QEMU's does) and
+`set_memory` leave the running guest's current memory as it was (no balloon driver). Ops
 are the method names but `attach`, `detach`, `update`, `set_vcpus`, `update_network`,
 `set_running_note` for the live calls, `autostart` for set_autostart, `build`,
 `create_volume`, `delete_volume`, `resize_volume`, `upload` for storage (kind `volume`,
@@ -43,6 +44,7 @@ from lxml import etree
 from .. import metadata
 from ..capabilities import HostCapabilities, check_domain, parse_capabilities
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
+from ..fileio import open_private
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from ..uri import ConnectionURI
 from ..xmlutil import parse, tostring
@@ -51,7 +53,7 @@ from .simcaps import CAPABILITIES_XML, DOMAIN_CAPABILITIES_XML
 from .simdefaults import DefaultsError, fill_domain, fill_network, to_kib
 from .simlivecalls import SimLiveCalls
 from .simstorage import SimStorage
-from .simstore import Record, SimStore
+from .simstore import Record, SimStore, faults_named
 from .snapshot import DomainRead, NetworkRead, fingerprint
 
 
@@ -141,6 +143,11 @@ class SimDriver(SimLiveCalls, SimStorage):
                          n.running_xml) for n in networks.values()),
         ))
 
+    def domain_state(self, name: str) -> DomainState | None:
+        with self.store.locked(exclusive=False):
+            record = self.store.get(Kind.DOMAIN, name)
+        return None if record is None else DomainState(record["state"])
+
     @staticmethod
     def _live_domain(name: str, d: Record) -> LiveDomain:
         return LiveDomain(
@@ -220,28 +227,32 @@ class SimDriver(SimLiveCalls, SimStorage):
         """Deliver events written by any process to this state directory."""
         stop = threading.Event()
         log = self.store.root / "events.log"
-        offset = log.stat().st_size if log.exists() else 0
+        offset = log.lstat().st_size if os.path.lexists(log) else 0
 
         def pump() -> None:
             nonlocal offset
             while not stop.wait(0.05):
-                try:
-                    size = log.stat().st_size
-                except FileNotFoundError:
+                try:  # never through a symlink, never blocking on a FIFO (simstore.py)
+                    with os.fdopen(open_private(log, os.O_RDONLY), "rb") as handle:
+                        size = os.fstat(handle.fileno()).st_size
+                        if size < offset:  # rotated
+                            offset = 0
+                        if size == offset:
+                            continue
+                        handle.seek(offset)
+                        chunk = handle.read()
+                except OSError:  # gone (rotated), or not a file the sim wrote
                     offset = 0
                     continue
-                if size < offset:  # rotated
-                    offset = 0
-                if size == offset:
-                    continue
-                with open(log, "rb") as handle:
-                    handle.seek(offset)
-                    chunk = handle.read()
                 complete = chunk[: chunk.rfind(b"\n") + 1]
                 offset += len(complete)
                 for line in complete.splitlines():
-                    data = json.loads(line)
-                    callback(Event(EventType(data["type"]), Kind(data["kind"]), data["name"]))
+                    try:
+                        data = json.loads(line)
+                        event = Event(EventType(data["type"]), Kind(data["kind"]), data["name"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a damaged line: the watcher's resync covers it
+                    callback(event)
 
         thread = threading.Thread(target=pump, name="sim-events", daemon=True)
         thread.start()
@@ -270,10 +281,11 @@ class SimDriver(SimLiveCalls, SimStorage):
     def _mutate(self, op: str, kind: Kind, name: str, body: Callable[[], EventType | None]) -> None:
         self._refuse_readonly(op, kind, name)
         self._apply_fault(op, kind, name)
-        with self.store.locked(exclusive=True):
+        with self.store.locked(exclusive=True), self.store.event_log() as log, \
+                faults_named():  # any file left unnamed
             event = body()
             if event is not None:
-                self.store.append_event({"type": str(event), "kind": str(kind), "name": name})
+                log({"type": str(event), "kind": str(kind), "name": name})
 
     def _fault(self, op: str, kind: Kind, name: str) -> dict[str, Any] | None:
         for fault in self.store.read_json("faults.json") or []:
@@ -497,7 +509,10 @@ class SimDriver(SimLiveCalls, SimStorage):
 
     def _set_memory(self, name: str, kib: int) -> EventType:
         record = self._require(Kind.DOMAIN, name)
-        fields = ["xml"] + (["running_xml"] if record["running_xml"] else [])
+        # `ignore`: a guest without a balloon driver; the call succeeds (as QEMU's does)
+        # and only the definition changes.
+        ignored = (self._fault("set_memory", Kind.DOMAIN, name) or {}).get("action") == "ignore"
+        fields = ["xml"] + (["running_xml"] if record["running_xml"] and not ignored else [])
         for field in fields:
             root = parse(record[field])
             memory, current = root.find("memory"), root.find("currentMemory")

@@ -68,7 +68,15 @@ def _join(path: str, part: str) -> str:
 
 
 def summarize(node: Node) -> str:
-    """A short human label for an added or removed element."""
+    """A short human label for an added or removed element: a leaf holding one value
+    (`<link state='down'/>`, `<source file='/x.iso'/>`, `<serial>S1</serial>`) is that
+    value, since its path already names the element; others are the tag and what
+    identifies them (`disk type=file target=vdb`)."""
+    if not node.children:
+        if len(node.attrs) == 1 and node.text is None:
+            return node.attrs[0][1]
+        if not node.attrs and node.text is not None:
+            return node.text
     label = node.tag
     for attr in ("type", "dev", "file", "network", "bridge", "address", "name"):
         value = node.attr(attr)

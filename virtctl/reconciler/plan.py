@@ -12,6 +12,7 @@ and are re-exported here, where callers import them from).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -34,22 +35,32 @@ from ..model import (
 from ..xmlutil import parse
 from .actions import (
     Action,
+    AttachDevice,
     CreateVolume,
     Define,
     Phase,
     Resume,
     SetAutostart,
     SetMemory,
+    SetRunningNote,
     Shutdown,
     Start,
     Suspend,
     Undefine,
     phase_of,
 )
-from .classify import classified, kib_of, max_memory_kib, stale_fields, worst
+from .classify import (
+    classified,
+    kib_of,
+    max_memory_kib,
+    stale_fields,
+    touches,
+    whole_device,
+    worst,
+)
 from .diff import ChangeOp, FieldChange
-from .identity import fill_domain_identity, keep_assigned, keep_host_machine
-from .liverules import LivePlan, domain_live, unreleased
+from .identity import fill_domain_identity, keep_assigned, keep_host_machine, place_hot_plugged
+from .liverules import LivePlan, RunningNote, domain_live, find, note_xml, read_note, unreleased
 from .memo import Memo
 from .plan_network import delete_network, network_step
 from .plan_storage import StorageView, delete_storage, plan_storage
@@ -68,6 +79,8 @@ from .steps import (
     paths,
     recreate_refused,
     runtime_change,
+    same_field,
+    set_in_scope,
     spec_hash,
     users_of,
 )
@@ -114,6 +127,14 @@ class Plan:
 
     def pending_of(self, key: ObjectKey) -> Pending | None:
         return next((p for p in self.pending if p.key == key), None)
+
+    @property
+    def stops(self) -> frozenset[ObjectKey]:
+        """Running guests the plan stops and does not start again (delete, prune,
+        `state: shutoff`, a recreate that leaves it off); `restarts` are the others."""
+        stopped = {a.key for a in self.actions if isinstance(a, Shutdown)}
+        started = {a.key for a in self.actions if isinstance(a, Start)}
+        return frozenset(k for k in stopped - started if k.kind is Kind.DOMAIN)
 
 
 def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
@@ -179,18 +200,20 @@ def plan(
                 else _domain_step(dom, current_dom, policy, caps, live_ops))
         steps[key] = remember(key, step)
     deletes: set[ObjectKey] = set()
+    pruned = _prune(desired, live, policy) if policy.prune else {}
     if storage is not None:
-        for key, step in plan_storage(desired, storage, policy).items():
+        leaving = frozenset(k.name for k in pruned if k.kind is Kind.DOMAIN)
+        for key, step in plan_storage(desired, storage, policy, leaving).items():
             steps[key] = step
             if key.kind is Kind.POOL and key.name not in storage.storage.pools or (
                     key.kind is Kind.VOLUME and key.name not in storage.storage.volumes):
                 creates.add(key)
-            elif key.name not in (desired.pools if key.kind is Kind.POOL else desired.volumes):
-                deletes.add(key)
-    if policy.prune:
-        for key, pruned in _prune(desired, live, policy).items():
-            deletes.add(key)
-            steps[key] = pruned
+            elif step.actions and key.name not in (
+                    desired.pools if key.kind is Kind.POOL else desired.volumes):
+                deletes.add(key)  # (a step with notes only: kept, saying why)
+    for key, step in pruned.items():
+        deletes.add(key)
+        steps[key] = step
     planned = _assemble(steps, creates=creates, deletes=deletes)
     return replace(planned, in_sync=frozenset(synced))
 
@@ -220,10 +243,14 @@ PRUNE_LIMIT = 5
 
 def in_prune_scope(owner: Ownership | None, policy: Policy) -> bool:
     """Whether --prune may delete an object with this mark: a managed object of this
-    run's apply set (any managed object with --prune-all)."""
-    if owner is None:
-        return False
-    return policy.prune_all or owner.apply_set == policy.apply_set
+    run's apply set, or of a set the run names with --prune-set. --prune-all does not
+    widen it (it lifts the count limit only); an unmanaged object is never in it."""
+    return set_in_scope(owner.apply_set if owner is not None else None, policy)
+
+
+def _sets_named(policy: Policy) -> str:
+    others = sorted(policy.prune_sets - {policy.apply_set})
+    return f"set {policy.apply_set!r}" + "".join(f", set {s!r} (--prune-set)" for s in others)
 
 
 def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
@@ -231,7 +258,11 @@ def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
     """Why this plan's pruning needs --prune-all, or None: more than PRUNE_LIMIT
     deletions, or specs that declare nothing on this host (everything of the set goes).
     `declared_elsewhere`: spec files that declare something here could not be read this
-    time (the watcher keeps their objects), so the specs are not empty."""
+    time (the watcher keeps their objects), so the specs are not empty.
+
+    The advice must be safe to follow: the plan's deletions are all of this run's sets
+    (in_prune_scope), and --prune-all plans exactly the same ones, so the message lists
+    what it would delete and says that nothing of another set is reached."""
     if not policy.prune or policy.prune_all:
         return None
     doomed = sorted(str(k) for k in planned.deletes)
@@ -244,8 +275,10 @@ def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
     why = ("the specs declare nothing for this host" if empty
            else f"more than {PRUNE_LIMIT} objects would go")
     shown = ", ".join(doomed[:10]) + (", ..." if len(doomed) > 10 else "")
-    return (f"refusing to prune {len(doomed)} object(s) of set {policy.apply_set!r}: {why} "
-            f"({shown}); check the -f paths, or pass --prune-all to delete them")
+    return (f"refusing to prune {len(doomed)} object(s) of {_sets_named(policy)}: {why} "
+            f"({shown}); check the -f paths and the set; if exactly these are to go, "
+            "pass --prune-all, which lifts this limit only (objects of other sets are "
+            "never pruned)")
 
 
 def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
@@ -309,10 +342,13 @@ def _domain_step(
     live_root = parse(live.xml) if live is not None else None
     fill_domain_identity(root, live_root)
     keep_host_machine(root, live_root, caps)
-    keep_assigned(root, live_root)
     if live is None or live_root is None:
         return Step(actions=tuple(_create_domain(spec, root, policy)))
-    return _update_domain(spec, live, root, live_root, policy, live_ops)
+    # What the user declared (identity filled in): restart-pending compares only this,
+    # never what virtctl keeps for the user (addresses, seclabel) or libvirt fills in.
+    declared = copy.deepcopy(root) if live.state.active else root
+    keep_assigned(root, live_root)
+    return _update_domain(spec, live, root, declared, live_root, policy, live_ops)
 
 
 def _create_domain(spec: DomainSpec, root: etree._Element, policy: Policy) -> list[Action]:
@@ -342,8 +378,8 @@ def _volumes_used(root: etree._Element) -> tuple[ObjectKey, ...]:
 
 
 def _update_domain(
-    spec: DomainSpec, live: LiveDomain, root: etree._Element, live_root: etree._Element,
-    policy: Policy, live_ops: frozenset[LiveOp],
+    spec: DomainSpec, live: LiveDomain, root: etree._Element, declared: etree._Element,
+    live_root: etree._Element, policy: Policy, live_ops: frozenset[LiveOp],
 ) -> Step:
     active = live.state.active
     running = parse(live.running_xml) if active and live.running_xml else None
@@ -352,6 +388,18 @@ def _update_domain(
                          active=active, max_kib=max_kib)
     if worst(changes) is ChangeClass.RECREATE:
         return _recreate_domain(spec, live, root, changes, policy)
+    stale = _stale(spec, live.owner, changes, declared, live_root, running)
+    hot = LivePlan()
+    if stale and running is not None and live_allowed(spec, policy):
+        hot = domain_live(stale, root, running, name=spec.name, support=live_ops,
+                          detach_timeout=policy.detach_timeout)
+    rest = tuple(c for c in stale if c.path not in hot.covered)
+    restart = bool(rest) and may_restart(spec, policy)
+    if not restart and running is not None:
+        # Hot-plugged devices get an address free in both definitions, so the guest
+        # sees them where they will be after its next boot, in one attach call.
+        place_hot_plugged(root, [a.device for a in hot.actions if isinstance(a, AttachDevice)],
+                          live_root, running)
     actions: list[Action] = []
     if (changes or not live.managed or not live.persistent
             or moved_set(live.owner, policy)):
@@ -361,24 +409,47 @@ def _update_domain(
                                                    policy)))
     autostart, runtime = autostart_steps(spec, live.autostart, live.owner)
     actions += autostart
-    stale = _stale(spec, live.owner, changes, root, live_root, running)
-    hot = LivePlan()
-    if stale and running is not None and live_allowed(spec, policy):
-        hot = domain_live(stale, root, running, name=spec.name, support=live_ops,
-                          detach_timeout=policy.detach_timeout)
-    rest = tuple(c for c in stale if c.path not in hot.covered)
-    restart = bool(rest) and may_restart(spec, policy)
     notes: tuple[str, ...] = ()
     if restart:
         actions += _restart_domain(spec, rest, policy)  # a restart applies the live ones too
     else:
         power, state_changes = _power_actions(spec, live, policy)
-        actions += power + list(hot.actions) + _live_memory(spec, live, changes)
+        note = _running_note(spec, changes, stale, rest, declared, running)
+        actions += (power + note + list(hot.actions)
+                    + _live_memory(spec, live, changes, policy.detach_timeout))
         runtime += state_changes
         changes = _with_live(changes, stale, hot)
         notes = _unreleased_notes(spec, rest, running)
     return Step(actions=tuple(actions), changes=(*changes, *runtime), restart=restart,
                 pending=() if restart else rest, notes=notes)
+
+
+def _running_note(
+    spec: DomainSpec, changes: tuple[FieldChange, ...], stale: tuple[FieldChange, ...],
+    rest: tuple[FieldChange, ...], declared: etree._Element, running: etree._Element | None,
+) -> list[Action]:
+    """The note on the running guest (liverules.RunningNote) made current: what this run
+    changes in the definition and leaves for the restart is added, so it stays pending
+    in later runs (the definition will no longer show it); what no longer differs, and
+    devices declared again, are dropped. None when the note is already right."""
+    if running is None or spec.state is DomainState.SHUTOFF:
+        return []
+    old = read_note(running)
+    still = [c.path for c in stale]
+    changed = {c.path for c in changes}
+    new = RunningNote(
+        unreleased=frozenset(k for k in old.unreleased
+                             if find(running, k) is not None and find(declared, k) is None),
+        # A whole new device needs no note: a device only one side has is always pending.
+        pending=frozenset({p for p in old.pending if touches(p, still)}
+                          | {c.path for c in rest if c.path in changed
+                             and not (c.op is ChangeOp.ADD and whole_device(c.path))}),
+        refused=frozenset(p for p in old.refused if touches(p, still)),
+    )
+    if new == old:
+        return []
+    return [SetRunningNote(kind=Kind.DOMAIN, name=spec.name, xml=note_xml(new),
+                           reason="note what the running guest keeps until it restarts")]
 
 
 def _with_live(
@@ -388,9 +459,11 @@ def _with_live(
     the running guest has (an earlier run redefined without applying them live)."""
     if not hot.covered:
         return changes
-    known = {c.path for c in changes}
+    # A running difference the definition's changes already name (at any depth within
+    # the device) is the same field: shown once, by the definition's change.
+    known = [c.path for c in changes]
     extra = [replace(c, change_class=ChangeClass.RESTART) for c in stale
-             if c.path in hot.covered and c.path not in known]
+             if c.path in hot.covered and not any(same_field(c.path, k) for k in known)]
     return as_live((*changes, *extra), hot.covered)
 
 
@@ -405,7 +478,7 @@ def _unreleased_notes(
 
 def _stale(
     spec: DomainSpec, owner: Ownership | None, changes: tuple[FieldChange, ...],
-    root: etree._Element, live_root: etree._Element, running: etree._Element | None,
+    declared: etree._Element, live_root: etree._Element, running: etree._Element | None,
 ) -> tuple[FieldChange, ...]:
     """Restart-class differences between what was declared and what the guest runs;
     none when the guest is not running or is to be stopped anyway."""
@@ -416,9 +489,10 @@ def _stale(
     # (a change reverted before any restart) needs no restart.
     removals = [c for c in changes
                 if c.op is ChangeOp.REMOVE and c.change_class is ChangeClass.RESTART]
-    running_has = removed_in(spec, owner, root, running) if removals else set()
+    running_has = removed_in(spec, owner, declared, running) if removals else set()
     found = {c.path: c for c in removals if c.path in running_has}
-    for change in stale_fields(root, live_root, running):
+    for change in stale_fields(declared, live_root, running,
+                               changed=[c.path for c in changes]):
         found.setdefault(change.path, change)
     return tuple(found[p] for p in sorted(found))
 
@@ -440,12 +514,13 @@ def _restart_domain(
 
 
 def _live_memory(
-    spec: DomainSpec, live: LiveDomain, changes: tuple[FieldChange, ...]
+    spec: DomainSpec, live: LiveDomain, changes: tuple[FieldChange, ...], timeout: float
 ) -> list[Action]:
-    """A running guest gets its new current memory now (a balloon change)."""
+    """A running guest gets its new current memory now (a balloon change; the guest has
+    `timeout` seconds to take it)."""
     if not live.state.active or spec.state is DomainState.SHUTOFF:
         return []
-    return [SetMemory(kind=Kind.DOMAIN, name=spec.name, kib=kib_of(c.new),
+    return [SetMemory(kind=Kind.DOMAIN, name=spec.name, kib=kib_of(c.new), timeout=timeout,
                       reason=f"currentMemory: {c.old} -> {c.new}")
             for c in changes if c.path == "currentMemory" and c.change_class is ChangeClass.LIVE]
 
@@ -465,8 +540,9 @@ def _recreate_domain(
     if live.persistent:
         actions.append(Undefine(kind=kind, name=name, reason=why))
     actions += _create_domain(spec, root, policy)
+    # Running again afterwards only when the spec wants it running (or paused).
     return Step(actions=tuple(actions), changes=changes, recreate=True,
-                restart=live.state.active)
+                restart=live.state.active and spec.state is not DomainState.SHUTOFF)
 
 
 def _power_actions(

@@ -93,11 +93,12 @@ def _stale(
 ) -> tuple[FieldChange, ...]:
     """Restart-class differences between what was declared and what the network runs:
     this run's changes, and those an earlier redefinition left waiting for a restart
-    (the running definition still lacks them; where the host keeps no running
-    definition apart, only this run's are known)."""
+    (the running definition still lacks them, or still has what the definition
+    dropped: a removal stays pending until the network restarts; where the host keeps
+    no running definition apart, only this run's are known)."""
     found = {c.path: c for c in changes if c.change_class is ChangeClass.RESTART}
     if live.active and live.running_xml is not None:
-        for change in stale_network_fields(root, parse(live.running_xml)):
+        for change in stale_network_fields(root, parse(live.running_xml), parse(live.xml)):
             found.setdefault(change.path, change)
     return tuple(found.values())
 
@@ -155,7 +156,9 @@ def _recreate_network(
     if live.persistent:
         actions.append(Undefine(kind=Kind.NETWORK, name=spec.name, reason=why))
     actions += _create_network(spec, root, policy)
-    return Step(actions=tuple(actions), changes=changes, recreate=True, restart=live.active)
+    # Active again afterwards only when the spec wants it active.
+    return Step(actions=tuple(actions), changes=changes, recreate=True,
+                restart=live.active and spec.active)
 
 
 def delete_network(

@@ -49,9 +49,23 @@ class Policy:
     allow_recreate: bool = False  # replace volumes (their data is lost) when format,
     # backing store or content change
     apply_set: str = ""  # the set this run applies: marked on what it defines; --prune
-    # deletes only this set's objects
-    prune_all: bool = False  # --prune-all: prune every managed object, whatever its set,
-    # and more than PRUNE_LIMIT at once
+    # deletes only this set's objects (and those of `prune_sets`)
+    prune_all: bool = False  # --prune-all: lift the PRUNE_LIMIT count limit (and the
+    # refusal of empty specs); never widens the scope beyond the sets above
+    prune_sets: frozenset[str] = frozenset()  # --prune-set NAME: other sets this run's
+    # --prune may reach, each named explicitly ("" names marks older than sets)
+
+    @property
+    def pruned_sets(self) -> frozenset[str]:
+        """Every apply set --prune reaches: this run's and those it names."""
+        return self.prune_sets | {self.apply_set}
+
+
+def set_in_scope(apply_set: str | None, policy: Policy) -> bool:
+    """Whether --prune may delete an object recorded in `apply_set` (None: no
+    virtctl mark or record, never): this run's own set, or one it names with
+    --prune-set. Nothing else widens it: not --prune-all, not empty specs."""
+    return apply_set is not None and apply_set in policy.pruned_sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +101,27 @@ def as_live(
 ) -> tuple[FieldChange, ...]:
     """`changes` with those a live action applies classed live, naming the operation."""
     return tuple(
-        dataclasses.replace(c, change_class=ChangeClass.LIVE, operation=covered[c.path])
-        if c.path in covered else c for c in changes)
+        dataclasses.replace(c, change_class=ChangeClass.LIVE, operation=op)
+        if (op := live_operation(c.path, covered)) is not None else c for c in changes)
+
+
+def same_field(path: str, other: str) -> bool:
+    """Whether two change paths name one field: equal, or within one device one under
+    the other. The definition and the running guest can differ at different depths (the
+    definition gains a CD-ROM's `<source>` where the guest only changes its `@file`);
+    elsewhere depth matters (`vcpu` is the maximum, `vcpu/@current` the running count)."""
+    if path == other:
+        return True
+    return path.startswith("devices/") and (
+        other.startswith(path + "/") or path.startswith(other + "/"))
+
+
+def live_operation(path: str, covered: dict[str, str]) -> str | None:
+    """The live operation that applies the field at `path`, if one does."""
+    found = covered.get(path)
+    if found is not None or not path.startswith("devices/"):
+        return found
+    return next((op for p, op in covered.items() if same_field(path, p)), None)
 
 
 def define_xml(
