@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import api, export, gitinfo, render
+from . import api, export, gitinfo, render, render_storage
 from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
@@ -119,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     lock_options(p)
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("get", help="list domains or networks on the host")
+    p = sub.add_parser("get", help="list domains, networks, storage pools or volumes on "
+                       "the host")
     _common(p)
-    p.add_argument("what", choices=("domains", "networks"))
+    p.add_argument("what", choices=("domains", "networks", "pools", "volumes"))
     p.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
     p.set_defaults(func=cmd_get)
 
@@ -411,14 +412,23 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with api.connect(args.connect, readonly=True,
+    storage = args.what in ("pools", "volumes")
+    # virtctl's storage records are volume downloads, which libvirt refuses on a
+    # read-only connection; nothing is written.
+    with api.connect(args.connect, readonly=not storage,
                      call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
-    records = render.rows(live, args.what)
+        found = reader.storage() if storage else None
+    records = (render.rows(live, args.what) if found is None
+               else render_storage.rows(found, live, args.what))
     if args.output == "json":
         out.write(json.dumps(records, indent=2) + "\n")
     elif args.output == "yaml":
         out.write(yaml.safe_dump(records, sort_keys=False))
+    elif found is not None:
+        out.write(render.table(render_storage.for_table(records),
+                               render_storage.columns(args.what,
+                                                      wide=args.output == "wide")))
     else:
         columns = ["name", "state", "autostart", "managed", "pending"]
         if args.what == "domains":
@@ -471,11 +481,14 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with api.connect(args.connect, readonly=True,
+    # Read-write: virtctl's storage records are volume downloads (see cmd_get).
+    with api.connect(args.connect, readonly=False,
                      call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
+        storage = reader.storage()
     fmt = export.ExportFormat(args.output)
-    specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only)
+    specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only,
+                                storage=storage)
     if args.folder is None:
         out.write(export.stdout_text(specs, fmt=fmt))
         return EXIT_OK

@@ -1,5 +1,6 @@
 """The git commit a set of spec paths comes from, for GitOps records, and the default
-name of the apply set those paths make (`spec_set`).
+name of the apply set those paths make (`default_set`: the repository's root commit and
+the path within it, so unrelated repositories never share a set).
 
 Called by `virtctl apply` and the watch loop before planning; the planner writes the
 answer into each defined object's ownership mark (`commit=`), and `virtctl get -o wide`
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 DIRTY = "-dirty"
@@ -66,22 +68,71 @@ def _git(folder: Path, args: list[str], timeout: float) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def spec_set(paths: Sequence[str], *, timeout: float = TIMEOUT) -> str:
+@dataclass(frozen=True, slots=True)
+class DefaultSet:
+    """The apply set a run's paths name, and the paths that give no stable name."""
+
+    name: str
+    # One line per path that cannot name a set the same way every time (stdin, a
+    # shallow clone, a work tree whose history git cannot read): --prune needs --set.
+    unstable: tuple[str, ...] = ()
+
+
+def default_set(paths: Sequence[str], *, timeout: float = TIMEOUT) -> DefaultSet:
     """The default apply set of a run: its spec paths, each named the same from every
-    clone of a repository (`REPO:PATH`, PATH relative to the work tree's top, REPO the
-    top's folder name) or else by its absolute path; sorted, joined by commas. stdin is
-    `stdin`. A CI job and a person applying the same directory of the same repository
-    get the same set; two directories get two sets."""
-    names = set()
+    clone of a repository and by nothing else, sorted, joined by commas.
+
+    Inside a git work tree a path is `git:ROOT:PATH`: ROOT the repository's root commit
+    (the first commit on HEAD's first-parent line: every clone of the repository has
+    it, an unrelated repository does not, whatever the folders are called), PATH the
+    path within the work tree (`.` for its top). Outside git, and in a repository
+    without commits yet, the absolute path names it. stdin is `stdin`, a shallow clone
+    (its root commit is not there) and a work tree git cannot read are named by their
+    absolute path; none of these three is stable, so they are listed in `unstable`."""
+    names: set[str] = set()
+    unstable: list[str] = []
     for given in paths:
         if given == "-":
             names.add("stdin")
+            unstable.append("-f - (stdin) has no path to name a set after")
             continue
         path = Path(given).resolve()
-        top = _toplevel(path, timeout)
-        if top is None or not path.is_relative_to(top):
-            names.add(str(path))
-        else:
-            rel = path.relative_to(top).as_posix()
-            names.add(f"{top.name}:{rel}" if rel != "." else f"{top.name}:")
-    return ",".join(sorted(names))
+        name, why = _path_set(path, timeout)
+        names.add(name)
+        if why:
+            unstable.append(f"{given}: {why}")
+    return DefaultSet(",".join(sorted(names)), tuple(unstable))
+
+
+def spec_set(paths: Sequence[str], *, timeout: float = TIMEOUT) -> str:
+    """The name of `default_set(paths)`."""
+    return default_set(paths, timeout=timeout).name
+
+
+def _path_set(path: Path, timeout: float) -> tuple[str, str]:
+    """A path's set name, and why it is not stable ("" when it is)."""
+    top = _toplevel(path, timeout)
+    if top is None or not path.is_relative_to(top):
+        if _inside_git(path):
+            return str(path), "git cannot read the repository it is in"
+        return str(path), ""  # outside git: the absolute path is the set
+    if (_git(top, ["rev-parse", "--is-shallow-repository"], timeout) or "").strip() == "true":
+        return str(path), ("a shallow clone: its root commit, which names the set, is not "
+                           "there (fetch the whole history)")
+    head = _git(top, ["rev-parse", "--verify", "--quiet", "HEAD"], timeout)
+    if not head:
+        if _git(top, ["rev-parse", "--git-dir"], timeout) is None:
+            return str(path), "git cannot read the repository it is in"
+        return str(path), ""  # no commit yet: no clone of it exists either
+    roots = (_git(top, ["rev-list", "--first-parent", "--max-parents=0", "HEAD"], timeout)
+             or "").split()
+    if len(roots) != 1:
+        return str(path), "git cannot read the repository's history"
+    rel = path.relative_to(top).as_posix()
+    return f"git:{roots[0]}:{rel}", ""
+
+
+def _inside_git(path: Path) -> bool:
+    """Whether `path` lies in a git work tree by its `.git` entry, when git itself could
+    not say (not installed, timed out)."""
+    return any((folder / ".git").exists() for folder in (path, *path.parents))

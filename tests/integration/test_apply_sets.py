@@ -1,22 +1,27 @@
 """Apply sets: each object carries the name of the set that applied it (`--set`, else
-named after the -f paths), and --prune deletes only its own set's objects. Pruning more
-than five objects, or everything when the specs declare nothing, needs --prune-all.
-On the sim and on qemu:///system (guests defined, not started).
+named after the -f paths: the repository's root commit and the path in it, else the
+absolute path), and --prune deletes only its own set's objects, pools and volumes too
+(their records carry the set), or those of a set named with --prune-set. Pruning more
+than five objects, or everything when the specs declare nothing, needs --prune-all,
+which never widens the scope. On the sim and on qemu:///system (guests defined, not
+started); the scenarios of issue 20, section A.
 """
 
 from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.contract.support import PREFIX, purge_libvirt, require_connection
-from tests.integration.crashkit import virtctl
+from tests.contract.support import PREFIX, purge_libvirt, require_connection, shared_dir
+from tests.integration.crashkit import virtctl, virtctl_env
 from virtctl.drivers import connect
-from virtctl.gitinfo import spec_set
+from virtctl.gitinfo import default_set, spec_set
 
 URIS = ["sim:///default", "qemu:///system"]
 
@@ -121,14 +126,263 @@ def test_an_object_moves_to_the_set_that_applies_it_without_a_guest_visible_chan
         driver.close()
 
 
-def test_the_default_set_is_the_same_from_every_clone(tmp_path: Path) -> None:
-    for clone in ("one", "two"):
-        repo = tmp_path / clone / "infra"
-        (repo / "specs" / "prod").mkdir(parents=True)
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
-        assert spec_set([str(repo / "specs" / "prod")]) == "infra:specs/prod"
-        assert spec_set([str(repo / "specs" / "prod"), str(repo)]) == "infra:,infra:specs/prod"
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=virtctl test", "-c",
+         "user.email=test@virtctl.invalid", "-c", "commit.gpgsign=false", *args],
+        check=True, capture_output=True, text=True).stdout
+
+
+def repository(folder: Path, *files: tuple[str, str]) -> Path:
+    """A git repository at `folder` with `files` committed (its first commit)."""
+    folder.mkdir(parents=True)
+    git(folder, "init", "-q")
+    for name, text in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    git(folder, "add", ".")
+    git(folder, "commit", "-q", "-m", "first")
+    return folder
+
+
+def root_commit(folder: Path) -> str:
+    return git(folder, "rev-list", "--max-parents=0", "HEAD").strip()
+
+
+def test_the_default_set_is_the_repository_and_the_path_the_same_from_every_clone(
+        tmp_path: Path) -> None:
+    """The set is the repository's root commit and the path in it: the same from a
+    clone in a folder of any name, different for an unrelated repository in a folder
+    of the same name (issue 20, A.3)."""
+    one = repository(tmp_path / "one" / "infra", ("specs/prod/a.yaml", "# one\n"))
+    root = root_commit(one)
+    assert spec_set([str(one / "specs" / "prod")]) == f"git:{root}:specs/prod"
+    assert spec_set([str(one / "specs" / "prod"), str(one)]) == \
+        f"git:{root}:.,git:{root}:specs/prod"
+    clone = tmp_path / "ci-workspace-1234"
+    subprocess.run(["git", "clone", "-q", str(one), str(clone)], check=True)
+    assert spec_set([str(clone / "specs" / "prod")]) == f"git:{root}:specs/prod"
+    other = repository(tmp_path / "two" / "infra", ("specs/prod/a.yaml", "# two\n"))
+    assert spec_set([str(other / "specs" / "prod")]) != spec_set([str(one / "specs" / "prod")])
     outside = tmp_path / "plain"
     outside.mkdir()
-    assert spec_set([str(outside)]) == str(outside.resolve())
-    assert spec_set(["-"]) == "stdin"
+    found = default_set([str(outside)])
+    assert found.name == str(outside.resolve()) and found.unstable == ()
+    stdin = default_set(["-"])
+    assert stdin.name == "stdin" and stdin.unstable  # --prune needs --set
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{one}", str(shallow)],
+                   check=True)
+    found = default_set([str(shallow / "specs")])
+    assert "shallow clone" in found.unstable[0]
+
+
+def run_in(cwd: Path, state: Path, *args: str,
+           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`virtctl ARGS` run from `cwd` (relative -f paths, as a person or a CI job types)."""
+    return subprocess.run([sys.executable, "-m", "virtctl", *args], cwd=cwd,
+                          capture_output=True, text=True, env=virtctl_env(state),
+                          timeout=600, check=False, input=stdin if stdin is not None else "")
+
+
+def test_two_unrelated_repositories_checked_out_as_infra_are_two_sets(
+        host: tuple[str, str, Path], tmp_path: Path) -> None:
+    """X's `apply --prune -f specs/` left Y's guest undefined when both repositories
+    were checked out as infra/ (issue 20, A.3)."""
+    uri, p, state = host
+    x = repository(tmp_path / "team-x" / "infra", ("specs/guests.yaml",
+                                                   guest(f"{p}x1") + guest(f"{p}x2")))
+    y = repository(tmp_path / "team-y" / "infra", ("specs/guests.yaml", guest(f"{p}y1")))
+    for repo in (x, y):
+        done = run_in(repo, state, "-c", uri, "apply", "-f", "specs/")
+        assert done.returncode == 0, done.stderr
+    sets = managed(uri, state, p)
+    assert sets[f"{p}x1"] == f"git:{root_commit(x)}:specs"
+    assert sets[f"{p}y1"] == f"git:{root_commit(y)}:specs" != sets[f"{p}x1"]
+    (x / "specs" / "guests.yaml").write_text(guest(f"{p}x1"))
+    git(x, "commit", "-q", "-am", "x2 goes")
+    diff = run_in(x, state, "-c", uri, "diff", "--prune", "-f", "specs/")
+    assert diff.returncode == 2 and f"domain/{p}x2" in diff.stdout
+    assert f"{p}y1" not in diff.stdout
+    done = run_in(x, state, "-c", uri, "apply", "--prune", "-f", "specs/")
+    assert done.returncode == 0, done.stderr
+    assert sorted(managed(uri, state, p)) == [f"{p}x1", f"{p}y1"]
+    # A clone of X in a folder of another name is still X's set: it prunes X's objects.
+    clone = tmp_path / "ci" / "checkout"
+    subprocess.run(["git", "clone", "-q", str(x), str(clone)], check=True)
+    (clone / "specs" / "guests.yaml").write_text("")
+    emptied = run_in(clone, state, "-c", uri, "apply", "--prune", "--prune-all", "-f",
+                     "specs/")
+    assert emptied.returncode == 0, emptied.stderr
+    assert sorted(managed(uri, state, p)) == [f"{p}y1"]
+
+
+def test_prune_from_stdin_needs_a_set(host: tuple[str, str, Path], tmp_path: Path) -> None:
+    """Everything applied from `-f -` shared the set `stdin` (issue 20, A.3)."""
+    uri, p, state = host
+    first = run_in(tmp_path, state, "-c", uri, "apply", "-f", "-", stdin=guest(f"{p}s1"))
+    assert first.returncode == 0, first.stderr  # without --prune, no set is needed
+    second = run_in(tmp_path, state, "-c", uri, "apply", "-f", "-", stdin=guest(f"{p}s2"))
+    assert second.returncode == 0, second.stderr
+    for verb in ("apply", "diff"):
+        refused = run_in(tmp_path, state, "-c", uri, verb, "--prune", "-f", "-",
+                         stdin=guest(f"{p}s2"))
+        assert refused.returncode == 1, refused.stdout
+        assert "--prune needs --set NAME here" in refused.stderr
+        assert "stdin" in refused.stderr
+    assert sorted(managed(uri, state, p)) == [f"{p}s1", f"{p}s2"]  # nothing was deleted
+    named = run_in(tmp_path, state, "-c", uri, "apply", "--set", "pipe", "-f", "-",
+                   stdin=guest(f"{p}s3"))
+    assert named.returncode == 0, named.stderr
+    pruned = run_in(tmp_path, state, "-c", uri, "apply", "--set", "pipe", "--prune", "-f",
+                    "-", stdin=guest(f"{p}s4"))
+    assert pruned.returncode == 0, pruned.stderr
+    # Only set 'pipe' was pruned (s3); s1 and s2, applied from stdin without a set, stay.
+    assert managed(uri, state, p) == {f"{p}s1": "stdin", f"{p}s2": "stdin",
+                                      f"{p}s4": "pipe"}
+
+
+def test_a_shallow_clone_needs_a_set_to_prune(tmp_path: Path) -> None:
+    """A shallow clone (a CI checkout of depth 1) lacks the root commit that names the
+    set: --prune needs --set there, in apply, diff and watch alike."""
+    state = tmp_path / "state"
+    origin = repository(tmp_path / "origin", ("specs/g.yaml", guest(f"{PREFIX}sh")))
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{origin}", str(shallow)],
+                   check=True)
+    for verb in ("apply", "diff", "watch"):
+        refused = run_in(shallow, state, verb, "--prune", "-f", "specs")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "shallow clone" in refused.stderr and "--set NAME" in refused.stderr
+    assert run_in(shallow, state, "apply", "--set", "ci", "--prune", "-f",
+                  "specs").returncode == 0
+
+
+def storage_specs(root: Path, folder: str, pool: str, target: Path, *volumes: str) -> Path:
+    """A folder declaring a dir pool (when `target` is given) and raw volumes in it with
+    deletePolicy: delete."""
+    docs = [textwrap.dedent(f"""\
+        kind: StoragePool
+        name: {pool}
+        type: dir
+        target: {{path: {target}, permissions: {{mode: "0755"}}}}
+        """)] if target else []
+    docs += [textwrap.dedent(f"""\
+        kind: Volume
+        pool: {pool}
+        name: {name}
+        format: raw
+        capacity: 1MiB
+        deletePolicy: delete
+        """) for name in volumes]
+    path = root / folder
+    path.mkdir(exist_ok=True)
+    (path / "storage.yaml").write_text("---\n".join(docs))
+    return path
+
+
+def storage_of(uri: str, state: Path, prefix: str) -> tuple[set[str], set[str]]:
+    """The pools and volumes ("POOL/NAME") with this test's prefix."""
+    driver = connect(uri, env={"VIRTCTL_STATE_DIR": str(state)})
+    try:
+        found = driver.storage()
+    finally:
+        driver.close()
+    return ({n for n in found.pools if n.startswith(prefix)},
+            {k for k in found.volumes if k.startswith(prefix)})
+
+
+def test_prune_of_another_set_leaves_its_pool_and_volumes(
+        host: tuple[str, str, Path], tmp_path: Path) -> None:
+    """Set A: a dir pool and a volume with deletePolicy: delete; set B: one guest.
+    `apply --prune -f B/` deleted A's volume and undefined A's pool (issue 20, A.1)."""
+    uri, p, state = host
+    with shared_dir() as shared:
+        team_a = storage_specs(tmp_path, "A", f"{p}pool", shared / "images", "data.raw")
+        team_b = folder(tmp_path, "B", f"{p}b1")
+        for specs in (team_a, team_b):
+            done = virtctl(state, "-c", uri, "apply", "-f", str(specs))
+            assert done.returncode == 0, done.stdout + done.stderr
+        before = storage_of(uri, state, p)
+        assert before == ({f"{p}pool"}, {f"{p}pool/data.raw"})
+        for flags in (("diff", "--prune"), ("apply", "--prune", "--dry-run"),
+                      ("apply", "--prune"), ("apply", "--prune", "--prune-all")):
+            run = virtctl(state, "-c", uri, *flags, "-f", str(team_b))
+            assert run.returncode == 0, (flags, run.stdout, run.stderr)
+            assert f"{p}pool" not in run.stdout, (flags, run.stdout)
+            assert storage_of(uri, state, p) == before
+        # Only naming set A reaches it.
+        named = virtctl(state, "-c", uri, "diff", "--prune", "--prune-set", str(team_a),
+                        "-f", str(team_b))
+        assert named.returncode == 2 and f"volume/{p}pool/data.raw" in named.stdout
+        own = virtctl(state, "-c", uri, "apply", "--prune", "-f", str(team_a))
+        assert own.returncode == 0, own.stdout + own.stderr
+        assert storage_of(uri, state, p) == before  # A declares both: nothing goes
+        storage_specs(tmp_path, "A", f"{p}pool", shared / "images")  # the volume leaves A
+        own = virtctl(state, "-c", uri, "apply", "--prune", "-f", str(team_a))
+        assert own.returncode == 0, own.stdout + own.stderr
+        assert storage_of(uri, state, p) == ({f"{p}pool"}, set())
+        assert sorted(managed(uri, state, p)) == [f"{p}b1"]
+
+
+NETWORKS_A = 8
+
+
+def network(name: str, index: int) -> str:
+    return textwrap.dedent(f"""\
+        ---
+        kind: Network
+        name: {name}
+        bridge: {{name: vsb{index}}}
+        dns: {{enable: false}}
+        ips:
+          - {{address: 10.231.{index}.1, netmask: 255.255.255.0}}
+        """)
+
+
+def networks_of(state: Path, prefix: str) -> dict[str, str]:
+    driver = connect("sim:///default", env={"VIRTCTL_STATE_DIR": str(state)})
+    try:
+        return {n: o.owner.apply_set for n, o in driver.snapshot().networks.items()
+                if n.startswith(prefix) and o.owner is not None}
+    finally:
+        driver.close()
+
+
+def test_following_the_refusals_advice_never_reaches_another_set(tmp_path: Path) -> None:
+    """Set A has 8 networks, set B 1. With 7 of A's specs removed, apply refused and said
+    "pass --prune-all to delete them"; doing so also deleted B's network (issue 20, A.2).
+    Now --prune-all lifts the count limit only, within A; B needs --prune-set B."""
+    state, p = tmp_path / "state", f"{PREFIX}n-"
+    team_a, team_b = tmp_path / "a", tmp_path / "b"
+    team_a.mkdir()
+    team_b.mkdir()
+    (team_a / "nets.yaml").write_text("".join(network(f"{p}a{i}", i) for i in range(NETWORKS_A)))
+    (team_b / "nets.yaml").write_text(network(f"{p}b0", 100))
+    for specs in (team_a, team_b):
+        assert virtctl(state, "apply", "-f", str(specs)).returncode == 0
+    (team_a / "nets.yaml").write_text(network(f"{p}a0", 0))
+    refused = virtctl(state, "apply", "--prune", "-f", str(team_a))
+    assert refused.returncode == 1
+    said = refused.stderr
+    assert f"refusing to prune 7 object(s) of set {str(team_a)!r}" in said
+    assert "more than 5 objects would go" in said and f"{p}b0" not in said
+    assert "--prune-all" in said and "objects of other sets are never pruned" in said
+    assert len(networks_of(state, p)) == NETWORKS_A + 1  # nothing went
+    followed = virtctl(state, "apply", "--prune", "--prune-all", "-f", str(team_a))
+    assert followed.returncode == 0, followed.stderr
+    assert networks_of(state, p) == {f"{p}a0": str(team_a), f"{p}b0": str(team_b)}
+    # An empty directory with --prune-all takes its own set's objects only.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    wiped = virtctl(state, "apply", "--set", str(team_a), "--prune", "--prune-all", "-f",
+                    str(empty))
+    assert wiped.returncode == 0, wiped.stderr
+    assert networks_of(state, p) == {f"{p}b0": str(team_b)}
+    # Another set is reached only when named.
+    named = virtctl(state, "apply", "--prune", "--prune-set", str(team_b), "-f", str(empty))
+    assert named.returncode == 1 and "the specs declare nothing" in named.stderr
+    assert f"set {str(team_b)!r} (--prune-set)" in named.stderr
+    assert networks_of(state, p) == {f"{p}b0": str(team_b)}
+    alone = virtctl(state, "apply", "--prune-set", str(team_b), "-f", str(empty))
+    assert alone.returncode == 1 and "--prune-set needs --prune" in alone.stderr

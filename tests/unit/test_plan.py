@@ -586,19 +586,49 @@ def test_a_network_running_an_older_definition_waits_for_a_restart(
 # Apply sets: prune scope and the --prune-all guard (virtctl.reconciler.plan)
 
 
-@pytest.mark.parametrize(("owner_set", "run_set", "prune_all", "pruned"), [
-    pytest.param("a", "a", False, True, id="own-set"),
-    pytest.param("b", "a", False, False, id="other-set"),
-    pytest.param("", "a", False, False, id="mark-older-than-sets"),
-    pytest.param("b", "a", True, True, id="prune-all"),
+@pytest.mark.parametrize(("owner_set", "run_set", "prune_all", "others", "pruned"), [
+    pytest.param("a", "a", False, (), True, id="own-set"),
+    pytest.param("b", "a", False, (), False, id="other-set"),
+    pytest.param("", "a", False, (), False, id="mark-older-than-sets"),
+    # --prune-all lifts the count limit only: it never reaches another set (issue 20).
+    pytest.param("b", "a", True, (), False, id="prune-all-stays-in-its-set"),
+    pytest.param("", "a", True, (), False, id="prune-all-leaves-marks-without-set"),
+    pytest.param("b", "a", False, ("b",), True, id="prune-set-names-it"),
+    pytest.param("c", "a", True, ("b",), False, id="prune-set-names-another"),
+    pytest.param("", "a", False, ("",), True, id="prune-set-empty-names-no-set"),
 ])
 def test_prune_touches_only_its_own_set(owner_set: str, run_set: str, prune_all: bool,
-                                        pruned: bool) -> None:
+                                        others: tuple[str, ...], pruned: bool) -> None:
     from virtctl.reconciler.plan import in_prune_scope
 
-    policy = Policy(prune=True, apply_set=run_set, prune_all=prune_all)
+    policy = Policy(prune=True, apply_set=run_set, prune_all=prune_all,
+                    prune_sets=frozenset(others))
     assert in_prune_scope(Ownership(spec_hash="h", apply_set=owner_set), policy) is pruned
     assert in_prune_scope(None, policy) is False  # unmanaged: never
+
+
+def test_prune_all_plans_no_object_of_another_set() -> None:
+    """The refusal's advice (--prune-all) plans the same deletions: its own set's."""
+    from virtctl.reconciler.plan import prune_refusal
+
+    def marked(name: str, apply_set: str) -> LiveDomain:
+        return dataclasses.replace(live_dom(dom(name)),
+                                   owner=Ownership(spec_hash="h", apply_set=apply_set))
+
+    mine = [marked(f"a{i}", "A") for i in range(7)]
+    # Another set's guest, and one marked before sets existed: never reached implicitly.
+    live = host(*mine, marked("b0", "B"), marked("o0", ""))
+    policy = Policy(prune=True, apply_set="A")
+    refused = plan(Desired(), live, policy=policy)
+    message = prune_refusal(refused, Desired(), policy)
+    assert message is not None and "set 'A'" in message and "b0" not in message
+    assert "lifts this limit only" in message
+    allowed = plan(Desired(), live, policy=dataclasses.replace(policy, prune_all=True))
+    assert allowed.deletes == refused.deletes
+    assert {k.name for k in allowed.deletes} == {f"a{i}" for i in range(7)}
+    named = plan(Desired(), live, policy=dataclasses.replace(
+        policy, prune_all=True, prune_sets=frozenset({"B"})))
+    assert {k.name for k in named.deletes} == {*(f"a{i}" for i in range(7)), "b0"}
 
 
 @pytest.mark.parametrize(("doomed", "declared", "refused"), [

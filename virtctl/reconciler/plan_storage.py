@@ -71,9 +71,9 @@ class StorageView:
     # "POOL/NAME" -> (running guest, disk target) of volumes a running guest uses
     in_use: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # Declared pools not running (undefined, or inactive) -> the files their directory
-    # already holds, which they list as volumes once they run, with their capacity
-    # where known (Reader.pool_files); a declared volume among them is not virtctl's.
-    dormant: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
+    # already holds, as the volumes they list once they run (Reader.pool_files); a
+    # declared volume among them is not virtctl's (its record, if any, is unread).
+    dormant: Mapping[str, Mapping[str, LiveVolume]] = field(default_factory=dict)
     # Backing store paths the specs name (not a declared or listed volume's) -> whether
     # the host has that file (None: it cannot tell).
     backing_files: Mapping[str, bool | None] = field(default_factory=dict)
@@ -394,29 +394,21 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     if backing is not None:
         needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
     live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
-    if live is None and spec.name in found.dormant.get(spec.pool, ()):
-        # In the directory already, so listed once the pool runs: never created over.
-        if not policy.adopt:  # check_storage refuses this before the first action
-            return Step(notes=(f"{key}: exists already in its pool's directory and is not "
-                               "managed by virtctl; use --adopt to take it over",))
-        why = "adopt: in the pool's directory already; its data is kept"
-        have_bytes = found.dormant[spec.pool][spec.name]
-        want = capacity_bytes(root)
-        if want is not None and have_bytes is not None and want > have_bytes:
-            return Step(actions=(ResizeVolume(
-                kind=Kind.VOLUME, name=key.name, capacity=want, record=record,
-                needs=(pool_key,), reason=f"{why}; capacity: {have_bytes} -> {want} bytes"),))
-        notes = ((f"{key}: capacity {want} bytes is less than its {have_bytes}: volumes are "
-                  "never shrunk (it keeps its size)",)
-                 if want is not None and have_bytes is not None and want < have_bytes else ())
-        return Step(actions=(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
-                                          needs=(pool_key,), reason=why),), notes=notes)
+    dormant = found.dormant.get(spec.pool, {}).get(spec.name) if live is None else None
+    if dormant is not None and not policy.adopt:
+        # In the directory already, so listed once the pool runs: never created over
+        # (check_storage refuses this before the first action; replans skip checks).
+        return Step(notes=(f"{key}: exists already in its pool's directory and is not "
+                           "managed by virtctl; use --adopt to take it over",))
     create = CreateVolume(kind=Kind.VOLUME, name=key.name, xml=tostring(root, pretty=False),
                           content=spec.content, record=record, needs=tuple(needs),
                           depth=_depth(spec, desired))
-    if live is None:
+    if live is None and dormant is None:
         return Step(actions=(create,))
-    have = found.volume_record(live)
+    if live is None:  # --adopt: taken over as it is, once its pool runs
+        live, have = dormant, None
+    else:
+        have = found.volume_record(live)
     live_root = parse(live.xml)
     why = _replaced(spec, root, live_root, have)
     if why and have is None:

@@ -9,6 +9,12 @@ runtime state, for volumes the delete policy and the checksum of the content vir
 uploaded. A volume without a record is not virtctl's: it is never deleted, resized or
 written to.
 
+Each record names the apply set that wrote it (`set`), as the owner mark of domains and
+networks does; --prune reaches only records of its own set (or of sets it names with
+--prune-set). A record written before sets existed has no `set` key: it reads as the
+empty set, "no set", like a domain's mark of that age, so no run prunes it implicitly;
+applying its spec again moves it into that run's set (docs/storage.md, "Apply sets").
+
 A pool's record can be read only while the pool is active (its volumes are reachable
 then). An inactive pool is recognised as virtctl's by its uuid: virtctl creates pools
 with the uuid derived from their name (identity.derived_uuid) unless the spec declares
@@ -42,10 +48,12 @@ class ObjectRecord:
     autostart: bool | None = None
     delete_policy: DeletePolicy | None = None  # volumes
     content: str | None = None  # volumes: checksum of the content virtctl wrote
+    apply_set: str = ""  # the apply set that wrote it ("": none, or before sets existed)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"specHash": self.spec_hash, "source": self.source,
-                               "commit": self.commit, "declared": self.declared}
+                               "commit": self.commit, "declared": self.declared,
+                               "set": self.apply_set}
         for key, value in (("active", self.active), ("autostart", self.autostart),
                            ("deletePolicy", self.delete_policy), ("content", self.content)):
             if value is not None:
@@ -60,7 +68,8 @@ class ObjectRecord:
             commit=str(data.get("commit", "")), declared=str(data.get("declared", "")),
             active=_flag(data.get("active")), autostart=_flag(data.get("autostart")),
             delete_policy=DeletePolicy(policy) if policy in ("retain", "delete") else None,
-            content=str(data["content"]) if data.get("content") else None)
+            content=str(data["content"]) if data.get("content") else None,
+            apply_set=str(data.get("set") or ""))
 
 
 def _flag(value: object) -> bool | None:

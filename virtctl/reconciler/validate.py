@@ -72,13 +72,15 @@ def check_host(
     adopt: bool = False,
     prune: bool = False,
     verified: frozenset[ObjectKey] = frozenset(),
+    prune_sets: frozenset[str] | None = None,
 ) -> list[SpecError]:
     """Every problem of the specs against this host. Objects in `verified` passed the
-    ownership and capability checks before with exactly these inputs (memo.py)."""
+    ownership and capability checks before with exactly these inputs (memo.py).
+    `prune_sets`: the apply sets --prune reaches (None: every managed object)."""
     errors: list[SpecError] = []
     unverified = [s for s in desired if s.key not in verified]
     errors.extend(_ownership(unverified, live, adopt=adopt))
-    errors.extend(_references(desired, live, prune=prune))
+    errors.extend(_references(desired, live, prune=prune, sets=prune_sets))
     errors.extend(_bridges(desired, live))
     if caps is not None:
         errors.extend(_capabilities((s for s in unverified if isinstance(s, DomainSpec)), caps))
@@ -177,7 +179,8 @@ def _bridges(desired: Desired, live: Live) -> Iterable[SpecError]:
             )
 
 
-def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecError]:
+def _references(desired: Desired, live: Live, *, prune: bool,
+                sets: frozenset[str] | None = None) -> Iterable[SpecError]:
     for dom in desired.domains.values():
         for net in dom.networks:
             if net in desired.networks:
@@ -191,7 +194,8 @@ def _references(desired: Desired, live: Live, *, prune: bool) -> Iterable[SpecEr
                     source=Source(dom.source.file, dom.line_of(f"network:{net}"),
                                   "devices/interface/source/@network"),
                 )
-            elif prune and found.managed:
+            elif prune and found.owner is not None and (
+                    sets is None or found.owner.apply_set in sets):  # another set's stays
                 yield SpecError(
                     f"interface uses network {net!r}, which --prune would delete "
                     "(it is managed by virtctl and absent from the specs)",

@@ -12,7 +12,8 @@ import argparse
 import re
 from typing import Any, TextIO
 
-from ..options import live_options, set_options
+from ..options import LONGEST, apply_sets, call_timeout_option, live_options, set_options
+from ..options import seconds as seconds_arg
 from ..reconciler.plan import Policy
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -30,6 +31,8 @@ def parse_interval(text: str) -> float:
         raise ValueError(f"invalid duration {text!r} (examples: 30s, 5m, 1h, 1h30m)")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {text!r}")
+    if seconds > LONGEST:  # a wait this long overflows Python's locks
+        raise ValueError(f"duration {text!r} is too long (at most {LONGEST:.0f} s)")
     return seconds
 
 
@@ -41,7 +44,8 @@ def _interval_arg(text: str) -> float:
 
 
 def _port_arg(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    # ASCII digits only: str.isdigit() and int() also take other scripts' digits.
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {text!r} (0-65535; 0 picks a free one)")
     return int(text)
 
@@ -58,6 +62,7 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "$LIBVIRT_DEFAULT_URI, sim:///default)")
     p.add_argument("-f", "--filename", dest="paths", action="append", required=True,
                    metavar="PATH", help="spec file or directory (recursive); repeatable")
+    call_timeout_option(p)
     p.add_argument("--interval", type=_interval_arg, default=300.0, metavar="DURATION",
                    help="full resync period, e.g. 30s, 5m, 1h (default 5m)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -69,7 +74,7 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="delete managed objects absent from the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
-    p.add_argument("--shutdown-timeout", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--shutdown-timeout", type=seconds_arg, default=60.0, metavar="SECONDS",
                    help="how long a graceful shutdown may take (default 60)")
     p.add_argument("--force-stop", action="store_true",
                    help="destroy guests that ignore shutdown when their state is shutoff")
@@ -85,17 +90,22 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     from .fleet import run_watch  # watchdog and http.server load only when watching
 
-    from ..gitinfo import spec_set
+    from ..gitinfo import default_set
 
-    apply_set = (args.apply_set or "").strip() or spec_set(args.paths)
+    try:
+        apply_set, prune_sets = apply_sets(args, lambda: default_set(args.paths))
+    except ValueError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
     policy = Policy(prune=args.prune, adopt=args.adopt,
                     shutdown_timeout=args.shutdown_timeout, force_stop=args.force_stop,
                     live=args.live, detach_timeout=args.detach_timeout,
-                    apply_set=apply_set, prune_all=args.prune_all)
+                    apply_set=apply_set, prune_all=args.prune_all, prune_sets=prune_sets)
     return run_watch(
         args.paths, uri=getattr(args, "connect", None), policy=policy, interval=args.interval,
         log_format=args.log_format, metrics_port=args.metrics_port,
         metrics_address=args.metrics_address, stop=None, stream=err,
+        call_timeout=getattr(args, "call_timeout", None),
     )
 
 

@@ -26,10 +26,10 @@ from typing import Protocol
 from .. import drivers
 from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
-from ..errors import DriverError, SpecError, TransientError, VirtctlError
+from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
 from ..hostlock import host_lock
-from ..model import Desired, Live, ObjectKey, PoolSpec, VolumeSpec
+from ..model import Desired, Kind, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
 from ..reconciler.apply import apply as apply_plan
@@ -79,6 +79,7 @@ class Watcher:
         self, uri: str, specs: HostSpecs, inbox: Inbox, *, journal: Log,
         metrics: WatchMetrics, policy: Policy, interval: float,
         driver: Driver | None = None, lock_root: Path | None = None,
+        call_timeout: float | None = None,
     ) -> None:
         self.uri = uri
         self.driver = driver
@@ -89,6 +90,7 @@ class Watcher:
         self.policy = policy
         self.interval = interval
         self.lock_root = lock_root
+        self.call_timeout = call_timeout  # per libvirt call (drivers.connect)
         self._owns_driver = driver is None
         self._unsubscribe: Callable[[], None] | None = None
         if driver is not None:
@@ -161,6 +163,12 @@ class Watcher:
                 return self._pass(trigger, first=first)
         except StopRequested:
             raise
+        except CallTimeout as exc:
+            # The host stopped answering: its connection is given up (closing it would
+            # wait too); the next pass connects again.
+            self._count_error("driver", exc)
+            self._abandon_driver()
+            return PassResult(in_sync=False, failed=True, retry_after=exc.retry_after)
         except TransientError as exc:
             self._count_error("driver", exc)
             return PassResult(in_sync=False, failed=True, retry_after=exc.retry_after)
@@ -172,6 +180,14 @@ class Watcher:
             self.journal.error("internal-error", f"{type(exc).__name__}: {exc}",
                                error=type(exc).__name__)
             return PassResult(in_sync=False, failed=True)
+
+    def _abandon_driver(self) -> None:
+        driver, self.driver = self.driver, None
+        self._unsubscribe = None  # went with the connection: no call to deregister
+        self._owns_driver = True  # the next one is this watcher's own
+        if driver is not None:
+            with contextlib.suppress(VirtctlError):
+                driver.close()  # a connection that stopped answering is only dropped
 
     def _count_error(self, kind: str, exc: VirtctlError) -> None:
         self.metrics.errors.inc(host=self.uri, type=kind)
@@ -192,7 +208,7 @@ class Watcher:
     def _connected(self) -> Driver:
         if self.driver is None:
             try:
-                driver = drivers.connect(self.uri)
+                driver = drivers.connect(self.uri, call_timeout=self.call_timeout)
             except SpecError as exc:  # a URI no driver takes (sim:// with a host...)
                 raise DriverError(exc.message, code=exc.code, domain=exc.domain) from None
             try:
@@ -218,7 +234,7 @@ class Watcher:
         policy = replace(self.policy, commit=spec_commit(self.specs.paths))
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
                                     live_ops=driver.live_ops(), storage=storage),
-                          live, settled)
+                          live, settled, storage)
         if first:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted, host=self.uri)
@@ -245,7 +261,7 @@ class Watcher:
                 storage: StorageView | None) -> Settled:
         def host_check(desired: Desired) -> list[SpecError]:
             errors = check_host(desired, live, caps, adopt=self.policy.adopt,
-                                prune=self.policy.prune)
+                                prune=self.policy.prune, prune_sets=self.policy.pruned_sets)
             if storage is not None:
                 errors += check_storage(desired, storage, adopt=self.policy.adopt)
             return errors
@@ -344,16 +360,18 @@ def _declares_storage(scan: Scan) -> bool:
                for specs in scan.parsed.values() for spec in specs)
 
 
-def protect(planned: Plan, live: Live, settled: Settled) -> Plan:
-    """Drop prune actions on objects owned by broken files (or paths we cannot read)."""
+def protect(planned: Plan, live: Live, settled: Settled,
+            storage: StorageView | None = None) -> Plan:
+    """Drop prune actions on objects owned by broken files (or paths we cannot read):
+    domains and networks by their owner mark, pools and volumes by their record."""
     broken = [Path(f).resolve() for f in settled.broken]
     if not broken or not planned.deletes:
         return planned
     kept: set[ObjectKey] = set()
     for key in planned.deletes:
-        found = live.get(key)
-        if found is not None and found.owner is not None and found.owner.source:
-            owner = Path(found.owner.source).resolve()
+        source = _source_of(key, live, storage)
+        if source:
+            owner = Path(source).resolve()
             if any(owner == b or owner.is_relative_to(b) for b in broken):
                 kept.add(key)
     if not kept:
@@ -365,3 +383,18 @@ def protect(planned: Plan, live: Live, settled: Settled) -> Plan:
         creates=planned.creates,
         deletes=planned.deletes - kept,
     )
+
+
+def _source_of(key: ObjectKey, live: Live, storage: StorageView | None) -> str:
+    """The spec file that last applied an object, as its mark or record says ("")."""
+    if key.kind in (Kind.POOL, Kind.VOLUME):
+        if storage is None:
+            return ""
+        if key.kind is Kind.POOL:
+            found = storage.records.get(key.name)
+            return found.pool.source if found is not None and found.pool is not None else ""
+        volume = storage.storage.volumes.get(key.name)
+        record = storage.volume_record(volume) if volume is not None else None
+        return record.source if record is not None else ""
+    found = live.get(key)
+    return found.owner.source if found is not None and found.owner is not None else ""

@@ -1,0 +1,146 @@
+"""Storage prune and apply sets (issue 20, A.1): pools and volumes carry the set that
+applied them in their record and are pruned only within it (or a set named with
+--prune-set); records older than sets are in no set; a pool still holding volumes
+virtctl keeps, a volume a running guest uses and an inactive pool (its set unreadable)
+are never pruned."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit.test_plan_storage import (
+    host,
+    live_volume,
+    pool_spec,
+    recorded,
+    storage_plan,
+    verbs,
+    volume_spec,
+)
+from virtctl.model import (
+    Desired,
+    DomainState,
+    Kind,
+    Live,
+    LiveDomain,
+    ObjectKey,
+)
+from virtctl.reconciler.actions import RecordPool, RecordVolume
+from virtctl.reconciler.identity import derived_uuid
+from virtctl.reconciler.plan import Policy, plan
+from virtctl.reconciler.plan_storage import view
+from virtctl.reconciler.storage_record import ObjectRecord, read_record, record_text
+
+
+def of_set(records: dict[str, ObjectRecord], name: str) -> dict[str, ObjectRecord]:
+    return {k: ObjectRecord(**{**_fields(v), "apply_set": name}) for k, v in records.items()}
+
+
+def _fields(record: ObjectRecord) -> dict[str, object]:
+    return {f: getattr(record, f) for f in record.__slots__}  # type: ignore[attr-defined]
+
+
+def test_records_carry_the_set_that_wrote_them_and_old_ones_read_as_no_set() -> None:
+    spec = volume_spec("data.raw", fmt="raw", delete=True)
+    created = storage_plan(Desired(volumes={spec.key.name: spec}), host(),
+                           apply_set="git:abc:infra")
+    record = next(a for a in created.actions if hasattr(a, "record")).record  # type: ignore[attr-defined]
+    assert record.apply_set == "git:abc:infra"
+    text = record_text(read_record(record_text(host_record(record))))
+    assert json.loads(text)["volumes"]["data.raw"]["set"] == "git:abc:infra"
+    old = json.loads(text)
+    del old["volumes"]["data.raw"]["set"]  # as virtctl wrote it before sets
+    assert read_record(json.dumps(old)).volumes["data.raw"].apply_set == ""
+
+
+def host_record(record: ObjectRecord):  # type: ignore[no-untyped-def]
+    from virtctl.reconciler.storage_record import PoolRecord
+
+    return PoolRecord(pool=record, volumes={"data.raw": record})
+
+
+def test_prune_of_another_set_leaves_the_pool_and_its_volumes_alone() -> None:
+    """Set A: a pool and a deletePolicy: delete volume; set B prunes with specs that
+    declare no storage (the issue's scenario): nothing of A's is planned."""
+    vol = volume_spec("data.raw", fmt="raw", delete=True)
+    pool_record = ObjectRecord(spec_hash="p", apply_set="A")
+    have = host(live_volume("data.raw", fmt="raw"), records=of_set(recorded(vol), "A"),
+                pool_record=pool_record)
+    other = storage_plan(Desired(), have, prune=True, apply_set="B")
+    assert other.actions == () and not other.deletes
+    everything = storage_plan(Desired(), have, prune=True, apply_set="B", prune_all=True)
+    assert everything.actions == ()  # --prune-all lifts the count only
+    named = storage_plan(Desired(), have, prune=True, apply_set="B",
+                         prune_sets=frozenset({"A"}))
+    assert verbs(named) == ["delete-volume images/data.raw", "destroy images",
+                            "undefine images"]
+    own = storage_plan(Desired(), have, prune=True, apply_set="A")
+    assert verbs(own) == verbs(named)
+    assert {str(k) for k in own.deletes} == {"pool/images", "volume/images/data.raw"}
+
+
+def test_records_older_than_sets_are_never_pruned_implicitly_and_move_when_applied() -> None:
+    vol = volume_spec("data.raw", fmt="raw", delete=True)
+    have = host(live_volume("data.raw", fmt="raw"), records=of_set(recorded(vol), ""),
+                pool_record=ObjectRecord(spec_hash="p"))
+    assert storage_plan(Desired(), have, prune=True, apply_set="A").actions == ()
+    assert storage_plan(Desired(), have, prune=True, apply_set="A",
+                        prune_all=True).actions == ()
+    named = storage_plan(Desired(), have, prune=True, apply_set="A",
+                         prune_sets=frozenset({""}))
+    assert "delete-volume images/data.raw" in verbs(named)
+    moved = storage_plan(Desired(volumes={vol.key.name: vol}), have, apply_set="A")
+    (action,) = moved.actions
+    assert isinstance(action, RecordVolume) and action.record is not None
+    assert action.record.apply_set == "A"
+    assert action.reason == "record: move from no set to set 'A'"
+
+
+def test_a_pool_holding_volumes_of_another_set_is_not_pruned() -> None:
+    mine = volume_spec("mine.raw", fmt="raw", delete=True)
+    theirs = volume_spec("theirs.raw", fmt="raw", delete=True)
+    have = host(live_volume("mine.raw", fmt="raw"), live_volume("theirs.raw", fmt="raw"),
+                records={**of_set(recorded(mine), "A"), **of_set(recorded(theirs), "B")},
+                pool_record=ObjectRecord(spec_hash="p", apply_set="A"))
+    p = storage_plan(Desired(), have, prune=True, apply_set="A", prune_all=True)
+    assert verbs(p) == ["delete-volume images/mine.raw"]
+    assert ObjectKey(Kind.POOL, "images") not in p.deletes
+    assert any("pool/images: not pruned" in n and "images/theirs.raw" in n for n in p.notes)
+
+
+def test_a_volume_a_running_guest_keeps_using_is_not_pruned() -> None:
+    """A running guest's cidata ISO: deleted only with the guest itself."""
+    seed = volume_spec("web-cidata.iso", fmt="raw", delete=True)
+    have = host(live_volume("web-cidata.iso", fmt="raw"), records=of_set(recorded(seed), "A"),
+                pool_record=ObjectRecord(spec_hash="p", apply_set="A"))
+    running = ("<domain type='kvm'><name>web</name><devices><disk type='volume' "
+               "device='cdrom'><source pool='images' volume='web-cidata.iso'/>"
+               "<target dev='sda' bus='sata'/></disk></devices></domain>")
+    guest = LiveDomain(name="web", uuid="u", xml=running, running_xml=running,
+                       state=DomainState.RUNNING, autostart=False, persistent=True,
+                       owner=None, id=1)
+    live = Live(domains={"web": guest})
+    kept = plan(Desired(), live, policy=Policy(prune=True, apply_set="A"),
+                storage=view(have, live))
+    assert not any(a.name == "images/web-cidata.iso" for a in kept.actions)
+    assert any("running guest web uses it" in n for n in kept.notes)
+    assert ObjectKey(Kind.VOLUME, "images/web-cidata.iso") not in kept.deletes
+
+
+def test_an_inactive_pool_whose_set_cannot_be_read_is_not_pruned() -> None:
+    have = host(active=False, uuid=derived_uuid("pool", "images"), pool_record=None)
+    p = storage_plan(Desired(), have, prune=True, apply_set="A", prune_all=True)
+    assert p.actions == () and not p.deletes
+    assert any("inactive" in n for n in p.notes)
+
+
+def test_applying_a_pool_of_another_set_moves_its_record() -> None:
+    spec = pool_spec()
+    first = storage_plan(Desired(pools={"images": spec}), host(pool_record=None),
+                         apply_set="A")
+    record = next(a for a in first.actions if isinstance(a, RecordPool)).record
+    moved = storage_plan(Desired(pools={"images": spec}), host(pool_record=record),
+                         apply_set="B")
+    (action,) = moved.actions
+    assert isinstance(action, RecordPool) and action.record.apply_set == "B"
+    assert action.reason == "record: move from set 'A' to set 'B'"
