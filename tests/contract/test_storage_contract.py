@@ -348,7 +348,9 @@ def test_pool_files_lists_what_a_pool_not_running_will_hold(
     if backend.id in ("test", "qemu+tcp"):
         assert found is None
         return
-    assert found == {"a.raw": MIB, "b.qcow2": 4 * MIB}
+    assert {name: (vol.pool, vol.capacity, volume_format(vol))
+            for name, vol in found.items()} == {"a.raw": (pool, MIB, "raw"),
+                                                "b.qcow2": (pool, 4 * MIB, "qcow2")}
     assert driver.pool_files(pool_xml(pool, folder / "never-made")) == {}
     assert driver.pool_files(pool_xml(pool, target, pool_type="logical")) is None
     again = factory.name()

@@ -9,6 +9,8 @@ test_storage_qemu.py; the drivers' own semantics in tests/contract."""
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from virtctl.drivers.sim import SimDriver
-from virtctl.model import STATE_VOLUME
+from virtctl.model import STATE_VOLUME, Kind
+from virtctl.reconciler import applystorage
 from virtctl.uri import parse_uri
 
 
@@ -244,3 +247,162 @@ def test_a_volume_a_running_guest_uses_grows_through_the_guest(
     assert "resize-volume live through web vda" in grown.out  # type: ignore[attr-defined]
     assert sim().storage().volumes["images/web.qcow2"].capacity == 9 << 30
     assert sim().snapshot().domains["web"].id == started
+
+
+# Issue 20 F: delete --dry-run, re-apply after delete, a checksum checked late, a
+# backing file that is no volume.
+
+
+def test_delete_dry_run_of_storage_specs_plans_and_changes_nothing(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    before = sim().storage()
+    dry = cli("delete", "--dry-run", "-f", str(specs))
+    assert dry.code == 2, dry.out + dry.err  # type: ignore[attr-defined]
+    assert "delete-volume" in dry.out and "read-only" not in dry.err  # type: ignore[attr-defined]
+    assert sim().storage() == before
+    as_json = cli("delete", "--dry-run", "-o", "json", "-f", str(specs))
+    assert as_json.code == 2, as_json.err  # type: ignore[attr-defined]
+
+
+def data_of(pool: str, name: str) -> bytes:
+    return sim().download_volume(pool, name, limit=64 << 20)
+
+
+def test_re_apply_after_delete_names_adopt_before_any_action_and_adopt_keeps_the_data(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    write_specs(specs, image, data_size="1MiB")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    sim().upload_volume("images", "data.img", io.BytesIO(b"precious"), 8)
+    deleted = cli("delete", "-f", str(specs))
+    assert deleted.code == 0, deleted.out + deleted.err  # type: ignore[attr-defined]
+    assert "images" not in sim().storage().pools
+    again = apply(cli, specs)
+    assert again.code == 1  # type: ignore[attr-defined]
+    err = again.err  # type: ignore[attr-defined]
+    spec_file = str(specs / "all.yaml")
+    for name in ("base.qcow2", "data.img"):  # retained; web.qcow2 said delete
+        assert f"{spec_file}:" in err and f"volume 'images/{name}' exists already" in err
+    assert "--adopt" in err and "web.qcow2" not in err
+    assert "images" not in sim().storage().pools  # nothing applied, not even the pool
+    diff = cli("diff", "-f", str(specs))
+    assert diff.code == 1 and "--adopt" in diff.err  # type: ignore[attr-defined]
+    adopted = apply(cli, specs, "--adopt")
+    assert adopted.code == 0, adopted.out + adopted.err  # type: ignore[attr-defined]
+    assert "create-volume images/base.qcow2" not in adopted.out  # type: ignore[attr-defined]
+    assert data_of("images", "data.img")[:8] == b"precious"  # not touched
+    assert data_of("images", "base.qcow2") == image.read_bytes()
+    settled = apply(cli, specs)
+    assert settled.code == 0 and "No changes" in settled.out  # type: ignore[attr-defined]
+    # Adopted, so virtctl's again: its delete policy (retain) applies on the next delete.
+    assert cli("delete", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
+    assert apply(cli, specs).code == 1  # type: ignore[attr-defined]
+
+
+def test_a_retained_pool_is_defined_again_over_its_storage(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    """A pool's spec alone after `delete`: its directory (with virtctl's old record and
+    the retained volumes) is found again, nothing asks for --adopt, nothing is lost."""
+    write_specs(specs, image)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    assert cli("delete", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
+    (specs / "all.yaml").write_text((specs / "all.yaml").read_text().split("---")[0])
+    again = apply(cli, specs)
+    assert again.code == 0, again.out + again.err  # type: ignore[attr-defined]
+    assert {"images/base.qcow2", "images/data.img"} <= set(sim().storage().volumes)
+    assert "No changes" in apply(cli, specs).out  # type: ignore[attr-defined]
+
+
+def test_someone_elses_volume_is_never_overwritten_or_deleted(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    """A volume virtctl did not make, in the directory of a pool it is about to define
+    (left by another tool): refused without --adopt; adopted as it is, never replaced
+    (not with --allow-recreate either), and its content never uploaded over."""
+    other = sim()
+    other.define(Kind.POOL, "<pool type='dir'><name>theirs</name>"
+                            "<target><path>/srv/images</path></target></pool>")
+    other.build_pool("theirs")
+    other.start(Kind.POOL, "theirs")
+    other.create_volume("theirs", "<volume><name>base.qcow2</name><capacity>64</capacity>"
+                                  "<target><format type='raw'/></target></volume>")
+    other.upload_volume("theirs", "base.qcow2", io.BytesIO(b"theirs!!"), 8)
+    other.destroy(Kind.POOL, "theirs")
+    other.undefine(Kind.POOL, "theirs")
+    write_specs(specs, image, with_data=False)
+    refused = apply(cli, specs)
+    assert refused.code == 1 and "--adopt" in refused.err  # type: ignore[attr-defined]
+    taken = apply(cli, specs, "--adopt", "--allow-recreate")
+    assert "never deleted or overwritten" in taken.out  # type: ignore[attr-defined]
+    assert data_of("images", "base.qcow2")[:8] == b"theirs!!"
+    assert "images/base.qcow2" in sim().storage().volumes
+
+
+def test_a_wrong_local_checksum_stops_the_run_before_the_pool_is_made(
+        cli, specs: Path, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    write_specs(specs, image, sum_="sha256:" + "0" * 64)
+    for verb in ("apply", "diff", "validate"):
+        result = cli(verb, "-f", str(specs))
+        assert result.code == 1, (verb, result.out)  # type: ignore[attr-defined]
+        err = result.err  # type: ignore[attr-defined]
+        assert f"{specs / 'all.yaml'}:" in err and "content.checksum" in err, err
+        assert str(image) in err and "does not match its checksum" in err
+    assert "images" not in sim().storage().pools  # nothing applied
+    image.unlink()
+    missing = apply(cli, specs)
+    assert "cannot read content file" in missing.err  # type: ignore[attr-defined]
+    assert "images" not in sim().storage().pools
+    # A FIFO is refused at once (opened without waiting for a writer).
+    os.mkfifo(image)
+    fifo = cli("validate", "-f", str(specs))
+    assert fifo.code == 1 and "not a regular file" in fifo.err  # type: ignore[attr-defined]
+
+
+def test_a_local_file_is_hashed_once_per_run(
+        cli, specs: Path, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Checked before the first action, the file's digest is carried to its upload; a
+    file changed in between is hashed again as it is uploaded."""
+    hashed: list[str | None] = []
+    original = applystorage._Hashing.__init__
+
+    def spy(self, inner, checksum):  # noqa: ANN001, ANN202
+        hashed.append(checksum)
+        original(self, inner, checksum)
+
+    monkeypatch.setattr(applystorage._Hashing, "__init__", spy)
+    write_specs(specs, image, with_data=False)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    assert hashed == [None]  # the upload took the digest found before the first action
+    assert data_of("images", "base.qcow2") == image.read_bytes()
+
+
+def test_a_backing_file_that_is_no_volume(cli, specs: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """libvirt takes any file of the host as a backing store; so does the sim. A
+    missing one is refused before any action, at its spec's line."""
+    base = tmp_path / "host-base.qcow2"
+    base.write_bytes((b"QFI\xfb" + bytes(20) + (32 << 20).to_bytes(8, "big")).ljust(4096,
+                                                                                    b"\0"))
+    text = textwrap.dedent(f"""\
+        kind: StoragePool
+        name: images
+        type: dir
+        target: {{path: /srv/images}}
+        ---
+        kind: Volume
+        pool: images
+        name: top.qcow2
+        format: qcow2
+        backingStore: {{path: {base}, format: qcow2}}
+        """)
+    (specs / "all.yaml").write_text(text.replace(str(base), str(tmp_path / "gone.qcow2")))
+    missing = apply(cli, specs)
+    assert missing.code == 1  # type: ignore[attr-defined]
+    assert f"{specs / 'all.yaml'}:5: backingStore.path" in missing.err  # type: ignore[attr-defined]
+    assert "gone.qcow2 does not exist" in missing.err  # type: ignore[attr-defined]
+    assert "images" not in sim().storage().pools
+    (specs / "all.yaml").write_text(text)
+    made = apply(cli, specs)
+    assert made.code == 0, made.out + made.err  # type: ignore[attr-defined]
+    top = sim().storage().volumes["images/top.qcow2"]
+    assert top.capacity == 32 << 20 and f"<path>{base}</path>" in top.xml
+    assert "No changes" in apply(cli, specs).out  # type: ignore[attr-defined]

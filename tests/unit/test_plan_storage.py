@@ -223,9 +223,9 @@ def test_an_overlay_is_created_after_the_volume_under_it_whatever_their_names() 
 # Issue 20: what a pool not running yet holds; backing files; who owns what is adopted
 
 
-def dormant_view(have: Storage, files: dict[str, int | None]) -> StorageView:
+def dormant_view(have: Storage, *files: LiveVolume) -> StorageView:
     """`have` with pool 'images' not running and its directory holding `files`."""
-    return replace(view(have), dormant={"images": files})
+    return replace(view(have), dormant={"images": {f.name: f for f in files}})
 
 
 def test_a_volume_in_the_directory_of_a_pool_not_running_is_refused_before_any_action() -> None:
@@ -233,7 +233,8 @@ def test_a_volume_in_the_directory_of_a_pool_not_running_is_refused_before_any_a
     volume. Planning a create would fail mid-apply ("exists already"); the check
     refuses it first, naming the spec and --adopt."""
     spec = volume_spec("data.raw", fmt="raw", capacity="1")
-    found = dormant_view(Storage(), {"data.raw": 1 << 30, STATE_VOLUME: 1 << 20})
+    found = dormant_view(Storage(), live_volume("data.raw", gib=1, fmt="raw"),
+                         live_volume(STATE_VOLUME, gib=0, fmt="raw"))
     errors = check_storage(desired(pool_spec(), spec), found, adopt=False)
     assert len(errors) == 1 and errors[0].source == SRC
     assert "exists already" in errors[0].message and "--adopt" in errors[0].message
@@ -247,23 +248,29 @@ def test_adopt_takes_over_a_volume_of_a_pool_not_running_without_touching_its_da
     spec = volume_spec("data.raw", fmt="raw", capacity="1",
                        content=VolumeContent(file="/img/a", checksum="sha256:" + "1" * 64))
     same = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
-                storage=dormant_view(Storage(), {"data.raw": 1 << 30}))
+                storage=dormant_view(Storage(), live_volume("data.raw", gib=1, fmt="raw")))
     assert verbs(same)[-1] == "record images/data.raw"
     assert not any(isinstance(a, CreateVolume | DeleteVolume) for a in same.actions)
+    small = replace(live_volume("data.raw", fmt="raw"), capacity=1 << 20)
     bigger = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
-                  storage=dormant_view(Storage(), {"data.raw": 1 << 20}))
+                  storage=dormant_view(Storage(), small))
     (resize,) = [a for a in bigger.actions if a.kind is Kind.VOLUME]
     assert isinstance(resize, ResizeVolume) and resize.capacity == 1 << 30
     assert resize.record is not None
     smaller = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True),
-                   storage=dormant_view(Storage(), {"data.raw": 2 << 30}))
+                   storage=dormant_view(Storage(), live_volume("data.raw", gib=2, fmt="raw")))
     assert "never shrunk" in " ".join(smaller.notes)
     assert verbs(smaller)[-1] == "record images/data.raw"
+    # A format it does not have: never had by replacing it (it is not virtctl's).
+    other = plan(desired(pool_spec(), spec), Live(), policy=Policy(adopt=True,
+                 allow_recreate=True), storage=dormant_view(Storage(), live_volume("data.raw")))
+    assert [a for a in other.actions if a.kind is Kind.VOLUME] == []
+    assert "never deleted or overwritten" in " ".join(other.notes)
 
 
 def test_a_backing_volume_in_the_directory_of_a_pool_not_running_counts() -> None:
     overlay = volume_spec(backing="virtctl-volume:base.qcow2", capacity="")
-    found = dormant_view(Storage(), {"base.qcow2": 1 << 30})
+    found = dormant_view(Storage(), live_volume("base.qcow2"))
     assert not check_storage(desired(pool_spec(), overlay), found, adopt=False)
 
 

@@ -21,15 +21,17 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from lxml import etree
+
 from ..errors import DriverError, ErrorCode, ErrorDomain, VirtctlError
 from ..model import STATE_VOLUME, Kind, LivePool, LiveVolume, Storage
 from ..uri import parse_uri
-from ..xmlutil import parse
+from ..xmlutil import parse, tostring
 from .libvirt_deadline import Deadline
 from .libvirt_errors import translated
 from .storageshared import (
     RECORD_LIMIT,
-    image_size,
+    probe_image,
     read_chunk,
     record_text,
     records_unreadable,
@@ -181,24 +183,29 @@ class StorageCalls:
             return False
         return uri.is_local and uri.driver != "test"
 
-    def pool_files(self, pool_xml: str) -> dict[str, int | None] | None:
+    def pool_files(self, pool_xml: str) -> dict[str, LiveVolume] | None:
         """Read from this machine's filesystem for a local daemon: libvirt has no call
-        that lists a directory without a running pool over it."""
+        that lists a directory without a running pool over it. Each file as the dir
+        pool reports it: qcow2 (capacity and backing file from its header) or raw."""
         root = parse(pool_xml)
+        pool = (root.findtext("name") or "").strip()
         target = posixpath.normpath((root.findtext("target/path") or "").strip() or ".")
         if root.get("type") != "dir" or not target.startswith("/") or not self._local():
             return None
-        out: dict[str, int | None] = {}
+        out: dict[str, LiveVolume] = {}
         try:
             with os.scandir(target) as entries:
                 # What a dir pool lists: files and directories (a symlink to one too).
                 for entry in entries:
-                    if entry.is_file():
-                        out[entry.name] = None
-                        with contextlib.suppress(OSError):
-                            out[entry.name] = image_size(entry.path)
-                    elif entry.is_dir():
-                        out[entry.name] = None
+                    if not (entry.is_file() or entry.is_dir()):
+                        continue
+                    fmt, capacity, backing = "dir", 0, None
+                    with contextlib.suppress(OSError):
+                        if entry.is_file():
+                            fmt, capacity, backing = probe_image(entry.path)
+                    out[entry.name] = LiveVolume(
+                        pool=pool, name=entry.name, capacity=capacity, allocation=0,
+                        xml=_file_volume_xml(entry.name, entry.path, capacity, fmt, backing))
         except (FileNotFoundError, NotADirectoryError):
             return {}
         except OSError:
@@ -267,3 +274,17 @@ class StorageCalls:
                 raise
         self._pool_xml_flags = 0  # libvirt's test driver keeps one definition
         return str(pool.XMLDesc(0))
+
+
+def _file_volume_xml(name: str, path: str, capacity: int, fmt: str,
+                     backing: str | None) -> str:
+    """A volume's XML as a dir pool lists a file (the parts planning compares)."""
+    root = etree.Element("volume", type="dir" if fmt == "dir" else "file")
+    etree.SubElement(root, "name").text = name
+    etree.SubElement(root, "capacity", unit="bytes").text = str(capacity)
+    target = etree.SubElement(root, "target")
+    etree.SubElement(target, "path").text = path
+    etree.SubElement(target, "format", type=fmt)
+    if backing:
+        etree.SubElement(etree.SubElement(root, "backingStore"), "path").text = backing
+    return tostring(root)

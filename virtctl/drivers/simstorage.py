@@ -394,27 +394,25 @@ class SimStorage:
                     persistent=record["persistent"], record=state)
         return Storage(pools=pools, volumes=volumes)
 
-    def pool_files(self, pool_xml: str) -> dict[str, int | None] | None:
+    def pool_files(self, pool_xml: str) -> dict[str, LiveVolume] | None:
         root = parse(pool_xml)
+        pool = (root.findtext("name") or "").strip()
         target = _sanitized((root.findtext("target/path") or "").strip())
         if root.get("type") != "dir" or not target:
             return None
-        folder = self._data_dir(target)
-        out: dict[str, int | None] = {}
-        with self.store.locked(exclusive=False), contextlib.suppress(FileNotFoundError):
-            for entry in os.listdir(folder):
-                file = folder / entry
-                if file.is_file():
-                    record = self.store.get(Kind.VOLUME, posixpath.join(target, entry)) or {}
-                    out[entry] = self._size_of(file, record)[0]
-        return out
+        out: dict[str, LiveVolume] = {}
+        with self.store.locked(exclusive=False):
+            self._pool_volumes(pool, target, out, with_state=False)
+        return {key.partition("/")[2]: vol for key, vol in out.items()}
 
     def file_exists(self, path: str) -> bool | None:
         with self.store.locked(exclusive=False):
             return self._file_for(path) is not None
 
-    def _pool_volumes(self, pool: str, target: str, into: dict[str, LiveVolume]) -> str | None:
-        """Adds the pool's volumes to `into`; returns its STATE_VOLUME's text."""
+    def _pool_volumes(self, pool: str, target: str, into: dict[str, LiveVolume], *,
+                      with_state: bool = True) -> str | None:
+        """Adds the pool's volumes to `into`; returns its STATE_VOLUME's text (or, not
+        `with_state`, lists STATE_VOLUME among the volumes, unread)."""
         folder, state = self._data_dir(target), None
         try:
             entries = sorted(os.listdir(folder))
@@ -426,7 +424,7 @@ class SimStorage:
             file = folder / entry
             if not _is_volume_file(file):
                 continue  # as a dir pool: only files are volumes (and no symlinks)
-            if entry == STATE_VOLUME:
+            if entry == STATE_VOLUME and with_state:
                 if self.readonly:
                     raise records_unreadable(pool, ErrorDomain.SIM)
                 state = record_text(self._read_limited(f"{pool}/{entry}", file,

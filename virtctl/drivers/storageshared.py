@@ -22,14 +22,26 @@ def record_text(data: bytes) -> str:
 def image_size(path: str | os.PathLike[str]) -> int:
     """The capacity a file gives as a volume: a qcow2 image's virtual size (its header,
     bytes 24-31, big-endian), else the file's size."""
+    return probe_image(path)[1]
+
+
+def probe_image(path: str | os.PathLike[str]) -> tuple[str, int, str | None]:
+    """(format, capacity, backing file) of an image file as libvirt's dir pool reports
+    them: qcow2 (its header gives the virtual size and the backing file) or raw."""
     # O_NONBLOCK: a FIFO put in a pool's directory must not hang the run.
     with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
         info = os.fstat(handle.fileno())
         header = handle.read(32) if stat.S_ISREG(info.st_mode) else b""
-        size = info.st_size
-    if len(header) == 32 and header[:4] == b"QFI\xfb":
-        return int.from_bytes(header[24:32], "big")
-    return size
+        if len(header) < 32 or header[:4] != b"QFI\xfb":
+            return "raw", info.st_size, None
+        offset, size = int.from_bytes(header[8:16], "big"), int.from_bytes(header[16:20], "big")
+        backing = None
+        if offset and 0 < size < 1024:
+            handle.seek(offset)
+            backing = handle.read(size).decode("utf-8", "replace") or None
+            if backing and not backing.startswith("/") and ":" not in backing:
+                backing = os.path.join(os.path.dirname(os.fspath(path)), backing)
+        return "qcow2", int.from_bytes(header[24:32], "big"), backing
 
 
 def shrink_refused(pool: str, name: str, current: int, capacity: int,
