@@ -91,7 +91,7 @@ def test_vcpus_are_set_within_the_maximum_and_a_new_maximum_waits(lab: Lab) -> N
     assert vcpus_running(lab.running()) == 2
     lab.write(vcpus=(4, 2))
     pending = lab.apply()
-    assert verbs(pending, lab.guest) == ["define"]
+    assert verbs(pending, lab.guest) == ["define", "note-pending"]
     assert "vcpu" in [c.path for c in pending.plan.pending[0].changes]
     assert lab.guest_id() == started
 
@@ -141,7 +141,9 @@ def test_no_live_keeps_todays_behaviour(lab: Lab) -> None:
     lab.settled()
     lab.write(disks=["b.raw"], vcpus=(2, 2), dhcp_hosts=[(MAC_A, "11")])
     result = lab.apply(api.Policy(live=False))
-    assert verbs(result, lab.guest) == ["define"] and verbs(result, lab.network) == ["define"]
+    # The vcpus are noted on the running guest: the definition no longer shows them.
+    assert verbs(result, lab.guest) == ["define", "note-pending"]
+    assert verbs(result, lab.network) == ["define"]
     assert {p.key.name for p in result.remaining.pending} == {lab.guest, lab.network}
     assert device(lab.running(), "devices/disk[vdb]") is None
     # The same specs, live allowed again: what waited is applied without a restart.
@@ -196,7 +198,7 @@ def test_test_driver_sets_vcpus_and_dhcp_hosts_live_and_keeps_disks_pending(
     assert device(lab.running(Kind.NETWORK), f"ip[192.168.78.1]/dhcp/host[{MAC_A}]") is not None
     lab.write(nics=[MAC_A], vcpus=(2, 2), dhcp_hosts=[(MAC_A, "20")], disks=["b.raw"])
     pending = lab.apply()  # no hot-plug on this driver: the disk waits for a restart
-    assert verbs(pending, lab.guest) == ["define"]
+    assert verbs(pending, lab.guest) == ["define"]  # a whole new device needs no note
     assert [c.path for c in pending.plan.pending[0].changes] == ["devices/disk[vdb]"]
     assert lab.guest_id() == started
 

@@ -8,13 +8,14 @@ import dataclasses
 import pytest
 
 from virtctl.model import ChangeClass, DomainState, Kind, Live, LiveDomain, LiveNetwork, ObjectKey
-from virtctl.reconciler.actions import Define, SetMemory
+from virtctl.reconciler.actions import Define, SetMemory, SetRunningNote
 from virtctl.reconciler.classify import domain_class, network_class
 from virtctl.reconciler.diff import ChangeOp, FieldChange
 from virtctl.reconciler.load import load_text
 from virtctl.reconciler.plan import Plan, Policy, plan
 from virtctl.render import plan_json, plan_text
-from virtctl.xmlutil import NS
+from virtctl.reconciler.liverules import read_note
+from virtctl.xmlutil import LIVE_NS, NS, parse, tostring
 
 LIVE, NEXT_BOOT, RESTART, RECREATE = (
     ChangeClass.LIVE, ChangeClass.NEXT_BOOT, ChangeClass.RESTART, ChangeClass.RECREATE)
@@ -99,13 +100,31 @@ def running(xml: str, *, state: DomainState = DomainState.RUNNING) -> Live:
     return Live(domains={spec.name: dom})
 
 
+def with_note(running_xml: str, action: object) -> str:
+    """The running definition with the note a SetRunningNote action sets (as a host
+    would: it replaces virtctl's element in the live metadata)."""
+    assert isinstance(action, SetRunningNote)
+    root = parse(running_xml)
+    meta = root.find("metadata")
+    if meta is None:
+        meta = root.makeelement("metadata")
+        root.append(meta)
+    for old in meta.findall(f"{{{LIVE_NS}}}*"):
+        meta.remove(old)
+    if action.xml is not None:
+        meta.append(parse(action.xml))
+    return tostring(root)
+
+
 def steps(p: Plan) -> list[str]:
     return [f"{a.verb} {a.name}" for a in p.actions]
 
 
 def test_memory_change_on_a_running_guest_is_restart_pending_without_permission() -> None:
     p = plan(desired_of(dom_xml(memory=1024)), running(dom_xml()))
-    assert steps(p) == ["define web"]
+    # The running guest is noted as lacking it, so later runs still report it.
+    assert steps(p) == ["define web", "note-pending web"]
+    assert read_note(parse(with_note(dom_xml(), p.actions[1]))).pending == {"memory"}
     ((key, changes),) = p.changes
     assert [(c.path, c.change_class) for c in changes] == [("memory", RESTART)]
     (pending,) = p.pending
@@ -196,10 +215,13 @@ def test_type_change_is_recreate_and_needs_the_recreate_policy() -> None:
 def test_a_guest_restarted_outside_virtctl_is_no_longer_pending() -> None:
     old = running(dom_xml())
     first = plan(desired_of(dom_xml(memory=1024)), old)
-    (define,) = first.actions
-    assert isinstance(define, Define)
+    (define, note) = first.actions
+    assert isinstance(define, Define) and isinstance(note, SetRunningNote)
     dom = old.domains["web"]
-    redefined = dataclasses.replace(dom, xml=define.xml)  # running_xml still the old one
+    assert dom.running_xml is not None
+    # running_xml still the old one, with virtctl's note on it
+    redefined = dataclasses.replace(dom, xml=define.xml,
+                                    running_xml=with_note(dom.running_xml, note))
     still = plan(desired_of(dom_xml(memory=1024)), Live(domains={"web": redefined}))
     assert still.empty and [p.key.name for p in still.pending] == ["web"]
     restarted = dataclasses.replace(redefined, running_xml=define.xml)

@@ -108,10 +108,23 @@ class SetMemory(BaseAction):
     """Set a running guest's current memory now (and in its definition)."""
 
     kib: int
+    timeout: float = 30.0  # seconds the guest's balloon may take to get there
 
     @property
     def verb(self) -> str:
         return "set-memory"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRunningNote(BaseAction):
+    """Replace virtctl's note on a running guest (liverules.RunningNote; None removes
+    it): live metadata only, the guest sees nothing, a restart drops it."""
+
+    xml: str | None
+
+    @property
+    def verb(self) -> str:
+        return "note-pending"
 
 
 # Live changes: the definition is already updated (Define comes first), so each of these
@@ -254,7 +267,8 @@ class RecordVolume(BaseAction):
 StorageAction = BuildPool | RecordPool | CreateVolume | ResizeVolume | DeleteVolume | RecordVolume
 LiveAction = AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork
 Action = (Define | Undefine | Start | Shutdown | Destroy | Suspend | Resume | SetAutostart
-          | SetMemory | AttachDevice | DetachDevice | UpdateDevice | SetVcpus | UpdateNetwork
+          | SetMemory | SetRunningNote | AttachDevice | DetachDevice | UpdateDevice | SetVcpus
+          | UpdateNetwork
           | BuildPool | RecordPool | CreateVolume | ResizeVolume | DeleteVolume | RecordVolume)
 
 
@@ -281,7 +295,8 @@ def phase_of(action: Action) -> Phase:
             step = "autostart"
         case Start():
             step = "start"
-        case SetMemory() | AttachDevice() | DetachDevice() | UpdateDevice() | SetVcpus():
+        case (SetMemory() | SetRunningNote() | AttachDevice() | DetachDevice() | UpdateDevice()
+              | SetVcpus()):
             return Phase.DOMAIN_LIVE
         case UpdateNetwork():
             return Phase.NETWORK_LIVE

@@ -16,18 +16,62 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..errors import DriverError, VerificationError
+from ..errors import DriverError, ErrorCode, TransientError, VerificationError, VirtctlError
 from ..model import Kind
 from ..xmlutil import parse, tostring
-from .actions import AttachDevice, DetachDevice, LiveAction, SetVcpus, UpdateDevice, UpdateNetwork
-from .liverules import find, mismatch, unreleased, unreleased_note, vcpu_counts
+from .actions import (
+    AttachDevice,
+    DetachDevice,
+    LiveAction,
+    SetMemory,
+    SetRunningNote,
+    SetVcpus,
+    UpdateDevice,
+    UpdateNetwork,
+)
+from .classify import kib_of
+from .essence import memory_kib
+from .liverules import RunningNote, find, mismatch, note_xml, read_note, vcpu_counts
 
 if TYPE_CHECKING:
     from ..drivers.base import Driver
     from .apply import Clock
 
 
+class NotTaken(Exception):
+    """A live change the guest did not take (all or part): not an error, the definition
+    holds it and the running guest gets it at its next boot (restart pending). apply.py
+    reports it as `pending` with this text."""
+
+
 def perform_live(action: LiveAction, driver: Driver, clock: Clock) -> str:
+    try:
+        return _perform(action, driver, clock)
+    except (DriverError, VerificationError) as exc:
+        if isinstance(action, UpdateNetwork) or _uncertain(exc):
+            raise
+        # Refused or not taken: the definition already holds the change (Define came
+        # first). Say so, and note it on the running guest, so later runs report it
+        # restart-pending and do not ask again before the restart.
+        field = "vcpu/@current" if isinstance(action, SetVcpus) else action.device
+        try:
+            _add_to_note(driver, action.name, refused={field})
+        except (DriverError, VerificationError):
+            pass  # the error below says what matters
+        exc.message += ("; the definition already holds the change: the running guest "
+                        "gets it at its next boot (restart pending; not asked again "
+                        "before that)")
+        raise
+
+
+def _uncertain(exc: VirtctlError) -> bool:
+    """A call that timed out or lost its connection may have been done: nothing is said
+    about it beyond the error, and no more calls are made on it."""
+    return isinstance(exc, TransientError) or exc.code in (ErrorCode.TIMEOUT,
+                                                           ErrorCode.CONNECTION)
+
+
+def _perform(action: LiveAction, driver: Driver, clock: Clock) -> str:
     name = action.name
     match action:
         case AttachDevice():
@@ -48,6 +92,51 @@ def perform_live(action: LiveAction, driver: Driver, clock: Clock) -> str:
                                   parent_index=action.parent_index, live=True, config=False)
             _check_network(action, driver)
     return ""
+
+
+def perform_note(action: SetRunningNote, driver: Driver) -> str:
+    driver.set_running_note(action.name, action.xml)
+    return ""
+
+
+def _add_to_note(driver: Driver, name: str, *, unreleased: set[str] = frozenset(),
+                 refused: set[str] = frozenset()) -> None:
+    """Add entries to the running guest's note, keeping what it holds."""
+    have = read_note(_running(driver, Kind.DOMAIN, name))
+    driver.set_running_note(name, note_xml(RunningNote(
+        unreleased=have.unreleased | unreleased, pending=have.pending,
+        refused=have.refused | refused)))
+
+
+def perform_memory(action: SetMemory, driver: Driver, clock: Clock) -> str:
+    """Set the balloon, then read the running definition back until the guest's current
+    memory gets there or the action's timeout passes: a guest without a balloon driver
+    never moves it. What it did not take is noted and reported, not failed: the
+    definition holds it, and the guest boots with it (restart pending)."""
+    driver.set_memory(action.name, action.kib)
+    deadline = clock.now() + action.timeout
+    delay = 0.05
+    while True:
+        have = _current_kib(_running(driver, Kind.DOMAIN, action.name))
+        if have == action.kib:
+            return ""
+        if clock.now() >= deadline:
+            break
+        clock.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    _add_to_note(driver, action.name, refused={"currentMemory"})
+    shown = "unknown" if have is None else f"{have} KiB"
+    raise NotTaken(
+        f"the guest's balloon is at {shown}, not {action.kib} KiB, after "
+        f"{action.timeout:g}s (no balloon driver?): currentMemory stays restart-pending; "
+        "the guest gets it at its next boot")
+
+
+def _current_kib(running: etree._Element) -> int | None:
+    current = running.find("currentMemory")
+    if current is None or not (current.text or "").strip():
+        return None
+    return kib_of(memory_kib(current.text or "", current.get("unit")))
 
 
 def _running(driver: Driver, kind: Kind, name: str) -> etree._Element:
@@ -132,8 +221,7 @@ def _detach(action: DetachDevice, driver: Driver, clock: Clock) -> str:
             break
         clock.sleep(delay)
         delay = min(delay * 2, 1.0)
-    note = unreleased_note(unreleased(running) | {action.device})
-    driver.set_running_note(action.name, note)
-    return (f"the guest has not released it within {action.timeout:g}s: it stays until "
-            "the guest restarts (restart pending)")
+    _add_to_note(driver, action.name, unreleased={action.device})
+    raise NotTaken(f"the guest has not released it within {action.timeout:g}s: it stays "
+                   "until the guest restarts (restart pending)")
 

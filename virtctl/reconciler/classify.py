@@ -14,15 +14,17 @@ declared, to find a restart pending. Called by plan.py and render.py. Pure.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 
 from lxml import etree
 
 from ..model import ChangeClass, LiveDomain, LiveNetwork
 from ..xmlutil import parse
-from .diff import ChangeOp, FieldChange, diff_xml
+from .diff import ChangeOp, FieldChange, Origin, diff_xml
 from .essence import child_keys, memory_kib
 from .identity import fill_domain_identity, fill_network_identity
+from .liverules import find, read_note, split_path
 
 LIVE, NEXT_BOOT, RESTART, RECREATE = (
     ChangeClass.LIVE, ChangeClass.NEXT_BOOT, ChangeClass.RESTART, ChangeClass.RECREATE)
@@ -134,17 +136,66 @@ def _removed_devices(persistent: etree._Element, running: etree._Element) -> lis
     ]
 
 
+_WHOLE_DEVICE = re.compile(r"^devices/\w+\[[^\]]*\]$")
+
+
+def whole_device(path: str) -> bool:
+    """Whether a change path names a whole device ('devices/disk[vdb]')."""
+    return _WHOLE_DEVICE.match(path) is not None
+
+
+def touches(path: str, paths: Iterable[str]) -> bool:
+    """Whether `path` is one of `paths`, lies under one, or holds one."""
+    return any(path == p or path.startswith(p + "/") or p.startswith(path + "/")
+               for p in paths)
+
+
+def value_at(root: etree._Element, path: str) -> str | None:
+    """What `root` has at an essence path: an attribute's value, an element's text (''
+    when it has none), None when absent."""
+    parts = split_path(path)
+    if parts[-1].startswith("@"):
+        elem = find(root, "/".join(parts[:-1])) if len(parts) > 1 else root
+        return None if elem is None else elem.get(parts[-1][1:])
+    elem = find(root, path)
+    return None if elem is None else (elem.text or "").strip()
+
+
 def stale_fields(
-    declared: etree._Element, persistent: etree._Element, running: etree._Element
+    declared: etree._Element, persistent: etree._Element, running: etree._Element,
+    *, changed: Iterable[str] = (),
 ) -> tuple[FieldChange, ...]:
-    """What the running guest still lacks of `declared` (identity already filled in) and
-    of its persistent definition: restart-class differences only. Empty means the
-    running guest runs what was declared."""
-    found = [c for c in diff_xml(declared, running) if not _runtime_noise(c, declared)]
+    """What a restart would still change in the running guest: restart-class differences
+    between `declared` (identity filled in, nothing else the user left out) and the
+    running definition. Only fields this run changes in the definition (`changed`) or
+    that virtctl's note on the running guest names (changed earlier, not applied live:
+    liverules.RunningNote) count, plus whole devices only one side has: a field the
+    hypervisor fills in or rewrites at start (addresses, cpu/@check, a graphics port)
+    never does, since no restart would change it. Empty: the guest runs what was
+    declared."""
+    note = read_note(running)
+    relevant = set(changed) | note.paths
+    found = [c for c in diff_xml(declared, running)
+             if not _runtime_noise(c, declared)
+             and (whole_device(c.path) or touches(c.path, relevant))]
+    # What the note says was removed from the definition and the guest still runs.
+    seen = {c.path for c in found}
+    for path in sorted(note.paths - seen):
+        have = value_at(running, path)
+        if have is not None and value_at(declared, path) is None:
+            found.append(FieldChange(ChangeOp.REMOVE, path, have or path.split("/")[-1],
+                                     None, origin=Origin.SPEC))
     found += _removed_devices(persistent, running)
-    return tuple(c for c in classified(found, network=False, active=True,
-                                       max_kib=max_memory_kib(running))
-                 if c.change_class is RESTART)
+    out = []
+    for change in classified(found, network=False, active=True,
+                             max_kib=max_memory_kib(running)):
+        if change.change_class is RESTART:
+            out.append(change)
+        elif change.change_class is LIVE and touches(change.path, note.paths):
+            # A live change the guest did not take (a balloon that did not move): it
+            # comes with the next boot.
+            out.append(dataclasses.replace(change, change_class=RESTART))
+    return tuple(out)
 
 
 def restart_pending(live: LiveDomain, declared_xml: str | None) -> tuple[FieldChange, ...]:
@@ -163,12 +214,41 @@ def restart_pending(live: LiveDomain, declared_xml: str | None) -> tuple[FieldCh
     return stale_fields(declared, persistent, parse(live.running_xml))
 
 
+# Attributes a running network has that its definition never holds.
+_NETWORK_RUNTIME = frozenset({"@connections"})
+
+
+def network_removals(
+    persistent: etree._Element, running: etree._Element
+) -> list[FieldChange]:
+    """What an active network runs that its persistent definition no longer has or has
+    otherwise: a removal (a DHCP host, a port group, an attribute left to its default)
+    stays restart-pending until the network restarts, whatever the last-applied record
+    says. libvirt's network definitions carry nothing the running one fills in but the
+    connection count, so the comparison holds no runtime noise."""
+    out = []
+    for change in diff_xml(running, persistent):
+        if change.path in _NETWORK_RUNTIME:
+            continue
+        if change.op is ChangeOp.ADD:
+            out.append(FieldChange(ChangeOp.REMOVE, change.path, change.new, None))
+        else:
+            out.append(FieldChange(ChangeOp.CHANGE, change.path, change.new, change.old))
+    return out
+
+
 def stale_network_fields(
-    declared: etree._Element, running: etree._Element
+    declared: etree._Element, running: etree._Element,
+    persistent: etree._Element | None = None,
 ) -> tuple[FieldChange, ...]:
     """What an active network's running definition still lacks of `declared` (identity
-    already filled in): restart-class differences only."""
-    return tuple(c for c in classified(diff_xml(declared, running), network=True, active=True)
+    already filled in), and, given its `persistent` definition, what it runs that the
+    definition dropped: restart-class differences only."""
+    found = {c.path: c for c in diff_xml(declared, running)}
+    if persistent is not None:
+        for change in network_removals(persistent, running):
+            found.setdefault(change.path, change)
+    return tuple(c for c in classified(found.values(), network=True, active=True)
                  if c.change_class is RESTART)
 
 
@@ -176,10 +256,12 @@ def network_restart_pending(
     live: LiveNetwork, declared_xml: str | None
 ) -> tuple[FieldChange, ...]:
     """For `get`: an active managed network whose running definition lacks what its
-    last-applied declaration holds. Empty when inactive, when nothing is recorded or
-    when the host keeps no running definition apart."""
+    last-applied declaration holds, or still runs what it no longer holds. Empty when
+    inactive, when nothing is recorded or when the host keeps no running definition
+    apart."""
     if not live.active or live.running_xml is None or declared_xml is None:
         return ()
     declared = parse(declared_xml)
-    fill_network_identity(declared, parse(live.xml))
-    return stale_network_fields(declared, parse(live.running_xml))
+    persistent = parse(live.xml)
+    fill_network_identity(declared, persistent)
+    return stale_network_fields(declared, parse(live.running_xml), persistent)

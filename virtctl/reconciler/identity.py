@@ -192,3 +192,65 @@ def keep_assigned(root: etree._Element, live: etree._Element | None) -> None:
         if root.find(tag) is None:
             for elem in live.iterchildren(tag):
                 root.append(copy.deepcopy(elem))
+    # The balloon libvirt adds to a spec without one: kept where it is, or the next
+    # define would give its PCI slot to a new device and move it (the guest would see
+    # the change at its next boot, and a hot-plug would find the slot taken).
+    balloon = live.find("devices/memballoon")
+    if (declared_devices is not None and declared_devices.find("memballoon") is None
+            and balloon is not None and balloon.get("model") != "none"):
+        kept = copy.deepcopy(balloon)
+        for alias in kept.findall("alias"):
+            kept.remove(alias)
+        declared_devices.append(kept)
+
+
+def _pci_slots(root: etree._Element) -> set[int]:
+    """Slots on PCI bus 0 that devices of `root` take."""
+    used = set()
+    for address in root.iterfind("devices/*/address[@type='pci']"):
+        try:
+            if int(address.get("domain", "0"), 0) or int(address.get("bus", "0"), 0):
+                continue
+            used.add(int(address.get("slot", "0"), 0))
+        except ValueError:
+            continue
+    return used
+
+
+def place_hot_plugged(
+    root: etree._Element, keys: list[str], live: etree._Element, running: etree._Element
+) -> None:
+    """Give each device about to be hot-plugged (by identity key) that declares no address
+    a PCI slot free in the persistent definition (`live`), the running one and the new
+    one: libvirt then defines it where the attach puts it, in one call. Otherwise the
+    new definition may get a slot the running guest uses for something else, the attach
+    is refused ("Attempted double use of PCI Address"), and the guest gets the device
+    at another slot than its next boot will. Only on a QEMU/KVM guest with a legacy PCI
+    root bus (i440fx: bus 0, slots 3 to 31; slot 2 is where libvirt puts video); on PCIe
+    machines each device needs its own root port, which libvirt chooses."""
+    if not keys or running.get("type") not in ("qemu", "kvm"):
+        return
+    if running.find("devices/controller[@model='pci-root']") is None:
+        return
+    used = _pci_slots(root) | _pci_slots(live) | _pci_slots(running)
+    declared = dict(child_keys(root.find("devices"))) if root.find("devices") is not None else {}
+    for key in keys:
+        device = declared.get(key.removeprefix("devices/"))
+        if device is None or device.find("address") is not None or not _on_pci(device):
+            continue
+        slot = next((n for n in range(3, 32) if n not in used), None)
+        if slot is None:
+            return
+        used.add(slot)
+        etree.SubElement(device, "address", type="pci", domain="0x0000", bus="0x00",
+                         slot=f"0x{slot:02x}", function="0x0")
+
+
+def _on_pci(device: etree._Element) -> bool:
+    if device.tag == "disk":
+        target = device.find("target")
+        return target is not None and target.get("bus") == "virtio"
+    if device.tag == "interface":
+        model = device.find("model")
+        return model is None or model.get("type") != "netfront"
+    return False

@@ -200,25 +200,73 @@ def _overlay(target: etree._Element, declared: etree._Element) -> None:
 
 
 # -- the note on a running guest ---------------------------------------------------------
+#
+# virtctl's note lives in the running instance's live metadata (`virtctl-live`
+# namespace): a restart drops it with the rest of the running definition, which is
+# exactly how long what it says holds. It names, by essence path:
+#   <device key=K/>   a device virtctl asked the guest to release and that it has not;
+#   <pending path=P/> a field virtctl changed in the definition while the guest ran and
+#                     did not apply live (--no-live, next-boot, a restart not allowed);
+#   <refused path=P/> a field whose live change the host refused or the guest did not
+#                     take (a hot-plug libvirt refused, a balloon that did not move): it
+#                     waits for the restart and is not asked again.
+# Restart-pending (classify.py) is what the note names that still differs, plus whole
+# devices only one side has: never a field the hypervisor rewrote on its own.
+
+
+@dataclass(frozen=True, slots=True)
+class RunningNote:
+    unreleased: frozenset[str] = frozenset()
+    pending: frozenset[str] = frozenset()
+    refused: frozenset[str] = frozenset()
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """Every field path the note keeps restart-pending."""
+        return self.pending | self.refused
+
+    def __bool__(self) -> bool:
+        return bool(self.unreleased or self.pending or self.refused)
+
+
+def read_note(running: etree._Element | None) -> RunningNote:
+    if running is None:
+        return RunningNote()
+    found: dict[str, set[str]] = {"device": set(), "pending": set(), "refused": set()}
+    for note in running.iterfind(f"metadata/{{{LIVE_NS}}}*"):
+        for entry in note:
+            if not isinstance(entry.tag, str):
+                continue
+            kind = etree.QName(entry).localname
+            value = entry.get("key") if kind == "device" else entry.get("path")
+            if kind in found and value:
+                found[kind].add(value)
+    return RunningNote(frozenset(found["device"]), frozenset(found["pending"]),
+                       frozenset(found["refused"]))
+
+
+def note_xml(note: RunningNote) -> str | None:
+    """The note's element for `set_running_note` (None when there is nothing to note).
+    The element keeps its first name, `unreleased`, so older notes read the same."""
+    if not note:
+        return None
+    root = etree.Element(f"{{{LIVE_NS}}}unreleased", nsmap={LIVE_NS_PREFIX: LIVE_NS})
+    for key in sorted(note.unreleased):
+        etree.SubElement(root, f"{{{LIVE_NS}}}device", key=key)
+    for kind, paths in (("pending", note.pending), ("refused", note.refused)):
+        for path in sorted(paths):
+            etree.SubElement(root, f"{{{LIVE_NS}}}{kind}", path=path)
+    return tostring(root, pretty=False)
 
 
 def unreleased(running: etree._Element | None) -> frozenset[str]:
     """Device keys virtctl asked the running guest to release and that it has not."""
-    if running is None:
-        return frozenset()
-    return frozenset(d.get("key", "") for d in running.iterfind(
-        f"metadata/{{{LIVE_NS}}}unreleased/{{{LIVE_NS}}}device"))
+    return read_note(running).unreleased
 
 
 def unreleased_note(keys: Iterable[str]) -> str | None:
-    """The note's element for `set_running_note` (None when there is nothing to note)."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return None
-    note = etree.Element(f"{{{LIVE_NS}}}unreleased", nsmap={LIVE_NS_PREFIX: LIVE_NS})
-    for key in wanted:
-        etree.SubElement(note, f"{{{LIVE_NS}}}device", key=key)
-    return tostring(note, pretty=False)
+    """A note of only these unreleased devices (None when there is nothing to note)."""
+    return note_xml(RunningNote(unreleased=frozenset(keys)))
 
 
 # -- domains ----------------------------------------------------------------------------
@@ -239,7 +287,9 @@ def domain_live(
             by_device.setdefault(key, []).append(change)
         elif change.path.split("/")[0] == "vcpu":
             vcpu.append(change)
-    held = unreleased(running)
+    note = read_note(running)
+    # Not asked again: what the guest kept or the host refused waits for the restart.
+    held = note.unreleased | note.refused
     detach: list[Action] = []
     attach: list[Action] = []
     update: list[Action] = []
@@ -251,7 +301,8 @@ def domain_live(
             continue
         {AttachDevice: attach, DetachDevice: detach}.get(type(action), update).append(action)
         covered.update((c.path, action.reason) for c in changes)
-    vcpus = _vcpus(vcpu, declared, running, name=name) if LiveOp.VCPUS in support else None
+    vcpus = (_vcpus(vcpu, declared, running, name=name)
+             if LiveOp.VCPUS in support and "vcpu/@current" not in held else None)
     if vcpus is not None:
         covered.update((c.path, vcpus.reason) for c in vcpu)
     # Detach first: it frees the addresses an attach may want.
@@ -266,6 +317,8 @@ def _device_action(
     want, have = find(declared, key), find(running, key)
     whole = [c for c in changes if c.path == key]
     dom = Kind.DOMAIN
+    if key in held and not (whole and whole[0].op is ChangeOp.REMOVE):
+        return None  # refused before (attach, update): not asked again before a restart
     if whole and whole[0].op is ChangeOp.ADD and want is not None and have is None:
         if LiveOp.ATTACH not in support or not _hot_pluggable(want, running):
             return None
