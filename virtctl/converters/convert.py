@@ -15,11 +15,13 @@ from lxml import etree
 
 from .. import metadata
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
+from ..reconciler.limits import MAX_TEXT_BYTES, long_text, text_too_long
 from ..xmlutil import parse, tostring
 from . import yamlxml
 from .xm import Conversion, xm_to_xml, xml_to_xm
 from .yaml_storage import POOL_KEYS
 from .yaml_volume import VOLUME_KEYS, runtime_attrs, runtime_keys
+from .yamlstrict import DuplicateKey, StrictLoader
 
 __all__ = ["FORMATS", "Conversion", "convert"]
 
@@ -56,11 +58,17 @@ def _to_tree(text: str, *, src: str, source: str) -> tuple[etree._Element, tuple
 
 def _yaml_to_tree(text: str, source: str) -> etree._Element:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=StrictLoader)
+    except DuplicateKey as exc:
+        raise _error(str(exc.problem), source, line=exc.problem_mark.line + 1) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise _error(f"malformed YAML: {exc}", source, line=line) from None
+    for path, size in long_text(doc):  # else refused as XML, at a line of the XML
+        raise SpecError(text_too_long(size), code=ErrorCode.INVALID_SPEC,
+                        domain=ErrorDomain.CONVERTER,
+                        source=Source(source, _long_scalar_line(text), path))
     if not isinstance(doc, Mapping):
         raise _error("a YAML spec must be a mapping", source, code=ErrorCode.INVALID_SPEC)
     if doc.get("kind") == "Network":
@@ -90,6 +98,21 @@ def _dump_yaml(root: etree._Element) -> str:
         raise _error(f"<{root.tag}> is not a domain, network, storage pool or volume",
                      "<xml>", code=ErrorCode.INVALID_SPEC)
     return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _long_scalar_line(text: str) -> int | None:
+    """The line of the first YAML scalar too long for XML (long_text found one)."""
+    stack = [yaml.compose(text)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value.encode()) > MAX_TEXT_BYTES:
+                return int(node.start_mark.line) + 1
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+    return None
 
 
 def _error(message: str, source: str, *, line: int | None = None,

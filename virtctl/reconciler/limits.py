@@ -155,11 +155,17 @@ def ifname_problem(name: str) -> str | None:
 
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+_HEX12 = re.compile(r"[0-9a-fA-F]{1,2}")
 
 
 def mac_problem(mac: str) -> str | None:
     """Why libvirt refuses `mac` for a NIC, a network's bridge or a DHCP host."""
     if not _MAC.fullmatch(mac):
+        octets = mac.split(":")
+        if len(octets) == 6 and all(_HEX12.fullmatch(o) for o in octets):
+            # libvirt reads one-digit octets but stores two: the spec would never match.
+            return (f"MAC address {mac!r}: write each octet with two digits, "
+                    f"{':'.join(o.rjust(2, '0').lower() for o in octets)!r}")
         return (f"malformed MAC address {mac!r}: six two-digit hex octets separated by "
                 "':', such as 52:54:00:12:34:56")
     if int(mac[:2], 16) & 1:

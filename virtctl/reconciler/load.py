@@ -24,6 +24,7 @@ import yaml
 from lxml import etree
 
 from .. import metadata
+from ..converters.yamlstrict import DuplicateKey, StrictLoader
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
 from ..fileio import NotRegularFile, open_regular
 from ..model import (
@@ -57,55 +58,6 @@ XML_SUFFIXES = (".xml",)
 XEN_SUFFIXES = (".cfg",)
 SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class DuplicateKey(yaml.YAMLError):
-    """A mapping names one key twice: YAML would keep the last value silently."""
-
-    def __init__(self, key: str, first: int, mark: Any, path: str) -> None:
-        super().__init__(key)
-        self.problem = (f"key {key!r} is given twice (first at line {first}); YAML would "
-                        "keep only the last value: remove one")
-        self.problem_mark = mark
-        self.path = path
-
-
-class _StrictLoader(_Loader):  # type: ignore[misc,valid-type]
-    """The safe loader, refusing a key given twice in one mapping at any depth (merge
-    keys `<<` may still be overridden: that is what they are for)."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        self._refuse_duplicate_keys(node)
-        return super().construct_document(node)
-
-    def _refuse_duplicate_keys(self, top: yaml.Node) -> None:
-        seen_nodes: set[int] = set()  # each node once: aliases are not walked again
-        stack: list[tuple[yaml.Node, str]] = [(top, "")]
-        while stack:
-            node, path = stack.pop()
-            if id(node) in seen_nodes:
-                continue
-            seen_nodes.add(id(node))
-            if isinstance(node, yaml.SequenceNode):
-                stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
-            elif isinstance(node, yaml.MappingNode):
-                keys: dict[Any, int] = {}
-                for key_node, value_node in node.value:
-                    if not isinstance(key_node, yaml.ScalarNode) \
-                            or key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node)
-                    here = f"{path}.{key_node.value}" if path else str(key_node.value)
-                    try:
-                        first = keys.get(key)
-                    except TypeError:  # an unhashable key: the constructor reports it
-                        continue
-                    if first is not None:
-                        raise DuplicateKey(str(key_node.value), first,
-                                           key_node.start_mark, here)
-                    keys[key] = key_node.start_mark.line + 1
-                    stack.append((value_node, here))
-
 
 _DOC_START = re.compile(r"^---(?:\s|$)")
 _TRUE = {"yes", "true", "on", "1"}
@@ -588,7 +540,7 @@ def _load_yaml(
     text: str, source: str, hosts: list[HostAlias]
 ) -> list[AnySpec]:
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_StrictLoader)]
+        docs = [d for d in yaml.load_all(text, Loader=StrictLoader)]
     except DuplicateKey as exc:
         raise SpecError(str(exc.problem), code=ErrorCode.INVALID_SPEC,
                         source=Source(source, exc.problem_mark.line + 1, exc.path)) from None
@@ -753,7 +705,7 @@ def _schema_error(
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         # Name the unknown field itself, not the mapping that holds it.
         known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-        extra = sorted(k for k in error.instance if k not in known)
+        extra = sorted((k for k in error.instance if k not in known), key=str)
         if extra:
             parts.append(extra[0])
     return SpecError(
