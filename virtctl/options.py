@@ -97,7 +97,7 @@ def set_options(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_sets(args: argparse.Namespace, default: Callable[[], DefaultSet]) -> tuple[
-        str, frozenset[str]]:
+        str, tuple[str, ...]]:
     """This run's apply set and the other sets --prune may reach (--prune-set), from the
     options of `set_options` (absent ones mean none). `default` names the set from the
     -f paths (gitinfo.default_set). Raises ValueError with advice that is safe to
@@ -105,9 +105,15 @@ def apply_sets(args: argparse.Namespace, default: Callable[[], DefaultSet]) -> t
     --set, and --prune-set needs --prune."""
     given = getattr(args, "apply_set", None)
     prune = bool(getattr(args, "prune", False))
-    others = frozenset(getattr(args, "prune_sets", None) or ())
+    others = tuple(sorted(set(getattr(args, "prune_sets", None) or ())))
     if others and not prune:
         raise ValueError("--prune-set needs --prune")
+    from .reconciler.limits import invisible
+
+    for name in (given or "", *others):
+        if invisible(name):  # a set is printed and matched as a name: no spoofing
+            raise ValueError(f"a set name has no control or invisible format characters "
+                             f"({invisible(name)}): {name!r}")
     if given is not None:
         if not given.strip():
             raise ValueError("--set needs a name")

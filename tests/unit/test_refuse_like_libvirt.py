@@ -293,3 +293,17 @@ def test_a_domain_holds_at_most_the_device_limit(count: int) -> None:
     else:
         (error,) = errors_of(xml_domain(body), "d.xml")
         assert where(error) == (5, "devices") and f"{count} devices" in error.message
+
+
+@pytest.mark.parametrize(("given", "others"), [("prod\u202e", []), ("prod", ["old\u200b"])])
+def test_a_set_name_with_an_invisible_character_is_refused(given: str,
+                                                           others: list[str]) -> None:
+    import argparse
+
+    from virtctl.options import apply_sets
+
+    args = argparse.Namespace(apply_set=given, prune=True, prune_sets=others)
+    with pytest.raises(ValueError, match="invisible format characters"):
+        apply_sets(args, lambda: pytest.fail("the default set is not asked"))
+    args = argparse.Namespace(apply_set="prod", prune=True, prune_sets=["old"])
+    assert apply_sets(args, lambda: pytest.fail("not asked")) == ("prod", ("old",))
