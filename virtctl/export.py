@@ -9,7 +9,8 @@ virtctl's marks, the running id, aliases, addresses libvirt assigned, the contro
 QEMU machine always gets, dynamic security labels and what only a running guest shows
 (pty paths, auto VNC ports, vnetN targets). Identity (uuid, MACs) and everything else
 stay. The live runtime state becomes the desired one. Applying the result with
-`apply --adopt` on the same host therefore only marks objects as managed.
+`apply --adopt` on the same host therefore only marks objects as managed. Storage pools
+and volumes, given the host's storage, are exported by export_storage.py.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Any
 import yaml
 from lxml import etree
 
-from . import metadata
+from . import export_storage, metadata
 from .converters.yamlxml import domain_from_xml, network_from_xml
-from .errors import ErrorDomain, SpecError
+from .errors import ErrorCode, ErrorDomain, SpecError, VirtctlError
 from .fileio import write_atomic
-from .model import DomainState, Live, LiveDomain, LiveNetwork, ObjectKey
+from .model import DomainState, Kind, Live, LiveDomain, LiveNetwork, ObjectKey, Storage
+from .reconciler.plan_storage import view
 from .xmlutil import NS, NS_PREFIX, parse, tostring
 
 API_VERSION = "virtctl/v1"
@@ -46,14 +48,25 @@ class ExportedSpec:
 
     @property
     def filename(self) -> str:
-        return f"{self.key.kind}-{self.key.name}.{self.fmt}"
+        """`domain-NAME.yaml`, `pool-NAME.yaml`, `volume-POOL--NAME.yaml`."""
+        return f"{self.key.kind}-{self.key.name.replace('/', '--')}.{self.fmt}"
 
 
 def export_specs(
-    live: Live, *, fmt: ExportFormat = ExportFormat.YAML, managed_only: bool = False
+    live: Live, *, fmt: ExportFormat = ExportFormat.YAML, managed_only: bool = False,
+    storage: Storage | None = None,
 ) -> tuple[ExportedSpec, ...]:
-    """One spec per object of `live`, networks first, each kind sorted by name."""
+    """One spec per object of `live` (and of `storage`, when given): pools, volumes,
+    networks, domains, each kind sorted by name."""
     out: list[ExportedSpec] = []
+    if storage is not None:
+        found = view(storage)
+        xml = fmt is ExportFormat.XML
+        for pool in export_storage.exported_pools(found, managed_only=managed_only):
+            out.append(ExportedSpec(pool.key, fmt, export_storage.pool_text(pool, xml=xml)))
+        for volume in export_storage.exported_volumes(found, live, managed_only=managed_only):
+            out.append(ExportedSpec(volume.key, fmt,
+                                    export_storage.volume_text(volume, found, xml=xml)))
     for net in sorted(live.networks.values(), key=lambda n: n.name):
         if net.managed or not managed_only:
             out.append(ExportedSpec(net.key, fmt, _network_text(net, fmt)))
@@ -75,15 +88,30 @@ def stdout_text(specs: Sequence[ExportedSpec], *, fmt: ExportFormat) -> str:
 
 def write_specs(folder: Path, specs: Iterable[ExportedSpec]) -> list[Path]:
     """Write each spec to `folder/<kind>-<name>.<fmt>` (replacing a file of that name,
-    atomically); other files in `folder` are left alone. The only I/O in this module."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    atomically); other files in `folder` are left alone. Every file name is checked
+    before the first is written. The only I/O in this module."""
+    specs = list(specs)
+    names: dict[str, ObjectKey] = {}
     for spec in specs:
-        if "/" in spec.key.name or spec.key.name in ("", ".", ".."):
+        parts = spec.key.name.split("/")
+        if len(parts) > (2 if spec.key.kind is Kind.VOLUME else 1) or any(
+                p in ("", ".", "..") for p in parts):
             raise SpecError(f"cannot name a file after {spec.key}", domain=ErrorDomain.CLI)
-        target = folder / spec.filename
-        write_atomic(target, spec.text.encode("utf-8"))
-        written.append(target)
+        other = names.setdefault(spec.filename, spec.key)
+        if other != spec.key:  # volume-a--b--c: pool a, volume b--c or pool a--b, volume c
+            raise SpecError(f"{other} and {spec.key} would both be written to "
+                            f"{spec.filename}; export to stdout (-o yaml) instead",
+                            domain=ErrorDomain.CLI)
+    written = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for spec in specs:
+            target = folder / spec.filename
+            write_atomic(target, spec.text.encode("utf-8"))
+            written.append(target)
+    except OSError as exc:  # a full disk, a directory at a file's name: one line naming it
+        raise VirtctlError(f"{exc.filename or folder}: cannot write: {exc.strerror or exc}",
+                           code=ErrorCode.OPERATION_FAILED, domain=ErrorDomain.CLI) from None
     return written
 
 

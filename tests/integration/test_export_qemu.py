@@ -125,3 +125,104 @@ def test_export_then_adopt_restarts_nothing(
                for d in (pc, q35, paused))
     assert managed(conn.networkLookupByName(net), libvirt.VIR_NETWORK_XML_INACTIVE)
     ok(virtctl("diff", "-f", str(specs)), 0)
+
+
+# -- storage (issue 20: export wrote no pools or volumes) -------------------------------------
+
+
+def pool_xml(pool: str, path: Path) -> str:
+    return (f"<pool type='dir'><name>{pool}</name><target><path>{path}</path>"
+            "<permissions><mode>0755</mode></permissions></target></pool>")
+
+
+def storage_facts(conn: Any, pool: str) -> dict[str, Any]:
+    """What adopting must not change: the pool's identity and state, each volume's
+    sizes, format, backing store and bytes (virtctl's state volume left out)."""
+    import hashlib
+
+    from virtctl.xmlutil import parse
+
+    found = conn.storagePoolLookupByName(pool)
+    out: dict[str, Any] = {pool: (found.UUIDString(), found.isActive(), found.autostart())}
+    for vol in found.listAllVolumes(0):
+        if vol.name() == "virtctl-state.json":
+            continue
+        root = parse(vol.XMLDesc(0))
+        out[vol.name()] = (vol.info(), root.find("target/format").get("type"),
+                           root.findtext("backingStore/path"),
+                           hashlib.sha256(Path(vol.path()).read_bytes()).hexdigest())
+    return out
+
+
+def test_storage_export_then_adopt_only_records_it(tmp_path: Path) -> None:
+    """A dir pool made with libvirt (active, autostart), a qcow2 base, an overlay on it
+    (backing file by path, as virsh makes it) and a raw volume of an odd size holding
+    data: exported as a user would declare them, adopted with one `record` each."""
+    import shutil
+    import subprocess
+
+    from tests.contract.support import purge_libvirt, shared_dir
+
+    require_connection(URI)
+    if not shutil.which("qemu-img"):
+        pytest.fail("qemu-img is not installed (apt-get install qemu-utils)")
+    conn = libvirt_module().open(URI)
+    pool = name()
+    with shared_dir() as root:
+        target = root / "images"
+        target.mkdir(mode=0o755)
+        try:
+            found = conn.storagePoolDefineXML(pool_xml(pool, target), 0)
+            found.create(0)
+            found.setAutostart(1)
+            found.createXML("<volume><name>base.qcow2</name><capacity unit='MiB'>16"
+                            "</capacity><target><format type='qcow2'/></target></volume>", 0)
+            found.createXML("<volume><name>web.qcow2</name><capacity unit='MiB'>64"
+                            "</capacity><target><format type='qcow2'/></target>"
+                            f"<backingStore><path>{target}/base.qcow2</path>"
+                            "<format type='qcow2'/></backingStore></volume>", 0)
+            found.createXML("<volume><name>data.img</name><capacity unit='bytes'>1537"
+                            "</capacity><target><format type='raw'/></target></volume>", 0)
+            (target / "data.img").write_bytes(b"data" * 384 + b"!")
+            found.refresh(0)
+            before = storage_facts(conn, pool)
+            assert before["web.qcow2"][2] == f"{target}/base.qcow2"
+
+            virtctl = run_cli(URI, tmp_path / "state")
+            exported = tmp_path / "exported"
+            ok(virtctl("export", "--to", str(exported)))
+            ours = {f"pool-{pool}.yaml"} | {f"volume-{pool}--{v}.yaml" for v in
+                                            ("base.qcow2", "web.qcow2", "data.img")}
+            assert ours <= {p.name for p in exported.iterdir()}
+            assert f"volume-{pool}--virtctl-state.json.yaml" not in ours
+            specs = tmp_path / "specs"
+            specs.mkdir()
+            for file_name in ours:
+                (exported / file_name).rename(specs / file_name)
+            web = (specs / f"volume-{pool}--web.qcow2.yaml").read_text()
+            assert "volume: base.qcow2" in web and "capacity: 64MiB" in web
+
+            result = json.loads(ok(virtctl("apply", "--adopt", "-f", str(specs),
+                                           "-o", "json")))
+            steps = {o["name"]: [s["op"] for s in o["steps"]] for o in result["objects"]}
+            assert steps == {pool: ["record"], **{f"{pool}/{v}": ["record"] for v in
+                                                  ("base.qcow2", "web.qcow2", "data.img")}}
+            assert storage_facts(conn, pool) == before
+            info = subprocess.run(["qemu-img", "info", "-U", "--output=json",
+                                   str(target / "web.qcow2")], capture_output=True,
+                                  text=True, check=True).stdout
+            assert json.loads(info)["backing-filename"] == f"{target}/base.qcow2"
+
+            rows = {r["name"]: r for r in json.loads(ok(virtctl("get", "volumes", "-o",
+                                                                "json")))
+                    if r["pool"] == pool}
+            assert sorted(rows) == ["base.qcow2", "data.img", "web.qcow2"]
+            assert all(r["managed"] and r["set"] for r in rows.values())
+            assert rows["data.img"]["capacity"] == 1537
+            pools = {r["name"]: r for r in json.loads(ok(virtctl("get", "pools", "-o",
+                                                                 "json")))}
+            assert (pools[pool]["managed"], pools[pool]["volumes"]) == (True, 3)
+            ok(virtctl("diff", "-f", str(specs)), 0)
+        finally:
+            conn.close()
+            purge_libvirt(URI, [pool])

@@ -141,3 +141,237 @@ def test_export_overwrites_its_own_files_and_leaves_others(
     assert (folder / "README").read_text() == "mine\n"
     assert "name: web" in (folder / "domain-web.yaml").read_text()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+# -- storage (issue 20: export wrote no pools or volumes) -------------------------------------
+
+P = Kind.POOL
+STORAGE_CALLS = ("build_pool", "create_volume", "delete_volume", "resize_volume",
+                 "upload_volume", "resize_disk")
+
+
+@pytest.fixture
+def storage_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every storage write of SimDriver while the test runs: (op, pool, volume...)."""
+    calls: list[str] = []
+    for op in STORAGE_CALLS:
+        original = getattr(SimDriver, op)
+
+        def spy(self: SimDriver, *args: object, _op: str = op, _orig: Any = original,
+                **kwargs: object) -> object:
+            calls.append(f"{_op}{args[:2]}")
+            return _orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(SimDriver, op, spy)
+    return calls
+
+
+def unmanaged_storage(driver: SimDriver, outside: Path) -> None:
+    """Pool images (active, autostart): a qcow2 base, an overlay on it (backing file by
+    path, as virsh makes it), a raw volume of an odd size with data in it, and an
+    overlay on a file outside any pool."""
+    driver.define(P, "<pool type='dir'><name>images</name>"
+                     "<target><path>/srv/images</path></target></pool>")
+    driver.build_pool("images")
+    driver.start(P, "images")
+    driver.set_autostart(P, "images", True)
+    driver.create_volume("images", "<volume><name>base.qcow2</name><capacity unit='MiB'>"
+                                   "64</capacity><target><format type='qcow2'/></target>"
+                                   "</volume>")
+    driver.create_volume("images", "<volume><name>web.qcow2</name><capacity unit='MiB'>"
+                                   "128</capacity><target><format type='qcow2'/></target>"
+                                   "<backingStore><path>/srv/images/base.qcow2</path>"
+                                   "<format type='qcow2'/></backingStore></volume>")
+    driver.create_volume("images", "<volume><name>data.img</name><capacity unit='bytes'>"
+                                   "1537</capacity><target><format type='raw'/></target>"
+                                   "</volume>")
+    import io
+    driver.upload_volume("images", "data.img", io.BytesIO(b"x" * 1537), 1537)
+    outside.write_bytes(b"\0" * 4096)
+    driver.create_volume("images", "<volume><name>ext.qcow2</name><capacity unit='MiB'>"
+                                   "8</capacity><target><format type='qcow2'/></target>"
+                                   f"<backingStore><path>{outside}</path>"
+                                   "<format type='raw'/></backingStore></volume>")
+
+
+def storage_state(driver: SimDriver) -> dict[str, Any]:
+    """Pools and volumes as the host has them (virtctl's records left out)."""
+    found = driver.storage()
+    return {
+        **{f"pool/{p.name}": (p.uuid, p.xml, p.active, p.autostart) for p in
+           found.pools.values()},
+        **{f"volume/{k}": (v.xml, v.capacity) for k, v in found.volumes.items()},
+        "data.img": driver.download_volume("images", "data.img", limit=1 << 20),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "xml"])
+def test_storage_export_then_adopt_only_records_it(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path, fmt: str,
+    storage_calls: list[str],
+) -> None:
+    driver = sim()
+    unmanaged_storage(driver, tmp_path / "outside.img")
+    before = storage_state(driver)
+    folder = tmp_path / "exported"
+    exported = cli("export", "--to", str(folder), "-o", fmt)
+    assert exported.code == 0, exported.err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"pool-images.{fmt}"] + [f"volume-images--{v}.{fmt}" for v in
+                                  ("base.qcow2", "data.img", "ext.qcow2", "web.qcow2")])
+    storage_calls.clear()
+
+    applied = cli("apply", "--adopt", "-f", str(folder), "-o", "json")
+    assert applied.code == 0, applied.out + applied.err
+    doc = applied.json()
+    steps = {(o["kind"], o["name"]): [s["op"] for s in o["steps"]] for o in doc["objects"]}
+    assert steps == {("pool", "images"): ["record"],
+                     **{("volume", f"images/{v}"): ["record"] for v in
+                        ("base.qcow2", "data.img", "ext.qcow2", "web.qcow2")}}
+    # Only virtctl's own record was written: no volume made, grown, written or deleted.
+    assert storage_calls and all("virtctl-state.json" in c for c in storage_calls), \
+        storage_calls
+    assert storage_state(driver) == before
+    got = cli("get", "volumes", "-o", "json")
+    assert [(r["name"], r["managed"]) for r in got.json()] == [
+        (v, True) for v in ("base.qcow2", "data.img", "ext.qcow2", "web.qcow2")]
+    again = cli("diff", "-f", str(folder))
+    assert again.code == 0, again.out + again.err
+
+
+def test_storage_export_says_what_a_user_declares(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path
+) -> None:
+    unmanaged_storage(sim(), tmp_path / "outside.img")
+    result = cli("export")
+    assert result.code == 0, result.err
+    docs = {(d["kind"], d["name"]): d for d in yaml.safe_load_all(result.out)}
+    pool = docs[("StoragePool", "images")]
+    assert (pool["type"], pool["active"], pool["autostart"], pool["target"]) == (
+        "dir", True, True, {"path": "/srv/images"})
+    assert pool["uuid"] == sim().storage().pools["images"].uuid
+    assert docs[("Volume", "web.qcow2")] == {
+        "kind": "Volume", "apiVersion": "virtctl/v1", "name": "web.qcow2",
+        "pool": "images", "capacity": "128MiB", "format": "qcow2",
+        "backingStore": {"volume": "base.qcow2", "format": "qcow2"}}
+    assert docs[("Volume", "data.img")]["capacity"] == 1537
+    assert docs[("Volume", "ext.qcow2")]["backingStore"] == {
+        "path": str(tmp_path / "outside.img"), "format": "raw"}
+    assert not any(n == "virtctl-state.json" for _, n in docs)
+
+
+def test_an_inactive_pool_is_exported_inactive_and_adopting_it_starts_nothing(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path,
+    driver_calls: list[str],
+) -> None:
+    sim().define(P, "<pool type='dir'><name>spare</name>"
+                    "<target><path>/srv/spare</path></target></pool>")
+    folder = tmp_path / "exported"
+    assert cli("export", "--to", str(folder)).code == 0
+    doc = yaml.safe_load((folder / "pool-spare.yaml").read_text())
+    assert (doc["active"], doc["autostart"]) == (False, False)
+    driver_calls.clear()
+    applied = cli("apply", "--adopt", "-f", str(folder))
+    assert applied.code == 0, applied.out + applied.err
+    assert driver_calls == []
+    assert not sim().storage().pools["spare"].active
+    assert cli("diff", "--adopt", "-f", str(folder)).code == 0
+
+
+CLOUD = """\
+kind: StoragePool
+name: images
+type: dir
+target: {path: /srv/images}
+---
+kind: Volume
+name: data.img
+pool: images
+capacity: 1MiB
+format: raw
+deletePolicy: delete
+---
+kind: Domain
+name: web
+type: kvm
+memory: 256MiB
+os: {type: hvm}
+cloudInit:
+  pool: images
+  userData: {users: [{name: ops}]}
+"""
+
+
+def test_export_leaves_out_cloud_init_seeds_and_honours_managed_only(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path,
+    storage_calls: list[str],
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(CLOUD)
+    assert cli("apply", "-f", str(specs)).code == 0
+    driver = sim()
+    assert "images/web-cidata.iso" in driver.storage().volumes
+    driver.create_volume("images", "<volume><name>theirs.img</name><capacity unit='MiB'>1"
+                                   "</capacity><target><format type='raw'/></target></volume>")
+    driver.define(P, "<pool type='dir'><name>other</name>"
+                     "<target><path>/srv/other</path></target></pool>")
+
+    every = {(d["kind"], d["name"]) for d in yaml.safe_load_all(cli("export").out)}
+    assert {k for k in every if k[0] in ("StoragePool", "Volume")} == {
+        ("StoragePool", "images"), ("StoragePool", "other"), ("Volume", "data.img"),
+        ("Volume", "theirs.img")}  # no seed: cloudInit makes it again
+
+    folder = tmp_path / "mine"
+    assert cli("export", "--managed-only", "--to", str(folder)).code == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "domain-web.yaml", "pool-images.yaml", "volume-images--data.img.yaml"]
+    data = yaml.safe_load((folder / "volume-images--data.img.yaml").read_text())
+    assert (data["deletePolicy"], data["capacity"]) == ("delete", "1MiB")
+    storage_calls.clear()
+    applied = cli("apply", "--adopt", "-f", str(folder), "-o", "json")
+    assert applied.code == 0, applied.out + applied.err
+    assert all("virtctl-state.json" in c for c in storage_calls), storage_calls
+    assert "images/web-cidata.iso" in sim().storage().volumes
+    assert cli("diff", "-f", str(folder)).code == 0
+
+
+def test_get_pools_and_volumes(cli: Callable[..., Any], sim: Callable[..., SimDriver],
+                               tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "web.yaml").write_text(CLOUD)
+    assert cli("apply", "--set", "lab", "-f", str(specs)).code == 0
+    sim().create_volume("images", "<volume><name>theirs.img</name><capacity unit='KiB'>"
+                                  "1536</capacity><target><format type='raw'/></target>"
+                                  "</volume>")
+
+    pools = cli("get", "pools")
+    assert pools.code == 0, pools.err
+    lines = pools.out.splitlines()
+    assert lines[0].split() == ["NAME", "TYPE", "STATE", "AUTOSTART", "CAPACITY",
+                                "ALLOCATION", "VOLUMES", "MANAGED", "SET"]
+    assert lines[1].split() == ["images", "dir", "active", "no", "-", "-", "3", "yes", "lab"]
+
+    volumes = cli("get", "volumes")
+    assert volumes.code == 0, volumes.err
+    table = [line.split() for line in volumes.out.splitlines()]
+    assert table[0] == ["NAME", "POOL", "CAPACITY", "ALLOCATION", "FORMAT", "MANAGED", "SET"]
+    rows = {r[0]: r for r in table[1:]}
+    assert rows["data.img"][1:4] == ["images", "1", "MiB"]
+    assert rows["data.img"][-3:] == ["raw", "yes", "lab"]
+    assert rows["theirs.img"][2:4] == ["1.5", "MiB"] and rows["theirs.img"][-2:] == ["no", "-"]
+    assert "web-cidata.iso" in rows  # listed: it is on the host
+
+    wide = cli("get", "volumes", "-o", "wide").out.splitlines()
+    assert wide[0].split()[7:] == ["PATH", "BACKING", "DELETE-POLICY", "USED-BY", "SOURCE",
+                                   "COMMIT"]
+    seed = next(r for r in wide if r.startswith("web-cidata.iso "))
+    assert " web hdd " in seed  # the running guest that has it as its CD-ROM
+
+    as_json = {r["name"]: r for r in cli("get", "volumes", "-o", "json").json()}
+    assert as_json["theirs.img"]["capacity"] == 1536 * 1024
+    assert (as_json["data.img"]["deletePolicy"], as_json["data.img"]["set"]) == ("delete", "lab")
+    assert as_json["data.img"]["source"] == str(specs / "web.yaml")
+    as_yaml = yaml.safe_load(cli("get", "pools", "-o", "yaml").out)
+    assert [(p["name"], p["managed"], p["volumes"]) for p in as_yaml] == [("images", True, 3)]
