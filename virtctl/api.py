@@ -124,7 +124,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     storage = _storage(desired, reader, policy, live)
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
                                storage_digest(storage.storage) if storage else "",
-                               sorted((k, sorted(v.items()))
+                               sorted((k, storage_digest(v.storage))
                                       for k, v in storage.dormant.items()) if storage else (),
                                sorted(storage.backing_files.items()) if storage else ())),
                          caps_xml, code_fingerprint())
@@ -180,7 +180,7 @@ def _probed(desired: Desired, reader: Reader, found: StorageView) -> StorageView
     for name, xml in dormant_pools(desired, found).items():
         files = reader.pool_files(xml)
         if files is not None:
-            dormant[name] = files
+            dormant[name] = view(files)
     backing = {path: reader.file_exists(path) for path in sorted(backing_paths(desired, found))}
     return replace(found, dormant=dormant, backing_files=backing)
 

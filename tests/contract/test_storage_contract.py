@@ -342,22 +342,31 @@ def test_pool_files_lists_what_a_pool_not_running_will_hold(
     pool, target = active_pool(driver, factory, folder)
     driver.create_volume(pool, volume_xml("a.raw", MIB))
     driver.create_volume(pool, volume_xml("b.qcow2", 4 * MIB, fmt="qcow2"))
+    if backend.id != "test":  # which has no upload
+        driver.create_volume(pool, volume_xml(STATE_VOLUME, MIB))
+        driver.upload_volume(pool, STATE_VOLUME, io.BytesIO(b'{"a": 1}'), 8)
     driver.destroy(Kind.POOL, pool)
     driver.undefine(Kind.POOL, pool)
     found = driver.pool_files(pool_xml(pool, target))
     if backend.id in ("test", "qemu+tcp"):
         assert found is None
         return
-    assert {name: (vol.pool, vol.capacity, volume_format(vol))
-            for name, vol in found.items()} == {"a.raw": (pool, MIB, "raw"),
-                                                "b.qcow2": (pool, 4 * MIB, "qcow2")}
-    assert driver.pool_files(pool_xml(pool, folder / "never-made")) == {}
+    assert found is not None
+    assert {key: (vol.pool, vol.name, vol.capacity, volume_format(vol))
+            for key, vol in found.volumes.items()} == {
+        f"{pool}/a.raw": (pool, "a.raw", MIB, "raw"),
+        f"{pool}/b.qcow2": (pool, "b.qcow2", 4 * MIB, "qcow2")}
+    assert found.pools[pool].record == '{"a": 1}'  # read as a file: no download
+    empty = driver.pool_files(pool_xml(pool, folder / "never-made"))
+    assert empty is not None and not empty.volumes and empty.pools[pool].record is None
     assert driver.pool_files(pool_xml(pool, target, pool_type="logical")) is None
     again = factory.name()
     driver.define(Kind.POOL, pool_xml(again, target))
     driver.start(Kind.POOL, again)
-    assert {k for k in driver.storage().volumes if k.startswith(f"{again}/")} == {
+    storage = driver.storage()
+    assert {k for k in storage.volumes if k.startswith(f"{again}/")} == {
         f"{again}/a.raw", f"{again}/b.qcow2"}
+    assert storage.pools[again].record == '{"a": 1}'  # as pool_files said
     driver.destroy(Kind.POOL, again)
     driver.undefine(Kind.POOL, again)
 

@@ -406,3 +406,20 @@ def test_a_backing_file_that_is_no_volume(cli, specs: Path, tmp_path: Path) -> N
     top = sim().storage().volumes["images/top.qcow2"]
     assert top.capacity == 32 << 20 and f"<path>{base}</path>" in top.xml
     assert "No changes" in apply(cli, specs).out  # type: ignore[attr-defined]
+
+
+def test_a_stopped_pool_starts_again_with_its_volumes_still_virtctls(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    """Someone stopped a pool virtctl manages: its volumes cannot be listed until it
+    runs, yet its record (read from its directory) still names them: the apply starts
+    it and creates nothing over them (it used to plan creates that failed)."""
+    write_specs(specs, image, data_size="1MiB")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    sim().upload_volume("images", "data.img", io.BytesIO(b"precious"), 8)
+    sim().destroy(Kind.POOL, "images")
+    again = apply(cli, specs)
+    assert again.code == 0, again.out + again.err  # type: ignore[attr-defined]
+    assert "create-volume" not in again.out  # type: ignore[attr-defined]
+    assert sim().storage().pools["images"].active
+    assert data_of("images", "data.img")[:8] == b"precious"
+    assert "No changes" in apply(cli, specs).out  # type: ignore[attr-defined]

@@ -223,9 +223,12 @@ def test_an_overlay_is_created_after_the_volume_under_it_whatever_their_names() 
 # Issue 20: what a pool not running yet holds; backing files; who owns what is adopted
 
 
-def dormant_view(have: Storage, *files: LiveVolume) -> StorageView:
-    """`have` with pool 'images' not running and its directory holding `files`."""
-    return replace(view(have), dormant={"images": {f.name: f for f in files}})
+def dormant_view(have: Storage, *files: LiveVolume, state: str | None = None) -> StorageView:
+    """`have` with pool 'images' not running and its directory holding `files` (and a
+    STATE_VOLUME of text `state`)."""
+    pool = LivePool(name="images", uuid="", xml=POOL_XML, active=True, record=state)
+    later = Storage(pools={"images": pool}, volumes={f.key.name: f for f in files})
+    return replace(view(have), dormant={"images": view(later)})
 
 
 def test_a_volume_in_the_directory_of_a_pool_not_running_is_refused_before_any_action() -> None:
@@ -233,8 +236,7 @@ def test_a_volume_in_the_directory_of_a_pool_not_running_is_refused_before_any_a
     volume. Planning a create would fail mid-apply ("exists already"); the check
     refuses it first, naming the spec and --adopt."""
     spec = volume_spec("data.raw", fmt="raw", capacity="1")
-    found = dormant_view(Storage(), live_volume("data.raw", gib=1, fmt="raw"),
-                         live_volume(STATE_VOLUME, gib=0, fmt="raw"))
+    found = dormant_view(Storage(), live_volume("data.raw", gib=1, fmt="raw"))
     errors = check_storage(desired(pool_spec(), spec), found, adopt=False)
     assert len(errors) == 1 and errors[0].source == SRC
     assert "exists already" in errors[0].message and "--adopt" in errors[0].message
@@ -312,3 +314,22 @@ def test_an_adopted_volume_is_never_deleted_or_overwritten() -> None:
     mine = volume_spec(fmt="raw")
     assert "delete-volume images/web.qcow2" in verbs(storage_plan(
         desired(mine), host(live_volume(), records=recorded(mine)), allow_recreate=True))
+
+
+def test_a_stopped_pools_own_volumes_are_planned_as_when_it_runs() -> None:
+    """A declared pool someone stopped: its record (read from its directory) names its
+    volumes, so they are neither refused nor created again; a bigger capacity grows
+    them once it runs."""
+    spec = volume_spec("data.raw", fmt="raw", capacity="2")
+    state = record_text(PoolRecord(pool=SOME_POOL_RECORD, volumes=recorded(spec)))
+    found = dormant_view(Storage(), live_volume("data.raw", gib=1, fmt="raw"), state=state)
+    assert not check_storage(desired(pool_spec(), spec), found, adopt=False)
+    p = plan(desired(pool_spec(), spec), Live(), storage=found)
+    (resize,) = [a for a in p.actions if a.kind is Kind.VOLUME]
+    assert isinstance(resize, ResizeVolume) and resize.capacity == 2 << 30
+
+
+def test_a_foreign_state_file_in_a_pools_directory_is_refused_first() -> None:
+    found = dormant_view(Storage(), state='{"kind": "Something"}')
+    (error,) = check_storage(desired(pool_spec()), found, adopt=True)
+    assert STATE_VOLUME in error.message and "never overwrites" in error.message

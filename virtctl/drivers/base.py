@@ -12,12 +12,12 @@ definition in place (libvirt's define semantics).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..model import DomainState, Kind, Live, LiveOp, LiveVolume, NetworkCommand, NetworkSection, Storage
+from ..model import DomainState, Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
 
 
 class EventType(StrEnum):
@@ -85,13 +85,14 @@ class Reader(Protocol):
         STATE_VOLUME (virtctl's records), which is not listed among the volumes."""
         ...
 
-    def pool_files(self, pool_xml: str) -> Mapping[str, LiveVolume] | None:
-        """What a dir pool defined by `pool_xml` will list as volumes once it runs: the
-        files already in its target directory (STATE_VOLUME included), by name, as
-        volumes of that pool (format, capacity, backing store as the files say), for
-        the checks and plans made while the pool is not running (undefined, or
-        inactive). Empty for a missing directory; None where virtctl cannot tell: a
-        pool type other than dir, a remote host, an unreadable directory."""
+    def pool_files(self, pool_xml: str) -> Storage | None:
+        """What a dir pool defined by `pool_xml` will show once it runs, as `storage()`
+        would then give it: the pool (its `record` the text of a STATE_VOLUME already
+        in its directory) and, as its volumes, the other files in its target directory
+        (format, capacity, backing store as the files say). For the checks and plans
+        made while the pool is not running (undefined, or inactive). No volumes for a
+        missing directory; None where virtctl cannot tell: a pool type other than dir,
+        a remote host, an unreadable directory."""
         ...
 
     def file_exists(self, path: str) -> bool | None:

@@ -183,7 +183,7 @@ class StorageCalls:
             return False
         return uri.is_local and uri.driver != "test"
 
-    def pool_files(self, pool_xml: str) -> dict[str, LiveVolume] | None:
+    def pool_files(self, pool_xml: str) -> Storage | None:
         """Read from this machine's filesystem for a local daemon: libvirt has no call
         that lists a directory without a running pool over it. Each file as the dir
         pool reports it: qcow2 (capacity and backing file from its header) or raw."""
@@ -192,25 +192,31 @@ class StorageCalls:
         target = posixpath.normpath((root.findtext("target/path") or "").strip() or ".")
         if root.get("type") != "dir" or not target.startswith("/") or not self._local():
             return None
-        out: dict[str, LiveVolume] = {}
+        volumes: dict[str, LiveVolume] = {}
+        state = None
         try:
             with os.scandir(target) as entries:
                 # What a dir pool lists: files and directories (a symlink to one too).
                 for entry in entries:
+                    if entry.name == STATE_VOLUME and entry.is_file():
+                        state = _read_state(entry.path)
+                        continue
                     if not (entry.is_file() or entry.is_dir()):
                         continue
                     fmt, capacity, backing = "dir", 0, None
                     with contextlib.suppress(OSError):
                         if entry.is_file():
                             fmt, capacity, backing = probe_image(entry.path)
-                    out[entry.name] = LiveVolume(
+                    volumes[f"{pool}/{entry.name}"] = LiveVolume(
                         pool=pool, name=entry.name, capacity=capacity, allocation=0,
                         xml=_file_volume_xml(entry.name, entry.path, capacity, fmt, backing))
         except (FileNotFoundError, NotADirectoryError):
-            return {}
+            pass
         except OSError:
             return None
-        return out
+        return Storage(pools={pool: LivePool(
+            name=pool, uuid=(root.findtext("uuid") or "").strip(), xml=pool_xml, active=True,
+            autostart=False, persistent=True, record=state)}, volumes=volumes)
 
     def file_exists(self, path: str) -> bool | None:
         if not self._local() or not path.startswith("/"):
@@ -274,6 +280,15 @@ class StorageCalls:
                 raise
         self._pool_xml_flags = 0  # libvirt's test driver keeps one definition
         return str(pool.XMLDesc(0))
+
+
+def _read_state(path: str) -> str:
+    """A STATE_VOLUME read as a file (at most RECORD_LIMIT bytes, as `storage()`)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+        data = handle.read(RECORD_LIMIT + 1)
+    if len(data) > RECORD_LIMIT:
+        raise OSError(f"{path}: more than {RECORD_LIMIT} bytes")
+    return record_text(data)
 
 
 def _file_volume_xml(name: str, path: str, capacity: int, fmt: str,

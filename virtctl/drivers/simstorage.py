@@ -394,25 +394,27 @@ class SimStorage:
                     persistent=record["persistent"], record=state)
         return Storage(pools=pools, volumes=volumes)
 
-    def pool_files(self, pool_xml: str) -> dict[str, LiveVolume] | None:
+    def pool_files(self, pool_xml: str) -> Storage | None:
         root = parse(pool_xml)
         pool = (root.findtext("name") or "").strip()
         target = _sanitized((root.findtext("target/path") or "").strip())
         if root.get("type") != "dir" or not target:
             return None
-        out: dict[str, LiveVolume] = {}
+        volumes: dict[str, LiveVolume] = {}
         with self.store.locked(exclusive=False):
-            self._pool_volumes(pool, target, out, with_state=False)
-        return {key.partition("/")[2]: vol for key, vol in out.items()}
+            # Read as a file, as a local libvirt's is: no volume download involved.
+            state = self._pool_volumes(pool, target, volumes, refuse_readonly=False)
+        return Storage(pools={pool: LivePool(
+            name=pool, uuid=(root.findtext("uuid") or "").strip(), xml=pool_xml, active=True,
+            autostart=False, persistent=True, record=state)}, volumes=volumes)
 
     def file_exists(self, path: str) -> bool | None:
         with self.store.locked(exclusive=False):
             return self._file_for(path) is not None
 
     def _pool_volumes(self, pool: str, target: str, into: dict[str, LiveVolume], *,
-                      with_state: bool = True) -> str | None:
-        """Adds the pool's volumes to `into`; returns its STATE_VOLUME's text (or, not
-        `with_state`, lists STATE_VOLUME among the volumes, unread)."""
+                      refuse_readonly: bool = True) -> str | None:
+        """Adds the pool's volumes to `into`; returns its STATE_VOLUME's text."""
         folder, state = self._data_dir(target), None
         try:
             entries = sorted(os.listdir(folder))
@@ -424,8 +426,8 @@ class SimStorage:
             file = folder / entry
             if not _is_volume_file(file):
                 continue  # as a dir pool: only files are volumes (and no symlinks)
-            if entry == STATE_VOLUME and with_state:
-                if self.readonly:
+            if entry == STATE_VOLUME:
+                if self.readonly and refuse_readonly:
                     raise records_unreadable(pool, ErrorDomain.SIM)
                 state = record_text(self._read_limited(f"{pool}/{entry}", file,
                                                        RECORD_LIMIT))

@@ -70,10 +70,11 @@ class StorageView:
     unreadable: Mapping[str, str] = field(default_factory=dict)  # pool -> why
     # "POOL/NAME" -> (running guest, disk target) of volumes a running guest uses
     in_use: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    # Declared pools not running (undefined, or inactive) -> the files their directory
-    # already holds, as the volumes they list once they run (Reader.pool_files); a
-    # declared volume among them is not virtctl's (its record, if any, is unread).
-    dormant: Mapping[str, Mapping[str, LiveVolume]] = field(default_factory=dict)
+    # Declared pools not running (undefined, or inactive) -> what they will show once
+    # they run (Reader.pool_files): the files their directory already holds, as
+    # volumes, with the records of a STATE_VOLUME there. A volume among them without a
+    # record is not virtctl's (retained by a `delete`, or someone else's).
+    dormant: Mapping[str, StorageView] = field(default_factory=dict)
     # Backing store paths the specs name (not a declared or listed volume's) -> whether
     # the host has that file (None: it cannot tell).
     backing_files: Mapping[str, bool | None] = field(default_factory=dict)
@@ -84,6 +85,14 @@ class StorageView:
             return True
         # An inactive pool's record cannot be read: virtctl's own uuid says it is its.
         return not pool.active and pool.uuid == derived_uuid("pool", pool.name)
+
+    def dormant_volume(self, pool: str,
+                       name: str) -> tuple[LiveVolume, ObjectRecord | None] | None:
+        """A volume of declared pool `pool`, not running, found in its directory, and
+        virtctl's record of it (None: not virtctl's)."""
+        sub = self.dormant.get(pool)
+        vol = sub.storage.volumes.get(f"{pool}/{name}") if sub is not None else None
+        return (vol, sub.volume_record(vol)) if sub is not None and vol is not None else None
 
     def volume_record(self, volume: LiveVolume) -> ObjectRecord | None:
         record = self.records.get(volume.pool)
@@ -194,6 +203,13 @@ def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[
                 + (f" (its record is unreadable: {why})" if why else "")
                 + "; use --adopt to take it over", code=ErrorCode.NOT_MANAGED,
                 source=spec.source))
+    for name, sub in found.dormant.items():
+        if name in sub.unreadable and name in desired.pools:
+            errors.append(SpecError(
+                f"pool '{name}': its directory holds a {STATE_VOLUME} that is not virtctl's "
+                f"record ({sub.unreadable[name]}); virtctl keeps its records there and "
+                "never overwrites it: move it away", code=ErrorCode.NOT_MANAGED,
+                source=desired.pools[name].source))
     for spec in desired.volumes.values():
         pool = found.storage.pools.get(spec.pool)
         if spec.pool not in desired.pools and pool is None:
@@ -214,7 +230,8 @@ def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[
             errors.append(SpecError(
                 f"volume '{spec.pool}/{spec.name}' exists and is not managed by virtctl; "
                 "use --adopt to take it over", code=ErrorCode.NOT_MANAGED, source=spec.source))
-        if live is None and not adopt and spec.name in found.dormant.get(spec.pool, ()):
+        dormant = found.dormant_volume(spec.pool, spec.name) if live is None else None
+        if dormant is not None and dormant[1] is None and not adopt:
             where = pool_path(_pool_xml(spec, desired, found) or "<pool/>") or "?"
             errors.append(SpecError(
                 f"volume '{spec.pool}/{spec.name}' exists already in the directory of pool "
@@ -243,10 +260,9 @@ def _names(desired: Desired, found: StorageView) -> Iterable[tuple[str, str]]:
         yield spec.pool, spec.name
     for vol in found.storage.volumes.values():
         yield vol.pool, vol.name
-    for pool, files in found.dormant.items():
-        for name in files:
-            if name != STATE_VOLUME:
-                yield pool, name
+    for sub in found.dormant.values():
+        for vol in sub.storage.volumes.values():
+            yield vol.pool, vol.name
 
 
 # -- volume XML -------------------------------------------------------------------------
@@ -394,8 +410,8 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     if backing is not None:
         needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
     live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
-    dormant = found.dormant.get(spec.pool, {}).get(spec.name) if live is None else None
-    if dormant is not None and not policy.adopt:
+    dormant = found.dormant_volume(spec.pool, spec.name) if live is None else None
+    if dormant is not None and dormant[1] is None and not policy.adopt:
         # In the directory already, so listed once the pool runs: never created over
         # (check_storage refuses this before the first action; replans skip checks).
         return Step(notes=(f"{key}: exists already in its pool's directory and is not "
@@ -405,8 +421,9 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
                           depth=_depth(spec, desired))
     if live is None and dormant is None:
         return Step(actions=(create,))
-    if live is None:  # --adopt: taken over as it is, once its pool runs
-        live, have = dormant, None
+    if live is None:  # planned as of its pool running (not virtctl's: --adopt)
+        assert dormant is not None
+        live, have = dormant
     else:
         have = found.volume_record(live)
     live_root = parse(live.xml)
@@ -540,9 +557,10 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
             continue
         if not set_in_scope(have.pool.apply_set, policy):
             continue
-        kept = sorted(str(v.key) for v in found.storage.volumes.values()
-                      if v.pool == pool.name and found.volume_record(v) is not None
-                      and not out.get(v.key, Step()).actions)
+        kept = sorted({*(str(v.key) for v in found.storage.volumes.values()
+                         if v.pool == pool.name and found.volume_record(v) is not None
+                         and not out.get(v.key, Step()).actions),
+                       *(str(v.key) for v in desired.volumes.values() if v.pool == pool.name)})
         if kept:
             out[pool.key] = Step(notes=(
                 f"{pool.key}: not pruned: it holds volumes virtctl keeps managing "
