@@ -26,6 +26,10 @@ PACKAGES=(
     linux-image-cloud-amd64 busybox-static
     # Independent readers of the cloud-init seed images virtctl writes (bsdtar, isoinfo).
     libarchive-tools genisoimage
+    # Tools the tests run that a minimal Debian 12 lacks: git (apply sets and commits
+    # recorded from git work trees) and ip (free subnets for test networks; libvirt only
+    # recommends iproute2).
+    git iproute2
 )
 
 log() { printf 'install-libvirt: %s\n' "$*" >&2; }
