@@ -206,7 +206,7 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
     )
 
 
-def _apply_sets(args: argparse.Namespace) -> tuple[str, frozenset[str]]:
+def _apply_sets(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
     try:
         return apply_sets(args, lambda: gitinfo.default_set(getattr(args, "paths", []) or []))
     except ValueError as exc:
@@ -506,7 +506,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None,
     args.connect = getattr(args, "connect", None)
     args.call_timeout = getattr(args, "call_timeout", None)
     try:
-        code: int = args.func(args, out, err)
+        try:
+            code: int = args.func(args, out, err)
+        except OSError as fault:  # a file fault no layer named: still one line, no traceback
+            where = f"{fault.filename}: " if fault.filename is not None else ""
+            raise VirtctlError(f"{where}{fault.strerror or fault}",
+                               code=ErrorCode.OPERATION_FAILED) from None
         return code
     except VirtctlError as exc:
         if getattr(args, "output", "text") == "json":

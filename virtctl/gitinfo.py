@@ -58,6 +58,11 @@ def _git(folder: Path, args: list[str], timeout: float) -> str | None:
                # `git status` would otherwise refresh the index and take index.lock,
                # racing a CI job or a person committing at the same moment.
                GIT_OPTIONAL_LOCKS="0")
+    # Run from a git hook, these point at the hook's repository (GIT_DIR may even be
+    # relative): git must find the spec folder's own repository, or the set is wrong.
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+                 "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
+        env.pop(name, None)
     try:
         done = subprocess.run(
             ["git", "-C", str(folder), *args], capture_output=True, text=True, env=env,

@@ -258,7 +258,8 @@ def test_a_shallow_clone_needs_a_set_to_prune(tmp_path: Path) -> None:
                   "specs").returncode == 0
 
 
-def storage_specs(root: Path, folder: str, pool: str, target: Path, *volumes: str) -> Path:
+def storage_specs(root: Path, folder: str, pool: str, target: Path | None,
+                  *volumes: str) -> Path:
     """A folder declaring a dir pool (when `target` is given) and raw volumes in it with
     deletePolicy: delete."""
     docs = [textwrap.dedent(f"""\
@@ -266,7 +267,7 @@ def storage_specs(root: Path, folder: str, pool: str, target: Path, *volumes: st
         name: {pool}
         type: dir
         target: {{path: {target}, permissions: {{mode: "0755"}}}}
-        """)] if target else []
+        """)] if target is not None else []
     docs += [textwrap.dedent(f"""\
         kind: Volume
         pool: {pool}
@@ -386,3 +387,100 @@ def test_following_the_refusals_advice_never_reaches_another_set(tmp_path: Path)
     assert networks_of(state, p) == {f"{p}b0": str(team_b)}
     alone = virtctl(state, "apply", "--prune-set", str(team_b), "-f", str(empty))
     assert alone.returncode == 1 and "--prune-set needs --prune" in alone.stderr
+
+
+def test_qemu_diff_prune_of_one_volume_leaves_another_sets_pool_volumes_and_seed(
+        tmp_path: Path) -> None:
+    """On qemu:///system, `diff --prune` of a one-volume spec planned to delete another
+    set's pool, its volumes and a running guest's cidata ISO (issue 20, A.1)."""
+    uri = "qemu:///system"
+    require_connection(uri)
+    p, state = f"{PREFIX}{secrets.token_hex(3)}-", tmp_path / "state"
+    pool = f"{p}pool"
+    try:
+        with shared_dir() as shared:
+            team_a = storage_specs(tmp_path, "A", pool, shared / "images", "base.raw")
+            with (team_a / "guest.yaml").open("w") as out:
+                out.write(textwrap.dedent(f"""\
+                    kind: Domain
+                    name: {p}web
+                    type: qemu
+                    memory: 64MiB
+                    os: {{type: hvm, arch: x86_64, machine: pc}}
+                    cloudInit:
+                      pool: {pool}
+                      hostname: web
+                      userData: {{users: [{{name: ops}}]}}
+                    """))
+            done = virtctl(state, "-c", uri, "apply", "-f", str(team_a))
+            assert done.returncode == 0, done.stdout + done.stderr
+            seed = f"{pool}/{p}web-cidata.iso"
+            before = storage_of(uri, state, p)
+            assert before == ({pool}, {f"{pool}/base.raw", seed})
+            team_b = storage_specs(tmp_path, "B", pool, None, "b.raw")  # in A's pool
+            diff = virtctl(state, "-c", uri, "diff", "--prune", "-f", str(team_b))
+            assert diff.returncode == 2, diff.stdout + diff.stderr
+            assert f"volume/{pool}/b.raw" in diff.stdout
+            for theirs in (f"pool/{pool}", f"volume/{pool}/base.raw", f"volume/{seed}",
+                           f"domain/{p}web"):
+                assert theirs not in diff.stdout, diff.stdout
+            done = virtctl(state, "-c", uri, "apply", "--prune", "--prune-all", "-f",
+                           str(team_b))
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert storage_of(uri, state, p) == ({pool}, {*before[1], f"{pool}/b.raw"})
+            running = managed(uri, state, p)
+            assert list(running) == [f"{p}web"]
+            # A drops its pool and base volume: the volume goes, the pool stays, since it
+            # holds B's volume (and the seed A's running guest uses).
+            (team_a / "storage.yaml").write_text("")
+            diff = virtctl(state, "-c", uri, "diff", "--prune", "-f", str(team_a))
+            assert diff.returncode == 2, diff.stdout + diff.stderr
+            assert f"volume/{pool}/base.raw" in diff.stdout
+            assert f"pool/{pool}: not pruned" in diff.stdout + diff.stderr
+            assert f"{pool}/b.raw" in diff.stdout  # named as the reason
+            done = virtctl(state, "-c", uri, "apply", "--prune", "-f", str(team_a))
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert storage_of(uri, state, p) == ({pool}, {seed, f"{pool}/b.raw"})
+    finally:
+        purge_libvirt(uri, prefix=p)
+
+
+def test_the_watchers_prune_leaves_another_sets_storage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`virtctl watch --prune` of set B (one guest), beside set A's pool and volume with
+    deletePolicy: delete, applied by `apply`: the watcher plans the same as apply."""
+    import io
+    import json
+    import threading
+    import time
+
+    from virtctl.reconciler.plan import Policy
+    from virtctl.watch import run_watch
+
+    state, p = tmp_path / "state", f"{PREFIX}w-"
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(state))
+    monkeypatch.setenv("VIRTCTL_CACHE", "0")
+    team_a = storage_specs(tmp_path, "A", f"{p}pool", tmp_path / "images", "data.raw")
+    team_b = folder(tmp_path, "B", f"{p}b1")
+    done = virtctl(state, "apply", "-f", str(team_a))
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = storage_of("sim:///default", state, p)
+    assert before == ({f"{p}pool"}, {f"{p}pool/data.raw"})
+    stop, stream, codes = threading.Event(), io.StringIO(), []
+    policy = Policy(prune=True, prune_all=True, apply_set=spec_set([str(team_b)]))
+    thread = threading.Thread(target=lambda: codes.append(run_watch(
+        [str(team_b)], uri="sim:///default", policy=policy, interval=0.3, log_format="json",
+        metrics_port=None, metrics_address="127.0.0.1", stop=stop, stream=stream)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(json.loads(line).get("event") == "reconciled"
+                  for line in stream.getvalue().splitlines()) < 3:
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert codes == [0], stream.getvalue()
+    assert sorted(managed("sim:///default", state, p)) == [f"{p}b1"]
+    assert storage_of("sim:///default", state, p) == before

@@ -602,7 +602,7 @@ def test_prune_touches_only_its_own_set(owner_set: str, run_set: str, prune_all:
     from virtctl.reconciler.plan import in_prune_scope
 
     policy = Policy(prune=True, apply_set=run_set, prune_all=prune_all,
-                    prune_sets=frozenset(others))
+                    prune_sets=tuple(sorted(others)))
     assert in_prune_scope(Ownership(spec_hash="h", apply_set=owner_set), policy) is pruned
     assert in_prune_scope(None, policy) is False  # unmanaged: never
 
@@ -627,7 +627,7 @@ def test_prune_all_plans_no_object_of_another_set() -> None:
     assert allowed.deletes == refused.deletes
     assert {k.name for k in allowed.deletes} == {f"a{i}" for i in range(7)}
     named = plan(Desired(), live, policy=dataclasses.replace(
-        policy, prune_all=True, prune_sets=frozenset({"B"})))
+        policy, prune_all=True, prune_sets=("B",)))
     assert {k.name for k in named.deletes} == {*(f"a{i}" for i in range(7)), "b0"}
 
 

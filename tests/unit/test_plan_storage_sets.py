@@ -71,9 +71,9 @@ def test_prune_of_another_set_leaves_the_pool_and_its_volumes_alone() -> None:
     everything = storage_plan(Desired(), have, prune=True, apply_set="B", prune_all=True)
     assert everything.actions == ()  # --prune-all lifts the count only
     named = storage_plan(Desired(), have, prune=True, apply_set="B",
-                         prune_sets=frozenset({"A"}))
-    assert verbs(named) == ["delete-volume images/data.raw", "destroy images",
-                            "undefine images"]
+                         prune_sets=("A",))
+    assert verbs(named) == ["delete-volume images/data.raw", "record images",
+                            "destroy images", "undefine images"]
     own = storage_plan(Desired(), have, prune=True, apply_set="A")
     assert verbs(own) == verbs(named)
     assert {str(k) for k in own.deletes} == {"pool/images", "volume/images/data.raw"}
@@ -87,7 +87,7 @@ def test_records_older_than_sets_are_never_pruned_implicitly_and_move_when_appli
     assert storage_plan(Desired(), have, prune=True, apply_set="A",
                         prune_all=True).actions == ()
     named = storage_plan(Desired(), have, prune=True, apply_set="A",
-                         prune_sets=frozenset({""}))
+                         prune_sets=("",))
     assert "delete-volume images/data.raw" in verbs(named)
     moved = storage_plan(Desired(volumes={vol.key.name: vol}), have, apply_set="A")
     (action,) = moved.actions
@@ -144,3 +144,34 @@ def test_applying_a_pool_of_another_set_moves_its_record() -> None:
     (action,) = moved.actions
     assert isinstance(action, RecordPool) and action.record.apply_set == "B"
     assert action.reason == "record: move from set 'A' to set 'B'"
+
+
+def test_the_watcher_keeps_storage_of_a_broken_spec_file_from_pruning() -> None:
+    """The watcher's guard against pruning what a broken file declares covers pools and
+    volumes too: their records name the file, as a domain's mark does."""
+    from virtctl.errors import Source, SpecError
+    from virtctl.watch.loop import protect
+    from virtctl.watch.specs import Settled
+
+    vol = volume_spec("data.raw", fmt="raw", delete=True)  # from specs/storage.yaml
+    have = host(live_volume("data.raw", fmt="raw"), records=of_set(recorded(vol), "A"),
+                pool_record=ObjectRecord(spec_hash="p", source="specs/storage.yaml",
+                                         apply_set="A"))
+    found = view(have)
+    planned = plan(Desired(), Live(), policy=Policy(prune=True, apply_set="A"),
+                   storage=found)
+    assert {str(k) for k in planned.deletes} == {"pool/images", "volume/images/data.raw"}
+    settled = Settled(chosen={}, broken={"specs/storage.yaml": (
+        SpecError("malformed YAML", source=Source("specs/storage.yaml", 1)),)})
+    kept = protect(planned, Live(), settled, found)
+    assert kept.actions == () and not kept.deletes
+    assert "pool/images: not pruned, its spec file is invalid" in kept.notes
+
+
+def test_a_pool_a_declared_volume_still_needs_is_not_pruned() -> None:
+    """The specs dropped the pool but still declare a volume in it (not made yet)."""
+    have = host(pool_record=ObjectRecord(spec_hash="p", apply_set="A"))
+    vol = volume_spec("new.raw", fmt="raw")
+    p = storage_plan(Desired(volumes={vol.key.name: vol}), have, prune=True, apply_set="A")
+    assert verbs(p) == ["create-volume images/new.raw"]
+    assert any("pool/images: not pruned" in n and "images/new.raw" in n for n in p.notes)

@@ -114,6 +114,20 @@ def test_reference_to_a_network_prune_would_delete_is_refused() -> None:
         ErrorCode.UNKNOWN_REFERENCE]
 
 
+def test_a_network_of_another_apply_set_is_no_prune_victim() -> None:
+    """--prune reaches only its sets (issue 20, A.2): a guest may use another team's
+    network, which this run's prune never deletes."""
+    import dataclasses
+
+    theirs = dataclasses.replace(live_net("lan", managed=True),
+                                 owner=Ownership(spec_hash="h", apply_set="B"))
+    live = Live(networks={"lan": theirs})
+    specs = desired(dom("web", nets=("lan",)))
+    assert check_host(specs, live, CAPS, prune=True, prune_sets=frozenset({"A"})) == []
+    assert codes(check_host(specs, live, CAPS, prune=True,
+                            prune_sets=frozenset({"A", "B"}))) == [ErrorCode.UNKNOWN_REFERENCE]
+
+
 def test_unmanaged_object_needs_adopt() -> None:
     live = Live(domains={"web": live_dom("web", U1, managed=False)})
     (error,) = check_host(desired(dom("web")), live, CAPS)

@@ -249,7 +249,7 @@ def in_prune_scope(owner: Ownership | None, policy: Policy) -> bool:
 
 
 def _sets_named(policy: Policy) -> str:
-    others = sorted(policy.prune_sets - {policy.apply_set})
+    others = sorted(set(policy.prune_sets) - {policy.apply_set})
     return f"set {policy.apply_set!r}" + "".join(f", set {s!r} (--prune-set)" for s in others)
 
 
@@ -414,7 +414,7 @@ def _update_domain(
         actions += _restart_domain(spec, rest, policy)  # a restart applies the live ones too
     else:
         power, state_changes = _power_actions(spec, live, policy)
-        note = _running_note(spec, changes, stale, rest, declared, running)
+        note = _running_note(spec, changes, rest, declared, running)
         actions += (power + note + list(hot.actions)
                     + _live_memory(spec, live, changes, policy.detach_timeout))
         runtime += state_changes
@@ -425,7 +425,7 @@ def _update_domain(
 
 
 def _running_note(
-    spec: DomainSpec, changes: tuple[FieldChange, ...], stale: tuple[FieldChange, ...],
+    spec: DomainSpec, changes: tuple[FieldChange, ...],
     rest: tuple[FieldChange, ...], declared: etree._Element, running: etree._Element | None,
 ) -> list[Action]:
     """The note on the running guest (liverules.RunningNote) made current: what this run
@@ -435,7 +435,9 @@ def _running_note(
     if running is None or spec.state is DomainState.SHUTOFF:
         return []
     old = read_note(running)
-    still = [c.path for c in stale]
+    # What a live action of this run covers is left out: done, it no longer differs;
+    # refused or not taken, the applier notes it itself (applylive.py).
+    still = [c.path for c in rest]
     changed = {c.path for c in changes}
     new = RunningNote(
         unreleased=frozenset(k for k in old.unreleased

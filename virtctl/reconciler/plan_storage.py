@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
@@ -426,6 +426,10 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
         live, have = dormant
     else:
         have = found.volume_record(live)
+    if spec.content is None and have is not None and have.content is not None:
+        # A spec silent about content (an export: no host says where data came from)
+        # keeps the checksum of what virtctl wrote, so declaring it again is no change.
+        record = replace(record, content=have.content)
     live_root = parse(live.xml)
     why = _replaced(spec, root, live_root, have)
     if why and have is None:
@@ -514,6 +518,8 @@ def _retire_volume(volume: LiveVolume, record: ObjectRecord, reason: str) -> Ste
 def _retire_pool(pool: LivePool, reason: str, users: tuple[ObjectKey, ...]) -> Step:
     actions: list[Action] = []
     if pool.active:
+        # Its directory outlives it, with the state volume: a pool defined over it later
+        # (by anyone) must not inherit virtctl's claim. The volumes' records stay.
         actions.append(Destroy(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))
     if pool.persistent:
         actions.append(Undefine(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))

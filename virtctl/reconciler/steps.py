@@ -52,13 +52,14 @@ class Policy:
     # deletes only this set's objects (and those of `prune_sets`)
     prune_all: bool = False  # --prune-all: lift the PRUNE_LIMIT count limit (and the
     # refusal of empty specs); never widens the scope beyond the sets above
-    prune_sets: frozenset[str] = frozenset()  # --prune-set NAME: other sets this run's
-    # --prune may reach, each named explicitly ("" names marks older than sets)
+    prune_sets: tuple[str, ...] = ()  # --prune-set NAME: other sets this run's --prune
+    # may reach, each named explicitly ("" names marks older than sets); sorted, so the
+    # policy's repr (part of the memo's context) is the same in every process
 
     @property
     def pruned_sets(self) -> frozenset[str]:
         """Every apply set --prune reaches: this run's and those it names."""
-        return self.prune_sets | {self.apply_set}
+        return frozenset((*self.prune_sets, self.apply_set))
 
 
 def set_in_scope(apply_set: str | None, policy: Policy) -> bool:
