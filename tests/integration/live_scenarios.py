@@ -49,17 +49,22 @@ class Lab:
     def write(self, *, disks: Sequence[str] = (), nics: Sequence[str] = (),
               cdrom: str | None = "", vcpus: tuple[int, int] = (2, 1),
               dhcp_hosts: Sequence[tuple[str, str]] = (),
-              update_policy: str | None = None) -> None:
+              update_policy: str | None = None, portgroups: Sequence[str] = (),
+              current_memory: str | None = None) -> None:
         """The guest with virtio disks `disks` (targets vdb, vdc... of image names),
         NICs with MACs `nics`, an IDE CD-ROM (None: none; '': empty tray; else an image),
-        vcpus (maximum, current); the network with DHCP hosts (mac, ip)."""
+        vcpus (maximum, current), a current memory (of 128 MiB); the network with DHCP
+        hosts (mac, ip) and port groups (names)."""
         base = f"192.168.{self.subnet}"
         dhcp: dict[str, Any] = {"ranges": [{"start": f"{base}.100", "end": f"{base}.150"}]}
         if dhcp_hosts:
             dhcp["hosts"] = [{"mac": m, "ip": f"{base}.{ip}"} for m, ip in dhcp_hosts]
-        self._dump("net.yaml", {"kind": "Network", "name": self.network,
-                                "bridge": {"name": self.bridge},
-                                "ips": [{"address": f"{base}.1", "prefix": 24, "dhcp": dhcp}]})
+        net: dict[str, Any] = {"kind": "Network", "name": self.network,
+                               "bridge": {"name": self.bridge},
+                               "ips": [{"address": f"{base}.1", "prefix": 24, "dhcp": dhcp}]}
+        if portgroups:
+            net["extraXML"] = [f'<portgroup name="{g}"/>' for g in portgroups]
+        self._dump("net.yaml", net)
         devices: list[dict[str, Any]] = [
             {"type": "file", "device": "disk", "source": str(self.images / d),
              "target": f"vd{chr(ord('b') + i)}", "bus": "virtio",
@@ -76,6 +81,8 @@ class Lab:
             "vcpus": {"count": vcpus[0], "current": vcpus[1]}, "os": self.os,
             **({"features": {"acpi": True}} if self.acpi else {}),
             "shutdownTimeout": 2, **self.extra}
+        if current_memory:
+            guest["currentMemory"] = current_memory
         if update_policy:
             guest["updatePolicy"] = update_policy
         if devices:

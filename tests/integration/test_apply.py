@@ -193,7 +193,9 @@ def test_changed_spec_redefines_in_place_keeping_uuid_and_macs(sim: Open, kit: S
     kit.write(specs, "web.xml", kit.domain_xml("web", nets=("lan", "lan"), memory_mib=1024))
     desired = api.load([str(specs)])
     planned = api.plan(desired, driver)
-    assert [(a.verb, a.key.name) for a in planned.actions] == [("define", "web")]
+    # The new maximum waits for a restart: noted on the running guest, so it stays pending.
+    assert [(a.verb, a.key.name) for a in planned.actions] == [("define", "web"),
+                                                              ("note-pending", "web")]
     result = api.reconcile(desired, driver)
     assert result.remaining.empty
     after = driver.snapshot().domains["web"]

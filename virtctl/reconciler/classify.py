@@ -140,8 +140,9 @@ _WHOLE_DEVICE = re.compile(r"^devices/\w+\[[^\]]*\]$")
 
 
 def whole_device(path: str) -> bool:
-    """Whether a change path names a whole device ('devices/disk[vdb]')."""
-    return _WHOLE_DEVICE.match(path) is not None
+    """Whether a change path names whole devices ('devices/disk[vdb]'; 'devices' when a
+    definition has none at all)."""
+    return path == "devices" or _WHOLE_DEVICE.match(path) is not None
 
 
 def touches(path: str, paths: Iterable[str]) -> bool:
@@ -185,7 +186,9 @@ def stale_fields(
         if have is not None and value_at(declared, path) is None:
             found.append(FieldChange(ChangeOp.REMOVE, path, have or path.split("/")[-1],
                                      None, origin=Origin.SPEC))
-    found += _removed_devices(persistent, running)
+    # Devices only the running guest has; not one declared again (the guest runs it, the
+    # new definition gets it back).
+    found += [c for c in _removed_devices(persistent, running) if find(declared, c.path) is None]
     out = []
     for change in classified(found, network=False, active=True,
                              max_kib=max_memory_kib(running)):
