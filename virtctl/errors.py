@@ -9,6 +9,7 @@ decide what to do without parsing messages:
 - `SpecError`: the input is wrong; fix it. Also a `ValueError`.
 - `DriverError`: the hypervisor refused or failed an operation.
 - `TransientError`: a driver failure worth retrying (`retry_after` seconds).
+- `CallTimeout`: a host that did not answer a call in time (the call is uncertain).
 - `VerificationError`: after applying, live state still differs from desired.
 - `InternalError`: a bug in virtctl.
 
@@ -174,6 +175,20 @@ class TransientError(DriverError):
     def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class CallTimeout(TransientError):
+    """The host did not answer one call within the per-call deadline (--call-timeout):
+    the call may or may not have taken effect, and the connection is given up.
+    `attempted` is False when the call was refused at once because an earlier one on
+    the same connection had timed out."""
+
+    default_code = ErrorCode.TIMEOUT
+
+    def __init__(self, message: str, *, attempted: bool = True,
+                 domain: ErrorDomain = ErrorDomain.LIBVIRT) -> None:
+        self.attempted = attempted
+        super().__init__(message, code=ErrorCode.TIMEOUT, domain=domain)
 
 
 class VerificationError(VirtctlError):

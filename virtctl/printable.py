@@ -13,6 +13,7 @@ it is. Newlines stay when `keep_newlines` (a multi-line report). Pure.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 _ESCAPED = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
@@ -34,4 +35,15 @@ def printable(text: str, *, keep_newlines: bool = True) -> str:
     return "".join(
         char if (keep_newlines and char == "\n")
         or unicodedata.category(char) not in _ESCAPED else _escape(char)
+        for char in text)
+
+
+def printable_json(text: str) -> str:
+    """JSON text (json.dumps with ensure_ascii=False) with the characters `printable`
+    escapes written as JSON escapes (\\u202e): still the same JSON value. json.dumps
+    escapes only C0 controls; DEL, C1 controls and format characters pass raw."""
+    if text.isprintable():
+        return text
+    return "".join(
+        json.dumps(char)[1:-1] if unicodedata.category(char) in _ESCAPED else char
         for char in text)

@@ -9,13 +9,18 @@ Waits are on conditions: the daemon's listing, the watcher's log lines.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from tests.contract.support import (
 from tests.integration.crashkit import virtctl, virtctl_env
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.drivers import connect
+from virtctl.hostlock import LockTimeout, host_lock
 from virtctl.model import DomainState, Kind
 
 QEMU = "qemu:///system"
@@ -227,3 +233,117 @@ def test_a_bridge_in_use_stops_the_run_before_any_action(
         driver.close()
         if uri == QEMU:
             purge_libvirt(QEMU, [theirs, f"{prefix}mine", f"{prefix}g00"])
+
+
+# -- a daemon that stops answering (SIGSTOP) ----------------------------------------------
+
+CALL_TIMEOUT = 5.0
+MARGIN = 25.0  # starting the interpreter, the report, exiting, on a slow 2-core machine
+
+
+@contextlib.contextmanager
+def stopped(daemon: RemoteLibvirtd) -> Iterator[Callable[[], None]]:
+    """The private daemon frozen with SIGSTOP when the block calls `freeze()`; always
+    thawed (SIGCONT) after, so the module's purge and the next tests find it answering."""
+    assert daemon.process is not None
+    pid = daemon.process.pid  # libvirtd itself: unshare and sh exec it
+
+    def freeze() -> None:
+        os.kill(pid, signal.SIGSTOP)
+
+    try:
+        yield freeze
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def lock_is_free(uri: str, state: Path) -> bool:
+    try:
+        with host_lock(uri, state, timeout=0):
+            return True
+    except LockTimeout:
+        return False
+
+
+def unix_uri(daemon: RemoteLibvirtd) -> str:
+    """The private daemon through its unix socket: a local URI, without keepalive."""
+    return f"qemu+unix:///system?socket={daemon.root / 'sock' / 'libvirt-sock'}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("transport", "call_timeout"), [
+    ("tcp", CALL_TIMEOUT), ("unix", CALL_TIMEOUT), ("tcp", 300.0)],
+    ids=["tcp-call-deadline", "unix-call-deadline", "tcp-keepalive"])
+def test_a_daemon_that_stops_answering_mid_apply_stops_the_run_promptly(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path, transport: str,
+        call_timeout: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvirtd SIGSTOPped part way through an apply: the run gives up on the call in
+    flight (at --call-timeout, or sooner over TCP, where libvirt's keepalive finds the
+    daemon dead), exits 1 naming that action as uncertain and the rest as not run, and
+    leaves the lock free. Once the daemon answers again, the next run converges."""
+    uri = daemon.uri if transport == "tcp" else unix_uri(daemon)
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    count = 100
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, count))
+    env = virtctl_env(state) | {"VIRTCTL_LOCK_DIR": str(tmp_path / "locks")}
+    monkeypatch.setenv("VIRTCTL_LOCK_DIR", str(tmp_path / "locks"))
+    bound = min(call_timeout, 20.0)  # keepalive: 3 probes 5 s apart unanswered
+    with stopped(daemon) as freeze:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "virtctl", "-c", uri, "apply", "-f", str(specs),
+             "--call-timeout", f"{call_timeout:g}"],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            while proc.poll() is None and defined_count(daemon.uri, prefix) < 3:
+                pass  # polling the daemon's listing until the apply is under way
+            assert proc.poll() is None, "the apply ended before the daemon was stopped"
+            freeze()
+            frozen = time.monotonic()
+            out, err = proc.communicate(timeout=bound + MARGIN + 60)
+            took = time.monotonic() - frozen
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+        assert "Traceback" not in err
+        assert proc.returncode == 1, out + err
+        assert took < bound + MARGIN, f"took {took:.1f} s after SIGSTOP\n{out}{err}"
+        uncertain = re.findall(rf"^  uncertain (\S+) domain/({re.escape(prefix)}\d+): (.*)$",
+                               out, re.MULTILINE)
+        assert len(uncertain) == 1, out
+        assert "may or may not have happened" in uncertain[0][2]
+        assert re.search(r"Applied: \d+ done, 0 failed, \d+ skipped, 1 uncertain\.", out), out
+        assert re.search(r"^  skipped \S+ domain/\S+: not run: .* stopped answering during ",
+                         out, re.MULTILINE), out
+        assert f"error: {uri} stopped answering during" in err
+        assert lock_is_free(uri, state)  # with the daemon still stopped
+    again = virtctl(state, "-c", uri, "apply", "-f", str(specs))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert virtctl(state, "-c", uri, "diff", "-f", str(specs)).returncode == 0
+    assert sorted(managed(daemon.uri, prefix)) == [f"{prefix}{i:02d}" for i in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["diff", "apply", "get"])
+def test_a_daemon_that_does_not_answer_at_all_fails_the_run_at_the_call_timeout(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path, verb: str) -> None:
+    """Stopped before the run: connecting is a call too, bounded the same way; nothing
+    is applied and the message says what to change."""
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, 1))
+    args = ["domains"] if verb == "get" else ["-f", str(specs)]
+    with stopped(daemon) as freeze:
+        freeze()
+        began = time.monotonic()
+        result = virtctl(state, "-c", daemon.uri, "--call-timeout", "3", verb, *args,
+                         timeout=120)
+        took = time.monotonic() - began
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert took < 3 + MARGIN
+    assert "Traceback" not in result.stderr
+    assert f"{daemon.uri} did not answer within 3 s" in result.stderr
+    assert "--call-timeout" in result.stderr
+    assert defined_count(daemon.uri, prefix) == 0

@@ -21,8 +21,12 @@ def connect(
     *,
     readonly: bool = False,
     env: Mapping[str, str] | None = None,
+    call_timeout: float | None = None,
 ) -> Driver:
-    """Open a connection. `readonly` connections refuse every mutating call."""
+    """Open a connection. `readonly` connections refuse every mutating call. A libvirt
+    connection gives up on a call after `call_timeout` seconds (None:
+    $VIRTCTL_CALL_TIMEOUT, else 60; see libvirt_deadline.py); the sim answers in
+    process and has no such wait."""
     env = os.environ if env is None else env
     text = default_uri(uri, env)
     parsed = parse_uri(text)
@@ -38,4 +42,7 @@ def connect(
         return SimDriver(parsed, readonly=readonly, env=env)
     from .libvirt_driver import LibvirtDriver
 
-    return LibvirtDriver(text, readonly=readonly)
+    from .libvirt_deadline import call_timeout as resolve_call_timeout
+
+    return LibvirtDriver(text, readonly=readonly,
+                         call_timeout=resolve_call_timeout(call_timeout, env))

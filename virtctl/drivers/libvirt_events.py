@@ -171,6 +171,14 @@ class EventRelay:
             self._subscribers.clear()
             self._detach()
 
+    def abandon(self) -> None:
+        """Stop without a call on the connection (one that stopped answering: a
+        deregistration would wait for it too). Its callbacks go with it."""
+        self._stopped.set()
+        with self._lock:
+            self._subscribers.clear()
+            self._attached = None
+
     def _attach(self, conn: Any) -> None:
         lv = self._lv
         domain_ids = [

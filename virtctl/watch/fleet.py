@@ -140,6 +140,7 @@ class Fleet:
     def __init__(
         self, catalog: Catalog, *, journal: Log, metrics: WatchMetrics, policy: Policy,
         interval: float, debounce: float, lock_root: Path | None,
+        call_timeout: float | None = None,
     ) -> None:
         self.catalog = catalog
         self.journal = journal
@@ -148,6 +149,7 @@ class Fleet:
         self.interval = interval
         self.debounce = debounce
         self.lock_root = lock_root
+        self.call_timeout = call_timeout  # per libvirt call of each host's connection
         self.inbox = self._new_inbox()  # host-set changes and stops, for the fleet itself
         catalog.listen(self.inbox.spec_changed)
         self._running: dict[str, _Running] = {}
@@ -198,7 +200,7 @@ class Fleet:
         watcher = Watcher(uri, HostSpecs(self.catalog, uri), inbox,
                           journal=self.journal.bound(context), metrics=self.metrics,
                           policy=self.policy, interval=self.interval, driver=driver,
-                          lock_root=self.lock_root)
+                          lock_root=self.lock_root, call_timeout=self.call_timeout)
         thread = threading.Thread(target=self._watch, args=(watcher,), daemon=True,
                                   name=f"virtctl-watch {uri}")
         with self._lock:
@@ -306,6 +308,7 @@ def run_watch(
     stop: threading.Event | None = None,
     stream: TextIO | None = None,
     debounce: float = 0.1,
+    call_timeout: float | None = None,
 ) -> int:
     """Watch `paths` and keep every host they target as they declare until stopped; specs
     without `connect:` target `uri` (else the default connection).
@@ -322,12 +325,14 @@ def run_watch(
     default = default_uri(uri, os.environ)
     catalog = Catalog(paths, default=default, journal=journal, metrics=metrics)
     fleet = Fleet(catalog, journal=journal, metrics=metrics, policy=policy, interval=interval,
-                  debounce=debounce, lock_root=state_root(os.environ))
+                  debounce=debounce, lock_root=state_root(os.environ),
+                  call_timeout=call_timeout)
     with contextlib.ExitStack() as stack:
         try:
             parse_uri(default)
             targets = catalog.refresh(report=False).targets(default)
-            driver = stack.enter_context(_connected(targets[0])) if len(targets) == 1 else None
+            driver = stack.enter_context(_connected(targets[0], call_timeout)) \
+                if len(targets) == 1 else None
             server = _serve(metrics, metrics_address, metrics_port, journal)
         except (VirtctlError, OSError) as exc:
             journal.error("startup-failed", str(exc))
@@ -358,8 +363,8 @@ def _log_started(journal: Log, paths: Sequence[str], uri: str, targets: Sequence
 
 
 @contextlib.contextmanager
-def _connected(uri: str) -> Iterator[Driver]:
-    driver = drivers.connect(uri)
+def _connected(uri: str, call_timeout: float | None) -> Iterator[Driver]:
+    driver = drivers.connect(uri, call_timeout=call_timeout)
     try:
         yield driver
     finally:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TextIO
 
+from ..printable import printable, printable_json
+
 Context = Callable[[], Mapping[str, object]]
 
 
@@ -65,7 +67,8 @@ def format_text(record: LogRecord) -> str:
     """`2024-01-02T03:04:05.678Z INFO  message key=value ...`, one line."""
     parts = [_timestamp(record.time), f"{record.level.upper():<5}", record.message]
     parts += [f"{key}={_text_value(value)}" for key, value in record.fields.items()]
-    return " ".join(parts).replace("\n", "\\n")
+    # Names and messages from the host may hold ESC sequences: escaped, never raw.
+    return printable(" ".join(parts).replace("\n", "\\n"), keep_newlines=False)
 
 
 def format_json(record: LogRecord) -> str:
@@ -78,7 +81,7 @@ def format_json(record: LogRecord) -> str:
     }
     for key, value in record.fields.items():
         doc.setdefault(key, value)
-    return json.dumps(doc, default=str, ensure_ascii=False)
+    return printable_json(json.dumps(doc, default=str, ensure_ascii=False))
 
 
 _FORMATTERS: dict[LogFormat, Callable[[LogRecord], str]] = {
