@@ -186,3 +186,35 @@ def _assert_nothing_made(prefix: str) -> None:
     finally:
         conn.close()
     assert made == []
+
+
+@pytest.mark.parametrize("extra", ["<vcpu>4294967295</vcpu>",
+                                   "<vcpu>1</vcpu><iothreads>4294967295</iothreads>"])
+def test_a_count_that_brings_libvirtd_down_never_reaches_it(extra: str, tmp_path: Path) -> None:
+    """libvirt 9.0's daemon drops the connection (and exits) on a <vcpu> or <iothreads>
+    of 2^32 - 1, which is also what "-1" wraps to. Shown on a private daemon (never the
+    host's: the suite beside it would lose its libvirtd); virtctl refuses both while
+    loading, so no run ever sends them."""
+    from tests.integration.libvirtd_tcp import RemoteLibvirtd
+
+    require_connection(URI)  # root and a working libvirt
+    libvirt = libvirt_module()
+    xml = (f"<domain type='qemu'>\n  <name>{PREFIX}crash</name>\n  <memory unit='MiB'>32</memory>\n"
+           f"  {extra}\n  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n</domain>\n")
+    daemon = RemoteLibvirtd(tmp_path / "daemon")
+    daemon.start()
+    try:
+        conn = libvirt.open(daemon.uri)
+        with pytest.raises(libvirt.libvirtError) as caught:
+            conn.defineXML(xml)
+        assert "End of file" in str(caught.value) or "closed" in str(caught.value)
+    finally:
+        daemon.stop()
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "bad.xml").write_text(xml)
+    field = "iothreads" if "iothreads" in extra else "vcpu"
+    for verb in (("validate", "--offline"), ("apply", "--dry-run")):
+        result = virtctl(tmp_path / "state", *verb, "-f", str(specs))  # the sim: never a daemon
+        assert result.returncode == 1, result.stdout
+        assert f"bad.xml:4: {field}: " in result.stderr and "'4294967295'" in result.stderr

@@ -307,3 +307,24 @@ def test_a_set_name_with_an_invisible_character_is_refused(given: str,
         apply_sets(args, lambda: pytest.fail("the default set is not asked"))
     args = argparse.Namespace(apply_set="prod", prune=True, prune_sets=["old"])
     assert apply_sets(args, lambda: pytest.fail("not asked")) == ("prod", ("old",))
+
+
+@pytest.mark.parametrize(("vcpu", "path", "ok"), [
+    ("<vcpu>1</vcpu>", "vcpu", True), ("<vcpu>16384</vcpu>", "vcpu", True),
+    ("<vcpu>0</vcpu>", "vcpu", False), ("<vcpu>-1</vcpu>", "vcpu", False),
+    ("<vcpu>16385</vcpu>", "vcpu", False), ("<vcpu>2.5</vcpu>", "vcpu", False),
+    ("<vcpu current='0'>2</vcpu>", "vcpu/@current", False),
+    ("<vcpu current='-1'>2</vcpu>", "vcpu/@current", False),
+    ("<vcpu>2</vcpu><iothreads>0</iothreads>", "iothreads", True),
+    ("<vcpu>2</vcpu><iothreads>-1</iothreads>", "iothreads", False),
+    ("<vcpu>2</vcpu><iothreads>4294967295</iothreads>", "iothreads", False),
+])
+def test_vcpu_and_iothread_counts_that_bring_libvirtd_down_are_refused(
+        vcpu: str, path: str, ok: bool) -> None:
+    text = xml_domain(memory=f"<memory unit='MiB'>64</memory>\n{vcpu}")
+    if ok:
+        (spec,) = load_text(text, source="d.xml")
+        assert spec.name == "d"
+    else:
+        (error,) = errors_of(text, "d.xml")
+        assert where(error) == (4, path)

@@ -6,7 +6,9 @@ allows, is checked against its capabilities: `virtctl.capabilities`.)
 - per-device `<boot order>` together with `<os><boot dev>` (libvirt: "per-device boot
   elements cannot be used together with os/boot elements");
 - one boot order given to two devices;
-- `<vcpu current='N'>` above the `<vcpu>` count;
+- `<vcpu current='N'>` above the `<vcpu>` count, and a vcpu or iothreads count that is
+  no whole number or over limits.MAX_VCPUS / MAX_IOTHREADS (`<vcpu>-1</vcpu>` and
+  `<iothreads>4294967295</iothreads>` made libvirt 9.0's daemon exit);
 - two disks with one target (`hdc` twice: libvirt "target 'hdc' duplicated");
 - a NIC's MAC that is malformed or multicast (libvirt "expected unicast mac address");
 - sizes (memory, currentMemory, maxMemory, memtune limits, NUMA cells, memory devices,
@@ -26,7 +28,13 @@ from collections.abc import Iterator
 from lxml import etree
 
 from ..converters.sizes import MAX_BYTES, unit_bytes
-from .limits import MAX_DOMAIN_DEVICES, ifname_problem, mac_problem
+from .limits import (
+    MAX_DOMAIN_DEVICES,
+    MAX_IOTHREADS,
+    MAX_VCPUS,
+    ifname_problem,
+    mac_problem,
+)
 
 #: libvirt keeps memory in KiB below 2^53 (virDomainParseMemory: LLONG_MAX bytes).
 _MAX_MEMORY_KIB = 2**53 - 1
@@ -59,10 +67,22 @@ def domain_problems(root: etree._Element) -> Iterator[tuple[etree._Element, str,
     vcpu = root.find("vcpu")
     if vcpu is not None:
         count, current = (vcpu.text or "").strip(), vcpu.get("current")
+        for value, path in ((count, "vcpu"), (current, "vcpu/@current")):
+            # libvirt 9.0's daemon exits on <vcpu>-1</vcpu> or 4294967295 (seen here).
+            if value is not None and not (value.isascii() and value.isdigit()
+                                          and 1 <= int(value) <= MAX_VCPUS):
+                yield (vcpu, path, f"a vcpu count is a whole number from 1 to "
+                                   f"{MAX_VCPUS:,}, not {value!r}")
         if count.isdigit() and current is not None and current.isdigit() \
                 and int(current) > int(count):
             yield (vcpu, "vcpu/@current",
                    f"{current} current vcpus are more than the {count} the guest may have")
+    iothreads = root.find("iothreads")
+    if iothreads is not None:
+        value = (iothreads.text or "").strip()
+        if not (value.isascii() and value.isdigit() and int(value) <= MAX_IOTHREADS):
+            yield (iothreads, "iothreads",
+                   f"iothreads is a whole number from 0 to {MAX_IOTHREADS:,}, not {value!r}")
     yield from _disk_targets(root)
     yield from _nics(root)
     yield from _sizes(root)

@@ -24,6 +24,8 @@ before anything is planned. Pure.
   and strings of at most 64 KiB (real files: a few vifs and disks, a kernel command line
   of a few KiB); a domain at most 4,096 devices (QEMU guests run out of PCI slots
   before that). A 10^6-item `vif` list is refused before anything is built from it.
+  A domain has at most 16,384 vcpus and iothreads: libvirt 9.0's daemon exits on 2^32 - 1
+  (or "-1") before its own checks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ MAX_XEN_LIST_ITEMS = 1_024
 MAX_XEN_VALUES = 10_000
 MAX_XEN_STRING = 64 * 1024
 MAX_DOMAIN_DEVICES = 4_096
+#: No machine type takes more (QEMU's largest say 4,096); libvirt 9.0's daemon exits on
+#: a <vcpu> or <iothreads> of 2^32 - 1 (also what "-1" wraps to) before any check.
+MAX_VCPUS = 16_384
+MAX_IOTHREADS = 16_384
 
 # Characters XML 1.0 cannot hold (surrogates cannot come from UTF-8 text).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
