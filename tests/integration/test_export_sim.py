@@ -375,3 +375,37 @@ def test_get_pools_and_volumes(cli: Callable[..., Any], sim: Callable[..., SimDr
     assert as_json["data.img"]["source"] == str(specs / "web.yaml")
     as_yaml = yaml.safe_load(cli("get", "pools", "-o", "yaml").out)
     assert [(p["name"], p["managed"], p["volumes"]) for p in as_yaml] == [("images", True, 3)]
+
+
+def test_adopting_an_export_keeps_what_virtctl_knows_of_a_volumes_content(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path,
+    storage_calls: list[str],
+) -> None:
+    """An export has no content (no host says where a volume's data came from); adopting
+    it must not make virtctl forget the checksum it wrote, or the original spec would
+    then ask to replace the volume's data."""
+    import hashlib
+
+    image = tmp_path / "base.img"
+    image.write_bytes(bytes(range(256)) * 16)
+    digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "s.yaml").write_text(
+        "kind: StoragePool\nname: images\ntype: dir\ntarget: {path: /srv/images}\n---\n"
+        "kind: Volume\nname: base.img\npool: images\nformat: raw\n"
+        f"content: {{file: {image}, checksum: '{digest}'}}\n")
+    assert cli("apply", "-f", str(specs)).code == 0
+    folder = tmp_path / "exported"
+    assert cli("export", "--managed-only", "--to", str(folder)).code == 0
+    assert "content" not in (folder / "volume-images--base.img.yaml").read_text()
+    assert cli("apply", "--adopt", "-f", str(folder)).code == 0
+
+    again = cli("diff", "-f", str(specs))
+    assert "would replace" not in again.out and "recreate" not in again.out, again.out
+    storage_calls.clear()
+    back = cli("apply", "-f", str(specs))
+    assert back.code == 0, back.out + back.err
+    assert all("virtctl-state.json" in c for c in storage_calls), storage_calls
+    assert sim().download_volume("images", "base.img", limit=1 << 20) == image.read_bytes()
+    assert cli("diff", "-f", str(specs)).code == 0

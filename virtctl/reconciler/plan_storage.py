@@ -520,6 +520,8 @@ def _retire_pool(pool: LivePool, reason: str, users: tuple[ObjectKey, ...]) -> S
     if pool.active:
         # Its directory outlives it, with the state volume: a pool defined over it later
         # (by anyone) must not inherit virtctl's claim. The volumes' records stay.
+        actions.append(RecordPool(kind=Kind.POOL, name=pool.name, record=None, needs=users,
+                                  reason=f"{reason}: forget the pool's record"))
         actions.append(Destroy(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))
     if pool.persistent:
         actions.append(Undefine(kind=Kind.POOL, name=pool.name, reason=reason, needs=users))
