@@ -68,3 +68,15 @@ def test_every_option_and_choice_is_in_its_commands_usage() -> None:
     for action in top._actions:
         if action.option_strings and not isinstance(action, argparse._HelpAction):
             assert any(mentions(first, o) for o in action.option_strings), (action, first)
+
+
+def test_the_watch_page_lists_every_watch_option() -> None:
+    """docs/watch.md's usage block, the same way (it lacked --no-live, --detach-timeout
+    and --call-timeout)."""
+    page = (README.parent / "docs" / "watch.md").read_text()
+    block = page.split("```", 2)[1]
+    parser = subcommands()["watch"]
+    missing = [a.option_strings[-1] for a in parser._actions
+               if a.option_strings and not isinstance(a, argparse._HelpAction)
+               and not any(mentions(block, o) for o in a.option_strings)]
+    assert missing == []
