@@ -4,14 +4,14 @@ Called by export.export_specs with the host's storage read (drivers' `storage()`
 virtctl's records read by plan_storage.view). Pure.
 
 A pool is its live definition minus libvirt's read-only sizes (capacity, allocation,
-available) and an empty `<source/>`; its uuid, source, target and permissions stay, and its live state (active,
-autostart) becomes the desired one. A volume is what its creator declared: its name,
-pool, capacity, format and backing store (by volume name when the backing file is a
-volume of the same pool, else by path), and for a volume virtctl manages its delete
-policy. What libvirt reports of the file as it is now (allocation, path, key,
-permissions, timestamps, qcow2 compat and cluster size) is left out: a new volume gets
-them on its own. Content (a file or URL) cannot be known from the host, so a volume is
-exported without it.
+available) and an empty `<source/>`; its uuid, source, target and permissions stay, and
+its live state (active, autostart) becomes the desired one. A volume is what its creator
+declared: its name, pool, capacity, format and backing store (by volume name when the
+backing file is a volume of the same pool, else by path), and for a volume virtctl
+manages its delete policy. What libvirt reports of the file as it is now (allocation,
+path, key, permissions, timestamps, qcow2 compat and cluster size) is left out: a new
+volume gets them on its own. Content (a file or URL) cannot be known from the host, so a
+volume is exported without it.
 
 Left out entirely: virtctl's own STATE_VOLUME (never listed among the volumes) and
 cloud-init seeds (`NAME-cidata.iso` attached as a CD-ROM to guest NAME): the guest's
