@@ -1,21 +1,136 @@
-"""Writing a file so that readers see the old content or the new, never a part.
+"""Files: reading only regular files, private directories, and writing so that readers
+see the old content or the new, never a part.
 
-Used by the sim's store, the caches and `export`; `tighten_umask` runs first in every
-command, so what they create is never group- or world-writable. Writes a temporary file beside the
-target (suffix `.tmp`, so a crash's leftover never looks like a record) and renames it
-over the target; with `fsync`, the data reaches the disk before the rename.
+- `open_regular` opens a file to read only when it is a regular file: a FIFO would
+  block the open or the read forever (an `apply`, or a watcher that then no longer
+  reconciles nor stops), a device reads without end (/dev/zero), a socket or a
+  directory cannot be read. It checks the path first (so a device is never even
+  opened), opens with O_NONBLOCK (a FIFO swapped in after the check cannot block) and
+  checks the opened descriptor again. With `follow=False` (the store's own files) it
+  also refuses a symbolic link, by O_NOFOLLOW, so the check and the open see one file.
+- `private_dir` checks that a directory of virtctl's (the sim store, the caches) is a
+  real directory owned by this user and writable by no one else: whoever else owns or
+  can write it could plant a symlink or a record there.
+- `write_atomic` writes a temporary file beside the target (suffix `.tmp`, so a crash's
+  leftover never looks like a record; made with O_EXCL|O_NOFOLLOW by mkstemp) and
+  renames it over the target (a rename replaces a symlink, never follows it); with
+  `fsync`, the data reaches the disk before the rename. A failed write (a full disk)
+  leaves the old file whole and no temporary file, and its error names the target.
+
+Used by the sim's store, the caches, spec loading and `export`; `tighten_umask` runs
+first in every command, so what they create is never group- or world-writable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for an error: "a FIFO (named pipe)", "a directory"..."""
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+class NotRegularFile(OSError):
+    """A path that is no regular file where one is read. An OSError (errno EINVAL) so
+    that callers handling unreadable files handle it too; `strerror` says what it is."""
+
+    def __init__(self, path: str | os.PathLike[str], mode: int) -> None:
+        super().__init__(errno.EINVAL, f"{file_kind(mode)}, not a regular file", str(path))
+
+
+class UnsafeDirectory(OSError):
+    """A directory of virtctl's that another user could change; `strerror` says why."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(errno.EPERM, problem, str(path))
+
+
+def open_regular(path: str | os.PathLike[str], *, follow: bool = True) -> BinaryIO:
+    """`path` opened to read, if it is a regular file; else NotRegularFile. With
+    `follow=False` a symbolic link is refused too (NotRegularFile)."""
+    info = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(path, info.st_mode)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = _open_checked(path, flags)
+    return os.fdopen(fd, "rb")
+
+
+def _open_checked(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """os.open, then the opened file must be regular (it may have been swapped since a
+    check); a symlink refused by O_NOFOLLOW is reported as one."""
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
+            raise NotRegularFile(path, stat.S_IFLNK) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotRegularFile(path, info.st_mode)
+    return fd
+
+
+def open_private(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """A file of virtctl's own (a store record, a log, a lock) opened without following
+    a symlink and without blocking on a FIFO: a descriptor of a regular file, else
+    NotRegularFile. `flags` are os.open's (O_RDONLY, O_WRONLY|O_APPEND|O_CREAT...)."""
+    return _open_checked(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+
+
+def read_private(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file of virtctl's own (see open_private)."""
+    with os.fdopen(open_private(path, os.O_RDONLY), "rb") as handle:
+        return handle.read()
+
+
+def private_dir(path: str | os.PathLike[str], *, make: bool = True,
+                follow: bool = False) -> None:
+    """Check (making it first if missing and `make`) that `path` is a directory owned by
+    this user and writable by no one else; else UnsafeDirectory. A symbolic link is
+    refused unless `follow` (a directory the user named, e.g. $VIRTCTL_STATE_DIR)."""
+    if make and not os.path.lexists(path):  # (a read-only file system says EROFS)
+        with contextlib.suppress(FileExistsError):  # made by a racing run: checked below
+            os.mkdir(path, 0o755)  # a symlink planted at its name stays, and is refused
+    info = os.stat(path) if follow else os.lstat(path)
+    problem = dir_problem(info)
+    if problem is not None:
+        raise UnsafeDirectory(path, problem)
+
+
+def dir_problem(info: os.stat_result) -> str | None:
+    """Why a directory with this (l)stat is not private to this user, or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return "a symbolic link, not a directory; refused"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{file_kind(info.st_mode)}, not a directory; refused"
+    me = os.geteuid()
+    if info.st_uid != me:
+        return (f"owned by uid {info.st_uid}, not by uid {me} running virtctl; refused "
+                "(another user could change what virtctl reads there)")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"writable by its group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "refused (chmod go-w)")
+    return None
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -23,10 +138,18 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` with the target's name: a write's ENOSPC names no file, a temporary
+    file's name means nothing to the user."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def tighten_umask() -> None:

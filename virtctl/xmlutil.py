@@ -56,6 +56,11 @@ def parse(text: str | bytes, *, source: str = "<xml>") -> etree._Element:
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         msg = exc.msg if hasattr(exc, "msg") and exc.msg else str(exc)
+        msg = " ".join(msg.split())  # one line: libxml2 ends some messages with "\n"
+        if "XML_PARSE_HUGE" in msg or "Resource limit exceeded" in msg:
+            # libvirt parses without XML_PARSE_HUGE too: say what is too big, in words.
+            msg = ("a text or attribute value too long (libvirt's XML parser takes at most "
+                   "10,000,000 bytes in one)")
         raise SpecError(
             f"malformed XML: {msg}",
             code=ErrorCode.PARSE_ERROR,

@@ -7,6 +7,11 @@ loads them (virtctl's version, the schema, the loader and converter sources), so
 hit returns exactly what a fresh load would; only files that loaded without error are
 stored. `VIRTCTL_CACHE=0` turns it off. Location: `$VIRTCTL_CACHE_DIR`, else
 `$XDG_CACHE_HOME/virtctl`, else `~/.cache/virtctl`.
+
+What the caches hold decides what is applied (a spec) or skipped (a host in sync), so
+their folder must be this user's own and writable by no one else (fileio.private_dir):
+another user's folder is refused with a CacheError, and cache files are read without
+following a symlink or blocking on a FIFO. Writes are atomic (fileio.write_atomic).
 """
 
 from __future__ import annotations
@@ -22,22 +27,51 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import Source
-from ..fileio import write_atomic
+from ..errors import ErrorCode, ErrorDomain, Source, VirtctlError
+from ..fileio import UnsafeDirectory, private_dir, read_private, write_atomic
 from ..model import DomainSpec, DomainState, NetworkSpec, UpdatePolicy
 
 Spec = DomainSpec | NetworkSpec
 
 
+class CacheError(VirtctlError):
+    """The cache folder is not this user's own: one line naming it."""
+
+    default_code = ErrorCode.OPERATION_INVALID
+    default_domain = ErrorDomain.CLI
+
+
 def cache_dir(env: Mapping[str, str]) -> Path | None:
+    """The cache folder, checked if it exists (see the module doc); made when written."""
     if env.get("VIRTCTL_CACHE", "1") == "0":
         return None
     # os.path, then one Path: every run starts here, and each Path costs several µs.
     if env.get("VIRTCTL_CACHE_DIR"):
-        return Path(env["VIRTCTL_CACHE_DIR"])
-    if env.get("XDG_CACHE_HOME"):
-        return Path(os.path.join(env["XDG_CACHE_HOME"], "virtctl"))
-    return Path(os.path.join(os.path.expanduser("~"), ".cache", "virtctl"))
+        folder = env["VIRTCTL_CACHE_DIR"]
+    elif env.get("XDG_CACHE_HOME"):
+        folder = os.path.join(env["XDG_CACHE_HOME"], "virtctl")
+    else:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "virtctl")
+    checked(folder, make=False)
+    return Path(folder)
+
+
+def checked(folder: str | os.PathLike[str], *, make: bool) -> bool:
+    """Refuse (CacheError) a cache folder that is another user's or writable by others.
+    With `make`, make it first (its parents too) if it is missing; False when it cannot
+    be made (a read-only home): a cache that cannot be written is no cache."""
+    try:
+        if make:
+            os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+        elif not os.path.lexists(folder):
+            return False
+        private_dir(folder, make=make)
+    except UnsafeDirectory as exc:
+        raise CacheError(f"cache directory {folder}: {exc.strerror}; or turn the caches "
+                         "off with VIRTCTL_CACHE=0") from None
+    except OSError:
+        return False
+    return True
 
 
 @cache
@@ -108,6 +142,8 @@ class SyncMemo:
     def __init__(self, folder: Path | None, uri: str) -> None:
         name = hashlib.sha256(uri.encode()).hexdigest()[:32]
         base = os.path.join(folder, "in-sync", name) if folder is not None else None
+        if folder is not None:
+            checked(os.path.join(folder, "in-sync"), make=False)
         self.path = Path(base + ".json") if base is not None else None
         self.hosts_path = Path(base + ".hosts") if base is not None else None
 
@@ -117,8 +153,7 @@ class SyncMemo:
         if self.hosts_path is None:
             return False
         try:  # keys are fixed-length hex, one a line: a substring match is exact
-            with open(self.hosts_path, "rb") as stream:
-                return b"\n" + key.encode() + b"\n" in b"\n" + stream.read()
+            return b"\n" + key.encode() + b"\n" in b"\n" + read_private(self.hosts_path)
         except OSError:
             return False
 
@@ -126,21 +161,22 @@ class SyncMemo:
         if self.hosts_path is None:
             return
         try:
-            older = self.hosts_path.read_text().split()
+            older = read_private(self.hosts_path).decode().split()
         except (OSError, ValueError):
             older = []
         if key in older:
             return
         keys = [key, *older][: self.HOSTS]
+        if not checked(self.hosts_path.parent, make=True):
+            return
         with contextlib.suppress(OSError):
-            self.hosts_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.hosts_path, ("\n".join(keys) + "\n").encode())
 
     def load(self) -> frozenset[str]:
         if self.path is None:
             return frozenset()
         try:
-            data = json.loads(self.path.read_bytes())
+            data = json.loads(read_private(self.path))
             return frozenset(str(k) for k in data) if isinstance(data, list) else frozenset()
         except (OSError, ValueError):
             return frozenset()
@@ -150,8 +186,9 @@ class SyncMemo:
         if self.path is None or found <= previous:
             return
         keys = [*sorted(found), *sorted(previous - found)][: max(2 * len(found), self.FLOOR)]
+        if not checked(self.path.parent, make=True):
+            return
         with contextlib.suppress(OSError):  # a cache that cannot be written is no cache
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps(keys).encode())
 
 
@@ -163,7 +200,7 @@ class SpecCache:
         if self.folder is None:
             return None
         try:
-            data = json.loads((self.folder / _key(text)).read_bytes())
+            data = json.loads(read_private(self.folder / _key(text)))
             return [_decode(d, source) for d in data["specs"]], list(data["warnings"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -172,6 +209,7 @@ class SpecCache:
         if self.folder is None:
             return
         payload = json.dumps({"specs": [_encode(s) for s in specs], "warnings": warnings})
+        if not checked(self.folder, make=True):
+            return
         with contextlib.suppress(OSError):
-            self.folder.mkdir(parents=True, exist_ok=True)
             write_atomic(self.folder / _key(text), payload.encode())

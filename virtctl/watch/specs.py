@@ -129,12 +129,18 @@ class SpecSet:
         errors: dict[str, tuple[SpecError, ...]] = {}
         unreadable: list[str] = []
         for given in self.paths:
+            # A file that cannot be read (a FIFO, a device...) is broken on its own:
+            # the other files still count, so the watcher goes on reconciling.
+            refused: list[SpecError] = []
             try:
-                files = list(expand([given]))
+                files = list(expand([given], errors=refused))
             except SpecError as exc:  # gone, or a file vanished mid-walk (save-by-rename)
                 unreadable.append(given)
                 errors[given] = (exc,)
                 continue
+            for problem in refused:
+                name = problem.source.file if problem.source is not None else given
+                errors[name] = (*errors.get(name, ()), problem)
             for spec_file in files:
                 result = self._parse(spec_file.name, spec_file.text)
                 if isinstance(result, SpecError):
