@@ -234,17 +234,28 @@ class StorageCalls:
         volumes: dict[str, LiveVolume] = {}
         with translated(lv):
             for pool in self._conn.listAllStoragePools(0):
-                try:
-                    found, read = self._read_pool(pool)
-                except lv.libvirtError as exc:
-                    if exc.get_error_code() == lv.VIR_ERR_NO_STORAGE_POOL:
-                        continue  # gone since it was listed
-                    if exc.get_error_code() != lv.VIR_ERR_NO_STORAGE_VOL:
-                        raise
-                    found, read = self._read_pool(pool)  # a volume went: once more
-                pools[found.name] = found
-                volumes.update(read)
+                settled = self._read_settled(pool)
+                if settled is not None:
+                    pools[settled[0].name] = settled[0]
+                    volumes.update(settled[1])
         return Storage(pools=pools, volumes=volumes)
+
+    def _read_settled(self, pool: Any) -> tuple[LivePool, dict[str, LiveVolume]] | None:
+        """`_read_pool`, again when someone else changed the pool while it was read: a
+        volume went (no such volume) or the pool stopped (libvirt: "storage pool is not
+        active"), as on a host where other tools work; None when the pool went."""
+        lv = self._lv
+        for attempt in range(3):
+            try:
+                return self._read_pool(pool)
+            except lv.libvirtError as exc:
+                code = exc.get_error_code()
+                if code == lv.VIR_ERR_NO_STORAGE_POOL:
+                    return None  # gone since it was listed
+                if code not in (lv.VIR_ERR_NO_STORAGE_VOL, lv.VIR_ERR_OPERATION_INVALID) \
+                        or attempt == 2:
+                    raise
+        return None  # not reached
 
     def _read_pool(self, pool: Any) -> tuple[LivePool, dict[str, LiveVolume]]:
         """The pool and, when active, its volumes by "POOL/NAME"."""
