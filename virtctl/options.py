@@ -69,8 +69,9 @@ def live_options(parser: argparse.ArgumentParser) -> None:
                         help="change running guests and networks only at their next start: "
                         "no hot-plug, vcpu or network live updates (memory balloon stays)")
     parser.add_argument("--detach-timeout", type=seconds, default=30.0, metavar="SECONDS",
-                        help="how long a guest may take to release a detached device before "
-                        "the change is left restart-pending (default 30)")
+                        help="how long a guest may take to release a detached device, or to "
+                        "move its memory balloon, before the change is reported pending and "
+                        "left restart-pending (default 30)")
 
 
 def lock_options(parser: argparse.ArgumentParser) -> None:

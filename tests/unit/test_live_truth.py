@@ -45,7 +45,8 @@ def test_an_address_the_spec_does_not_declare_is_never_restart_pending() -> None
 def test_a_cpu_check_the_hypervisor_rewrites_at_start_is_never_restart_pending() -> None:
     """An export of a virsh guest declares cpu/@check as defined ('none'); QEMU runs it
     as 'full'. A restart would not change that: nothing is pending."""
-    cpu = "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>"
+    cpu = ("<cpu mode='custom' match='exact' check='none'>"
+           "<model fallback='forbid'>qemu64</model></cpu>")
     spec = dom().replace("<devices>", cpu + "<devices>")
     running = spec.replace("check='none'", "check='full'")
     p = plan(desired(spec), host(spec, running=running))
