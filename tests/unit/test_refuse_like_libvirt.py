@@ -328,3 +328,33 @@ def test_vcpu_and_iothread_counts_that_bring_libvirtd_down_are_refused(
     else:
         (error,) = errors_of(text, "d.xml")
         assert where(error) == (4, path)
+
+
+@pytest.mark.parametrize(("disk", "flavor"), [
+    ('"phy:/dev/vg/a,hda,w"', "xm"), ('"file:/img,hdc:cdrom,r"', "xm"),
+    ('"/img,raw,hda,w"', "xl"), ('"format=raw,vdev=hda,access=rw,target=/img"', "xl"),
+])
+def test_an_xl_disk_string_makes_an_xl_file(disk: str, flavor: str) -> None:
+    """Read as xm, two xl disks `/a,raw,hda,w` and `/b,raw,hdc,r` were both on target
+    'raw' (which libvirt refuses): the loader now reads such a file as xl."""
+    from virtctl.converters.xl import guess_flavor
+
+    assert guess_flavor(f'name = "g"\ndisk = [ {disk} ]\n') == flavor
+    text = f'name = "g"\nmemory = 64\nbuilder = "hvm"\ndisk = [ {disk}, {disk.replace("hd", "xvd")} ]\n'
+    (spec,) = load_text(text.replace("xvda", "hdb").replace("xvdc", "hdd"), source="g.cfg")
+    assert spec.xml.count("<disk") == 2 and "'raw'" not in spec.xml
+
+
+@pytest.mark.parametrize(("bandwidth", "ok"), [
+    ("<inbound average='1000' peak='2000' burst='1024'/>", True),
+    ("<inbound average='-1'/>", False), ("<outbound average='1.5'/>", False),
+    ("<inbound average='18446744073709551616'/>", False),
+])
+def test_bandwidth_rates_are_whole_numbers(bandwidth: str, ok: bool) -> None:
+    iface = f"<interface type='user'>\n<bandwidth>\n{bandwidth}\n</bandwidth>\n</interface>"
+    if ok:
+        (spec,) = load_text(xml_domain(iface), source="d.xml")
+        assert spec.name == "d"
+    else:
+        (error,) = errors_of(xml_domain(iface), "d.xml")
+        assert error.source is not None and error.source.line == 8

@@ -110,8 +110,16 @@ XL_ONLY_KEYS = frozenset({
 
 
 def guess_flavor(text: str, *, source: str = "<xen>") -> str:
-    """'xl' when the file uses any xl-only key, else 'xm'."""
+    """'xl' when the file uses any xl-only key or an xl disk string (four positional
+    fields, `target,format,vdev,access`, or `key=value` ones: xm's have three), else
+    'xm'. Read as xm, `/img,raw,hda,w` would be a disk on target 'raw'."""
     from .xmparse import parse_config
 
-    keys = set(parse_config(text, source=source).keys())
-    return "xl" if keys & XL_ONLY_KEYS else "xm"
+    config = parse_config(text, source=source)
+    if set(config.keys()) & XL_ONLY_KEYS:
+        return "xl"
+    disks = config.get("disk")
+    value = disks.value if disks is not None else ()
+    items = value if isinstance(value, tuple) else (value,)
+    return "xl" if any(isinstance(d, str) and ("=" in d or d.count(",") >= 3)
+                       for d in items) else "xm"

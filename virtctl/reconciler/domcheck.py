@@ -16,6 +16,8 @@ allows, is checked against its capabilities: `virtctl.capabilities`.)
   8 EiB (libvirt: "Invalid value", "size value ... is out of range"); a memory of 0 (no
   NUMA cells to give it); currentMemory above memory (libvirt would lower it silently and
   the guest never match its spec) or memory above maxMemory;
+- a NIC's bandwidth rate or MTU that is no whole number (libvirt: "could not convert
+  bandwidth average value", "malformed mtu size");
 - a bridge, tap or host device name Linux cannot have (over 15 bytes, '/', ':', spaces):
   libvirt defines the guest, the start fails;
 - more devices than limits.MAX_DOMAIN_DEVICES.
@@ -106,6 +108,12 @@ def _disk_targets(root: etree._Element) -> Iterator[tuple[etree._Element, str, s
 
 def _nics(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
     for iface in root.iterfind("devices/interface"):
+        for way, name, problem in bandwidth_problems(iface):
+            yield (way, f"devices/interface/bandwidth/{way.tag}/@{name}", problem)
+        mtu = iface.find("mtu")
+        size = (mtu.get("size") or "").strip() if mtu is not None else None
+        if mtu is not None and not (size and size.isascii() and size.isdigit()):
+            yield (mtu, "devices/interface/mtu/@size", f"an MTU is a whole number, not {size!r}")
         for mac in iface.iterfind("mac"):
             problem = mac_problem(mac.get("address") or "")
             if problem is not None:
@@ -163,3 +171,19 @@ def _sizes(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
     if memory is not None and maximum is not None and memory > maximum:
         yield (root.find("memory"), "memory",
                f"memory ({memory} KiB) exceeds maxMemory ({maximum} KiB)")
+
+
+#: <bandwidth> rates (KiB/s) and bursts (KiB): libvirt reads each as an unsigned 64-bit
+#: whole number ("could not convert bandwidth average value '-1'").
+_RATES = ("average", "peak", "burst", "floor")
+
+
+def bandwidth_problems(elem: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
+    """(element, attribute, message) for each rate of the <bandwidth> in `elem` that is
+    no whole number of 0 to 2^64 - 1 (interfaces, networks, port groups)."""
+    for way in elem.iterfind("bandwidth/*"):
+        for name in _RATES:
+            value = (way.get(name) or "0").strip()
+            if not (value.isascii() and value.isdigit() and int(value) < 2**64):
+                yield (way, name, f"bandwidth {way.tag} {name} is a whole number (KiB/s, "
+                                  f"KiB for a burst), not {way.get(name)!r}")

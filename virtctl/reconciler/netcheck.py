@@ -14,6 +14,7 @@ its parse and validate errors), each said in virtctl's words with the path it is
 - a forward interface or PCI address listed twice;
 - a bridge's MAC (`<mac address>`) or a DHCP host's MAC that is malformed or multicast
   (libvirt: "Invalid multicast bridge mac address", "expected unicast mac address");
+- a bandwidth rate (network, port group) or MTU that is no whole number;
 - a bridge name (`<bridge name>`, `%d` counted as one digit) or forward device Linux
   cannot have: over 15 bytes, '/', ':' or spaces (the define passes, the start fails).
 
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 
 from lxml import etree
 
+from .domcheck import bandwidth_problems
 from .limits import ifname_problem, mac_problem
 
 #: Forward modes that hand guests a host interface directly (macvtap).
@@ -73,6 +75,14 @@ def _names_and_macs(
             problem = mac_problem(mac) if mac is not None else None
             if problem is not None:
                 yield (elem, path, problem)
+    for holder in (root, *root.iterfind("portgroup")):
+        where = "" if holder is root else "portgroup/"
+        for way, attr, problem in bandwidth_problems(holder):
+            yield (way, f"{where}bandwidth/{way.tag}/@{attr}", problem)
+    mtu = root.find("mtu")
+    size = (mtu.get("size") or "").strip() if mtu is not None else None
+    if mtu is not None and not (size and size.isascii() and size.isdigit()):
+        yield (mtu, "mtu/@size", f"an MTU is a whole number, not {size!r}")
     bridge = root.find("bridge")
     name = bridge.get("name") if bridge is not None else None
     if name is not None:
