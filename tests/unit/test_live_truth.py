@@ -8,11 +8,20 @@ tests/integration/test_live_truth.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
+
 from lxml import etree
 
-from tests.unit.test_live_plan import CDROM, MAC, NIC, desired, dom, host
-from virtctl.model import Kind
-from virtctl.reconciler.actions import Define, DetachDevice, SetMemory, SetRunningNote
+from tests.unit.test_live_plan import CDROM, MAC, NIC, desired, dom, host, net, net_host
+from virtctl.metadata import read_owner
+from virtctl.model import Kind, Live
+from virtctl.reconciler.actions import (
+    Define,
+    DetachDevice,
+    SetMemory,
+    SetRunningNote,
+    UpdateNetwork,
+)
 from virtctl.reconciler.apply import ActionResult, Outcome, Report
 from virtctl.reconciler.classify import network_removals, stale_fields
 from virtctl.reconciler.diff import ChangeOp
@@ -157,3 +166,21 @@ def test_the_pending_outcome_is_printed_and_counted() -> None:
     doc = report_json(report)
     assert doc["pending"] == 2 and [r["outcome"] for r in doc["results"]] == [
         "done", "pending", "pending"]
+
+
+def test_a_dhcp_host_attribute_dropped_is_modified_away_live_and_then_settles() -> None:
+    """A name dropped from a DHCP host: the live modify sends the host without it (not
+    with the running name kept), so the network does not stay pending forever."""
+    named = "<host mac='52:54:00:00:00:99' name='db' ip='10.9.0.99'/>"
+    bare = "<host mac='52:54:00:00:00:99' ip='10.9.0.99'/>"
+    p = plan(desired(net(bare)), net_host(net(named)))
+    (update,) = [a for a in p.actions if isinstance(a, UpdateNetwork)]
+    assert update.command == "modify" and "name=" not in update.xml
+    # An earlier --no-live run defined it: the running network alone still has the name.
+    before = net_host(net(named)).networks["lan"]
+    defined = next(a for a in plan(desired(net(bare)), net_host(net(named))).actions
+                   if isinstance(a, Define))
+    later = dc_replace(before, xml=defined.xml, owner=read_owner(parse(defined.xml)))
+    again = plan(desired(net(bare)), Live(networks={"lan": later}))
+    (update,) = [a for a in again.actions if isinstance(a, UpdateNetwork)]
+    assert update.command == "modify" and "name=" not in update.xml

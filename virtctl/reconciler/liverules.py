@@ -445,8 +445,12 @@ def network_live(
         if parent and parent not in ips:
             continue  # a new <ip>: a restart
         index = ips.index(parent) if parent else -1
+        # Sub-fields the declaration dropped (an attribute back to its default): the
+        # modified entry goes without them, not with the running values kept.
+        dropped = [c.path[len(entry) + 1:] for c in changes
+                   if c.op is ChangeOp.REMOVE and c.path != entry]
         made = _entry_actions(entry, section, find(declared, entry), find(running, entry),
-                              name=name, index=index)
+                              name=name, index=index, dropped=dropped)
         actions += made
         if made:
             covered.update((c.path, made[-1].reason) for c in changes)
@@ -455,7 +459,7 @@ def network_live(
 
 def _entry_actions(
     entry: str, section: NetworkSection, want: etree._Element | None,
-    have: etree._Element | None, *, name: str, index: int,
+    have: etree._Element | None, *, name: str, index: int, dropped: list[str] | None = None,
 ) -> list[Action]:
     def update(command: NetworkCommand, elem: etree._Element, verb: str) -> UpdateNetwork:
         return UpdateNetwork(kind=Kind.NETWORK, name=name, command=command, section=section,
@@ -469,7 +473,7 @@ def _entry_actions(
     if want is None or have is None:
         return []
     if section in _MODIFIABLE:
-        return [update(NetworkCommand.MODIFY, overlay(have, want), "modify")]
+        return [update(NetworkCommand.MODIFY, overlay(have, want, dropped or ()), "modify")]
     return [update(NetworkCommand.DELETE, have, "delete"),
             update(NetworkCommand.ADD, want, "add")]
 
