@@ -340,8 +340,9 @@ def test_an_xl_disk_string_makes_an_xl_file(disk: str, flavor: str) -> None:
     from virtctl.converters.xl import guess_flavor
 
     assert guess_flavor(f'name = "g"\ndisk = [ {disk} ]\n') == flavor
-    text = f'name = "g"\nmemory = 64\nbuilder = "hvm"\ndisk = [ {disk}, {disk.replace("hd", "xvd")} ]\n'
-    (spec,) = load_text(text.replace("xvda", "hdb").replace("xvdc", "hdd"), source="g.cfg")
+    second = disk.replace("hda", "hdb").replace("hdc", "hdd")
+    text = f'name = "g"\nmemory = 64\nbuilder = "hvm"\ndisk = [ {disk}, {second} ]\n'
+    (spec,) = load_text(text, source="g.cfg")
     assert spec.xml.count("<disk") == 2 and "'raw'" not in spec.xml
 
 
