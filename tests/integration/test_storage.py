@@ -423,3 +423,36 @@ def test_a_stopped_pool_starts_again_with_its_volumes_still_virtctls(
     assert sim().storage().pools["images"].active
     assert data_of("images", "data.img")[:8] == b"precious"
     assert "No changes" in apply(cli, specs).out  # type: ignore[attr-defined]
+
+
+def test_a_pool_defined_over_a_deleted_pools_directory_is_not_virtctls(
+        cli, specs: Path, image: Path) -> None:  # noqa: ANN001
+    """`delete` undefines a pool and keeps its directory, state volume included. A pool
+    someone defines over that directory later must not look like virtctl's: naming it
+    needs --adopt, and --prune leaves it alone."""
+    write_specs(specs, image, with_data=False)
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    deleted = cli("delete", "-f", str(specs))
+    assert deleted.code == 0, deleted.out + deleted.err  # type: ignore[attr-defined]
+    other = sim()
+    other.define(Kind.POOL, "<pool type='dir'><name>theirs</name>"
+                            "<target><path>/srv/images</path></target></pool>")
+    other.start(Kind.POOL, "theirs")
+    (specs / "all.yaml").write_text(textwrap.dedent("""\
+        kind: StoragePool
+        name: theirs
+        type: dir
+        target: {path: /srv/images}
+        """))
+    named = cli("diff", "-f", str(specs))
+    assert named.code == 1 and "not managed by virtctl" in named.err  # type: ignore[attr-defined]
+    (specs / "all.yaml").write_text(textwrap.dedent("""\
+        kind: StoragePool
+        name: elsewhere
+        type: dir
+        target: {path: /srv/elsewhere}
+        """))
+    pruned = apply(cli, specs, "--prune")
+    assert pruned.code == 0, pruned.out + pruned.err  # type: ignore[attr-defined]
+    assert "theirs" not in pruned.out  # type: ignore[attr-defined]
+    assert sim().storage().pools["theirs"].active

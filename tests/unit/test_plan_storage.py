@@ -176,8 +176,11 @@ def test_delete_stops_and_undefines_a_pool_after_its_volumes_and_keeps_its_stora
     scratch = volume_spec("tmp.raw", delete=True)
     have = host(live_volume("tmp.raw", fmt="raw"), records=recorded(scratch))
     p = plan_delete(desired(pool_spec(), scratch), Live(), storage=view(have))
-    assert verbs(p) == ["delete-volume images/tmp.raw", "destroy images", "undefine images"]
+    assert verbs(p) == ["delete-volume images/tmp.raw", "record images", "destroy images",
+                        "undefine images"]
     assert any("its storage" in n for n in p.notes)
+    (forget,) = [a for a in p.actions if isinstance(a, RecordPool)]
+    assert forget.record is None  # its directory stays; virtctl's claim on it does not
 
 
 def test_an_inactive_pool_is_virtctls_by_its_derived_uuid() -> None:

@@ -144,6 +144,9 @@ def test_applying_a_pool_of_another_set_moves_its_record() -> None:
     (action,) = moved.actions
     assert isinstance(action, RecordPool) and action.record.apply_set == "B"
     assert action.reason == "record: move from set 'A' to set 'B'"
+    from virtctl.render import plan_text
+
+    assert "~ pool/images  (record: move from set 'A' to set 'B')" in plan_text(moved)
 
 
 def test_the_watcher_keeps_storage_of_a_broken_spec_file_from_pruning() -> None:

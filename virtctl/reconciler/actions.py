@@ -205,9 +205,11 @@ class BuildPool(BaseAction):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordPool(BaseAction):
-    """Write virtctl's record of a pool (it must be active) into its state volume."""
+    """Write virtctl's record of a pool (it must be active) into its state volume; None
+    forgets it, before the pool stops for good (its directory keeps the state volume,
+    and a pool someone defines over it later must not look like virtctl's)."""
 
-    record: ObjectRecord
+    record: ObjectRecord | None
 
     @property
     def verb(self) -> str:
@@ -304,6 +306,8 @@ def phase_of(action: Action) -> Phase:
             return Phase.DOMAIN_PAUSE
         case BuildPool():
             return Phase.POOL_BUILD
+        case RecordPool(record=None):  # forgotten after its volumes, just before it stops
+            return Phase.POOL_STOP
         case RecordPool():
             return Phase.POOL_START  # after the start it needs, by plan order
         case DeleteVolume() | RecordVolume(record=None):  # forgetting is part of teardown
