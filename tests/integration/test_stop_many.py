@@ -252,3 +252,21 @@ def test_a_recreate_declared_shutoff_counts_as_a_stop_not_a_restart(
     assert "0 to create, 0 to change, 0 to delete, 1 to recreate; 1 running guest to stop." \
         in plan_text(planned)
     assert plan_json(planned)["summary"]["restart"] == 0
+
+
+def test_pruning_guests_that_ignore_acpi_costs_one_timeout(
+    sim: Open, specs: Path, calls: list[tuple[str, str]]
+) -> None:
+    driver = running_guests(sim, specs, [*GUESTS, "kept"])
+    for name in GUESTS:
+        (specs / f"{name}.yaml").unlink()
+    desired = api.load([str(specs)])
+    fake = FakeClock()
+    calls.clear()
+    result = api.reconcile(desired, driver, clock=fake.clock,
+                           policy=api.Policy(prune=True, shutdown_timeout=45))
+    assert result.report.return_code == 0 and result.remaining.empty
+    assert 45 <= fake.t < 47  # not 5 x 45 s
+    stops = [op for op, _ in ops(calls, "shutdown", "destroy")]
+    assert stops == ["shutdown"] * 5 + ["destroy"] * 5
+    assert set(driver.snapshot().domains) == {"kept"}

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 #: The longest pause between two polls of the guests still running.
 MAX_POLL = 1.0
-#: Destroys in flight at once (libvirtd serves up to five calls of one client at once).
-DESTROYERS = 4
+#: Destroys in flight at once: libvirtd serves up to five calls of one client at once
+#: (max_client_requests); more would only queue there.
+DESTROYERS = 5
 
 
 @dataclass(frozen=True, slots=True)
