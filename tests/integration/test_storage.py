@@ -456,3 +456,19 @@ def test_a_pool_defined_over_a_deleted_pools_directory_is_not_virtctls(
     assert pruned.code == 0, pruned.out + pruned.err  # type: ignore[attr-defined]
     assert "theirs" not in pruned.out  # type: ignore[attr-defined]
     assert sim().storage().pools["theirs"].active
+
+
+def test_where_the_host_cannot_tell_the_create_is_refused_with_adopt_named(
+        cli, specs: Path, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """A remote host's pool directory cannot be looked at before the first action
+    (pool_files says None): libvirt's "exists already" then comes at the create, which
+    names --adopt; the volume is never created over."""
+    write_specs(specs, image, data_size="1MiB")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    sim().upload_volume("images", "data.img", io.BytesIO(b"precious"), 8)
+    assert cli("delete", "-f", str(specs)).code == 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(SimDriver, "pool_files", lambda self, xml: None)
+    again = apply(cli, specs)
+    assert again.code == 1  # type: ignore[attr-defined]
+    assert "data.img exists already" in again.out and "--adopt" in again.out  # type: ignore[attr-defined]
+    assert data_of("images", "data.img")[:8] == b"precious"

@@ -129,7 +129,18 @@ def _create(action: CreateVolume, driver: Driver) -> str:
             cap = root.makeelement("capacity", {"unit": "bytes"})
             cap.text = str(opened[1])
             root.append(cap)
-        driver.create_volume(pool, tostring(root, pretty=False))
+        try:
+            driver.create_volume(pool, tostring(root, pretty=False))
+        except DriverError as exc:
+            if exc.code is not ErrorCode.DUPLICATE:
+                raise
+            # A host whose pool directory could not be looked at before the first
+            # action (a remote one): the file was there already. Never created over.
+            raise DriverError(f"{exc.message}: volume {action.name} exists already and is "
+                              "not managed by virtctl (retained by an earlier delete, or "
+                              "made by someone else); use --adopt to take it over with its "
+                              "data", code=ErrorCode.DUPLICATE, domain=exc.domain,
+                              driver_code=exc.driver_code) from None
         if opened is not None and content is not None:
             stream, size = opened
             hashing = _Hashing(stream, _unverified(content, stream))
