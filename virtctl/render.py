@@ -20,6 +20,8 @@ from .reconciler.actions import (
     Define,
     DetachDevice,
     LiveAction,
+    RecordPool,
+    RecordVolume,
     ResizeVolume,
     SetAutostart,
     SetMemory,
@@ -78,6 +80,8 @@ def _step_label(action: Action) -> str:
         return action.reason  # 'attach disk vdb', 'set vcpus 2 -> 4', 'add DHCP host ...'
     if isinstance(action, ResizeVolume) and action.domain is not None:
         return f"resize-volume live through {action.domain} {action.target}"
+    if isinstance(action, RecordPool | RecordVolume) and action.reason.startswith("record: "):
+        return action.reason  # 'record: move from set 'a' to set 'b''
     return action.verb
 
 

@@ -277,8 +277,8 @@ def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
     shown = ", ".join(doomed[:10]) + (", ..." if len(doomed) > 10 else "")
     return (f"refusing to prune {len(doomed)} object(s) of {_sets_named(policy)}: {why} "
             f"({shown}); check the -f paths and the set; if exactly these are to go, "
-            "pass --prune-all, which lifts this limit only (objects of other sets are "
-            "never pruned)")
+            "pass --prune-all, which lifts this limit only (no object of a set not named "
+            "here is ever pruned)")
 
 
 def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
