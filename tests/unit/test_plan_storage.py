@@ -336,3 +336,13 @@ def test_a_foreign_state_file_in_a_pools_directory_is_refused_first() -> None:
     found = dormant_view(Storage(), state='{"kind": "Something"}')
     (error,) = check_storage(desired(pool_spec()), found, adopt=True)
     assert STATE_VOLUME in error.message and "never overwrites" in error.message
+
+
+def test_an_overlay_named_by_path_on_a_declared_volume_is_created_after_it() -> None:
+    """A backingStore.path into the pool's own directory names a volume of the run as
+    surely as backingStore.volume does: it is created first, whatever the names."""
+    top = volume_spec("a-top.qcow2", backing="/srv/images/z-base.qcow2", capacity="")
+    p = storage_plan(desired(pool_spec(), top, volume_spec("z-base.qcow2")), Storage())
+    creates = [a for a in p.actions if isinstance(a, CreateVolume)]
+    assert [a.name for a in creates] == ["images/z-base.qcow2", "images/a-top.qcow2"]
+    assert ObjectKey(Kind.VOLUME, "images/z-base.qcow2") in creates[1].needs

@@ -406,7 +406,7 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     root = resolved(spec, _pool_xml(spec, desired, found))
     record = _record(spec, policy)
     needs = [pool_key]
-    backing = backing_volume(parse(spec.xml))
+    backing = _backing_name(spec, desired, found)
     if backing is not None:
         needs.append(ObjectKey(Kind.VOLUME, f"{spec.pool}/{backing}"))
     live = found.storage.volumes.get(f"{spec.pool}/{spec.name}")
@@ -418,7 +418,7 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
                            "managed by virtctl; use --adopt to take it over",))
     create = CreateVolume(kind=Kind.VOLUME, name=key.name, xml=tostring(root, pretty=False),
                           content=spec.content, record=record, needs=tuple(needs),
-                          depth=_depth(spec, desired))
+                          depth=_depth(spec, desired, found))
     if live is None and dormant is None:
         return Step(actions=(create,))
     if live is None:  # planned as of its pool running (not virtctl's: --adopt)
@@ -471,16 +471,31 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     return Step(actions=tuple(actions), notes=tuple(notes))
 
 
-def _depth(spec: VolumeSpec, desired: Desired) -> int:
+def _backing_name(spec: VolumeSpec, desired: Desired, found: StorageView) -> str | None:
+    """The volume of the spec's own pool under it: named by volume, or by a path in the
+    pool's target directory (an overlay on a volume made in the same run is created
+    after it, whichever way it names it)."""
+    root = parse(spec.xml)
+    name = backing_volume(root)
+    if name is not None:
+        return name
+    path, base = backing_path(root), pool_path(_pool_xml(spec, desired, found) or "<pool/>")
+    if path and base and posixpath.dirname(posixpath.normpath(path)) == posixpath.normpath(
+            base):
+        return posixpath.basename(posixpath.normpath(path))
+    return None
+
+
+def _depth(spec: VolumeSpec, desired: Desired, found: StorageView) -> int:
     """How many declared volumes lie under this one in its backing chain."""
     depth, seen = 0, {spec.name}
-    backing = backing_volume(parse(spec.xml))
+    backing = _backing_name(spec, desired, found)
     while backing is not None and backing not in seen:
         under = desired.volumes.get(f"{spec.pool}/{backing}")
         if under is None:
             break
         depth, seen = depth + 1, seen | {backing}
-        backing = backing_volume(parse(under.xml))
+        backing = _backing_name(under, desired, found)
     return depth
 
 
@@ -578,9 +593,12 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
     return out
 
 
-def delete_storage(desired: Desired, found: StorageView) -> tuple[dict[ObjectKey, Step],
-                                                                  list[str]]:
-    """`delete`: the managed pools and volumes the specs name (volumes first)."""
+def delete_storage(desired: Desired, found: StorageView,
+                   leaving: frozenset[str] = frozenset()) -> tuple[dict[ObjectKey, Step],
+                                                                   list[str]]:
+    """`delete`: the managed pools and volumes the specs name (volumes first). Named,
+    so of any apply set; but a volume a running guest staying on the host uses
+    (`leaving`: the guests this delete removes) is not deleted under it."""
     out: dict[ObjectKey, Step] = {}
     notes: list[str] = []
     for spec in desired.volumes.values():
@@ -590,6 +608,12 @@ def delete_storage(desired: Desired, found: StorageView) -> tuple[dict[ObjectKey
         record = found.volume_record(volume)
         if record is None:
             notes.append(f"{spec.key} is not managed by virtctl; left alone")
+            continue
+        user = found.in_use.get(volume.key.name)
+        if (user is not None and user[0] not in leaving
+                and record.delete_policy is DeletePolicy.DELETE):
+            notes.append(f"{spec.key}: not deleted: running guest {user[0]} uses it "
+                         f"({user[1]}); delete or stop that guest first")
             continue
         out[volume.key] = _retire_volume(volume, record, "deleted")
     for pool_spec in desired.pools.values():
