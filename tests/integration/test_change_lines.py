@@ -92,3 +92,21 @@ def test_an_added_cdrom_medium_shows_its_file(cli: Run, specs: Path) -> None:
     assert "+ devices/disk[hdc]/source: /srv/a.iso  [live" in line
     (change,) = changes(cli, specs)
     assert change["new"] == "/srv/a.iso"
+
+
+def test_a_link_state_dropped_by_a_no_live_run_shows_its_value_later(
+    cli: Run, specs: Path
+) -> None:
+    # The --no-live run leaves the guest's link down and notes it; the next run shows
+    # the running guest's value, not the element's tag.
+    spec = specs / "web.yaml"
+    spec.write_text(guest(cdrom="/srv/a.iso", link="down"))
+    assert cli("apply", "-f", str(specs)).code == 0
+    spec.write_text(guest(cdrom="/srv/a.iso"))
+    assert cli("apply", "--no-live", "-f", str(specs)).code == 0
+    (line,) = lines(cli, specs, "/link")
+    assert "/link: down  [live" in line, line
+    (change,) = [c for c in changes(cli, specs) if c["path"].endswith("/link")]
+    assert (change["op"], change["old"], change["new"]) == ("remove", "down", None)
+    assert cli("apply", "-f", str(specs)).code == 0
+    assert cli("diff", "-f", str(specs)).code == 0

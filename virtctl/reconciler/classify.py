@@ -21,8 +21,8 @@ from lxml import etree
 
 from ..model import ChangeClass, LiveDomain, LiveNetwork
 from ..xmlutil import parse
-from .diff import ChangeOp, FieldChange, Origin, diff_xml
-from .essence import child_keys, memory_kib
+from .diff import ChangeOp, FieldChange, Origin, diff_xml, summarize
+from .essence import child_keys, essence, memory_kib
 from .identity import fill_domain_identity, fill_network_identity
 from .liverules import find, read_note, split_path
 
@@ -130,7 +130,7 @@ def _removed_devices(persistent: etree._Element, running: etree._Element) -> lis
         return []
     kept = {key for key, _ in child_keys(devices)}
     return [
-        FieldChange(ChangeOp.REMOVE, f"devices/{key}", str(elem.tag), None)
+        FieldChange(ChangeOp.REMOVE, f"devices/{key}", summarize(essence(elem)), None)
         for key, elem in child_keys(live_devices)
         if elem.tag in _REMOVABLE and key not in kept
     ]
@@ -162,6 +162,15 @@ def value_at(root: etree._Element, path: str) -> str | None:
     return None if elem is None else (elem.text or "").strip()
 
 
+def _shown(root: etree._Element, path: str) -> str:
+    """A field of `root` as a change shows it: an attribute's value; an element as
+    `diff` shows one (its value when it holds one: `<link state='down'/>` is 'down')."""
+    if split_path(path)[-1].startswith("@"):
+        return value_at(root, path) or ""
+    elem = find(root, path)
+    return summarize(essence(elem)) if elem is not None else path.split("/")[-1]
+
+
 def stale_fields(
     declared: etree._Element, persistent: etree._Element, running: etree._Element,
     *, changed: Iterable[str] = (),
@@ -184,7 +193,7 @@ def stale_fields(
     for path in sorted(note.paths - seen):
         have = value_at(running, path)
         if have is not None and value_at(declared, path) is None:
-            found.append(FieldChange(ChangeOp.REMOVE, path, have or path.split("/")[-1],
+            found.append(FieldChange(ChangeOp.REMOVE, path, _shown(running, path),
                                      None, origin=Origin.SPEC))
     # Devices only the running guest has; not one declared again (the guest runs it, the
     # new definition gets it back).
