@@ -6,8 +6,13 @@ The phases compose here and nowhere else:
     from virtctl import api
     desired = api.load(["specs/"])
     with api.connect("sim:///lab") as driver:
-        result = api.reconcile(desired, driver, policy=api.Policy(prune=True))
+        result = api.reconcile(desired, driver, policy=api.Policy(prune=True, apply_set="lab"))
     print(result.report.return_code)
+
+`Policy.apply_set` is the set this run marks and prunes (the CLI's `--set`, else
+`gitinfo.default_set(paths).name`); left empty, it is the set of objects applied without
+one, and of marks and storage records older than sets. --prune never reaches beyond it
+and `Policy.prune_sets`.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from .model import Desired, Live, VolumeSpec
 from .reconciler.actions import CreateVolume
 from .reconciler.apply import Clock, Progress, Report
 from .reconciler.apply import apply as apply_plan
-from .reconciler.load import load_specs
 from .reconciler.contentcheck import check_content
+from .reconciler.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan_storage import (
@@ -224,8 +229,10 @@ def reconcile(
 
 def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """What `delete` would do: stop and undefine the managed objects the specs name."""
-    storage = view(reader.storage()) if desired.pools or desired.volumes else None
-    return plan_delete(desired, reader.snapshot(), policy=policy, storage=storage)
+    live = reader.snapshot()
+    # With the guests: a volume a running guest keeps using is not deleted under it.
+    storage = view(reader.storage(), live) if desired.pools or desired.volumes else None
+    return plan_delete(desired, live, policy=policy, storage=storage)
 
 
 def delete(

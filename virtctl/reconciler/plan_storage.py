@@ -23,12 +23,12 @@ from lxml import etree
 from ..converters.sizes import unit_bytes
 from ..errors import ErrorCode, Source, SpecError
 from ..model import (
+    STATE_VOLUME,
     DeletePolicy,
     Desired,
     Kind,
     Live,
     LivePool,
-    STATE_VOLUME,
     LiveVolume,
     ObjectKey,
     PoolSpec,
