@@ -26,6 +26,8 @@ from .reconciler.actions import (
     SetAutostart,
     SetMemory,
     SetVcpus,
+    Shutdown,
+    Start,
     UpdateNetwork,
 )
 from .reconciler.apply import ActionResult, Outcome, Report
@@ -180,6 +182,12 @@ def _action_dict(action: Action) -> dict[str, Any]:
     return out
 
 
+def _stops(actions: list[Action]) -> bool:
+    """One object's actions stop it and do not start it again (as Plan.stops)."""
+    return (any(isinstance(a, Shutdown) for a in actions)
+            and not any(isinstance(a, Start) for a in actions))
+
+
 def _object_json(plan: Plan, key: ObjectKey, actions: list[Action]) -> dict[str, Any]:
     changes = _changes(plan, key, actions)
     cls = worst(changes)
@@ -190,6 +198,7 @@ def _object_json(plan: Plan, key: ObjectKey, actions: list[Action]) -> dict[str,
         "action": object_action(plan, key),
         "changeClass": None if cls is None else str(cls),
         "restart": key in plan.restarts,
+        "stop": key.kind is Kind.DOMAIN and _stops(actions),
         "restartPending": [c.to_dict() for c in pending.changes] if pending else [],
         "steps": [_action_dict(a) for a in actions],
         "changes": [c.to_dict() for c in changes],

@@ -238,6 +238,7 @@ def test_the_delete_plan_says_how_many_running_guests_it_stops(
     doc = cli("delete", "--dry-run", "-o", "json",  # type: ignore[attr-defined]
               "-f", str(specs)).json()
     assert doc["summary"]["stop"] == 5 and doc["summary"]["restart"] == 0
+    assert {o["name"] for o in doc["objects"] if o["stop"]} == set(GUESTS)
 
 
 def test_a_recreate_declared_shutoff_counts_as_a_stop_not_a_restart(
