@@ -271,3 +271,25 @@ def test_pruning_guests_that_ignore_acpi_costs_one_timeout(
     stops = [op for op, _ in ops(calls, "shutdown", "destroy")]
     assert stops == ["shutdown"] * 5 + ["destroy"] * 5
     assert set(driver.snapshot().domains) == {"kept"}
+
+
+def test_a_network_recreate_declared_inactive_is_not_a_restart(sim: Open, specs: Path) -> None:
+    def lan(uuid: str, active: str) -> str:
+        return textwrap.dedent(f"""\
+            kind: Network
+            name: lan
+            uuid: {uuid}
+            active: {active}
+            updatePolicy: recreate
+            ips:
+              - {{address: 10.9.0.1, netmask: 255.255.255.0}}
+            """)
+
+    (specs / "lan.yaml").write_text(lan("6f1c1e5e-0000-4000-8000-00000000000a", "true"))
+    driver = sim()
+    assert api.reconcile(api.load([str(specs)]), driver).report.return_code == 0
+    (specs / "lan.yaml").write_text(lan("6f1c1e5e-0000-4000-8000-00000000000b", "false"))
+    planned = api.plan(api.load([str(specs)]), driver)
+    assert planned.recreates and not planned.restarts
+    assert "active network" not in plan_text(planned)
+    assert plan_json(planned)["summary"]["restartNetworks"] == 0
