@@ -292,7 +292,25 @@ def test_a_domain_holds_at_most_the_device_limit(count: int) -> None:
         assert spec.name == "d"
     else:
         (error,) = errors_of(xml_domain(body), "d.xml")
-        assert where(error) == (5, "devices") and f"{count} devices" in error.message
+        assert where(error) == (5, "devices") and f"{count:,} devices" in error.message
+
+
+@pytest.mark.parametrize(("lists", "line", "path", "words"), [
+    ("interfaces:\n" + "  - {type: user}\n" * 4097, 6, "interfaces", "4,097 devices"),
+    ("disks:\n" + "  - {type: file, source: /x}\n" * 2097 + "inputs:\n"
+     + "  - {type: mouse, bus: usb}\n" * 2000, 6, "disks", "4,097 devices"),
+    ("clock:\n  timers:\n" + "    - {name: rtc}\n" * 10_001, 7, "clock.timers",
+     "10,001 items"),
+])
+def test_long_yaml_lists_are_refused_before_the_schema_walks_them(
+        lists: str, line: int, path: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtctl.reconciler import load
+
+    monkeypatch.setattr(load, "_validator", lambda *a: pytest.fail("schema reached"))
+    text = f"kind: Domain\nname: d\ntype: qemu\nmemory: 64MiB\nos: {{type: hvm}}\n{lists}"
+    (error,) = errors_of(text, "d.yaml")
+    assert where(error) == (line, path) and words in error.message
 
 
 @pytest.mark.parametrize(("given", "others"), [("prod\u202e", []), ("prod", ["old\u200b"])])

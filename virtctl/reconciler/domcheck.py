@@ -90,8 +90,8 @@ def domain_problems(root: etree._Element) -> Iterator[tuple[etree._Element, str,
     yield from _sizes(root)
     devices = root.find("devices")
     if devices is not None and len(devices) > MAX_DOMAIN_DEVICES:
-        yield (devices, "devices", f"{len(devices)} devices are more than the "
-                                   f"{MAX_DOMAIN_DEVICES} a guest may declare")
+        yield (devices, "devices", f"{len(devices):,} devices are more than the "
+                                   f"{MAX_DOMAIN_DEVICES:,} a guest may declare")
 
 
 def _disk_targets(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:

@@ -24,7 +24,9 @@ before anything is planned. Pure.
   and strings of at most 64 KiB (real files: a few vifs and disks, a kernel command line
   of a few KiB); a domain at most 4,096 devices (QEMU guests run out of PCI slots
   before that). A 10^6-item `vif` list is refused before anything is built from it.
-  A domain has at most 16,384 vcpus and iothreads: libvirt 9.0's daemon exits on 2^32 - 1
+  In YAML, a domain's device lists hold at most 4,096 items together and any list at
+  most 10,000, checked before the schema walks them (30,000 interfaces took 50 s to be
+  refused). A domain has at most 16,384 vcpus and iothreads: libvirt 9.0's daemon exits on 2^32 - 1
   (or "-1") before its own checks.
 """
 
@@ -44,6 +46,11 @@ MAX_XEN_LIST_ITEMS = 1_024
 MAX_XEN_VALUES = 10_000
 MAX_XEN_STRING = 64 * 1024
 MAX_DOMAIN_DEVICES = 4_096
+MAX_YAML_LIST_ITEMS = 10_000
+#: The device lists of a YAML Domain (converters/yaml_devices.py), extraDevices included.
+YAML_DEVICE_KEYS = ("disks", "controllers", "interfaces", "serials", "parallels", "consoles",
+                    "channels", "inputs", "graphics", "sounds", "videos", "hostdevs",
+                    "extraDevices")
 #: No machine type takes more (QEMU's largest say 4,096); libvirt 9.0's daemon exits on
 #: a <vcpu> or <iothreads> of 2^32 - 1 (also what "-1" wraps to) before any check.
 MAX_VCPUS = 16_384
@@ -178,3 +185,29 @@ def mac_problem(mac: str) -> str | None:
         return (f"MAC address {mac!r} is multicast (its first octet is odd); a NIC needs a "
                 "unicast address, such as 52:54:00:12:34:56")
     return None
+
+
+def long_lists(doc: Any) -> Iterator[tuple[list[Any], str]]:
+    """(keys to, message) for a YAML Domain whose device lists hold more than
+    MAX_DOMAIN_DEVICES items together, and for any list of more than MAX_YAML_LIST_ITEMS;
+    `doc` has passed `too_many_values`, so the walk is bounded."""
+    if isinstance(doc, dict) and doc.get("kind") == "Domain":
+        lists = {k: v for k in YAML_DEVICE_KEYS if isinstance(v := doc.get(k), list)}
+        total = sum(len(v) for v in lists.values())
+        if total > MAX_DOMAIN_DEVICES:
+            longest = max(lists, key=lambda k: len(lists[k]))
+            yield [longest], (f"{total:,} devices are more than the {MAX_DOMAIN_DEVICES:,} "
+                              "a guest may declare")
+            return
+    stack: list[tuple[Any, list[Any]]] = [(doc, [])]
+    while stack:
+        item, keys = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, [*keys, k]) for k, v in item.items())
+        elif isinstance(item, list):
+            if len(item) > MAX_YAML_LIST_ITEMS:
+                yield keys, (f"a list of {len(item):,} items; at most "
+                             f"{MAX_YAML_LIST_ITEMS:,} are taken")
+                return
+            stack.extend((v, [*keys, i]) for i, v in enumerate(item))
+

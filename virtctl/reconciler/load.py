@@ -583,6 +583,12 @@ def _check_limits(doc: Any, source: str, index: int, line: int | None, text: str
     for path, size in long_text(doc):  # else refused later as "<xml>:1: Text node too long"
         raise SpecError(text_too_long(size), code=ErrorCode.INVALID_SPEC,
                         source=Source(source, _line_for_path(text, index, path) or line, path))
+    from .limits import long_lists
+
+    for keys, message in long_lists(doc):  # before the schema walks every item
+        raise SpecError(message, code=ErrorCode.INVALID_SPEC,
+                        source=Source(source, _line_of(text, index, keys) or line,
+                                      _json_path(keys)))
 
 
 def _hosts_from_doc(
