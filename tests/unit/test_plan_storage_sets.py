@@ -178,3 +178,32 @@ def test_a_pool_a_declared_volume_still_needs_is_not_pruned() -> None:
     p = storage_plan(Desired(volumes={vol.key.name: vol}), have, prune=True, apply_set="A")
     assert verbs(p) == ["create-volume images/new.raw"]
     assert any("pool/images: not pruned" in n and "images/new.raw" in n for n in p.notes)
+
+
+def test_delete_never_deletes_a_volume_under_a_running_guest_it_keeps() -> None:
+    """`delete -f` of a volume spec: a running guest (another set's, say) using it keeps
+    it; deleting the guest in the same run lets it go."""
+    from virtctl.reconciler.plan import plan_delete
+
+    seed = volume_spec("web-cidata.iso", fmt="raw", delete=True)
+    have = host(live_volume("web-cidata.iso", fmt="raw"), records=of_set(recorded(seed), "A"),
+                pool_record=ObjectRecord(spec_hash="p", apply_set="A"))
+    running = ("<domain type='kvm'><name>web</name><devices><disk type='volume' "
+               "device='cdrom'><source pool='images' volume='web-cidata.iso'/>"
+               "<target dev='sda' bus='sata'/></disk></devices></domain>")
+    from virtctl.model import Ownership
+
+    guest = LiveDomain(name="web", uuid="u", xml=running, running_xml=running,
+                       state=DomainState.RUNNING, autostart=False, persistent=True,
+                       owner=Ownership(spec_hash="h", apply_set="B"), id=1)
+    live = Live(domains={"web": guest})
+    kept = plan_delete(Desired(volumes={seed.key.name: seed}), live, storage=view(have, live))
+    assert kept.actions == ()
+    assert any("not deleted: running guest web uses it" in n for n in kept.notes)
+    from virtctl.reconciler.load import load_text
+
+    (web,) = load_text("<domain type='kvm'><name>web</name><memory>1024</memory><os>"
+                       "<type>hvm</type></os></domain>", source="web.xml")
+    both = plan_delete(Desired(domains={"web": web}, volumes={seed.key.name: seed}),  # type: ignore[dict-item]
+                       live, storage=view(have, live))
+    assert "delete-volume images/web-cidata.iso" in verbs(both)

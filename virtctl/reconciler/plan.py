@@ -301,7 +301,9 @@ def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy(),
     steps: dict[ObjectKey, Step] = {}
     notes: list[str] = []
     if storage is not None:
-        found, said = delete_storage(desired, storage)
+        leaving = frozenset(name for name in desired.domains
+                            if (d := live.domains.get(name)) is not None and d.managed)
+        found, said = delete_storage(desired, storage, leaving)
         steps.update(found)
         notes += said
     doomed: list[LiveDomain] = []

@@ -203,6 +203,7 @@ def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[
                 + (f" (its record is unreadable: {why})" if why else "")
                 + "; use --adopt to take it over", code=ErrorCode.NOT_MANAGED,
                 source=spec.source))
+        errors += _target_taken(spec, desired, found)
     for name, sub in found.dormant.items():
         if name in sub.unreadable and name in desired.pools:
             errors.append(SpecError(
@@ -253,6 +254,28 @@ def check_storage(desired: Desired, found: StorageView, *, adopt: bool) -> list[
                 "the host (nor is it a volume the host lists or the specs declare)",
                 source=_at(spec, "backingStore.path", "backingStore/path")))
     return errors
+
+
+def _target_taken(spec: PoolSpec, desired: Desired, found: StorageView) -> list[SpecError]:
+    """libvirt refuses a second dir pool on one directory ("Storage source conflict"):
+    another pool on the host over the declared target, which this run keeps (one not
+    virtctl's, or one the specs declare too), makes the define fail mid-apply."""
+    root = parse(spec.xml)
+    target = (root.findtext("target/path") or "").strip()
+    if root.get("type") != "dir" or not target:
+        return []
+    for other in found.storage.pools.values():
+        other_root = parse(other.xml)
+        if (other.name == spec.name or other_root.get("type") != "dir"
+                or posixpath.normpath((other_root.findtext("target/path") or "").strip()
+                                      or ".") != posixpath.normpath(target)):
+            continue
+        if other.name in desired.pools or not found.pool_managed(other):
+            return [SpecError(f"pool '{spec.name}': its target path {target} is pool "
+                              f"'{other.name}''s on the host; libvirt refuses a second dir "
+                              "pool on one directory", code=ErrorCode.DUPLICATE,
+                              source=spec.source)]
+    return []
 
 
 def _names(desired: Desired, found: StorageView) -> Iterable[tuple[str, str]]:
