@@ -85,6 +85,13 @@ def cases(p: str) -> dict[str, Case]:
             "domain", domain(f"{p}cur", memory="<memory unit='MiB'>32</memory>"
                              "<currentMemory unit='MiB'>64</currentMemory>"), "clamped",
             "<currentMemory unit='KiB'>32768</currentMemory>"),
+        "current-memory-zero": Case(
+            {"bad.xml": domain(f"{p}cur0", memory="<memory unit='MiB'>32</memory>\n"
+                               "  <currentMemory>0</currentMemory>")},
+            "bad.xml:4: currentMemory: currentMemory 0 is taken as all of memory",
+            "domain", domain(f"{p}cur0", memory="<memory unit='MiB'>32</memory>"
+                             "<currentMemory>0</currentMemory>"), "clamped",
+            "<currentMemory unit='KiB'>32768</currentMemory>"),
         "disk-target-twice": Case(
             {"bad.xml": domain(f"{p}cd", two_cds.replace("</disk><disk", "</disk>\n    <disk"))},
             "bad.xml:7: devices/disk/target/@dev: disk target 'hdd' is given to two disks",

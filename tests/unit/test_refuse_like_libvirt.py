@@ -132,6 +132,8 @@ def test_a_domain_interface_name_linux_refuses_is_refused_at_its_line(iface: str
      "exceeds memory"),
     ("<maxMemory slots='2' unit='MiB'>32</maxMemory>\n<memory unit='MiB'>64</memory>",
      "exceeds maxMemory"),
+    ("<memory unit='MiB'>64</memory>\n<currentMemory>0</currentMemory>",
+     "currentMemory 0 is taken as all of memory"),
     ("<memory unit='MiB'>64</memory>\n<memtune><soft_limit>-1</soft_limit></memtune>",
      "'-1' is not a whole number"),
 ])
@@ -151,11 +153,15 @@ def test_xml_sizes_libvirt_takes_are_taken(memory: str) -> None:
     assert spec.name == "d"
 
 
-@pytest.mark.parametrize("memory", ["-1", "1e309EiB", "8EiB", "0", "1.5GiB", "'-1'"])
-def test_yaml_sizes_have_parity_with_xml(memory: str) -> None:
+@pytest.mark.parametrize(("memory", "line"), [
+    ("-1", 4), ("1e309EiB", 4), ("8EiB", 4), ("0", 4), ("1.5GiB", 4), ("'-1'", 4),
+    ("9223372036854775807b", 4), ("64MiB\ncurrentMemory: 0", 5),
+    ("64MiB\ncurrentMemory: 65MiB", 5),
+])
+def test_yaml_sizes_have_parity_with_xml(memory: str, line: int) -> None:
     text = f"kind: Domain\nname: d\ntype: qemu\nmemory: {memory}\nos: {{type: hvm}}\n"
     (error,) = errors_of(text, "d.yaml")
-    assert where(error)[0] == 4
+    assert where(error)[0] == line
 
 
 def test_a_volume_capacity_libvirt_refuses_is_refused_at_its_line() -> None:

@@ -14,8 +14,8 @@ allows, is checked against its capabilities: `virtctl.capabilities`.)
 - sizes (memory, currentMemory, maxMemory, memtune limits, NUMA cells, memory devices,
   hugepages) that are not a whole number, are negative, have an unknown unit or reach
   8 EiB (libvirt: "Invalid value", "size value ... is out of range"); a memory of 0 (no
-  NUMA cells to give it); currentMemory above memory (libvirt would lower it silently and
-  the guest never match its spec) or memory above maxMemory;
+  NUMA cells to give it); currentMemory above memory or of 0 (libvirt would change it
+  silently and the guest never match its spec) or memory above maxMemory;
 - a NIC's bandwidth rate or MTU that is no whole number (libvirt: "could not convert
   bandwidth average value", "malformed mtu size");
 - a bridge, tap or host device name Linux cannot have (over 15 bytes, '/', ':', spaces):
@@ -165,6 +165,10 @@ def _sizes(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
     memory, current, maximum = (found.get(k) for k in ("memory", "currentMemory", "maxMemory"))
     if memory == 0 and root.find("cpu/numa/cell") is None:
         yield (root.find("memory"), "memory", "a guest needs some memory; 0 is refused")
+    if current == 0:
+        yield (root.find("currentMemory"), "currentMemory",
+               "currentMemory 0 is taken as all of memory by libvirt (the spec would never "
+               "match); give a size or leave currentMemory out")
     if memory is not None and current is not None and current > memory:
         yield (root.find("currentMemory"), "currentMemory",
                f"currentMemory ({current} KiB) exceeds memory ({memory} KiB)")
