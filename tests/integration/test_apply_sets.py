@@ -441,6 +441,13 @@ def test_qemu_diff_prune_of_one_volume_leaves_another_sets_pool_volumes_and_seed
             done = virtctl(state, "-c", uri, "apply", "--prune", "-f", str(team_a))
             assert done.returncode == 0, done.stdout + done.stderr
             assert storage_of(uri, state, p) == ({pool}, {seed, f"{pool}/b.raw"})
+            # `delete -f` naming the seed (deletePolicy: delete) while A's guest runs
+            # on it: kept, said why; the running definition is what libvirt reports.
+            named = storage_specs(tmp_path, "C", pool, None, f"{p}web-cidata.iso")
+            gone = virtctl(state, "-c", uri, "delete", "-f", str(named))
+            assert gone.returncode == 0, gone.stdout + gone.stderr
+            assert f"not deleted: running guest {p}web uses it" in gone.stdout + gone.stderr
+            assert seed in storage_of(uri, state, p)[1]
     finally:
         purge_libvirt(uri, prefix=p)
 

@@ -25,11 +25,16 @@ from virtctl.model import (
     LiveDomain,
     ObjectKey,
 )
-from virtctl.reconciler.actions import RecordPool, RecordVolume
+from virtctl.reconciler.actions import CreateVolume, RecordPool, RecordVolume
 from virtctl.reconciler.identity import derived_uuid
 from virtctl.reconciler.plan import Policy, plan
 from virtctl.reconciler.plan_storage import view
-from virtctl.reconciler.storage_record import ObjectRecord, read_record, record_text
+from virtctl.reconciler.storage_record import (
+    ObjectRecord,
+    PoolRecord,
+    read_record,
+    record_text,
+)
 
 
 def of_set(records: dict[str, ObjectRecord], name: str) -> dict[str, ObjectRecord]:
@@ -44,19 +49,15 @@ def test_records_carry_the_set_that_wrote_them_and_old_ones_read_as_no_set() -> 
     spec = volume_spec("data.raw", fmt="raw", delete=True)
     created = storage_plan(Desired(volumes={spec.key.name: spec}), host(),
                            apply_set="git:abc:infra")
-    record = next(a for a in created.actions if hasattr(a, "record")).record  # type: ignore[attr-defined]
-    assert record.apply_set == "git:abc:infra"
-    text = record_text(read_record(record_text(host_record(record))))
+    (create,) = created.actions
+    assert isinstance(create, CreateVolume) and create.record is not None
+    assert create.record.apply_set == "git:abc:infra"
+    text = record_text(PoolRecord(volumes={"data.raw": create.record}))
     assert json.loads(text)["volumes"]["data.raw"]["set"] == "git:abc:infra"
+    assert read_record(text).volumes["data.raw"] == create.record
     old = json.loads(text)
     del old["volumes"]["data.raw"]["set"]  # as virtctl wrote it before sets
     assert read_record(json.dumps(old)).volumes["data.raw"].apply_set == ""
-
-
-def host_record(record: ObjectRecord):  # type: ignore[no-untyped-def]
-    from virtctl.reconciler.storage_record import PoolRecord
-
-    return PoolRecord(pool=record, volumes={"data.raw": record})
 
 
 def test_prune_of_another_set_leaves_the_pool_and_its_volumes_alone() -> None:
