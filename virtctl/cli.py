@@ -434,7 +434,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.what == "domains":
             columns.insert(1, "id")
         if args.output == "wide":
-            columns += ["uuid", "persistent", "source", "commit"]
+            columns += ["uuid", "persistent", "set", "source", "commit"]
         out.write(render.table(records, columns))
     return EXIT_OK
 

@@ -409,3 +409,23 @@ def test_adopting_an_export_keeps_what_virtctl_knows_of_a_volumes_content(
     assert all("virtctl-state.json" in c for c in storage_calls), storage_calls
     assert sim().download_volume("images", "base.img", limit=1 << 20) == image.read_bytes()
     assert cli("diff", "-f", str(specs)).code == 0
+
+
+def test_get_domains_and_networks_say_their_set_as_pools_and_volumes_do(
+    cli: Callable[..., Any], sim: Callable[..., SimDriver], tmp_path: Path, kit: Any
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    kit.write(specs, "mine.xml", kit.domain_xml("mine", state="shutoff"))
+    kit.write(specs, "mynet.xml", kit.network_xml("mynet"))
+    assert cli("apply", "--set", "lab", "-f", str(specs)).code == 0
+    unmanaged_host(sim())
+    for what, name in (("domains", "mine"), ("networks", "mynet")):
+        rows = {r["name"]: r for r in cli("get", what, "-o", "json").json()}
+        assert rows[name]["set"] == "lab"
+        assert all(r["set"] is None for n, r in rows.items() if n != name)
+        wide = cli("get", what, "-o", "wide").out.splitlines()
+        header = wide[0].split()
+        assert header[-3:] == ["SET", "SOURCE", "COMMIT"]
+        row = next(line.split() for line in wide[1:] if line.split()[0] == name)
+        assert row[header.index("SET")] == "lab"
