@@ -383,3 +383,10 @@ def test_bandwidth_rates_are_whole_numbers(bandwidth: str, ok: bool) -> None:
     else:
         (error,) = errors_of(xml_domain(iface), "d.xml")
         assert error.source is not None and error.source.line == 8
+
+
+def test_a_host_name_with_an_invisible_character_is_refused() -> None:
+    text = "kind: Hosts\nhosts:\n  lab: qemu:///system\n  \"lab\\u200b\": test:///default\n"
+    (error,) = errors_of(text, "hosts.yaml")
+    assert error.source is not None and error.source.line == 4  # the schema: names are ASCII
+    assert "does not match" in error.message

@@ -714,6 +714,8 @@ def _schema_error(
         extra = sorted((k for k in error.instance if k not in known), key=str)
         if extra:
             parts.append(extra[0])
+    elif "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+        parts.append(error.instance)  # the key whose name is refused, not its mapping
     return SpecError(
         error.message, code=ErrorCode.SCHEMA_VIOLATION,
         source=Source(source, _line_of(text, index, parts) or line, _json_path(parts)),
