@@ -347,3 +347,91 @@ def test_a_daemon_that_does_not_answer_at_all_fails_the_run_at_the_call_timeout(
     assert f"{daemon.uri} did not answer within 3 s" in result.stderr
     assert "--call-timeout" in result.stderr
     assert defined_count(daemon.uri, prefix) == 0
+
+
+def log_reader(watch: subprocess.Popen[str]) -> Callable[[Callable[[dict[str, Any]], bool]],
+                                                          dict[str, Any]]:
+    """`until(check)`: the watcher's next JSON log entry that passes `check` (at most
+    180 s between entries)."""
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def pump() -> None:
+        assert watch.stderr is not None
+        for line in watch.stderr:
+            lines.put(json.loads(line))
+
+    def until(check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        while True:
+            entry = lines.get(timeout=180)
+            if check(entry):
+                return entry
+
+    threading.Thread(target=pump, daemon=True).start()
+    return until
+
+
+@pytest.mark.slow
+def test_a_watcher_outlives_a_daemon_that_stops_answering(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path) -> None:
+    """Under a watcher, a SIGSTOPped libvirtd costs a pass (a timeout error in the log),
+    not the watcher: it gives the connection up, connects again once the daemon
+    answers, applies what changed meanwhile, and still stops cleanly on SIGTERM."""
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, 1))
+    env = virtctl_env(state) | {"VIRTCTL_LOCK_DIR": str(tmp_path / "locks")}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "virtctl", "-c", daemon.uri, "watch", "-f", str(specs),
+         "--interval", "1h", "--log-format", "json", "--call-timeout", "3"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    until = log_reader(watch)
+    try:
+        until(lambda e: e.get("event") == "reconciled" and e.get("msg") == "in sync")
+        with stopped(daemon) as freeze:
+            freeze()
+            (specs / "more.yaml").write_text(guests_yaml(prefix, 1, first=1))
+            error = until(lambda e: e.get("event") == "driver-error")
+            assert error.get("code") == "timeout", error
+            assert "did not answer within 3 s" in error["msg"]
+        while defined_count(daemon.uri, prefix) < 2:
+            until(lambda e: e.get("event") == "reconciled")  # each pass, until it is there
+    finally:
+        watch.terminate()
+        code = watch.wait(timeout=60)
+    assert code == 0
+    assert sorted(managed(daemon.uri, prefix)) == [f"{prefix}{i:02d}" for i in range(2)]
+
+
+@pytest.mark.slow
+def test_a_watcher_stops_on_sigterm_while_its_daemon_does_not_answer(
+        daemon: RemoteLibvirtd, prefix: str, tmp_path: Path) -> None:
+    """SIGTERM while the daemon is stopped: the watcher stops within the call timeout
+    (the pass in flight gives up on its call), with exit 0."""
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "guests.yaml").write_text(guests_yaml(prefix, 1))
+    env = virtctl_env(state) | {"VIRTCTL_LOCK_DIR": str(tmp_path / "locks")}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "virtctl", "-c", daemon.uri, "watch", "-f", str(specs),
+         "--interval", "1h", "--log-format", "json", "--call-timeout", "3"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    until = log_reader(watch)
+    try:
+        until(lambda e: e.get("msg") == "in sync")
+        with stopped(daemon) as freeze:
+            freeze()
+            (specs / "more.yaml").write_text(guests_yaml(prefix, 1, first=1))
+            # A pass timed out; the retry will wait on the daemon again.
+            until(lambda e: e.get("event") == "retry-scheduled")
+            began = time.monotonic()
+            watch.terminate()
+            code = watch.wait(timeout=3 + MARGIN + 60)
+            took = time.monotonic() - began
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=60)
+    assert code == 0
+    assert took < 3 + MARGIN
