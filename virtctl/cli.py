@@ -400,6 +400,9 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(render.plan_text(result.plan))
         if not args.dry_run and not result.plan.empty:
             out.write(render.report_text(result.report))
+        if result.report.lost_host:
+            err.write(printable(f"error: {result.report.lost_host}: the action in flight "
+                                "is uncertain, the rest was not run\n"))
 
     runs = _run(args, out, err, api.split_hosts(desired, args.connect),
                 (prepare, None if args.dry_run else execute),

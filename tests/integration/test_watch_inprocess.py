@@ -91,3 +91,40 @@ def test_watch_manages_storage_like_the_rest(
         thread.join(timeout=5)
     assert codes == [0]
     assert not [r for r in stream.records() if r.get("level") == "error"]
+
+
+def test_a_lock_folder_another_user_could_take_over_is_logged_and_nothing_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watcher whose lock folder is refused (issue 20 D) says so plainly, as a
+    `lock-refused` error naming the folder (not an internal error), applies nothing and
+    still stops cleanly."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(state))
+    monkeypatch.setenv("VIRTCTL_SIM_FSYNC", "0")
+    SimDriver(parse_uri("sim:///lab"))  # the store, made before its locks folder is
+    locks = state / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    locks.chmod(0o777)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "a.xml").write_text(XML.format(name="a"))
+    stop, stream, codes = threading.Event(), Lines(), []
+    thread = threading.Thread(target=lambda: codes.append(run_watch(
+        [str(specs)], uri="sim:///lab", policy=Policy(), interval=3600, log_format="json",
+        metrics_port=None, metrics_address="127.0.0.1", stop=stop, stream=stream)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(r["event"] == "lock-refused" for r in stream.records()):
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert codes == [0]
+    refused = next(r for r in stream.records() if r["event"] == "lock-refused")
+    assert f"refusing the lock directory {locks}: writable by its group or others" \
+        in str(refused["msg"])
+    assert not any(r["event"] == "internal-error" for r in stream.records())
+    assert "a" not in SimDriver(parse_uri("sim:///lab")).snapshot().domains

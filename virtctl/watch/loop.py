@@ -28,7 +28,7 @@ from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
-from ..hostlock import host_lock
+from ..hostlock import UnsafeLockDir, host_lock
 from ..model import Desired, Kind, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
 from ..reconciler.apply import Clock, Outcome, Report
@@ -163,6 +163,10 @@ class Watcher:
                 return self._pass(trigger, first=first)
         except StopRequested:
             raise
+        except UnsafeLockDir as exc:  # not the host's fault: said as it is, retried
+            self.metrics.errors.inc(host=self.uri, type="lock")
+            self.journal.error("lock-refused", str(exc))
+            return PassResult(in_sync=False, failed=True)
         except CallTimeout as exc:
             # The host stopped answering: its connection is given up (closing it would
             # wait too); the next pass connects again.
