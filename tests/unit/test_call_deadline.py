@@ -144,3 +144,41 @@ def test_a_connection_lost_mid_call_is_uncertain_too(
     report = apply(Plan(actions=(Define(kind=Kind.DOMAIN, name="a", xml=xml, new=True),
                                  Start(kind=Kind.DOMAIN, name="a"))), driver)
     assert [r.outcome for r in report.results] == [Outcome.UNCERTAIN, Outcome.SKIPPED]
+
+
+def test_guests_stopped_together_when_the_host_stops_answering_are_all_uncertain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a batch of stops a guest's request may have gone out before a later call was
+    refused, so none of the batch is called "not run"; what follows the batch is."""
+    from virtctl.reconciler.actions import Shutdown, Undefine
+
+    driver = connect("sim:///batch", env={"VIRTCTL_STATE_DIR": str(tmp_path)})
+    for name in ("a", "b"):
+        driver.define(Kind.DOMAIN, f"<domain type='kvm'><name>{name}</name><memory>65536"
+                      "</memory><os><type arch='x86_64'>hvm</type></os></domain>")
+        driver.start(Kind.DOMAIN, name)
+    deadline = Deadline(driver.uri, 0.05)
+    asked: list[str] = []
+    real_shutdown = driver.shutdown
+
+    def shutdown(kind: Kind, name: str) -> None:
+        asked.append(name)
+        real_shutdown(kind, name)
+
+    def domain_state(name: str) -> object:
+        if asked == ["a", "b"]:  # both asked: the host stops answering while they stop
+            return deadline.run(f"domain state {name}", lambda: time.sleep(5))
+        return driver.snapshot().domains[name].state
+
+    monkeypatch.setattr(driver, "shutdown", shutdown)
+    monkeypatch.setattr(driver, "domain_state", domain_state)
+    plan = Plan(actions=(
+        Shutdown(kind=Kind.DOMAIN, name="a", timeout=30, force=True),
+        Shutdown(kind=Kind.DOMAIN, name="b", timeout=30, force=True),
+        Undefine(kind=Kind.DOMAIN, name="a"),
+    ))
+    report = apply(plan, driver)
+    assert [r.outcome for r in report.results] == [
+        Outcome.UNCERTAIN, Outcome.UNCERTAIN, Outcome.SKIPPED]
+    assert report.lost_host.startswith(f"{driver.uri} stopped answering during shutdown ")
+    assert report.return_code == 1

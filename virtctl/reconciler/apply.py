@@ -132,7 +132,9 @@ def apply(
         if len(batch) > 1:
             # Consecutive graceful stops: every guest asked, then all waited on at once.
             stopped = _stop_together(batch, index, total, driver, clock, broken, progress)
-            results += [_unanswered(r) for r in stopped]
+            # A guest's request may have gone out before a later poll was refused:
+            # every unanswered one of a batch is uncertain, none "not run".
+            results += [_unanswered(r, batch=True) for r in stopped]
             lost = next((_lost(r.action, driver) for r in results[-len(stopped):]
                          if r.outcome is Outcome.UNCERTAIN), "")
             stopped_to = index + len(batch)
@@ -180,7 +182,7 @@ def _unanswered(result: ActionResult) -> ActionResult:
     if result.outcome is not Outcome.FAILED or result.error is None \
             or not host_lost(result.error):
         return result
-    if isinstance(result.error, CallTimeout) and not result.error.attempted:
+    if isinstance(result.error, CallTimeout) and not result.error.attempted and not batch:
         return ActionResult(result.action, Outcome.SKIPPED, detail=(
             "not run: the host had stopped answering"))
     return ActionResult(result.action, Outcome.UNCERTAIN, error=result.error, detail=(
