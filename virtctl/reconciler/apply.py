@@ -177,8 +177,9 @@ def host_lost(error: VirtctlError) -> bool:
         isinstance(error, TransientError) and error.code is ErrorCode.CONNECTION)
 
 
-def _unanswered(result: ActionResult) -> ActionResult:
-    """A failure for want of an answer: uncertain if the call went out, else not run."""
+def _unanswered(result: ActionResult, *, batch: bool = False) -> ActionResult:
+    """A failure for want of an answer: uncertain if a call of it went out, else (its
+    first call refused: the connection was already given up) not run."""
     if result.outcome is not Outcome.FAILED or result.error is None \
             or not host_lost(result.error):
         return result
