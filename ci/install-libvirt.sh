@@ -30,6 +30,10 @@ PACKAGES=(
     # recorded from git work trees) and ip (free subnets for test networks; libvirt only
     # recommends iproute2).
     git iproute2
+    # etcd for the fleet tests: each starts its own 3-member cluster on loopback
+    # (tests/integration/etcdcluster.py, docs/fleet.md); the package's own service is
+    # not used.
+    etcd-server
 )
 
 log() { printf 'install-libvirt: %s\n' "$*" >&2; }

@@ -35,6 +35,7 @@ class ErrorDomain(StrEnum):
     URI = "uri"
     CLI = "cli"
     WATCH = "watch"
+    COORDINATION = "coordination"
 
 
 class ErrorCode(StrEnum):

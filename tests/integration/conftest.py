@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.contract.support import purge_libvirt, start_remote
+from tests.integration.etcdcluster import EtcdCluster, require_etcd
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.cli import main
 from virtctl.drivers.sim import SimDriver
@@ -191,3 +192,16 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RemoteLib
                     purge_libvirt(daemon.uri)
             finally:
                 daemon.stop()
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster on loopback (tests/integration/etcdcluster.py), stopped at
+    the end of the test."""
+    require_etcd()
+    cluster = EtcdCluster(tmp_path / "etcd")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -75,7 +75,7 @@ def test_packages_come_before_the_venv_on_a_fresh_machine(tmp_path: Path) -> Non
     assert installs, calls
     first = calls[installs[0]].split()
     assert {"python3-venv", "python3-dev", "libvirt-dev", "gcc", "pkg-config",
-            "git", "iproute2", "qemu-utils"} <= set(first)
+            "git", "iproute2", "qemu-utils", "etcd-server"} <= set(first)
     assert installs[0] < venv[0], calls
     # libvirt-python is built after the venv exists, with the venv's python.
     pip = [i for i, c in enumerate(calls) if c.startswith("python -m pip install")
