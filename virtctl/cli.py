@@ -325,7 +325,7 @@ def _run(
         _emit_json(out, {"apiVersion": render.API_VERSION, "kind": kind, "hosts": hosts})
         return runs
     for run in runs:
-        out.write(f"=== {run.uri}\n")
+        out.write(printable(f"=== {run.uri}") + "\n")
         if run.result is not None:
             render_text(run.result)
         else:

@@ -101,3 +101,21 @@ def test_cli_error_lines_escape_what_the_host_said(tmp_path: object,
     assert cli.main(["capabilities"], out=out, err=err) == 1
     assert err.getvalue() == (f"error: cannot start domain '{SHOWN}': internal error\n"
                               f"error: second {SHOWN}\n")
+
+
+def test_an_upload_or_download_bar_shows_its_label_escaped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtctl.reconciler import applystorage
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    bar = applystorage._bar(f"download {EVIL}.img", 4 << 20)
+    assert bar is not None
+    bar(4 << 20)
+    assert f"download {SHOWN}.img [" in screen.getvalue()
+    assert screen.getvalue().replace("\r", "").replace("\n", "").isprintable()
+

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..fileio import NotRegularFile, open_private, open_regular, private_dir
 from ..model import STATE_VOLUME, VolumeContent
+from ..printable import printable
 from ..xmlutil import parse, tostring
 from .actions import (
     BuildPool,
@@ -324,6 +325,7 @@ def _bar(label: str, total: int) -> Callable[[int], None] | None:
     """A progress bar on stderr when it is a terminal (no bar in logs and pipes)."""
     if not sys.stderr.isatty() or total <= 0:
         return None
+    label = printable(label, keep_newlines=False)  # a URL's name is anyone's text
 
     def show(done: int) -> None:
         width = 30
