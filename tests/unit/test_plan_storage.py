@@ -346,3 +346,17 @@ def test_an_overlay_named_by_path_on_a_declared_volume_is_created_after_it() -> 
     creates = [a for a in p.actions if isinstance(a, CreateVolume)]
     assert [a.name for a in creates] == ["images/z-base.qcow2", "images/a-top.qcow2"]
     assert ObjectKey(Kind.VOLUME, "images/z-base.qcow2") in creates[1].needs
+
+
+def test_a_pool_over_another_pools_directory_is_refused_first() -> None:
+    """libvirt refuses a second dir pool on one directory; refused before any action
+    when the other stays (not virtctl's, or declared too), not when a rename's prune
+    may remove it."""
+    theirs = LivePool(name="theirs", uuid="u", active=False,
+                      xml=POOL_XML.replace("images</name>", "theirs</name>"))
+    have = Storage(pools={"theirs": theirs})
+    (error,) = check_storage(desired(pool_spec()), view(have), adopt=True)
+    assert "/srv/images is pool 'theirs''s" in error.message and error.source == SRC
+    mine = replace(theirs, uuid=derived_uuid("pool", "theirs"))  # virtctl's, inactive
+    assert not check_storage(desired(pool_spec()), view(Storage(pools={"theirs": mine})),
+                             adopt=False)
