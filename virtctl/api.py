@@ -18,6 +18,7 @@ and `Policy.prune_sets`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,11 +29,12 @@ from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .drivers.sim import state_root
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
+from .coord.backend import HostLocks
 from .hostlock import host_lock
 from .hosts import HostOutcome, group_by_host, run_per_host
 from .model import Desired, Live, VolumeSpec
 from .reconciler.actions import CreateVolume
-from .reconciler.apply import Clock, Progress, Report
+from .reconciler.apply import Clock, Guard, Progress, Report
 from .reconciler.apply import apply as apply_plan
 from .reconciler.contentcheck import check_content
 from .reconciler.load import load_specs
@@ -191,9 +193,19 @@ def _probed(desired: Desired, reader: Reader, found: StorageView) -> StorageView
 
 
 def apply(
-    plan: Plan, driver: Driver, *, progress: Progress | None = None, clock: Clock = Clock()
+    plan: Plan, driver: Driver, *, progress: Progress | None = None, clock: Clock = Clock(),
+    guard: Guard | None = None,
 ) -> Report:
-    return apply_plan(plan, driver, progress=progress, clock=clock)
+    """Apply `plan`. `guard` is checked before every action (default: the host lock
+    `run_hosts` holds for this host, if it is an etcd lock): raising, nothing more runs."""
+    return apply_plan(plan, driver, progress=progress, clock=clock,
+                      guard=guard or _HELD.get())
+
+
+# The etcd lock `run_hosts` holds on the host whose actions run in this thread, checked
+# by apply/reconcile/delete before each action (a context variable, so that `Execute`
+# callbacks need not pass it along).
+_HELD: contextvars.ContextVar[Guard | None] = contextvars.ContextVar("held", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +231,10 @@ def reconcile(
 ) -> Result:
     """Plan, apply, then verify by planning again."""
     planned = plan(desired, driver, policy=policy)
-    report = apply_plan(planned, driver, progress=progress, clock=clock)
+    report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
     if planned.empty:
         return Result(planned, report, planned)
-    if report.lost_host:  # the host stopped answering: not asked again
+    if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
     return Result(planned, report, replan(desired, driver, policy=policy))
 
@@ -250,8 +262,8 @@ def delete(
         planned = plan_deletion(desired, driver, policy=policy)
     if dry_run:
         return Result(planned, Report(), planned)
-    report = apply_plan(planned, driver, progress=progress, clock=clock)
-    if report.lost_host:  # the host stopped answering: not asked again
+    report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
+    if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
     remaining = plan_delete(desired, driver.snapshot(), policy=policy)
     return Result(planned, report, remaining)
@@ -304,6 +316,7 @@ def run_hosts(
     on_wait: Callable[[str], None] | None = None,
     command: str = "virtctl",
     call_timeout: float | None = None,
+    coordination: HostLocks | None = None,
 ) -> list[HostRun]:
     """Plan on every host, then act on every host, concurrently (at most `parallel`).
 
@@ -313,9 +326,14 @@ def run_hosts(
     not answer a call within `call_timeout` seconds fails, see drivers.connect). Nothing is applied
     anywhere until every host has been planned: a spec error found on any host (an object
     virtctl does not own, a guest the host cannot run...) stops the whole run first. An
-    unreachable host fails only itself. Without `execute`, the plan is the result."""
+    unreachable host fails only itself. Without `execute`, the plan is the result.
+
+    With `coordination` (etcd locks, virtctl.coord.backend), a writing run also holds
+    the host's etcd lock, keyed by the host's identity once connected, and every action
+    is preceded by a check that it still holds it (see `apply`)."""
     root = state_root(os.environ)
     held: dict[str, contextlib.ExitStack] = {}  # per host: its lock and connection
+    guards: dict[str, Guard] = {}  # per host: its etcd lock's check
 
     def plan_one(uri: str, desired: Desired) -> tuple[Driver, Plan]:
         stack = held[uri] = contextlib.ExitStack()
@@ -324,11 +342,18 @@ def run_hosts(
                                           command=command))
         driver = stack.enter_context(connect(uri, readonly=readonly,
                                              call_timeout=call_timeout))
+        if coordination is not None and not readonly:
+            guards[uri] = stack.enter_context(coordination.hold(
+                driver, command=command, timeout=lock_timeout, on_wait=on_wait)).check
         return driver, prepare(desired, driver)
 
     def act(uri: str, item: tuple[Driver, Plan]) -> Result:
         assert execute is not None
-        return execute(groups[uri], item[0], item[1])
+        token = _HELD.set(guards.get(uri))
+        try:
+            return execute(groups[uri], item[0], item[1])
+        finally:
+            _HELD.reset(token)
 
     try:
         planned = run_per_host(groups, plan_one, parallel=parallel)

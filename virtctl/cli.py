@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 import yaml
 
 from . import api, export, gitinfo, render, render_storage
+from .coord.backend import EtcdLocks
 from .converters.convert import FORMATS, convert
 from .drivers.base import Driver
 from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
@@ -26,6 +28,8 @@ from .printable import printable
 from .options import (
     apply_sets,
     call_timeout_option,
+    coordination,
+    coordination_options,
     live_options,
     lock_options,
     positive_count,
@@ -94,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="plan only; exit 2 if changes pending")
     _parallel(p)
     lock_options(p)
+    coordination_options(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_apply)
 
@@ -107,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-recreate", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _parallel(p)
+    coordination_options(p)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
@@ -117,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _parallel(p)
     lock_options(p)
+    coordination_options(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("get", help="list domains, networks, storage pools or volumes on "
@@ -303,7 +310,8 @@ def _run(
 
     # The verb as parsed (whatever the order of the options): "virtctl apply".
     locking = {"lock_timeout": getattr(args, "lock_timeout", None), "on_wait": waiting,
-               "command": f"virtctl {args.verb}", "call_timeout": args.call_timeout}
+               "command": f"virtctl {args.verb}", "call_timeout": args.call_timeout,
+               "coordination": _host_locks(args, readonly=readonly)}
     if len(groups) == 1:
         runs = api.run_hosts(groups, *steps, readonly=readonly, parallel=1, **locking)
         if runs[0].error is not None:
@@ -332,6 +340,15 @@ def _run(
             err.writelines(f"error: {printable(f'{run.uri}: {line}')}\n"
                            for line in str(run.error).splitlines())
     return runs
+
+
+def _host_locks(args: argparse.Namespace, *, readonly: bool) -> EtcdLocks | None:
+    """The etcd host locks --coordination names (checked even for a read-only verb,
+    which takes no lock), or None: the lock directory alone (docs/fleet.md)."""
+    found = coordination(args, os.environ)
+    if found is None or readonly:
+        return None
+    return EtcdLocks(found.client(), ttl=found.lease_ttl)
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from .gitinfo import DefaultSet
+
+if TYPE_CHECKING:
+    from .coord.config import Coordination
 
 
 # The longest wait Python's locks and sleeps take (about 292 years); more is an error.
@@ -127,3 +131,49 @@ def apply_sets(args: argparse.Namespace, default: Callable[[], DefaultSet]) -> t
             "of your own, the same in every run that applies these specs (--prune then "
             "deletes only objects applied with that name)")
     return found.name, others
+
+
+def coordination_options(parser: argparse.ArgumentParser) -> None:
+    """--coordination and the etcd options (apply, diff, delete, watch, status;
+    docs/fleet.md). No option takes a password: `ps` shows a command line to everyone."""
+    parser.add_argument("--coordination", default=None, metavar="URL",
+                        help="coordinate with other machines through etcd: "
+                        "etcd://HOST:PORT[,HOST:PORT...] or etcd+https://...; host locks "
+                        "are etcd leases keyed by the host's identity (default: "
+                        "$VIRTCTL_COORDINATION, else the local lock directory only)")
+    parser.add_argument("--etcd-ca", default=None, metavar="FILE",
+                        help="CA certificates to verify etcd+https endpoints with")
+    parser.add_argument("--etcd-cert", default=None, metavar="FILE",
+                        help="client certificate for etcd+https (with --etcd-key)")
+    parser.add_argument("--etcd-key", default=None, metavar="FILE",
+                        help="the client certificate's private key")
+    parser.add_argument("--etcd-password-file", default=None, metavar="FILE",
+                        help="etcd auth: the password (first line) of the user named in "
+                        "the URL (etcd://USER@HOST:PORT) or $VIRTCTL_ETCD_USER (default: "
+                        "$VIRTCTL_ETCD_PASSWORD)")
+    parser.add_argument("--lease-ttl", type=positive_count, default=None, metavar="SECONDS",
+                        help="how long a host stays locked after its holder died or lost "
+                        "etcd; the lock is renewed every third of it (default 15)")
+
+
+def coordination(args: argparse.Namespace, env: Mapping[str, str]) -> Coordination | None:
+    """The coordination the options of `coordination_options` (or
+    $VIRTCTL_COORDINATION) name; None for the local lock directory alone. Raises
+    CoordinationError (a VirtctlError) for a URL or file that cannot be used."""
+    from .coord.config import DEFAULT_TTL, CoordinationError, parse_coordination
+
+    url = getattr(args, "coordination", None) or env.get("VIRTCTL_COORDINATION") or None
+    if url is None:
+        for option in ("etcd_ca", "etcd_cert", "etcd_key", "etcd_password_file",
+                       "lease_ttl"):
+            if getattr(args, option, None) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise CoordinationError(f"{flag} needs --coordination URL "
+                                        "(or $VIRTCTL_COORDINATION)")
+        return None
+    ttl = getattr(args, "lease_ttl", None)
+    return parse_coordination(
+        url, env=env, ca=getattr(args, "etcd_ca", None), cert=getattr(args, "etcd_cert", None),
+        key=getattr(args, "etcd_key", None),
+        password_file=getattr(args, "etcd_password_file", None),
+        lease_ttl=DEFAULT_TTL if ttl is None else ttl)

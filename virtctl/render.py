@@ -249,6 +249,10 @@ def report_text(report: Report, *, verbose: bool = False) -> str:
     if report.lost_host:
         lines.append(f"Stopped: {report.lost_host}; run again once it answers (the next "
                      "run plans from what the host then shows).")
+    if report.lost_lock:
+        lines.append(f"Stopped: {report.lost_lock}; nothing after it ran (run again once "
+                     "etcd answers: it waits for the lock and plans from what the host "
+                     "then shows).")
     return printable("\n".join(lines) + "\n")
 
 
@@ -273,7 +277,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "failed": report.failed,
         "skipped": report.skipped,
         "uncertain": report.uncertain,
-    } | ({"stopped": report.lost_host} if report.lost_host else {})
+    } | ({"stopped": report.lost_host or report.lost_lock}
+         if report.lost_host or report.lost_lock else {})
 
 
 def error_json(error: VirtctlError) -> dict[str, Any]:

@@ -74,6 +74,9 @@ class Report:
     # Why the run stopped part way because the host stopped answering ("" if it did
     # not): nothing after the uncertain action ran, and the connection is given up.
     lost_host: str = ""
+    # Why the run stopped part way because it lost the host's lock (an etcd lease not
+    # renewed in time, docs/fleet.md; "" if it did not): nothing after it ran.
+    lost_lock: str = ""
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -104,6 +107,9 @@ class Report:
 
 
 Progress = Callable[[int, int, Action], None]
+# Checked before every action (and batch of stops): raises a VirtctlError when this run
+# no longer holds the host's lock (virtctl.coord.backend), and nothing more runs.
+Guard = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +119,26 @@ class Clock:
 
 
 def apply(
-    plan: Plan, driver: Driver, *, progress: Progress | None = None, clock: Clock = Clock()
+    plan: Plan, driver: Driver, *, progress: Progress | None = None, clock: Clock = Clock(),
+    guard: Guard | None = None,
 ) -> Report:
     results: list[ActionResult] = []
     broken: set[ObjectKey] = set()
     halted: ObjectKey | None = None  # a define that failed: nothing more runs on this host
     lost = ""  # the host stopped answering: nothing more runs on it
+    unlocked = ""  # the host's lock was lost: nothing more runs on it
     total = len(plan.actions)
     stopped_to = 0  # actions before this index were run in a batch of stops
     for index, action in enumerate(plan.actions):
         if index < stopped_to:
             continue
-        if halted is not None or lost:
-            why = lost or f"the run stopped when the define of {halted} failed"
+        if guard is not None and not (halted is not None or lost or unlocked):
+            try:
+                guard()
+            except VirtctlError as exc:
+                unlocked = str(exc)
+        if halted is not None or lost or unlocked:
+            why = lost or unlocked or f"the run stopped when the define of {halted} failed"
             results.append(ActionResult(action, Outcome.SKIPPED, detail=f"not run: {why}"))
             continue
         batch = _stop_batch(plan.actions, index)
@@ -165,9 +178,9 @@ def apply(
                 halted = action.key
             continue
         results.append(ActionResult(action, Outcome.DONE, detail=detail))
-    if progress is not None and total and halted is None and not lost:
+    if progress is not None and total and halted is None and not lost and not unlocked:
         progress(total, total, plan.actions[-1])
-    return Report(results=tuple(results), lost_host=lost)
+    return Report(results=tuple(results), lost_host=lost, lost_lock=unlocked)
 
 
 def host_lost(error: VirtctlError) -> bool:

@@ -1,0 +1,279 @@
+"""Host locks through etcd (--coordination, docs/fleet.md), against a real 3-member etcd
+cluster on loopback (etcdcluster.py) and real `virtctl apply` processes:
+
+- two runs with separate local lock directories on one libvirt host (qemu:///system)
+  serialise through etcd: their defines never interleave;
+- a holder killed with SIGKILL frees the host within the lease TTL, and the waiter named
+  it while it waited;
+- a run that loses its lease mid-run (quorum lost: 2 of 3 members killed) stops before
+  its next action and reports what ran;
+- with one member killed, or one stopped with SIGSTOP, locks still work.
+
+Progress is read from the host (the sim's event log, libvirt's events) and from etcd;
+waits are for conditions, each bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.contract.support import PREFIX, purge_libvirt, require_connection
+from tests.integration.etcdcluster import EtcdCluster
+from virtctl.coord.backend import EtcdLocks
+from virtctl.coord.etcd import EtcdClient
+from virtctl.drivers import connect
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "sim:///lab"
+
+
+def until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def env_for(state: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTCTL_CONNECT", "LIBVIRT_DEFAULT_URI", "VIRTCTL_COORDINATION",
+                        "VIRTCTL_ETCD_USER", "VIRTCTL_ETCD_PASSWORD", "VIRTCTL_LOCK_DIR")}
+    env.update(VIRTCTL_STATE_DIR=str(state), PYTHONPATH=str(REPO), VIRTCTL_CACHE="0",
+               VIRTCTL_SIM_FSYNC="0", **extra)
+    return env
+
+
+def start(state: Path, *args: str, err: Path | None = None,
+          **extra: str) -> subprocess.Popen[str]:
+    """`virtctl ARGS` in the background (stderr to `err`, if given, to be read while it
+    runs)."""
+    stderr = subprocess.PIPE if err is None else err.open("w")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "virtctl", *args],
+                                env=env_for(state, **extra), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+    finally:
+        if err is not None:
+            stderr.close()  # type: ignore[union-attr]
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"virtctl did not finish in {timeout:g} s:\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def sim_specs(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vms.yaml").write_text("".join(
+        f"---\nkind: Domain\nname: {name}\ntype: kvm\nmemory: 64MiB\nstate: shutoff\n"
+        "os: {type: hvm}\n" for name in names))
+    return folder
+
+
+def stall(state: Path, name: str, seconds: float) -> None:
+    """The sim's define of domain `name` sleeps `seconds` first (sim.py, faults.json)."""
+    folder = state / "sim" / HOST.rsplit("/", 1)[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "faults.json").write_text(json.dumps([
+        {"op": "define", "kind": "domain", "name": name, "action": "stall",
+         "seconds": seconds}]))
+
+
+def defined(state: Path) -> list[str]:
+    """Domains the sim defined, in order (its event log)."""
+    log = state / "sim" / HOST.rsplit("/", 1)[1] / "events.log"
+    try:
+        lines = log.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [doc["name"] for doc in map(json.loads, lines)
+            if doc["kind"] == "domain" and doc["type"] == "defined"]
+
+
+def lock_keys(client: EtcdClient) -> list[str]:
+    return [kv.key for kv in client.range("/virtctl/locks/").kvs]
+
+
+def test_a_holder_killed_with_sigkill_frees_the_host_within_the_ttl(
+        etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    client = etcd_cluster.client()
+    stall(state, "d0", 120)  # the holder never finishes by itself
+    ttl = 4
+    holder = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "a", ["d0"])),
+                   "--coordination", etcd_cluster.url, "--lease-ttl", str(ttl))
+    try:
+        until(lambda: lock_keys(client), 60, "the holder's lock in etcd")
+        (key,) = lock_keys(client)
+        assert key.startswith("/virtctl/locks/sim-lab-")
+        holder.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate(timeout=30)
+    (state / "sim" / "lab" / "faults.json").write_text("[]")
+    waiter = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "b", ["e0"])),
+                   "--coordination", etcd_cluster.url, "--lock-timeout", "60")
+    code, out, err = finish(waiter)
+    freed = time.monotonic() - killed
+    assert code == 0, out + err
+    # It waited for the dead holder, naming it as today's lock does...
+    assert f"waiting for the lock on {HOST} held by pid {holder.pid} on " in err, err
+    assert "(virtctl apply, since " in err
+    # ...and got the host within the TTL (plus etcd's lease check and process starts).
+    assert freed <= ttl + 8, freed
+    assert "e0" in defined(state) and lock_keys(client) == []
+
+
+def test_a_run_that_loses_its_lease_stops_before_the_next_action(
+        etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    names = ["d0", "d1", "d2", "d3"]
+    stall(state, "d1", 9)  # longer than the TTL: the lease ends while d1 is defined
+    proc = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "s", names)),
+                 "--coordination", etcd_cluster.url, "--lease-ttl", "3")
+    until(lambda: "d0" in defined(state), 60, "the first define")
+    etcd_cluster.kill(1)
+    etcd_cluster.kill(2)  # no quorum: the lease cannot be renewed
+    code, out, err = finish(proc)
+    assert code == 1, out + err
+    # d1 was in flight when the lease ended (the documented window); nothing after it ran.
+    assert defined(state) == ["d0", "d1"]
+    assert f"Stopped: lost the lock on {HOST}" in out, out
+    for name in ("d2", "d3"):
+        assert f"skipped define domain/{name}: not run: lost the lock on {HOST}" in out, out
+    assert "Applied: 2 done, 0 failed, 2 skipped." in out
+
+
+def test_locks_work_with_one_member_killed_or_stopped(
+        etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    client = etcd_cluster.client()
+    for step, fault in enumerate(("kill", "pause")):
+        getattr(etcd_cluster, fault)(0)  # the first endpoint every run tries first
+        stall(state, f"d{step}", 2)
+        proc = start(state, "apply", "-c", HOST, "-f",
+                     str(sim_specs(tmp_path / f"s{step}", [f"d{step}"])),
+                     "--coordination", etcd_cluster.url)
+        seen: list[str] = []
+        until(lambda: seen.extend(lock_keys(client)) or seen or proc.poll() is not None,
+              60, "the run's lock in etcd")
+        code, out, err = finish(proc)
+        assert code == 0, out + err
+        assert seen and seen[0].startswith("/virtctl/locks/sim-lab-")  # held while it ran
+        assert lock_keys(client) == []  # and released at the end
+        assert f"d{step}" in defined(state)
+        if fault == "pause":
+            etcd_cluster.resume(0)
+        else:
+            etcd_cluster.restart(0)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    require_connection("qemu:///system")
+    prefix = f"{PREFIX}{secrets.token_hex(3)}-"
+    yield prefix
+    purge_libvirt("qemu:///system", prefix=prefix)
+
+
+def test_two_runners_with_their_own_lock_dirs_serialise_through_etcd(
+        etcd_cluster: EtcdCluster, tmp_path: Path, prefix: str) -> None:
+    """Two `virtctl apply` processes on qemu:///system, as two CI runners would: each has
+    its own lock directory, so only etcd can keep them apart. While the test holds the
+    host's etcd lock both wait; released, one runs, then the other: libvirt's own
+    event stream shows their defines never interleave."""
+    uri = "qemu:///system"
+    count = 8
+    runners = {}
+    for runner in ("a", "b"):
+        folder = tmp_path / f"specs-{runner}"
+        folder.mkdir()
+        (folder / "vms.yaml").write_text("".join(
+            f"---\nkind: Domain\nname: {prefix}{runner}{i}\ntype: qemu\nmemory: 32MiB\n"
+            "state: shutoff\nos: {type: hvm, arch: x86_64, machine: pc}\n"
+            for i in range(count)))
+        runners[runner] = folder
+    events = subprocess.Popen(["virsh", "-c", uri, "event", "--loop", "--event", "lifecycle",
+                               "--timestamp"], stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.DEVNULL)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(events.stdout.readline, "")),
+                              daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    procs = {}
+    try:
+        # The listener is registered once it reports a define of the test's own (it
+        # registers some time after it starts: define again until one is reported).
+        def heard_marker() -> bool:
+            marker = f"{prefix}marker{secrets.token_hex(2)}"
+            subprocess.run(["virsh", "-c", uri, "define", "/dev/stdin"], check=True,
+                           capture_output=True, text=True, input=(
+                               f"<domain type='qemu'><name>{marker}</name><memory unit='MiB'>"
+                               "32</memory><os><type arch='x86_64' machine='pc'>hvm</type>"
+                               "</os></domain>"))
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                if any(f"'{marker}'" in line for line in lines):
+                    return True
+                time.sleep(0.05)
+            return False
+
+        until(heard_marker, 60, "virsh event to report a define")
+        client = etcd_cluster.client()
+        with connect(uri) as driver, EtcdLocks(client).hold(driver, command="virtctl apply"):
+            for runner, folder in runners.items():
+                procs[runner] = start(
+                    tmp_path / f"state-{runner}", "apply", "-c", uri, "-f", str(folder),
+                    "--coordination", etcd_cluster.url, err=tmp_path / f"{runner}.err",
+                    VIRTCTL_LOCK_DIR=str(tmp_path / f"locks-{runner}"))
+            # Both wait for the test's lock (each says so at once), and define nothing.
+
+            def both_wait() -> bool:
+                for runner, proc in procs.items():
+                    if proc.poll() is not None:
+                        pytest.fail(f"{runner} ran while the lock was held: "
+                                    f"{proc.communicate()}")
+                return all("waiting for the lock on qemu:///system held by pid "
+                           f"{os.getpid()} on " in (tmp_path / f"{r}.err").read_text()
+                           for r in procs)
+
+            until(both_wait, 90, "both runners waiting for the lock")
+            assert not [line for line in lines if f"'{prefix}a" in line or f"'{prefix}b" in line]
+        results = {r: finish(p) for r, p in procs.items()}
+        for runner, (code, out, err) in results.items():
+            assert code == 0, (runner, out, err)
+        until(lambda: sum(f"'{prefix}" in line and "Defined" in line for line in lines)
+              >= 2 * count + 1, 30, "every define's event")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+        events.kill()
+        events.wait(timeout=30)
+    order = [line.split(f"'{prefix}", 1)[1][0] for line in lines
+             if "Defined" in line and f"'{prefix}" in line and "marker" not in line]
+    assert sorted(order) == ["a"] * count + ["b"] * count
+    switches = sum(1 for x, y in zip(order, order[1:]) if x != y)
+    assert switches == 1, order  # all of one runner's defines, then all of the other's
+
