@@ -26,8 +26,8 @@ before anything is planned. Pure.
   before that). A 10^6-item `vif` list is refused before anything is built from it.
   In YAML, a domain's device lists hold at most 4,096 items together and any list at
   most 10,000, checked before the schema walks them (30,000 interfaces took 50 s to be
-  refused). A domain has at most 16,384 vcpus and iothreads: libvirt 9.0's daemon exits on 2^32 - 1
-  (or "-1") before its own checks.
+  refused). A domain has at most 16,384 vcpus and iothreads: libvirt 9.0's daemon exits
+  on 2^32 - 1 (or "-1") before its own checks.
 """
 
 from __future__ import annotations
