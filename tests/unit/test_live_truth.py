@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace as dc_replace
 
+import pytest
 from lxml import etree
 
 from tests.unit.test_live_plan import CDROM, MAC, NIC, desired, dom, host, net, net_host
@@ -27,7 +28,7 @@ from virtctl.reconciler.classify import network_removals, stale_fields
 from virtctl.reconciler.diff import ChangeOp
 from virtctl.reconciler.identity import keep_assigned, place_hot_plugged
 from virtctl.reconciler.liverules import RunningNote, find, note_xml, read_note
-from virtctl.reconciler.plan import plan
+from virtctl.reconciler.plan import Policy, plan
 from virtctl.render import report_json, report_text
 from virtctl.xmlutil import parse, tostring
 
@@ -184,3 +185,57 @@ def test_a_dhcp_host_attribute_dropped_is_modified_away_live_and_then_settles() 
     again = plan(desired(net(bare)), Live(networks={"lan": later}))
     (update,) = [a for a in again.actions if isinstance(a, UpdateNetwork)]
     assert update.command == "modify" and "name=" not in update.xml
+
+
+HOSTDEV = ("<hostdev mode='subsystem' type='pci' managed='yes'><source>"
+           "<address domain='0x0000' bus='0x06' slot='0x00' function='0x0'/></source></hostdev>")
+LINK_DOWN = NIC.replace("</interface>", "<link state='down'/></interface>")
+VNC = "<graphics type='vnc' port='5901' passwd='secret'/>"
+
+
+@pytest.mark.parametrize(("before", "after", "path"), [
+    pytest.param(CDROM + NIC + HOSTDEV, CDROM + NIC, None, id="hostdev"),
+    pytest.param(CDROM + LINK_DOWN, CDROM + NIC, f"devices/interface[{MAC}]/link", id="link"),
+    pytest.param(CDROM + NIC + VNC, CDROM + NIC + VNC.replace(" passwd='secret'", ""),
+                 "devices/graphics[vnc]/@passwd", id="graphics-passwd"),
+    pytest.param(CDROM + NIC, CDROM.replace("<source file='/isos/a.iso'/>", "") + NIC,
+                 "devices/disk[hdc]/source", id="cd-medium"),
+])
+def test_every_removal_with_no_live_stays_pending_in_later_runs(
+        before: str, after: str, path: str | None) -> None:
+    """Run 1 (--no-live) redefines and notes; run 2, with the definition no longer
+    holding it and the running guest still having it, still reports it pending."""
+    old = host(dom(before))
+    first = plan(desired(dom(after)), old, policy=Policy(live=False))
+    assert first.pending
+    pending = [c.path for c in first.pending[0].changes]
+    define = next(a for a in first.actions if isinstance(a, Define))
+    guest = old.domains["web"]
+    assert guest.running_xml is not None
+    running = parse(guest.running_xml)
+    note = [a for a in first.actions if isinstance(a, SetRunningNote)]
+    if note:
+        meta = running.find("metadata")
+        meta.append(parse(note[0].xml))
+    later = dc_replace(guest, xml=define.xml, owner=read_owner(parse(define.xml)),
+                       running_xml=tostring(running))
+    second = plan(desired(dom(after)), Live(domains={"web": later}),
+                  policy=Policy(live=False))
+    assert second.empty and second.pending
+    assert [c.path for c in second.pending[0].changes] == pending
+    if path is not None:
+        assert pending == [path]
+
+
+@pytest.mark.parametrize("entry", [
+    "<dns><host ip='10.9.0.5'><hostname>a</hostname></host></dns>",
+    "<dns><txt name='t' value='v'/></dns>",
+])
+def test_dns_entries_and_dhcp_ranges_dropped_stay_pending_on_an_active_network(
+        entry: str) -> None:
+    persistent = parse(net())
+    running = parse(net(dns=entry).replace(
+        "<range start='10.9.0.10' end='10.9.0.50'/>",
+        "<range start='10.9.0.10' end='10.9.0.50'/><range start='10.9.0.60' end='10.9.0.70'/>"))
+    found = sorted(c.path for c in network_removals(persistent, running))
+    assert len(found) == 2 and found[0].startswith("dns") and "range[10.9.0.60]" in found[1]
