@@ -31,7 +31,7 @@ import pytest
 from tests.contract.support import PREFIX, purge_libvirt, require_connection
 from tests.integration.etcdcluster import EtcdCluster
 from virtctl.coord.backend import EtcdLocks
-from virtctl.coord.etcd import EtcdClient
+from virtctl.coord.etcd import Credentials, EtcdClient
 from virtctl.drivers import connect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,3 +277,100 @@ def test_two_runners_with_their_own_lock_dirs_serialise_through_etcd(
     switches = sum(1 for x, y in zip(order, order[1:]) if x != y)
     assert switches == 1, order  # all of one runner's defines, then all of the other's
 
+
+
+def enable_auth(cluster: EtcdCluster, user: str, password: str) -> None:
+    admin = cluster.client()
+    admin.call("/v3/auth/user/add", {"name": "root", "password": password + "-root"})
+    admin.call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+    admin.call("/v3/auth/role/add", {"name": "virtctl"})
+    admin.call("/v3/auth/role/grant", {"name": "virtctl", "perm": {
+        "permType": "READWRITE", "key": "L3ZpcnRjdGwv", "range_end": "L3ZpcnRjdGww"}})
+    admin.call("/v3/auth/user/add", {"name": user, "password": password})
+    admin.call("/v3/auth/user/grant", {"user": user, "role": "virtctl"})
+    admin.call("/v3/auth/enable", {})
+
+
+def test_credentials_never_show(etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    """etcd auth from a password file or the environment: the runs work, and the
+    password is in no output, error, or command line (/proc/PID/cmdline, what ps shows)."""
+    password = "pw-" + secrets.token_hex(8)
+    enable_auth(etcd_cluster, "ci", password)
+    state = tmp_path / "state"
+    secret = tmp_path / "etcd-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    user_url = etcd_cluster.url.replace("etcd://", "etcd://ci@")
+    stall(state, "d0", 3)
+    proc = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "a", ["d0"])),
+                 "--coordination", user_url, "--etcd-password-file", str(secret))
+    client = etcd_cluster.client(credentials=Credentials("ci", password))
+    until(lambda: lock_keys(client) or proc.poll() is not None, 60, "the run's lock")
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    code, out, err = finish(proc)
+    assert code == 0, out + err
+    assert lock_keys(client) == [] and "d0" in defined(state)
+    assert b"--etcd-password-file" in cmdline and password.encode() not in cmdline
+    outputs = [out, err]
+    # From the environment, JSON output.
+    proc = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "b", ["d1"])),
+                 "-o", "json", VIRTCTL_COORDINATION=etcd_cluster.url, VIRTCTL_ETCD_USER="ci",
+                 VIRTCTL_ETCD_PASSWORD=password)
+    code, out, err = finish(proc)
+    assert code == 0, out + err
+    outputs += [out, err]
+    # Refusals: a wrong password, no credentials, a password in the URL.
+    wrong = start(state, "apply", "-c", HOST, "-f", str(tmp_path / "a"), "--coordination",
+                  user_url, VIRTCTL_ETCD_PASSWORD=password + "-wrong")
+    code, out, err = finish(wrong)
+    assert code == 1 and "etcd refused user 'ci'" in err, out + err
+    outputs += [out, err]
+    anonymous = start(state, "apply", "-c", HOST, "-f", str(tmp_path / "a"),
+                      "--coordination", etcd_cluster.url)
+    code, out, err = finish(anonymous)
+    assert code == 1 and "etcd refused" in err, out + err
+    outputs += [out, err]
+    in_url = start(state, "apply", "-c", HOST, "-f", str(tmp_path / "a"), "--coordination",
+                   etcd_cluster.url.replace("etcd://", f"etcd://ci:{password}@"))
+    code, out, err = finish(in_url)
+    assert code == 1 and "holds a password" in err, out + err
+    outputs += [out, err]
+    for text in outputs:
+        assert password not in text
+
+
+def test_watch_takes_the_etcd_lock_for_each_pass(etcd_cluster: EtcdCluster,
+                                                 tmp_path: Path) -> None:
+    """`virtctl watch --coordination`: a pass waits for the host's etcd lock (logging
+    who holds it) and acts only once it has it; SIGTERM while waiting stops it."""
+    from virtctl.drivers.sim import SimDriver
+    from virtctl.uri import parse_uri
+
+    state = tmp_path / "state"
+    client = etcd_cluster.client()
+    sim = SimDriver(parse_uri(HOST), env={"VIRTCTL_STATE_DIR": str(state)})
+    log = tmp_path / "watch.log"
+    with EtcdLocks(client).hold(sim, command="virtctl apply"):
+        watch = start(state, "watch", "-c", HOST, "-f",
+                      str(sim_specs(tmp_path / "w", ["w0"])), "--coordination",
+                      etcd_cluster.url, err=log)
+        until(lambda: f"held by pid {os.getpid()} on " in log.read_text(), 60,
+              "the watcher to wait for the lock")
+        assert defined(state) == [] and watch.poll() is None
+    until(lambda: "w0" in defined(state), 60, "the watcher's define once the lock is free")
+    watch.send_signal(signal.SIGTERM)
+    code, _, _ = finish(watch, timeout=60)
+    assert code == 0, log.read_text()
+    assert lock_keys(client) == []
+    # Stopped while waiting: SIGTERM ends the wait.
+    (tmp_path / "w" / "vms.yaml").write_text(
+        "kind: Domain\nname: w1\ntype: kvm\nmemory: 64MiB\nstate: shutoff\nos: {type: hvm}\n")
+    log2 = tmp_path / "watch2.log"
+    with EtcdLocks(client).hold(sim, command="virtctl apply"):
+        watch = start(state, "watch", "-c", HOST, "-f", str(tmp_path / "w"),
+                      "--coordination", etcd_cluster.url, err=log2)
+        until(lambda: "waiting for the lock" in log2.read_text(), 60, "the second wait")
+        watch.send_signal(signal.SIGTERM)
+        code, _, _ = finish(watch, timeout=30)
+        assert code == 0, log2.read_text()
+        assert "w1" not in defined(state)

@@ -46,6 +46,13 @@ class LockLost(VirtctlError):
     default_domain = ErrorDomain.COORDINATION
 
 
+class LockWaitCancelled(VirtctlError):
+    """A wait for a host's lock given up because the caller asked to stop."""
+
+    default_code = ErrorCode.OPERATION_INVALID
+    default_domain = ErrorDomain.COORDINATION
+
+
 class Held(Protocol):
     def check(self) -> None:
         """Raise LockLost unless the lock is still certainly held."""
@@ -54,7 +61,11 @@ class Held(Protocol):
 class HostLocks(Protocol):
     def hold(self, driver: _Host, *, command: str = "virtctl", timeout: float | None = None,
              on_wait: Callable[[str], None] | None = None,
-             interval: float = NOTICE_INTERVAL) -> ContextManager[Held]: ...
+             interval: float = NOTICE_INTERVAL,
+             cancelled: Callable[[], bool] | None = None) -> ContextManager[Held]:
+        """Hold `driver`'s host for the block (waiting: `on_wait` hears who holds it,
+        at once and every `interval` s; LockTimeout after `timeout` s; while waiting,
+        `cancelled()` true gives up with LockWaitCancelled)."""
 
 
 class _Host(Protocol):
@@ -81,7 +92,8 @@ class LocalLocks:
     @contextlib.contextmanager
     def hold(self, driver: _Host, *, command: str = "virtctl", timeout: float | None = None,
              on_wait: Callable[[str], None] | None = None,
-             interval: float = NOTICE_INTERVAL) -> Iterator[Held]:
+             interval: float = NOTICE_INTERVAL,
+             cancelled: Callable[[], bool] | None = None) -> Iterator[Held]:
         with host_lock(driver.uri, self.state_root, timeout=timeout, on_wait=on_wait,
                        command=command, interval=interval):
             yield _Always()
@@ -115,7 +127,8 @@ class EtcdLocks:
     @contextlib.contextmanager
     def hold(self, driver: _Host, *, command: str = "virtctl", timeout: float | None = None,
              on_wait: Callable[[str], None] | None = None,
-             interval: float = NOTICE_INTERVAL) -> Iterator[Held]:
+             interval: float = NOTICE_INTERVAL,
+             cancelled: Callable[[], bool] | None = None) -> Iterator[Held]:
         host = host_identity(driver)
         key = lock_key(host)
         with self._mutex:
@@ -127,7 +140,7 @@ class EtcdLocks:
                     self._held[key] = (shared[0], shared[1] + 1)
             keeper = shared[0] if shared is not None else self._take(
                 key, host, driver.uri, command=command, timeout=timeout, on_wait=on_wait,
-                interval=interval)
+                interval=interval, cancelled=cancelled)
             if shared is None:
                 with self._mutex:
                     self._held[key] = (keeper, 1)
@@ -145,7 +158,7 @@ class EtcdLocks:
 
     def _take(self, key: str, host: HostId, uri: str, *, command: str,
               timeout: float | None, on_wait: Callable[[str], None] | None,
-              interval: float) -> LeaseKeeper:
+              interval: float, cancelled: Callable[[], bool] | None) -> LeaseKeeper:
         lease = self.client.lease_grant(self.ttl)
         keeper = LeaseKeeper(self.client, lease)
         keeper.start()
@@ -154,7 +167,7 @@ class EtcdLocks:
                                 "command": command, "since": time.time(),
                                 "uri": uri, "host": host.key})
             self._acquire(key, value, keeper, uri=uri, timeout=timeout, on_wait=on_wait,
-                          interval=interval)
+                          interval=interval, cancelled=cancelled)
         except BaseException:
             keeper.stop(revoke=True)
             raise
@@ -162,7 +175,7 @@ class EtcdLocks:
 
     def _acquire(self, key: str, value: str, keeper: LeaseKeeper, *, uri: str,
                  timeout: float | None, on_wait: Callable[[str], None] | None,
-                 interval: float) -> None:
+                 interval: float, cancelled: Callable[[], bool] | None) -> None:
         began = time.monotonic()
         next_notice = began
         while True:
@@ -195,7 +208,10 @@ class EtcdLocks:
                     if timeout is not None:
                         wake = min(wake, began + timeout - now)
                     keeper.check()
-                    events = watch.next_events(max(min(wake, keeper.lease.ttl / 3), 0.05))
+                    if cancelled is not None and cancelled():
+                        raise LockWaitCancelled(f"stopped waiting for the lock on {uri}")
+                    events = watch.next_events(max(min(wake, keeper.lease.ttl / 3, 1.0),
+                                                   0.05))
                     if any(event.type == "DELETE" for event in events):
                         break
 

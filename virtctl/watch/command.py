@@ -9,10 +9,19 @@ Does not import virtctl.cli (which imports this module).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from typing import Any, TextIO
 
-from ..options import LONGEST, apply_sets, call_timeout_option, live_options, set_options
+from ..options import (
+    LONGEST,
+    apply_sets,
+    call_timeout_option,
+    coordination,
+    coordination_options,
+    live_options,
+    set_options,
+)
 from ..options import seconds as seconds_arg
 from ..reconciler.plan import Policy
 
@@ -80,6 +89,7 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="destroy guests that ignore shutdown when their state is shutoff")
     live_options(p)
     set_options(p)
+    coordination_options(p)
     p.set_defaults(func=cmd_watch)
     return p
 
@@ -97,6 +107,17 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return 1
+    from ..coord.backend import EtcdLocks
+    from ..errors import VirtctlError
+    from ..printable import printable
+
+    try:
+        coordinated = coordination(args, os.environ)
+    except VirtctlError as exc:
+        err.write(printable(f"error: {exc}") + "\n")
+        return 1
+    host_locks = None if coordinated is None else EtcdLocks(coordinated.client(),
+                                                            ttl=coordinated.lease_ttl)
     policy = Policy(prune=args.prune, adopt=args.adopt,
                     shutdown_timeout=args.shutdown_timeout, force_stop=args.force_stop,
                     live=args.live, detach_timeout=args.detach_timeout,
@@ -105,7 +126,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         args.paths, uri=getattr(args, "connect", None), policy=policy, interval=args.interval,
         log_format=args.log_format, metrics_port=args.metrics_port,
         metrics_address=args.metrics_address, stop=None, stream=err,
-        call_timeout=getattr(args, "call_timeout", None),
+        call_timeout=getattr(args, "call_timeout", None), host_locks=host_locks,
     )
 
 

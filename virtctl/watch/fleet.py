@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Protocol, TextIO
 
 from .. import drivers
+from ..coord.backend import HostLocks
 from ..drivers.base import Driver
 from ..drivers.sim import state_root
 from ..errors import VirtctlError
@@ -140,7 +141,7 @@ class Fleet:
     def __init__(
         self, catalog: Catalog, *, journal: Log, metrics: WatchMetrics, policy: Policy,
         interval: float, debounce: float, lock_root: Path | None,
-        call_timeout: float | None = None,
+        call_timeout: float | None = None, host_locks: HostLocks | None = None,
     ) -> None:
         self.catalog = catalog
         self.journal = journal
@@ -150,6 +151,7 @@ class Fleet:
         self.debounce = debounce
         self.lock_root = lock_root
         self.call_timeout = call_timeout  # per libvirt call of each host's connection
+        self.host_locks = host_locks  # etcd locks (--coordination)
         self.inbox = self._new_inbox()  # host-set changes and stops, for the fleet itself
         catalog.listen(self.inbox.spec_changed)
         self._running: dict[str, _Running] = {}
@@ -200,7 +202,8 @@ class Fleet:
         watcher = Watcher(uri, HostSpecs(self.catalog, uri), inbox,
                           journal=self.journal.bound(context), metrics=self.metrics,
                           policy=self.policy, interval=self.interval, driver=driver,
-                          lock_root=self.lock_root, call_timeout=self.call_timeout)
+                          lock_root=self.lock_root, call_timeout=self.call_timeout,
+                          host_locks=self.host_locks)
         thread = threading.Thread(target=self._watch, args=(watcher,), daemon=True,
                                   name=f"virtctl-watch {uri}")
         with self._lock:
@@ -309,6 +312,7 @@ def run_watch(
     stream: TextIO | None = None,
     debounce: float = 0.1,
     call_timeout: float | None = None,
+    host_locks: HostLocks | None = None,
 ) -> int:
     """Watch `paths` and keep every host they target as they declare until stopped; specs
     without `connect:` target `uri` (else the default connection).
@@ -326,7 +330,7 @@ def run_watch(
     catalog = Catalog(paths, default=default, journal=journal, metrics=metrics)
     fleet = Fleet(catalog, journal=journal, metrics=metrics, policy=policy, interval=interval,
                   debounce=debounce, lock_root=state_root(os.environ),
-                  call_timeout=call_timeout)
+                  call_timeout=call_timeout, host_locks=host_locks)
     with contextlib.ExitStack() as stack:
         try:
             parse_uri(default)

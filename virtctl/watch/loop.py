@@ -28,6 +28,8 @@ from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..gitinfo import spec_commit
+from ..coord.backend import Held, HostLocks, LockWaitCancelled
+from ..coord.etcd import EtcdError
 from ..hostlock import UnsafeLockDir, host_lock
 from ..model import Desired, Kind, Live, ObjectKey, PoolSpec, VolumeSpec
 from ..reconciler.actions import Action
@@ -35,12 +37,14 @@ from ..reconciler.apply import Clock, Outcome, Report
 from ..reconciler.apply import apply as apply_plan
 from ..reconciler.plan import Plan, Policy, prune_refusal
 from ..reconciler.plan import plan as make_plan
+from ..reconciler.contentcheck import check_content
 from ..reconciler.plan_storage import StorageView, check_storage, view
+from ..reconciler.storageprobe import probed
 from ..reconciler.validate import check_host
 from .logs import Log
 from .metrics import WatchMetrics
 from .sources import Inbox, Trigger
-from .specs import Scan, Settled, Specs, settle
+from .specs import Scan, Settled, Specs, desired_of, settle
 
 EXIT_OK, EXIT_ERROR = 0, 1
 MAX_PASSES = 3  # apply, verify, and one more go at a host that changed meanwhile
@@ -79,7 +83,7 @@ class Watcher:
         self, uri: str, specs: HostSpecs, inbox: Inbox, *, journal: Log,
         metrics: WatchMetrics, policy: Policy, interval: float,
         driver: Driver | None = None, lock_root: Path | None = None,
-        call_timeout: float | None = None,
+        call_timeout: float | None = None, host_locks: HostLocks | None = None,
     ) -> None:
         self.uri = uri
         self.driver = driver
@@ -91,6 +95,8 @@ class Watcher:
         self.interval = interval
         self.lock_root = lock_root
         self.call_timeout = call_timeout  # per libvirt call (drivers.connect)
+        self.host_locks = host_locks  # etcd locks (--coordination), besides lock_root's
+        self._held: Held | None = None  # the etcd lock of the pass under way
         self._owns_driver = driver is None
         self._unsubscribe: Callable[[], None] | None = None
         if driver is not None:
@@ -167,6 +173,11 @@ class Watcher:
             self.metrics.errors.inc(host=self.uri, type="lock")
             self.journal.error("lock-refused", str(exc))
             return PassResult(in_sync=False, failed=True)
+        except EtcdError as exc:  # no lock without etcd: no action; retried with backoff
+            self.metrics.errors.inc(host=self.uri, type="lock")
+            self.journal.error("lock-unavailable", f"no lock on {self.uri}, nothing done: "
+                               f"{exc}")
+            return PassResult(in_sync=False, failed=True)
         except CallTimeout as exc:
             # The host stopped answering: its connection is given up (closing it would
             # wait too); the next pass connects again.
@@ -199,14 +210,25 @@ class Watcher:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Hold the host's lock for one pass; stop instead if asked while waiting."""
-        if self.lock_root is None:
-            yield
-            return
-        with host_lock(self.uri, self.lock_root, command="virtctl watch",
-                       on_wait=lambda line: self.journal.info("lock-wait", line)):
-            if self.inbox.stopping:
-                raise StopRequested()
+        """Hold the host's lock for one pass (and its etcd lock with --coordination,
+        taken once connected: it is keyed by the host's identity); stop instead if asked
+        while waiting."""
+        with contextlib.ExitStack() as stack:
+            if self.lock_root is not None:
+                stack.enter_context(host_lock(
+                    self.uri, self.lock_root, command="virtctl watch",
+                    on_wait=lambda line: self.journal.info("lock-wait", line)))
+                if self.inbox.stopping:
+                    raise StopRequested()
+            if self.host_locks is not None:
+                try:
+                    self._held = stack.enter_context(self.host_locks.hold(
+                        self._connected(), command="virtctl watch",
+                        on_wait=lambda line: self.journal.info("lock-wait", line),
+                        cancelled=lambda: self.inbox.stopping))
+                except LockWaitCancelled:
+                    raise StopRequested() from None
+                stack.callback(setattr, self, "_held", None)
             yield
 
     def _connected(self) -> Driver:
@@ -231,7 +253,8 @@ class Watcher:
         driver = self._connected()
         live = driver.snapshot()
         caps = self._capabilities(driver)
-        storage = (view(driver.storage(), live)
+        # With what the host's files say (pool directories, backing files), as api.plan.
+        storage = (probed(desired_of(scan.parsed), driver, view(driver.storage(), live))
                    if self.policy.prune or _declares_storage(scan) else None)
         settled = self._settle(scan, live, caps, storage)
         # Read per pass: a `git pull` beside a running watcher moves the commit.
@@ -268,7 +291,8 @@ class Watcher:
                                 prune=self.policy.prune, prune_sets=self.policy.pruned_sets)
             if storage is not None:
                 errors += check_storage(desired, storage, adopt=self.policy.adopt)
-            return errors
+            # Local content files, hashed once per change of the file (contentcheck.py).
+            return errors + check_content(desired.volumes.values())
 
         settled = settle(scan, self.specs.last_good, host_check=host_check)
         self._report_specs(settled, scan)
@@ -310,8 +334,13 @@ class Watcher:
             if _wait_stop(inbox, seconds):
                 raise StopRequested()
 
+        held = self._held
         report = apply_plan(planned, driver, progress=before,
-                            clock=Clock(now=time.monotonic, sleep=sleep))
+                            clock=Clock(now=time.monotonic, sleep=sleep),
+                            guard=held.check if held is not None else None)
+        if report.lost_lock:
+            self.metrics.errors.inc(host=self.uri, type="lock")
+            self.journal.error("lock-lost", f"{report.lost_lock}; the rest was not run")
         for result in report.results:
             self._record(result.action, result.outcome, result.error, result.detail)
         self.journal.info("applied", f"{report.done} done, {report.failed} failed, "
