@@ -40,16 +40,10 @@ from .reconciler.contentcheck import check_content
 from .reconciler.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
-from .reconciler.plan_storage import (
-    StorageView,
-    backing_paths,
-    check_storage,
-    dormant_pools,
-    storage_digest,
-    view,
-)
+from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
 from .reconciler.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
+from .reconciler.storageprobe import probed
 from .reconciler.validate import check_devices, check_host
 from .uri import default_uri
 
@@ -175,21 +169,8 @@ def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
 def _storage(desired: Desired, reader: Reader, policy: Policy,
              live: Live | None = None) -> StorageView | None:
     if desired.pools or desired.volumes or policy.prune:
-        return _probed(desired, reader, view(reader.storage(), live))
+        return probed(desired, reader, view(reader.storage(), live))
     return None
-
-
-def _probed(desired: Desired, reader: Reader, found: StorageView) -> StorageView:
-    """`found` with what the host's files say before the first action: the files in
-    the directory of each declared pool not running yet, and whether the backing
-    files the specs name exist (docs/storage.md, "Data safety")."""
-    dormant = {}
-    for name, xml in dormant_pools(desired, found).items():
-        files = reader.pool_files(xml)
-        if files is not None:
-            dormant[name] = view(files)
-    backing = {path: reader.file_exists(path) for path in sorted(backing_paths(desired, found))}
-    return replace(found, dormant=dormant, backing_files=backing)
 
 
 def apply(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from virtctl.drivers.sim import SimDriver
-from virtctl.model import DomainState
+from virtctl.model import DomainState, Kind
 from virtctl.reconciler.plan import Policy
 from virtctl.uri import parse_uri
 from virtctl.watch import run_watch
@@ -128,3 +128,47 @@ def test_a_lock_folder_another_user_could_take_over_is_logged_and_nothing_applie
         in str(refused["msg"])
     assert not any(r["event"] == "internal-error" for r in stream.records())
     assert "a" not in SimDriver(parse_uri("sim:///lab")).snapshot().domains
+
+
+def test_watch_checks_storage_before_acting_as_apply_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 F in the watcher: a local content file with a wrong checksum, and a
+    volume already in the directory of a pool not running (retained by a delete), make
+    their spec file broken (logged with the file's line) before anything is made."""
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VIRTCTL_SIM_FSYNC", "0")
+    image = tmp_path / "image.raw"
+    image.write_bytes(b"data")
+    host = SimDriver(parse_uri("sim:///lab"))
+    host.define(Kind.POOL, "<pool type='dir'><name>old</name>"
+                           "<target><path>/srv/images</path></target></pool>")
+    host.build_pool("old")
+    host.start(Kind.POOL, "old")
+    host.create_volume("old", "<volume><name>kept.img</name><capacity>8</capacity></volume>")
+    host.destroy(Kind.POOL, "old")
+    host.undefine(Kind.POOL, "old")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "storage.yaml").write_text(
+        "kind: StoragePool\nname: images\ntype: dir\ntarget: {path: /srv/images}\n"
+        "---\nkind: Volume\npool: images\nname: kept.img\nformat: raw\ncapacity: 8\n"
+        f"---\nkind: Volume\npool: images\nname: seed.img\nformat: raw\n"
+        f"content: {{file: {image}, checksum: 'sha256:{'0' * 64}'}}\n")
+    stop, stream, codes = threading.Event(), Lines(), []
+    thread = threading.Thread(target=lambda: codes.append(run_watch(
+        [str(specs)], uri="sim:///lab", policy=Policy(), interval=0.3, log_format="json",
+        metrics_port=None, metrics_address="127.0.0.1", stop=stop, stream=stream)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "does not match its checksum" not in stream.getvalue():
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert codes == [0]
+    text = stream.getvalue()
+    assert "exists already" in text and "--adopt" in text and "storage.yaml:" in text
+    assert "images" not in host.storage().pools  # nothing made
