@@ -17,6 +17,7 @@ caches, and text too long for XML.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -238,7 +239,10 @@ def test_a_watcher_with_a_fifo_keeps_reconciling_and_stops_on_sigterm(
 
 
 BIG = 15 * 1024 * 1024
-LIMIT = "libvirt's XML parser takes at most 10,000,000 bytes in one text or attribute value"
+LIMIT = ("libvirt takes a whole definition of at most 4,194,304 bytes (4 MiB, its daemon's "
+         "message limit)")
+PARSER_LIMIT = ("libvirt's XML parser takes at most 10,000,000 bytes in one text or attribute "
+                "value")
 
 
 @pytest.fixture
@@ -268,7 +272,53 @@ def test_convert_names_the_yaml_line_of_a_text_too_long(state: Path, huge_yaml: 
         assert result.returncode == 1
         assert error_lines(result.stderr) == [
             f"error: {huge_yaml / 'big.yaml'}:6: description: a text of {BIG:,} bytes; "
-            f"{LIMIT}"]
+            f"{PARSER_LIMIT}"]
+
+
+def test_a_definition_libvirts_daemon_cannot_take_is_refused_at_its_document(
+        state: Path, tmp_path: Path) -> None:
+    """5 MiB in one YAML string (at its key), or two 2.5 MiB values in an XML file (at
+    the document): each text parses, the definition is over libvirt's 4 MiB."""
+    (tmp_path / "mid.yaml").write_text(DOMAIN.format(name="mid") + "description: "
+                                       + "x" * (5 << 20) + "\n")
+    half = "x" * (2500 << 10)
+    (tmp_path / "two.xml").write_text(
+        "<domain type='kvm'>\n<name>two</name>\n<memory unit='MiB'>64</memory>\n"
+        f"<os><type arch='x86_64'>hvm</type></os>\n<description>{half}</description>\n"
+        f"<devices><disk type='file'><source file='/{half}'/><target dev='vda'/></disk>"
+        "</devices>\n</domain>\n")
+    result = virtctl(state, "validate", "--offline", "-f", str(tmp_path / "mid.yaml"),
+                     "-f", str(tmp_path / "two.xml"), timeout=DEADLINE)
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert lines[0] == (f"error: {tmp_path / 'mid.yaml'}:6: description: a text of "
+                        f"{5 << 20:,} bytes; {LIMIT}")
+    assert lines[1].startswith(f"error: {tmp_path / 'two.xml'}:1: the domain definition is ")
+    assert lines[1].endswith("bytes; libvirt takes at most 4,194,304 bytes (4 MiB, its "
+                             "daemon's message limit)")
+    assert len(lines) == 2
+
+
+def test_libvirts_daemon_refuses_a_definition_over_4_mib() -> None:
+    """The limit above is libvirt's (REMOTE_STRING_MAX), measured on qemu:///system."""
+    from tests.contract.support import PREFIX, libvirt_module, require_connection
+
+    require_connection("qemu:///system")
+    libvirt = libvirt_module()
+    conn = libvirt.open("qemu:///system")
+    name = f"{PREFIX}h5-{os.getpid()}-size"
+    head = (f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><os>"
+            "<type arch='x86_64' machine='pc'>hvm</type></os><description>")
+    tail = "</description></domain>"
+    try:
+        fits = head + "x" * ((4 << 20) - len(head) - len(tail)) + tail
+        conn.defineXML(fits).undefine()
+        with pytest.raises(libvirt.libvirtError, match="Unable to encode message payload"):
+            conn.defineXML(head + "x" * (4 << 20) + tail)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.lookupByName(name).undefine()
+        conn.close()
 
 
 @pytest.mark.parametrize("where", ["text", "attribute"])

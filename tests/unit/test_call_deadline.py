@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,34 @@ def test_guests_stopped_together_when_the_host_stops_answering_are_all_uncertain
         Outcome.UNCERTAIN, Outcome.UNCERTAIN, Outcome.SKIPPED]
     assert report.lost_host.startswith(f"{driver.uri} stopped answering during shutdown ")
     assert report.return_code == 1
+
+
+def test_a_transfer_may_take_longer_than_one_call_while_each_step_is_quick() -> None:
+    deadline = Deadline(URI, 0.3)
+
+    def transfer(step: Callable[[], None]) -> int:
+        for _ in range(12):  # 0.6 s in all, 0.05 s a step
+            time.sleep(0.05)
+            step()
+        return 12
+
+    assert deadline.run_watched("upload to pool/vol", transfer) == 12
+    assert deadline.spent is None
+
+
+def test_a_transfer_whose_step_stalls_times_out_at_the_deadline_after_its_last_step() -> None:
+    deadline = Deadline(URI, 0.3)
+    release = threading.Event()
+
+    def transfer(step: Callable[[], None]) -> None:
+        for _ in range(6):
+            time.sleep(0.05)
+            step()
+        release.wait(60)  # a send the daemon never takes
+
+    began = time.monotonic()
+    with pytest.raises(CallTimeout, match=r"did not answer within 0.3 s \(upload to p/v\)"):
+        deadline.run_watched("upload to p/v", transfer)
+    assert 0.6 <= time.monotonic() - began < 5
+    assert deadline.spent == "upload to p/v"
+    release.set()

@@ -65,8 +65,9 @@ def _yaml_to_tree(text: str, source: str) -> etree._Element:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise _error(f"malformed YAML: {exc}", source, line=line) from None
-    for path, size in long_text(doc):  # else refused as XML, at a line of the XML
-        raise SpecError(text_too_long(size), code=ErrorCode.INVALID_SPEC,
+    # Nothing is defined here: only what libxml2 cannot parse back is refused.
+    for path, size in long_text(doc, limit=MAX_TEXT_BYTES):
+        raise SpecError(text_too_long(size, limit=MAX_TEXT_BYTES), code=ErrorCode.INVALID_SPEC,
                         domain=ErrorDomain.CONVERTER,
                         source=Source(source, _long_scalar_line(text), path))
     if not isinstance(doc, Mapping):

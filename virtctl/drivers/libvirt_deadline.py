@@ -15,7 +15,8 @@ Decision: one worker thread per operation, not per libvirt call. A driver operat
 one call plus its lookup (define, start, attach a device...), so per operation is per
 call where it matters; a snapshot's hundreds of reads share one deadline (a read of
 200 domains takes tens of milliseconds) instead of paying a thread hand-off each.
-Stream transfers, which take as long as their data, are bounded per chunk. A thread
+Stream transfers, which take as long as their data, get the deadline per step: each
+chunk sent must go within it (`run_watched`, one thread for the whole transfer). A thread
 per operation costs about 0.1 ms; the driver's reads already take longer.
 
 Remote connections also get libvirt's keepalive (`keepalive`): it notices a dead peer
@@ -29,6 +30,7 @@ import inspect
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -101,6 +103,19 @@ class Deadline:
         runs right there, under the outer operation's deadline."""
         if getattr(_inside, "deadline", None) is self:
             return call()
+        return self._run(what, call, late, ticks=None)
+
+    def run_watched(self, what: str, call: Callable[[Callable[[], None]], R]) -> R:
+        """`call(tick)` on one worker thread, given `timeout` s from its start and from
+        each `tick()`: a transfer that goes on as long as its data, while no step of
+        it (a chunk sent) waits longer than one call may. One thread for the whole, not
+        one per chunk: a thread per 256 KiB would cost as much as sending it."""
+        ticks = [time.monotonic()]
+        return self._run(what, lambda: call(lambda: ticks.__setitem__(0, time.monotonic())),
+                         None, ticks=ticks)
+
+    def _run(self, what: str, call: Callable[[], R], late: Callable[[Any], None] | None,
+             *, ticks: list[float] | None) -> R:
         self.check()
         outcome = _Outcome()
         finished = threading.Event()
@@ -118,25 +133,25 @@ class Deadline:
                 late(outcome.value)
 
         threading.Thread(target=work, name=f"virtctl-call {what}", daemon=True).start()
-        if not finished.wait(self.timeout):
+        wait = self.timeout
+        while not finished.wait(wait):
+            if ticks is not None:  # watched: the time since the last step counts
+                wait = ticks[0] + self.timeout - time.monotonic()
+                if wait > 0:
+                    continue
             with self._lock:
                 if not finished.is_set():
                     outcome.abandoned = True
                     self.spent = self.spent or what
-            if outcome.abandoned:
-                raise CallTimeout(
-                    f"{self.uri} did not answer within {self.timeout:g} s ({what}): "
-                    "the call may or may not have taken effect; virtctl stopped using "
-                    "this connection (--call-timeout, $VIRTCTL_CALL_TIMEOUT)")
+            if not outcome.abandoned:
+                break  # it finished just as the time ran out
+            raise CallTimeout(
+                f"{self.uri} did not answer within {self.timeout:g} s ({what}): "
+                "the call may or may not have taken effect; virtctl stopped using "
+                "this connection (--call-timeout, $VIRTCTL_CALL_TIMEOUT)")
         if outcome.error is not None:
             raise outcome.error
         return outcome.value  # type: ignore[no-any-return]
-
-    def per_chunk(self, what: str, call: Callable[P, R]) -> Callable[P, R]:
-        """`call` bounded each time it is called (a stream's send or recv)."""
-        def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.run(what, lambda: call(*args, **kwargs))
-        return bounded
 
 
 class _Bounded(Protocol):

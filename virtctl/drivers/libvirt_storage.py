@@ -109,34 +109,40 @@ class StorageCalls:
                       progress: Callable[[int], None] | None = None) -> None:
         """libvirt writes the bytes over the volume's first `size` bytes and keeps the
         rest (a raw file grows when they are more). Not bounded as a whole (it takes as
-        long as its data): each call, each chunk sent included, gets the call
-        deadline."""
+        long as its data): the call deadline applies to each step, each chunk sent
+        included (Deadline.run_watched)."""
         key = f"{pool}/{name}"
         self._writable("upload to", Kind.VOLUME, key)
-        lv, run = self._lv, self._deadline.run
-        what = f"upload to {key}"
+        self._deadline.run_watched(f"upload to {key}", lambda step: self._upload(
+            pool, name, data, size, progress, step))
+
+    def _upload(self, pool: str, name: str, data: BinaryIO, size: int,
+                progress: Callable[[int], None] | None, step: Callable[[], None]) -> None:
+        key = f"{pool}/{name}"
+        lv = self._lv
         with translated(lv, context=f"cannot upload to volume '{key}'"):
-            vol = run(what, lambda: self._volume(pool, name))
-            stream = run(what, lambda: self._conn.newStream(0))
-            send = self._deadline.per_chunk(what, stream.send)
+            vol = self._volume(pool, name)
+            stream = self._conn.newStream(0)
             try:
-                run(what, lambda: vol.upload(stream, 0, size, 0))
+                vol.upload(stream, 0, size, 0)
+                step()
                 sent = 0
                 while sent < size:
                     chunk = read_chunk(data, min(UPLOAD_CHUNK, size - sent), key)
                     if not chunk:
                         raise _error(f"cannot upload to volume '{key}': the data ended after "
                                      f"{sent} of {size} bytes", ErrorCode.OPERATION_FAILED)
-                    done = send(chunk)
+                    done = stream.send(chunk)
                     while done < len(chunk):  # a send may take less than it was given
-                        done += send(chunk[done:])
+                        done += stream.send(chunk[done:])
+                    step()
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent)
-                run(what, stream.finish)
+                stream.finish()
             except BaseException:
-                with contextlib.suppress(lv.libvirtError, DriverError):
-                    run(f"abort the {what}", stream.abort)  # refused once spent
+                with contextlib.suppress(lv.libvirtError):
+                    stream.abort()
                 raise
 
     def download_volume(self, pool: str, name: str, *, limit: int) -> bytes:

@@ -114,26 +114,40 @@ def unsafe_text(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
 # libxml2's limit on one text node or attribute value without XML_PARSE_HUGE, which
 # libvirt does not set (and virtctl's own parser neither): a longer one is refused.
 MAX_TEXT_BYTES = 10_000_000
+# libvirt's daemon takes a string of at most 4 MiB in one message (REMOTE_STRING_MAX):
+# a longer definition fails at define ("Unable to encode message payload", measured on
+# qemu:///system), after the run began.
+MAX_DEFINITION_BYTES = 4 * 1024 * 1024
 
 
-def long_text(doc: Any, path: str = "") -> Iterator[tuple[str, int]]:
-    """(dotted path, size in bytes) for each string in `doc` that becomes XML text too
-    long for libxml2 (MAX_TEXT_BYTES)."""
+def long_text(doc: Any, path: str = "", *,
+              limit: int = MAX_DEFINITION_BYTES) -> Iterator[tuple[str, int]]:
+    """(dotted path, size in bytes) for each string in `doc` longer than `limit` bytes:
+    text no definition can hold (MAX_DEFINITION_BYTES), or libxml2 parse
+    (MAX_TEXT_BYTES)."""
     if isinstance(doc, str):
         # A character is at most 4 bytes: only a long string is encoded to measure it.
-        if len(doc) * 4 > MAX_TEXT_BYTES and len(doc.encode()) > MAX_TEXT_BYTES:
+        if len(doc) * 4 > limit and len(doc.encode()) > limit:
             yield path, len(doc.encode())
     elif isinstance(doc, dict):
         for key, value in doc.items():
-            yield from long_text(value, f"{path}.{key}" if path else str(key))
+            yield from long_text(value, f"{path}.{key}" if path else str(key), limit=limit)
     elif isinstance(doc, list):
         for index, value in enumerate(doc):
-            yield from long_text(value, f"{path}[{index}]")
+            yield from long_text(value, f"{path}[{index}]", limit=limit)
 
 
-def text_too_long(size: int) -> str:
-    return (f"a text of {size:,} bytes; libvirt's XML parser takes at most "
-            f"{MAX_TEXT_BYTES:,} bytes in one text or attribute value")
+def text_too_long(size: int, *, limit: int = MAX_DEFINITION_BYTES) -> str:
+    if limit == MAX_TEXT_BYTES:
+        return (f"a text of {size:,} bytes; libvirt's XML parser takes at most "
+                f"{MAX_TEXT_BYTES:,} bytes in one text or attribute value")
+    return (f"a text of {size:,} bytes; libvirt takes a whole definition of at most "
+            f"{MAX_DEFINITION_BYTES:,} bytes (4 MiB, its daemon's message limit)")
+
+
+def definition_too_large(kind: str, size: int) -> str:
+    return (f"the {kind} definition is {size:,} bytes; libvirt takes at most "
+            f"{MAX_DEFINITION_BYTES:,} bytes (4 MiB, its daemon's message limit)")
 
 
 #: Unicode categories that print as nothing or reorder what follows: control (Cc),

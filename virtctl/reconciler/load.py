@@ -39,8 +39,10 @@ from ..model import (
 )
 from ..xmlutil import parse, tostring
 from .limits import (
+    MAX_DEFINITION_BYTES,
     MAX_SPEC_BYTES,
     MAX_YAML_VALUES,
+    definition_too_large,
     long_text,
     name_problem,
     text_too_long,
@@ -273,10 +275,27 @@ def load_text(
     names from `kind: Hosts` documents to `hosts`."""
     fmt = detect_format(text, source)
     if fmt == "xml":
-        return [spec_from_xml(parse(text, source=source), source=source)]
-    if fmt == "xen":
-        return [_load_xen(text, source, warnings if warnings is not None else [])]
-    return _load_yaml(text, source, hosts if hosts is not None else [])
+        specs = [spec_from_xml(parse(text, source=source), source=source)]
+    elif fmt == "xen":
+        specs = [_load_xen(text, source, warnings if warnings is not None else [])]
+    else:
+        specs = _load_yaml(text, source, hosts if hosts is not None else [])
+    _check_definition_sizes(specs)
+    return specs
+
+
+def _check_definition_sizes(specs: Sequence[AnySpec]) -> None:
+    """Refuse a definition libvirt's daemon cannot take (limits.MAX_DEFINITION_BYTES),
+    at its document: many texts each under the limit can make one."""
+    errors = []
+    for spec in specs:
+        if len(spec.xml) * 4 > MAX_DEFINITION_BYTES:  # else surely under: no encoding
+            size = len(spec.xml.encode())
+            if size > MAX_DEFINITION_BYTES:
+                errors.append(SpecError(definition_too_large(spec.key.kind, size),
+                                        code=ErrorCode.INVALID_SPEC, source=spec.source))
+    if errors:
+        raise SpecErrors(errors)
 
 
 # -- XML --------------------------------------------------------------------------------
@@ -580,7 +599,11 @@ def _check_limits(doc: Any, source: str, index: int, line: int | None, text: str
         raise SpecError("text with a NUL or another control character XML cannot hold",
                         code=ErrorCode.INVALID_SPEC,
                         source=Source(source, _line_for_path(text, index, path) or line, path))
-    for path, size in long_text(doc):  # else refused later as "<xml>:1: Text node too long"
+    # Else refused later as "<xml>:1: Text node too long", or by libvirt at define. The
+    # cloud-init documents go into the seed image, not a definition.
+    defined = {k: v for k, v in doc.items() if k != "cloudInit"} if isinstance(doc, dict) \
+        else doc
+    for path, size in long_text(defined):
         raise SpecError(text_too_long(size), code=ErrorCode.INVALID_SPEC,
                         source=Source(source, _line_for_path(text, index, path) or line, path))
     from .limits import long_lists
