@@ -75,6 +75,12 @@ def _open_checked(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
     except OSError as exc:
         if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
             raise NotRegularFile(path, stat.S_IFLNK) from None
+        if exc.errno == errno.ENXIO:  # a FIFO opened to write without a reader, a socket
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                raise exc from None
+            raise NotRegularFile(path, mode) from None
         raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):

@@ -390,6 +390,34 @@ def test_the_lock_as_a_symlink_or_fifo_is_refused(
     assert victim.read_text() == "precious\n"
 
 
+@pytest.mark.parametrize(("name", "make", "said"), [
+    ("events.log", os.mkfifo, "a FIFO (named pipe)"),  # opened to append: ENXIO, named
+    ("domains/good.json", os.mkdir, "a directory"),
+    ("counter.json", os.mkfifo, "a FIFO (named pipe)"),
+])
+def test_store_files_that_are_no_regular_files_are_named(
+        state: Path, specs: Path, applied: Path, name: str, make: object,
+        said: str) -> None:
+    path = applied / name
+    path.unlink()
+    make(path)  # type: ignore[operator]
+    (specs / "more.yaml").write_text(DOMAIN.format(name="more"))  # a define, a start (id)
+    result = virtctl(state, "apply", "-f", str(specs), timeout=DEADLINE)
+    assert result.returncode == 1
+    said_all = result.stdout + result.stderr
+    assert f"sim state {path}: {said}, not a regular file; refused" in said_all, said_all
+    assert "Traceback" not in said_all
+
+
+def test_a_state_directory_that_is_no_directory_is_named(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    os.mkfifo(state)
+    result = virtctl(state, "get", "domains", timeout=DEADLINE)
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"error: sim state {state}: a FIFO (named pipe), not a directory; refused"]
+
+
 def test_a_record_or_index_entry_as_a_symlink_is_never_followed(
         state: Path, applied: Path, tmp_path: Path) -> None:
     record = applied / "domains" / "good.json"

@@ -104,8 +104,10 @@ class SimStore:
         self.fsync = fsync
         with faults_named(root):
             # The state root may be a symlink the user made; below it, nothing may be.
-            root.parent.parent.mkdir(parents=True, exist_ok=True)
-            private_dir(root.parent.parent, follow=True)
+            state = root.parent.parent
+            if not os.path.exists(state):  # (not a FIFO there: private_dir names it)
+                state.mkdir(parents=True, exist_ok=True)
+            private_dir(state, follow=True)
             private_dir(root.parent)  # sim/
             private_dir(root)
             for kind in Kind:
