@@ -374,3 +374,59 @@ def test_watch_takes_the_etcd_lock_for_each_pass(etcd_cluster: EtcdCluster,
         code, _, _ = finish(watch, timeout=30)
         assert code == 0, log2.read_text()
         assert "w1" not in defined(state)
+
+
+class _SameHost:
+    """A connection that reports a given host UUID (two URIs of one machine)."""
+
+    def __init__(self, uri: str, uuid: str) -> None:
+        self.uri = uri
+        self._uuid = uuid
+
+    def capabilities(self) -> str:
+        return f"<capabilities><host><uuid>{self._uuid}</uuid></host></capabilities>"
+
+
+def test_two_uris_of_one_host_are_one_lock(etcd_cluster: EtcdCluster) -> None:
+    """Keyed by identity: another process (another EtcdLocks) holding the host through
+    one URI keeps a run out through another; within one run the second URI shares it."""
+    from virtctl.hostlock import LockTimeout
+
+    uuid = "4c4c4544-0042-3510-8057-b4c04f4e3132"
+    ssh = _SameHost("qemu+ssh://root@web1/system", uuid)
+    tls = _SameHost("qemu+tls://web1.example.com/system", uuid)
+    other = _SameHost("qemu+tls://web2.example.com/system", uuid[:-1] + "3")
+    ours, theirs = EtcdLocks(etcd_cluster.client()), EtcdLocks(etcd_cluster.client())
+    heard: list[str] = []
+    with ours.hold(ssh, command="virtctl apply") as held:
+        with pytest.raises(LockTimeout, match="qemu\\+tls://web1.example.com/system"):
+            with theirs.hold(tls, timeout=1.5, on_wait=heard.append):
+                pytest.fail("one host, two URIs: the lock is held")
+        assert heard and heard[0].startswith(
+            "waiting for the lock on qemu+tls://web1.example.com/system held by pid "
+            f"{os.getpid()} on ")
+        with theirs.hold(other, timeout=5):
+            pass  # another host: free
+        with ours.hold(tls, timeout=1.5) as shared:  # the same run: shared, no wait
+            shared.check()
+        held.check()  # still held after the shared use ended
+        assert [kv.key for kv in etcd_cluster.client().range("/virtctl/locks/").kvs] == [
+            f"/virtctl/locks/{uuid}"]
+    with theirs.hold(tls, timeout=5):
+        pass  # released
+
+
+def test_two_uris_of_one_libvirt_daemon_are_one_identity(
+        daemons: list) -> None:  # type: ignore[type-arg]
+    """Real libvirt: one daemon reached as qemu+tcp://127.0.0.1:PORT/system and through
+    its unix socket (qemu+unix:///system?socket=...) is one identity, hence one lock;
+    another daemon (its own guests, in its own mount namespace) is another host."""
+    from virtctl.coord.hostid import host_identity
+
+    daemon = daemons[0]
+    unix = f"qemu+unix:///system?socket={daemon.root / 'sock' / 'libvirt-sock'}"
+    with connect(daemon.uri) as tcp, connect(unix) as local, \
+            connect(daemons[1].uri) as second:
+        a, b, c = host_identity(tcp), host_identity(local), host_identity(second)
+    assert a == b and a.how == "uuid", (a, b)
+    assert c != a
