@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -30,6 +31,40 @@ from tests.integration.libvirtd_tcp import free_port
 from virtctl.coord.etcd import EtcdClient
 
 START_TIMEOUT = 60.0  # seconds for a cluster to elect a leader on a slow, busy box
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A private CA, the members' certificate (IP 127.0.0.1) and a client's."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls(folder: Path) -> TlsFiles:
+    """A CA and two certificates signed by it, made with the openssl command (EC keys:
+    quick to make)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=folder)
+
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=virtctl test CA")
+    for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
+        (folder / f"{name}.ext").write_text(
+            f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")
+        run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=virtctl-{name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
+            f"{name}.ext")
+    return TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key",
+                    folder / "client.pem", folder / "client.key")
 
 
 def etcd_binary() -> str | None:
@@ -66,6 +101,7 @@ class EtcdCluster:
     size: int = 3
     members: list[Member] = field(default_factory=list)
     extra: tuple[str, ...] = ()  # more etcd flags for every member
+    tls: TlsFiles | None = None  # https for clients, client certificates required
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -88,9 +124,18 @@ class EtcdCluster:
 
     @property
     def url(self) -> str:
-        return "etcd://" + ",".join(self.endpoints)
+        return ("etcd+https://" if self.tls else "etcd://") + ",".join(self.endpoints)
+
+    def client_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return context
 
     def client(self, **kwargs: object) -> EtcdClient:
+        if self.tls is not None:
+            kwargs.setdefault("tls", self.client_context())
         return EtcdClient(self.endpoints, **kwargs)  # type: ignore[arg-type]
 
     def start(self) -> None:
@@ -104,10 +149,14 @@ class EtcdCluster:
             raise RuntimeError("etcd is not installed (bash ci/install-etcd.sh)")
         member = self.members[i]
         cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        scheme = "https" if self.tls else "http"
+        tls = [] if self.tls is None else [
+            "--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+            "--client-cert-auth", "--trusted-ca-file", str(self.tls.ca)]
         argv = [
             binary, "--name", member.name, "--data-dir", str(member.data),
-            "--listen-client-urls", f"http://{member.endpoint}",
-            "--advertise-client-urls", f"http://{member.endpoint}",
+            "--listen-client-urls", f"{scheme}://{member.endpoint}",
+            "--advertise-client-urls", f"{scheme}://{member.endpoint}", *tls,
             "--listen-peer-urls", member.peer_url,
             "--initial-advertise-peer-urls", member.peer_url,
             "--initial-cluster", cluster, "--initial-cluster-state", state,
@@ -125,8 +174,10 @@ class EtcdCluster:
         member = self.members[i]
         if not member.running() or member.paused:
             return False
+        scheme = "https" if self.tls else "http"
         try:
-            with urllib.request.urlopen(f"http://{member.endpoint}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"{scheme}://{member.endpoint}/health", timeout=2,
+                                        context=self.client_context()) as r:
                 return bool(json.loads(r.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
             return False
