@@ -32,8 +32,8 @@ PACKAGES=(
     git iproute2
     # etcd for the fleet tests: each starts its own 3-member cluster on loopback
     # (tests/integration/etcdcluster.py, docs/fleet.md); the package's own service is
-    # not used.
-    etcd-server
+    # not used. openssl makes the certificates of the TLS cluster.
+    etcd-server openssl
 )
 
 log() { printf 'install-libvirt: %s\n' "$*" >&2; }
