@@ -28,7 +28,7 @@ from . import drivers
 from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
 from .drivers.sim import state_root
-from .errors import ErrorCode, SpecError, SpecErrors, VirtctlError
+from .errors import DriverError, ErrorCode, SpecError, SpecErrors, VirtctlError
 from .coord.backend import HostLocks
 from .hostlock import host_lock
 from .hosts import HostOutcome, group_by_host, run_per_host
@@ -36,7 +36,8 @@ from .model import Desired, Live, VolumeSpec
 from .reconciler.actions import CreateVolume
 from .reconciler.apply import Clock, Guard, Progress, Report
 from .reconciler.apply import apply as apply_plan
-from .reconciler.contentcheck import check_content
+from .reconciler.applystorage import prefetch
+from .reconciler.contentcheck import check_content, content_source
 from .reconciler.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
 from .reconciler.plan import Plan, Policy, plan_delete
@@ -49,7 +50,7 @@ from .uri import default_uri
 
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
-    "check",
+    "check", "check_files", "fetch_content",
     "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan",
     "run_hosts",
     "split_hosts",
@@ -156,6 +157,30 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     return planned
 
 
+def fetch_content(planned: Plan, desired: Desired) -> None:
+    """Download into virtctl's cache (resuming) and verify the URL content `planned`
+    will upload, before its first action: a wrong checksum raises SpecErrors naming the
+    spec, an unreachable URL a DriverError, and nothing is made (not even the pool).
+    Applying only: diff and dry runs download nothing. The upload reads the cached file
+    without hashing it again."""
+    errors: list[SpecError] = []
+    for action in planned.actions:
+        content = action.content if isinstance(action, CreateVolume) else None
+        if content is None or content.url is None:
+            continue
+        try:
+            prefetch(content)
+        except DriverError as exc:
+            spec = desired.volumes.get(action.name)
+            if exc.code is not ErrorCode.VERIFICATION or spec is None:
+                raise
+            errors.append(SpecError(f"volume '{action.name}': {exc.message}",
+                                    code=ErrorCode.VERIFICATION,
+                                    source=content_source(spec, "checksum")))
+    if errors:
+        raise SpecErrors(errors)
+
+
 def _uploads(planned: Plan, desired: Desired) -> list[VolumeSpec]:
     return [desired.volumes[a.name] for a in planned.actions
             if isinstance(a, CreateVolume) and a.content is not None
@@ -212,6 +237,7 @@ def reconcile(
 ) -> Result:
     """Plan, apply, then verify by planning again."""
     planned = plan(desired, driver, policy=policy)
+    fetch_content(planned, desired)
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
     if planned.empty:
         return Result(planned, report, planned)

@@ -238,6 +238,8 @@ def _apply_steps(
         refusal = prune_refusal(planned, desired, policy)
         if refusal is not None:
             raise VirtctlError(refusal, code=ErrorCode.OPERATION_INVALID)
+        if not args.dry_run:  # URL content downloaded and verified before the first action
+            api.fetch_content(planned, desired)
         return planned
 
     def execute(desired: api.Desired, driver: Driver, planned: api.Plan) -> api.Result:

@@ -227,3 +227,44 @@ def test_downloads_work_with_the_spec_caches_turned_off(
     assert result.code == 0, result.out + result.err
     assert volume_content() == IMAGE
     assert (cache / cached_name(served.url())).read_bytes() == IMAGE
+
+
+# Issue 20 F: a checksum checked late. URL content is fetched and verified before the
+# first action (apply only), as local files are hashed then.
+
+
+def test_a_url_is_verified_before_the_pool_is_made(
+        cli: Callable[..., Any], specs: Path, served: Served, cache: Path) -> None:
+    wrong = checksum(b"not the image")
+    write_specs(specs, served.url(), wrong)
+    result = apply(cli, specs)
+    assert result.code == 1, result.out + result.err
+    assert f"{specs / 'all.yaml'}:5: content.checksum" in result.err, result.err
+    assert "images" not in sim().storage().pools  # nothing made, not even the pool
+    served.cut_after = CUT
+    write_specs(specs, served.url(), checksum(IMAGE))
+    cut = apply(cli, specs)
+    assert cut.code == 1 and "run again to resume" in cut.err, cut.out + cut.err
+    assert "images" not in sim().storage().pools
+    dry = cli("diff", "-f", str(specs))
+    assert dry.code == 2, dry.out + dry.err  # diff downloads nothing
+    assert served.ranges == [None, None]
+
+
+def test_a_download_is_hashed_once_per_run(
+        cli: Callable[..., Any], specs: Path, served: Served, cache: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtctl.reconciler import applystorage
+
+    hashed: list[str | None] = []
+    original = applystorage._Hashing.__init__
+
+    def spy(self: Any, inner: Any, sum_: str | None) -> None:
+        hashed.append(sum_)
+        original(self, inner, sum_)
+
+    monkeypatch.setattr(applystorage._Hashing, "__init__", spy)
+    write_specs(specs, served.url(), checksum(IMAGE))
+    assert apply(cli, specs).code == 0
+    assert hashed == [None]  # verified as downloaded; the upload took that
+    assert volume_content() == IMAGE

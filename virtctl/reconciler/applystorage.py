@@ -39,7 +39,7 @@ from .actions import (
     ResizeVolume,
     StorageAction,
 )
-from .contentcheck import verified
+from .contentcheck import identity, remember, verified
 from .speccache import cache_dir
 from .storage_record import PoolRecord, RecordError, read_record, record_text
 
@@ -161,13 +161,22 @@ def _create(action: CreateVolume, driver: Driver) -> str:
 
 
 def _unverified(content: VolumeContent, stream: IO[bytes]) -> str | None:
-    """The checksum still to verify while uploading: none for a local file the checks
-    before the first action hashed and found right, unchanged since (contentcheck.py)."""
-    if content.file is not None and content.checksum is not None:
+    """The checksum still to verify while uploading: none for a file (local, or a
+    download in the cache) hashed and found right earlier in this run and unchanged
+    since (contentcheck.py)."""
+    if content.data is None and content.checksum is not None:
         with contextlib.suppress(OSError, ValueError):
-            if verified(content.file, os.fstat(stream.fileno())) == content.checksum:
+            if verified(os.fstat(stream.fileno())) == content.checksum:
                 return None
     return content.checksum
+
+
+def prefetch(content: VolumeContent) -> None:
+    """A URL's content downloaded into the cache and verified now, before the first
+    action (api.fetch_content): its upload then reads the cached file, not hashed
+    again."""
+    if content.url is not None:
+        _download(content.url, content.checksum)
 
 
 def _open_content(content: VolumeContent, name: str) -> tuple[IO[bytes], int]:
@@ -307,6 +316,9 @@ def _download(url: str, checksum: str | None) -> Path:
                           "it was discarded", code=ErrorCode.VERIFICATION,
                           domain=ErrorDomain.APPLIER)
     part.replace(done)
+    if checksum:  # just verified: the upload of this run need not hash it again
+        with contextlib.suppress(OSError):
+            remember(os.lstat(done), checksum)
     return done
 
 
@@ -316,9 +328,16 @@ def _matches(path: Path, checksum: str | None) -> bool:
     algorithm, _, want = checksum.partition(":")
     digest = hashlib.new(algorithm)
     with os.fdopen(open_private(path, os.O_RDONLY), "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if verified(info) == checksum:  # hashed earlier in this run, unchanged since
+            return True
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest() == want.lower()
+        if digest.hexdigest() != want.lower():
+            return False
+        if identity(os.fstat(handle.fileno())) == identity(info):
+            remember(info, checksum)
+    return True
 
 
 def _bar(label: str, total: int) -> Callable[[int], None] | None:

@@ -24,31 +24,36 @@ from ..errors import ErrorCode, Source, SpecError
 from ..model import VolumeSpec
 
 _CHUNK = 1 << 20
-# (path, dev, inode, size, mtime_ns, ctime_ns) -> "ALGO:HEX" verified this process
-_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+# (dev, inode, size, mtime_ns, ctime_ns) -> "ALGO:HEX" verified by this process
+_VERIFIED: dict[tuple[int, int, int, int, int], str] = {}
 _LOCK = threading.Lock()
 
 
-def identity(path: str, info: os.stat_result) -> tuple[str, int, int, int, int, int]:
-    return (path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+def identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    """A file as it is now: the same file (device, inode), not written since (size,
+    mtime, and ctime, which every write and rename moves and no one can set)."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def verified(path: str, info: os.stat_result) -> str | None:
-    """The checksum this file was found to have, if it is unchanged since."""
+def verified(info: os.stat_result) -> str | None:
+    """The checksum this file was found to have, if it is unchanged since (by any path:
+    a local content file, or a download in virtctl's cache)."""
     with _LOCK:
-        return _VERIFIED.get(identity(path, info))
+        return _VERIFIED.get(identity(info))
 
 
-def remember(path: str, info: os.stat_result, checksum: str) -> None:
+def remember(info: os.stat_result, checksum: str) -> None:
     with _LOCK:
         if len(_VERIFIED) > 4096:  # a long-running watch: forget old files' states
             _VERIFIED.clear()
-        _VERIFIED[identity(path, info)] = checksum
+        _VERIFIED[identity(info)] = checksum
 
 
-def _source(spec: VolumeSpec, key: str) -> Source:
+def content_source(spec: VolumeSpec, key: str) -> Source:
+    """The spec's line, with its content key (file, url, checksum) as its format spells
+    it."""
     xml = spec.source.file.lower().endswith(".xml")
-    path = (f"metadata/virtctl:runtime/@{'checksum' if key == 'checksum' else 'content-file'}"
+    path = (f"metadata/virtctl:runtime/@{'checksum' if key == 'checksum' else 'content-' + key}"
             if xml else f"content.{key}")
     return Source(spec.source.file, spec.source.line, path)
 
@@ -66,7 +71,8 @@ def check_content(volumes: Iterable[VolumeSpec]) -> list[SpecError]:
         if problem is not None:
             message, key = problem
             errors.append(SpecError(f"volume '{spec.pool}/{spec.name}': {message}",
-                                    code=ErrorCode.INVALID_SPEC, source=_source(spec, key)))
+                                    code=ErrorCode.INVALID_SPEC,
+                                    source=content_source(spec, key)))
     return errors
 
 
@@ -83,7 +89,7 @@ def _problem(path: str, checksum: str | None) -> tuple[str, str] | None:
             return f"content file {path} is not a regular file", "file"
         if checksum is None:
             return None
-        if verified(path, info) == checksum:
+        if verified(info) == checksum:
             return None
         algorithm, _, want = checksum.partition(":")
         digest = hashlib.new(algorithm)
@@ -96,7 +102,6 @@ def _problem(path: str, checksum: str | None) -> tuple[str, str] | None:
         if digest.hexdigest() != want.lower():
             return (f"content file {path} does not match its checksum {checksum} "
                     f"(it has {got})", "checksum")
-        after = os.fstat(fd)
-        if identity(path, after) == identity(path, info):  # not written while hashed
-            remember(path, info, checksum)
+        if identity(os.fstat(fd)) == identity(info):  # not written while hashed
+            remember(info, checksum)
     return None
