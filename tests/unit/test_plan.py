@@ -647,3 +647,25 @@ def test_big_or_total_prunes_need_prune_all(doomed: int, declared: bool, refused
     assert (prune_refusal(Plan(deletes=keys), desired, policy) is not None) is refused
     assert prune_refusal(Plan(deletes=keys), desired,
                          dataclasses.replace(policy, prune_all=True)) is None
+
+
+def test_prune_keeps_a_network_a_running_guest_staying_on_the_host_uses() -> None:
+    """Set A's network, set B's running guest on it: A's prune would cut B's link."""
+    net_a = dataclasses.replace(live_net(net("lan")),
+                                owner=Ownership(spec_hash="h", apply_set="A"))
+    guest_b = dataclasses.replace(live_dom(dom("web", nets=("lan",)),
+                                           state=DomainState.RUNNING),
+                                  owner=Ownership(spec_hash="h", apply_set="B"))
+    policy = Policy(prune=True, apply_set="A")
+    kept = plan(Desired(), host(net_a, guest_b), policy=policy)
+    assert kept.actions == () and not kept.deletes
+    assert kept.notes == ("network/lan: not pruned: running guest(s) web staying on the "
+                          "host use it",)
+    # Pruned together with the guest (both A's), or with the guest off, it goes.
+    guest_a = dataclasses.replace(guest_b, owner=Ownership(spec_hash="h", apply_set="A"))
+    both = plan(Desired(), host(net_a, guest_a), policy=dataclasses.replace(
+        policy, prune_all=True))
+    assert {str(k) for k in both.deletes} == {"network/lan", "domain/web"}
+    off = dataclasses.replace(guest_b, state=DomainState.SHUTOFF)
+    assert {str(k) for k in plan(Desired(), host(net_a, off), policy=policy).deletes} == {
+        "network/lan"}

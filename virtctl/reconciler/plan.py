@@ -212,7 +212,8 @@ def plan(
                     desired.pools if key.kind is Kind.POOL else desired.volumes):
                 deletes.add(key)  # (a step with notes only: kept, saying why)
     for key, step in pruned.items():
-        deletes.add(key)
+        if step.actions:
+            deletes.add(key)  # (a step with notes only: kept, saying why)
         steps[key] = step
     planned = _assemble(steps, creates=creates, deletes=deletes)
     return replace(planned, in_sync=frozenset(synced))
@@ -287,10 +288,33 @@ def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step
               if in_prune_scope(d.owner, policy) and d.name not in desired.domains]
     out = {d.key: Step(actions=tuple(_delete_domain(d, policy.shutdown_timeout,
                                                     reason=reason))) for d in doomed}
+    linked: dict[str, list[str]] | None = None  # read once, only when a network goes
     for n in live.networks.values():
         if in_prune_scope(n.owner, policy) and n.name not in desired.networks:
+            if linked is None:
+                linked = _running_links(live, {d.name for d in doomed})
+            if n.active and linked.get(n.name):
+                # Another set's (or an unmanaged) running guest would lose its link.
+                out[n.key] = Step(notes=(
+                    f"{n.key}: not pruned: running guest(s) {', '.join(linked[n.name])} "
+                    "staying on the host use it",))
+                continue
             users = users_of(n.name, doomed)
             out[n.key] = Step(actions=tuple(delete_network(n, users, reason=reason)))
+    return out
+
+
+def _running_links(live: Live, leaving: set[str]) -> dict[str, list[str]]:
+    """network -> the running guests (sorted) that stay on the host and use it."""
+    out: dict[str, list[str]] = {}
+    for dom in sorted(live.domains.values(), key=lambda d: d.name):
+        if not dom.state.active or dom.name in leaving:
+            continue
+        root = parse(dom.running_xml or dom.xml)
+        for source in root.iterfind("devices/interface[@type='network']/source"):
+            name = source.get("network")
+            if name and dom.name not in out.setdefault(name, []):
+                out[name].append(dom.name)
     return out
 
 
