@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _files(p)
     _restarts(p)
-    p.add_argument("--prune", action="store_true")
+    p.add_argument("--prune", action="store_true",
+                   help="show what apply --prune would delete of this run's set")
     set_options(p)
     p.add_argument("--adopt", action="store_true")
     p.add_argument("--allow-recreate", action="store_true")

@@ -198,7 +198,8 @@ def _references(desired: Desired, live: Live, *, prune: bool,
                     sets is None or found.owner.apply_set in sets):  # another set's stays
                 yield SpecError(
                     f"interface uses network {net!r}, which --prune would delete "
-                    "(it is managed by virtctl and absent from the specs)",
+                    "(it is managed by virtctl, of this run's apply set, and absent from "
+                    "the specs): declare it too",
                     code=ErrorCode.UNKNOWN_REFERENCE,
                     source=Source(dom.source.file, dom.line_of(f"network:{net}"),
                                   "devices/interface/source/@network"),

@@ -81,7 +81,8 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDRESS",
                    help="address the metrics server binds (default 127.0.0.1)")
     p.add_argument("--prune", action="store_true",
-                   help="delete managed objects absent from the specs")
+                   help="delete managed objects of the watcher's apply set absent from "
+                   "the specs")
     p.add_argument("--adopt", action="store_true", help="take over existing unmanaged objects")
     p.add_argument("--shutdown-timeout", type=seconds_arg, default=60.0, metavar="SECONDS",
                    help="how long a graceful shutdown may take (default 60)")
