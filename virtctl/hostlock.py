@@ -130,13 +130,38 @@ def _checked(folder: Path, *, explicit: bool, hint: str = "") -> Path | None:
     problem = _unsafe(info, me)
     if problem is not None:
         raise _refused(folder, problem, hint)
+    above = _unsafe_ancestor(folder, me)
+    if above is not None:
+        raise _refused(folder, above, hint, fix="keep it in a directory only you and root "
+                       "can change")
     return folder
 
 
-def _refused(folder: Path, problem: str, hint: str = "") -> UnsafeLockDir:
+def _unsafe_ancestor(folder: Path, me: int) -> str | None:
+    """A directory above `folder` (as written, and as symlinks resolve it) that someone
+    but root and this user could change: whoever can rename entries there can swap the
+    lock folder for another between two runs, and two runs would then lock different
+    files. A sticky directory (/tmp, /run/lock) lets no one rename what is not theirs."""
+    written = Path(os.path.abspath(folder)).parents
+    for above in dict.fromkeys([*written, *Path(os.path.realpath(folder)).parents]):
+        try:
+            info = above.lstat()
+        except OSError:
+            continue
+        if info.st_uid not in (0, me):
+            return f"{above} above it is owned by {_user(info.st_uid)}"
+        if (not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                and not info.st_mode & stat.S_ISVTX):
+            return (f"{above} above it is writable by its group or others (mode "
+                    f"{stat.S_IMODE(info.st_mode):04o}) and not sticky")
+    return None
+
+
+def _refused(folder: Path, problem: str, hint: str = "", *,
+             fix: str | None = None) -> UnsafeLockDir:
     quoted = shlex.quote(str(folder))
-    fix = (f"make it private (chmod 700 {quoted})" if problem.startswith("writable")
-           else f"remove it (rm -r {quoted}; virtctl makes it again)")
+    fix = fix or (f"make it private (chmod 700 {quoted})" if problem.startswith("writable")
+                  else f"remove it (rm -r {quoted}; virtctl makes it again)")
     return UnsafeLockDir(
         f"refusing the lock directory {folder}: {problem}, so another user could hold "
         f"or fake virtctl's locks; {fix}{', ' + hint if hint else ''}")

@@ -371,3 +371,31 @@ def test_the_holder_names_its_verb_whatever_the_option_order(tmp_path: Path) -> 
     assert second.returncode == 1
     assert f"held by pid {first.pid} (virtctl apply, since " in second.stderr
     assert "virtctl sim:" not in second.stderr
+
+
+@pytest.mark.parametrize("make", ["other-user", "group-writable", "world-writable"])
+def test_a_lock_directory_inside_a_directory_others_can_change_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: str) -> None:
+    """Whoever can rename entries above the lock folder can swap it between two runs
+    (which would then lock different files). A sticky parent (/tmp, /run/lock) is fine."""
+    parent = tmp_path / "shared"
+    parent.mkdir(mode=0o755)
+    if make == "other-user":
+        needs_root()
+        os.chown(parent, NOBODY, NOBODY)
+        expect = f"{parent} above it is owned by nobody (uid {NOBODY})"
+    else:
+        mode = 0o775 if make == "group-writable" else 0o777
+        parent.chmod(mode)
+        expect = f"{parent} above it is writable by its group or others (mode {mode:04o})"
+    folder = parent / "locks"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("VIRTCTL_LOCK_DIR", str(folder))
+    with pytest.raises(VirtctlError) as caught, host_lock(LIBVIRT_URI, tmp_path / "state"):
+        pytest.fail("a lock folder others could swap was used")
+    assert f"refusing the lock directory {folder}: {expect}" in str(caught.value)
+    assert list(folder.iterdir()) == []
+    parent.chmod(0o1777)  # sticky: no one renames what is not theirs
+    if make != "other-user":
+        with host_lock(LIBVIRT_URI, tmp_path / "state", timeout=0):
+            pass
