@@ -8,6 +8,12 @@ command, since when) so that a waiter can name it: "waiting for the lock on HOST
 pid N (virtctl apply, since HH:MM:SS)", at once and then every `interval` seconds. A
 waiter gives up after `timeout` seconds (None: waits as long as it takes) with a
 `LockTimeout` naming the holder.
+
+Whoever can write the lock folder holds this user's locks and writes the records it
+prints, so the folder must be a real directory of this user's that no one else can
+write, below directories no one else can change (`UnsafeLockDir` otherwise, naming it
+and the fix); lock files are 0600 files of this user's, opened through the checked
+folder without following symlinks. A record is only text: printed escaped and cut.
 """
 
 from __future__ import annotations
@@ -82,9 +88,10 @@ def _folder(uri: str, state_root: Path) -> Path:
     """The lock folder for `uri`, made (0700) if missing and checked: it must be a real
     directory (not a symlink), owned by this user and writable by no one else, or
     whoever owns or can write it holds this user's locks and writes the holder records
-    it prints. $VIRTCTL_LOCK_DIR must be usable or the run stops; /run/lock/virtctl is
-    skipped (for the state directory) only when it cannot be made, or when it is
-    root's own and this is not root: a folder this user could never have written."""
+    it prints. $VIRTCTL_LOCK_DIR must be usable or the run stops. /run/lock/virtctl is
+    made by root only; it is skipped (for the state directory) when it cannot be made,
+    when it is missing and this is not root, or when it is root's and this is not root:
+    a folder this user could never write."""
     own = state_root / "locks"
     if parse_uri(uri).driver == "sim":
         return _checked(own, explicit=True)
