@@ -281,10 +281,10 @@ class EtcdClient:
         doc = self.call("/v3/lease/keepalive", {"ID": str(lease)}, timeout=timeout)
         return int((doc.get("result") or doc).get("TTL", 0))
 
-    def lease_revoke(self, lease: int) -> None:
+    def lease_revoke(self, lease: int, *, timeout: float | None = None) -> None:
         """End `lease` now: its keys are deleted. A lease already gone is no error."""
         try:
-            self.call("/v3/lease/revoke", {"ID": str(lease)})
+            self.call("/v3/lease/revoke", {"ID": str(lease)}, timeout=timeout)
         except EtcdError as exc:
             if "lease not found" not in exc.message:
                 raise
@@ -539,8 +539,9 @@ class LeaseKeeper:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.client.timeout * len(self.client.endpoints) + 1)
         if revoke and not self._lost:
+            # Bounded: if etcd does not answer, the lease runs out by itself.
             with contextlib.suppress(EtcdError):
-                self.client.lease_revoke(self.lease.id)
+                self.client.lease_revoke(self.lease.id, timeout=min(self.client.timeout, 2.0))
         self._lost = self._lost or "stopped"
 
 
