@@ -468,3 +468,31 @@ def test_tls_etcd(tmp_path: Path) -> None:
             assert "t1" not in defined(state)
     finally:
         cluster.stop()
+
+
+def test_locks_under_one_shared_lease(etcd_cluster: EtcdCluster) -> None:
+    """A member's own lease for all its locks: released by deleting the key (the lease
+    lives on), and every lock goes when the lease ends."""
+    from virtctl.hostlock import LockTimeout
+
+    client = etcd_cluster.client()
+    keeper = client.keeper(client.lease_grant(3))
+    member = EtcdLocks(client, keeper=keeper)
+    other = EtcdLocks(etcd_cluster.client())
+    web1 = _SameHost("qemu+ssh://web1/system", "4c4c4544-0042-3510-8057-b4c04f4e3132")
+    web2 = _SameHost("qemu+ssh://web2/system", "4c4c4544-0042-3510-8057-b4c04f4e3133")
+    with member.hold(web1) as held:
+        held.check()
+        assert client.get("/virtctl/locks/" + web1._uuid).lease == keeper.lease.id  # type: ignore[union-attr]
+        with pytest.raises(LockTimeout):
+            with other.hold(web1, timeout=1):
+                pass
+    assert keeper.alive and lock_keys(client) == []  # the key went, the lease stays
+    with other.hold(web1, timeout=5):
+        pass
+    # The member dies holding web2 (its keeper stops, nothing revoked): freed within TTL.
+    with member.hold(web2):
+        keeper.stop(revoke=False)
+        began = time.monotonic()
+        with other.hold(web2, timeout=15):
+            assert time.monotonic() - began <= 3 + 3

@@ -30,7 +30,7 @@ from ..errors import ErrorCode, ErrorDomain, VirtctlError
 from ..hostlock import COMMAND_LIMIT, NOTICE_INTERVAL, LockTimeout, host_lock
 from ..printable import printable
 from .config import DEFAULT_TTL
-from .etcd import EtcdClient, EtcdError, KeyValue, LeaseKeeper
+from .etcd import EtcdClient, EtcdError, KeyValue, LeaseKeeper, compare, delete_op
 from .hostid import HostId, host_identity
 
 PREFIX = "/virtctl/"
@@ -115,11 +115,20 @@ class EtcdHeld:
 
 class EtcdLocks:
     """Host locks in etcd (see the module docstring). Two URIs of one run that name
-    the same host (same identity) share its lock: this process holds it once."""
+    the same host (same identity) share its lock: this process holds it once.
 
-    def __init__(self, client: EtcdClient, *, ttl: int = DEFAULT_TTL) -> None:
+    By default each lock has a lease of its own (grant, create, revoke: 3 requests,
+    plus a renewal every TTL/3). A long-running process holding many hosts (a fleet
+    member) may pass its own started `keeper` instead: every lock is then created under
+    that one lease and released by deleting the key if it is still under it (create,
+    delete: 2 requests per lock); the keeper's owner stops it. One EtcdLocks per such
+    keeper: a key under that lease counts as this instance's own."""
+
+    def __init__(self, client: EtcdClient, *, ttl: int = DEFAULT_TTL,
+                 keeper: LeaseKeeper | None = None) -> None:
         self.client = client
         self.ttl = ttl
+        self.keeper = keeper
         self._mutex = threading.Lock()
         self._held: dict[str, tuple[LeaseKeeper, int]] = {}  # key -> keeper, users
         self._taking: dict[str, threading.Lock] = {}  # key -> one taker at a time
@@ -154,14 +163,25 @@ class EtcdLocks:
                 else:
                     del self._held[key]
             if users <= 1:
-                keeper.stop(revoke=True)  # the key goes with the lease
+                self._release(key, keeper)
+
+    def _release(self, key: str, keeper: LeaseKeeper) -> None:
+        if keeper is not self.keeper:
+            keeper.stop(revoke=True)  # the key goes with the lease
+            return
+        # A shared lease: delete the key only while it is still ours (a lease that ended
+        # took it already, and someone else may hold the host by now).
+        with contextlib.suppress(EtcdError):
+            self.client.txn([compare(key, "LEASE", keeper.lease.id)], [delete_op(key)])
 
     def _take(self, key: str, host: HostId, uri: str, *, command: str,
               timeout: float | None, on_wait: Callable[[str], None] | None,
               interval: float, cancelled: Callable[[], bool] | None) -> LeaseKeeper:
-        lease = self.client.lease_grant(self.ttl)
-        keeper = LeaseKeeper(self.client, lease)
-        keeper.start()
+        if self.keeper is not None:
+            keeper = self.keeper
+        else:
+            keeper = LeaseKeeper(self.client, self.client.lease_grant(self.ttl))
+            keeper.start()
         try:
             value = json.dumps({"pid": os.getpid(), "machine": socket.gethostname(),
                                 "command": command, "since": time.time(),
@@ -169,7 +189,8 @@ class EtcdLocks:
             self._acquire(key, value, keeper, uri=uri, timeout=timeout, on_wait=on_wait,
                           interval=interval, cancelled=cancelled)
         except BaseException:
-            keeper.stop(revoke=True)
+            if keeper is not self.keeper:
+                keeper.stop(revoke=True)
             raise
         return keeper
 
