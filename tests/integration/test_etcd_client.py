@@ -218,3 +218,14 @@ def test_auth_token(etcd_cluster: EtcdCluster) -> None:
         wrong.get("/a")
     assert "wrong-pw" not in str(bad.value) and "root" in str(bad.value)
     assert "wrong-pw" not in repr(wrong.__dict__)
+
+
+def test_a_connection_closed_while_idle_is_reopened_on_the_same_member(
+        etcd_cluster: EtcdCluster) -> None:
+    client = etcd_cluster.client()
+    client.put("/idle", b"0")
+    assert client._current == 0
+    etcd_cluster.restart(0)  # every kept-alive connection to it is gone
+    client.put("/idle", b"1")
+    assert client._current == 0  # not taken for a failed member: one retry, new connection
+    assert client.get("/idle").value == b"1"  # type: ignore[union-attr]

@@ -382,14 +382,23 @@ class EtcdClient:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = token
-        conn = self._connection(index, deadline)
-        try:
-            conn.request("POST", path, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(index)
-            raise _Retry(_why(exc)) from None
+        for attempt in (1, 2):
+            conn = self._connection(index, deadline)
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", path, body=data, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(index)
+                # A kept-alive connection the server closed while idle: once more on a
+                # new one (not after a timeout: the member may be hung, try the next).
+                if attempt == 1 and reused and isinstance(exc, (
+                        ConnectionResetError, BrokenPipeError,
+                        http.client.RemoteDisconnected)):
+                    continue
+                raise _Retry(_why(exc)) from None
         try:
             doc = json.loads(raw or b"{}")
         except ValueError:
@@ -665,8 +674,12 @@ class Watch:
 
     def _line(self, doc: dict[str, Any]) -> None:
         if "error" in doc:
-            raise _Retry(str(doc["error"].get("message") if isinstance(doc["error"], dict)
-                             else doc["error"]))
+            message = str(doc["error"].get("message") if isinstance(doc["error"], dict)
+                          else doc["error"])
+            if any(words in message for words in _INVALID_AUTH):
+                with self.client._token_lock:
+                    self.client._token = None  # expired: a new one for the next stream
+            raise _Retry(message)
         result = doc.get("result") or {}
         compacted = int(result.get("compact_revision", 0))
         if compacted:
