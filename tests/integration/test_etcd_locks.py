@@ -483,7 +483,8 @@ def test_locks_under_one_shared_lease(etcd_cluster: EtcdCluster) -> None:
     web2 = _SameHost("qemu+ssh://web2/system", "4c4c4544-0042-3510-8057-b4c04f4e3133")
     with member.hold(web1) as held:
         held.check()
-        assert client.get("/virtctl/locks/" + web1._uuid).lease == keeper.lease.id  # type: ignore[union-attr]
+        kv = client.get("/virtctl/locks/" + web1._uuid)
+        assert kv is not None and kv.lease == keeper.lease.id
         with pytest.raises(LockTimeout):
             with other.hold(web1, timeout=1):
                 pass
