@@ -69,7 +69,7 @@ def store_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> Sto
         what += "; refused (the sim's state files are never followed or waited on)"
     elif isinstance(exc, UnsafeDirectory):
         pass
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    elif exc.errno == errno.EROFS:
         what += " (the sim's state directory must be writable to change anything)"
     return StoreError(f"sim state {where}: {what}" if where is not None else f"sim state: {what}")
 
