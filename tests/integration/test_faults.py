@@ -241,12 +241,20 @@ CALL_TIMEOUT = 5.0
 MARGIN = 25.0  # starting the interpreter, the report, exiting, on a slow 2-core machine
 
 
+THAW_AFTER = 600  # seconds: a guard thaws the daemon even if this test process dies
+
+
 @contextlib.contextmanager
 def stopped(daemon: RemoteLibvirtd) -> Iterator[Callable[[], None]]:
     """The private daemon frozen with SIGSTOP when the block calls `freeze()`; always
-    thawed (SIGCONT) after, so the module's purge and the next tests find it answering."""
+    thawed (SIGCONT) after, so the module's purge and the next tests find it answering.
+    A detached guard thaws it after THAW_AFTER s should pytest be killed meanwhile (a
+    stopped daemon never reaches its idle exit)."""
     assert daemon.process is not None
     pid = daemon.process.pid  # libvirtd itself: unshare and sh exec it
+    guard = subprocess.Popen(["sh", "-c", f"sleep {THAW_AFTER}; kill -CONT {pid}"],
+                             start_new_session=True, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def freeze() -> None:
         os.kill(pid, signal.SIGSTOP)
@@ -255,6 +263,8 @@ def stopped(daemon: RemoteLibvirtd) -> Iterator[Callable[[], None]]:
         yield freeze
     finally:
         os.kill(pid, signal.SIGCONT)
+        os.killpg(guard.pid, signal.SIGTERM)  # the guard's shell and its sleep
+        guard.wait(timeout=60)
 
 
 def lock_is_free(uri: str, state: Path) -> bool:
