@@ -1,7 +1,7 @@
 """A hostile host's text never reaches the terminal raw (issue 20 D): libvirt 9.0 takes a
 domain name holding a right-to-left override, a zero-width space, DEL and a C1 control
 (CSI, which some terminals act on like ESC [). `get` and its wide form print such a
-name escaped; JSON keeps the name itself, as JSON escapes."""
+name escaped; JSON and YAML keep the name itself, as escapes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
 from tests.integration.crashkit import virtctl
@@ -45,8 +46,11 @@ def test_get_prints_a_hostile_name_escaped(hostile: str, tmp_path: Path, output:
     assert result.stdout.replace("\n", "").isprintable()
 
 
-def test_get_json_keeps_the_name_as_json_escapes(hostile: str, tmp_path: Path) -> None:
-    result = virtctl(tmp_path / "state", "-c", QEMU, "get", "domains", "-o", "json")
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_get_json_and_yaml_keep_the_name_as_escapes(hostile: str, tmp_path: Path,
+                                                     output: str) -> None:
+    result = virtctl(tmp_path / "state", "-c", QEMU, "get", "domains", "-o", output)
     assert result.returncode == 0, result.stderr
     assert result.stdout.replace("\n", "").isprintable()
-    assert hostile in {row["name"] for row in json.loads(result.stdout)}
+    rows = json.loads(result.stdout) if output == "json" else yaml.safe_load(result.stdout)
+    assert hostile in {row["name"] for row in rows}
