@@ -63,6 +63,8 @@ def test_sim_hosts_are_their_state_directories() -> None:
     assert one != identify("sim:///lab", never, state_dir="/b/sim/lab")
     assert one != identify("sim:///lab2", never, state_dir="/a/sim/lab2")
     assert one.key.startswith("sim-lab-") and asked == []  # every sim has one caps uuid
+    # The same path on another machine is another sim.
+    assert one != identify("sim:///lab", never, state_dir="/a/sim/lab", local_name="other")
 
 
 def test_identity_is_cached_per_connection(tmp_path: Path) -> None:

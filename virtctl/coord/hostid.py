@@ -4,8 +4,8 @@
 hypervisor; locks (and fleet status) must be keyed by the host, not by the text of its
 URI. The identity, in order of preference:
 
-1. a sim host: its state directory (`sim-NAME-HASH`); every sim host reports the same
-   capabilities uuid, so the uuid cannot tell them apart;
+1. a sim host: its state directory on this machine (`sim-NAME-HASH`); every sim host
+   reports the same capabilities uuid, so the uuid cannot tell them apart;
 2. libvirt's host UUID, `<capabilities><host><uuid>` (the SMBIOS system UUID, or
    `host_uuid` in libvirtd.conf), unless it is one no real machine is told apart by
    (all zeros, all one digit, or the placeholder some firmware ships: see _PLACEHOLDERS);
@@ -85,9 +85,12 @@ def identify(uri: str, capabilities: object, *, state_dir: str | None = None,
     capabilities XML, asked only when needed, and the local host name)."""
     parsed = parse_uri(uri)
     if parsed.driver == "sim":
+        # A sim lives in a state directory of one machine: the same path on another
+        # machine is another sim.
         name = parsed.path.strip("/") or "default"
         where = state_dir if state_dir is not None else name
-        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+        machine = local_name or socket.gethostname()
+        digest = hashlib.sha256(f"{machine}\0{where}".encode()).hexdigest()[:16]
         return HostId(f"sim-{_safe(name)[:40]}-{digest}", "sim")
     uuid = host_uuid(capabilities() if callable(capabilities) else str(capabilities))
     if uuid is not None:
