@@ -209,6 +209,44 @@ def test_a_full_disk_is_one_line_naming_the_file_and_loses_nothing(
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_an_upload_that_fills_the_disk_names_the_volume_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    """An 8 MiB content.file into a sim store on a 4 MiB tmpfs (room for the pool and
+    its record): the upload fails with ENOSPC, named; the volume made for it is removed
+    again, no upload file is left."""
+    need_root_mounts()
+    image = tmp_path / "image.raw"
+    image.write_bytes(os.urandom(8 << 20))
+    specs = tmp_path / "storage"
+    specs.mkdir()
+    (specs / "all.yaml").write_text(textwrap.dedent(f"""\
+        kind: StoragePool
+        name: images
+        type: dir
+        target: {{path: /srv/images}}
+        ---
+        kind: Volume
+        pool: images
+        name: disk.img
+        format: raw
+        content: {{file: {image}}}
+        """))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with mounted("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)):
+        state = disk / "state"
+        result = virtctl(state, "apply", "-f", str(specs), timeout=DEADLINE)
+        assert result.returncode == 1
+        said = result.stdout + result.stderr
+        assert "Traceback" not in said and "[Errno 28]" not in said
+        data = next((store_of(state) / "pools-data").glob("*srv*"))
+        assert (f"sim state {data / 'disk.img'}: cannot upload to volume 'images/disk.img': "
+                "No space left on device; the volume keeps its old content") in said, said
+        # The volume made for the upload went again; the pool's record stays.
+        assert [p.name for p in data.iterdir()] == ["virtctl-state.json"]
+        assert not list((store_of(state) / "pools-data" / ".uploads").iterdir())
+
+
 def test_an_event_line_that_does_not_fit_is_cut_off_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection at the write (no root needed): events.log never keeps a part of a

@@ -40,7 +40,7 @@ from ..fileio import open_private, private_dir
 from ..model import STATE_VOLUME, Kind, LivePool, LiveVolume, Storage
 from ..xmlutil import parse, tostring
 from .base import EventType
-from .simstore import Record, SimStore, faults_named, store_error
+from .simstore import Record, SimStore, StoreError, faults_named, store_error
 from .storageshared import (
     RECORD_LIMIT,
     image_size,
@@ -354,8 +354,9 @@ class SimStorage:
             with self.store.locked(exclusive=True):
                 _, file, _ = self._volume(pool, name)  # still there
                 os.replace(tmp, file)
-        except OSError as exc:  # a full disk: named, and the volume keeps its content
-            raise store_error(exc, tmp) from None
+        except OSError as exc:  # a full disk: the volume named, and it keeps its content
+            raise StoreError(f"sim state {file}: cannot upload to volume '{key}': "
+                             f"{exc.strerror or exc}; the volume keeps its old content") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
