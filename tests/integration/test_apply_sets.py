@@ -9,6 +9,7 @@ started); the scenarios of issue 20, section A.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -258,6 +259,19 @@ def test_a_shallow_clone_needs_a_set_to_prune(tmp_path: Path) -> None:
                   "specs").returncode == 0
 
 
+@contextlib.contextmanager
+def pool_dir(uri: str, prefix: str) -> Iterator[Path]:
+    """A shared directory for the test's pools, whose pools (and guests) are removed
+    before it is: an active pool over a removed directory would fail every other run's
+    read of the host's storage meanwhile."""
+    with shared_dir() as shared:
+        try:
+            yield shared
+        finally:
+            if not uri.startswith("sim"):
+                purge_libvirt(uri, prefix=prefix)
+
+
 def storage_specs(root: Path, folder: str, pool: str, target: Path | None,
                   *volumes: str) -> Path:
     """A folder declaring a dir pool (when `target` is given) and raw volumes in it with
@@ -298,7 +312,7 @@ def test_prune_of_another_set_leaves_its_pool_and_volumes(
     """Set A: a dir pool and a volume with deletePolicy: delete; set B: one guest.
     `apply --prune -f B/` deleted A's volume and undefined A's pool (issue 20, A.1)."""
     uri, p, state = host
-    with shared_dir() as shared:
+    with pool_dir(uri, p) as shared:
         team_a = storage_specs(tmp_path, "A", f"{p}pool", shared / "images", "data.raw")
         team_b = folder(tmp_path, "B", f"{p}b1")
         for specs in (team_a, team_b):
@@ -398,7 +412,7 @@ def test_qemu_diff_prune_of_one_volume_leaves_another_sets_pool_volumes_and_seed
     p, state = f"{PREFIX}{secrets.token_hex(3)}-", tmp_path / "state"
     pool = f"{p}pool"
     try:
-        with shared_dir() as shared:
+        with pool_dir(uri, p) as shared:
             team_a = storage_specs(tmp_path, "A", pool, shared / "images", "base.raw")
             with (team_a / "guest.yaml").open("w") as out:
                 out.write(textwrap.dedent(f"""\
