@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     add_watch_parser(sub)
+    from .coord.statuscmd import add_status_parser
+
+    add_status_parser(sub)
     return parser
 
 

@@ -221,6 +221,21 @@ class SimDriver(SimLiveCalls, SimStorage):
         with self.store.locked(exclusive=True):
             self.store.write_json("faults.json", [])
 
+    # -- the fleet's pass log --------------------------------------------------------
+
+    def record_pass(self, member: str, started: float, ended: float) -> None:
+        """Append one line to passes.log in the state directory: which fleet member ran
+        a pass on this host, from when to when (Unix time). The fleet tests read it to
+        prove no two passes on one host overlapped (docs/fleet.md); one write(2) of a
+        line under O_APPEND, so lines from several processes never interleave."""
+        line = json.dumps({"member": member, "start": started, "end": ended}) + "\n"
+        fd = open_private(self.store.root / "passes.log",
+                          os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
     # -- events --------------------------------------------------------------------
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:

@@ -91,6 +91,13 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
     live_options(p)
     set_options(p)
     coordination_options(p)
+    p.add_argument("--fleet", default=None, metavar="NAME",
+                   help="share the specs' hosts with the other members of fleet NAME "
+                   "(needs --coordination); with -c URI, be that host's agent and "
+                   "reconcile it alone (docs/fleet.md)")
+    p.add_argument("--member", default=None, metavar="NAME",
+                   help="this member's name in the fleet, stable across restarts so a "
+                   "restarted member takes back its share (default: the host name)")
     p.set_defaults(func=cmd_watch)
     return p
 
@@ -119,6 +126,24 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     host_locks = None if coordinated is None else EtcdLocks(coordinated.client(),
                                                             ttl=coordinated.lease_ttl)
+    fleet_options = None
+    if args.fleet is not None or args.member is not None:
+        from ..coord.membership import check_name, default_member
+        from .fleetmember import FleetOptions
+
+        try:
+            if args.fleet is None:
+                raise ValueError("--member needs --fleet NAME")
+            if coordinated is None:
+                raise ValueError("--fleet needs --coordination URL (or "
+                                 "$VIRTCTL_COORDINATION)")
+            fleet_options = FleetOptions(
+                name=check_name("fleet", args.fleet),
+                member=check_name("member", args.member or default_member()),
+                agent=getattr(args, "connect", None) is not None)
+        except (ValueError, VirtctlError) as exc:
+            err.write(printable(f"error: {exc}") + "\n")
+            return 1
     policy = Policy(prune=args.prune, adopt=args.adopt,
                     shutdown_timeout=args.shutdown_timeout, force_stop=args.force_stop,
                     live=args.live, detach_timeout=args.detach_timeout,
@@ -128,6 +153,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         log_format=args.log_format, metrics_port=args.metrics_port,
         metrics_address=args.metrics_address, stop=None, stream=err,
         call_timeout=getattr(args, "call_timeout", None), host_locks=host_locks,
+        fleet_options=fleet_options,
     )
 
 

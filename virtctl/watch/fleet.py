@@ -43,6 +43,7 @@ from ..uri import default_uri, parse_uri
 from .logs import Log, LogFormat
 from .loop import Watcher, StopRequested, spec_invalid
 from .metrics import MetricsServer, WatchMetrics
+from .fleetmember import FleetMember, FleetOptions
 from .routing import Routed, route, share
 from .sources import Debouncer, Expectations, Inbox, SpecWatch
 from .specs import Aliases, Scan, Settled, Specs, SpecSet, remember
@@ -142,8 +143,11 @@ class Fleet:
         self, catalog: Catalog, *, journal: Log, metrics: WatchMetrics, policy: Policy,
         interval: float, debounce: float, lock_root: Path | None,
         call_timeout: float | None = None, host_locks: HostLocks | None = None,
+        member: FleetMember | None = None,
     ) -> None:
         self.catalog = catalog
+        self.member = member  # --fleet: only the hosts this member owns (fleetmember.py)
+        self._owned_once = False  # a host gained after the first sync is a takeover
         self.journal = journal
         self.metrics = metrics
         self.policy = policy
@@ -203,7 +207,7 @@ class Fleet:
                           journal=self.journal.bound(context), metrics=self.metrics,
                           policy=self.policy, interval=self.interval, driver=driver,
                           lock_root=self.lock_root, call_timeout=self.call_timeout,
-                          host_locks=self.host_locks)
+                          host_locks=self.host_locks, fleet=self.member)
         thread = threading.Thread(target=self._watch, args=(watcher,), daemon=True,
                                   name=f"virtctl-watch {uri}")
         with self._lock:
@@ -226,6 +230,8 @@ class Fleet:
         """Watch every host the specs target now; stop watching the others. A watcher
         that ended on its own (its host dropped, or a bug) is restarted if still needed."""
         targets = set(self.catalog.refresh(report=False).targets(self.catalog.default))
+        if self.member is not None:
+            targets = self._owned(targets)
         with self._lock:
             ended = {uri for uri, r in self._running.items() if not r.thread.is_alive()}
             for uri in ended:
@@ -240,6 +246,18 @@ class Fleet:
         for uri in sorted((current | ended) - targets):
             self.journal.info("host-removed", f"no spec targets {uri} any more; not "
                               "watching it", host=uri)
+
+    def _owned(self, targets: set[str]) -> set[str]:
+        """The targets this fleet member owns now (rendezvous, or its agent's host)."""
+        assert self.member is not None
+        owned = {uri for uri in targets if self.member.owns(uri)}
+        metrics = self.member.membership.metrics
+        gained = owned - set(self.hosts())
+        if self._owned_once and gained:
+            metrics.takeovers.inc(len(gained), member=self.member.member)
+        self._owned_once = True
+        metrics.owned.set(len(owned), member=self.member.member)
+        return owned
 
     def _retire(self, uri: str) -> None:
         with self._lock:
@@ -313,6 +331,7 @@ def run_watch(
     debounce: float = 0.1,
     call_timeout: float | None = None,
     host_locks: HostLocks | None = None,
+    fleet_options: FleetOptions | None = None,
 ) -> int:
     """Watch `paths` and keep every host they target as they declare until stopped; specs
     without `connect:` target `uri` (else the default connection).
@@ -335,8 +354,18 @@ def run_watch(
         try:
             parse_uri(default)
             targets = catalog.refresh(report=False).targets(default)
-            driver = stack.enter_context(_connected(targets[0], call_timeout)) \
-                if len(targets) == 1 else None
+            agent = fleet_options is not None and fleet_options.agent
+            driver = stack.enter_context(_connected(default if agent else targets[0],
+                                                    call_timeout)) \
+                if len(targets) == 1 or agent else None
+            if fleet_options is not None:
+                fleet.member = _join(fleet_options, fleet, host_locks, driver if agent else None,
+                                     uri=default, interval=interval, policy=policy,
+                                     journal=journal, stack=stack)
+                metrics.extra.extend(fleet.member.membership.metrics.all())
+                targets = sorted(fleet._owned(set(targets)))
+                if driver is not None and driver.uri not in targets and default not in targets:
+                    driver = None  # not ours: each owned host's watcher connects itself
             server = _serve(metrics, metrics_address, metrics_port, journal)
         except (VirtctlError, OSError) as exc:
             journal.error("startup-failed", str(exc))
@@ -352,10 +381,32 @@ def run_watch(
         _log_started(journal, paths, driver.uri if driver else default, targets,
                      interval=interval, policy=policy)
         for target in targets:
-            fleet.add(target, driver=driver)
+            fleet.add(target, driver=driver if len(targets) == 1 else None)
         fleet.run()
     journal.info("stopped", "stopped cleanly")
     return EXIT_OK
+
+
+def _join(options: FleetOptions, fleet: Fleet, host_locks: HostLocks | None,
+          agent_driver: Driver | None, *, uri: str, interval: float, policy: Policy,
+          journal: Log, stack: contextlib.ExitStack) -> FleetMember:
+    """Register in the fleet (left when the watch ends, after every watcher stopped)."""
+    from ..coord.backend import EtcdLocks
+    from ..coord.hostid import host_identity
+    from ..coord.membership import FleetError, Membership
+
+    if not isinstance(host_locks, EtcdLocks):
+        raise FleetError("--fleet needs --coordination URL (or $VIRTCTL_COORDINATION)")
+    membership = Membership(
+        host_locks.client, options.name, options.member, ttl=host_locks.ttl,
+        interval=interval,
+        agent_host=host_identity(agent_driver).key if agent_driver is not None else None,
+        on_change=fleet.inbox.spec_changed, on_agents=fleet.spec_changed,
+        log=lambda level, event, text: getattr(journal, level)(event, text))
+    membership.start()
+    stack.callback(membership.stop)
+    return FleetMember(membership, interval=interval, apply_set=policy.apply_set,
+                       agent_uri=uri if options.agent else None)
 
 
 def _log_started(journal: Log, paths: Sequence[str], uri: str, targets: Sequence[str], *,

@@ -62,6 +62,24 @@ class PassResult:
     in_sync: bool
     failed: bool = False
     retry_after: float | None = None
+    skipped: str = ""  # why the host was left alone (a fleet agent reconciles it)
+    error: str = ""  # why it failed, in short (for the fleet's status record)
+
+
+class FleetHook(Protocol):
+    """A fleet member's part in each round (watch/fleetmember.py)."""
+
+    member: str
+
+    def skip(self, uri: str, driver: Driver) -> str:
+        """Why this member must leave the host alone now ("" if it need not)."""
+
+    def passed(self, driver: Driver, started: float, ended: float) -> None:
+        """A pass ran on `driver`'s host under its lock from `started` to `ended`."""
+
+    def round_done(self, uri: str, driver: Driver | None, result: PassResult, *,
+                   duration: float, commit: str, restart_pending: int) -> None:
+        """The round is over: write the host's status record."""
 
 
 class HostSpecs(Protocol):
@@ -84,8 +102,12 @@ class Watcher:
         metrics: WatchMetrics, policy: Policy, interval: float,
         driver: Driver | None = None, lock_root: Path | None = None,
         call_timeout: float | None = None, host_locks: HostLocks | None = None,
+        fleet: FleetHook | None = None,
     ) -> None:
         self.uri = uri
+        self.fleet = fleet  # --fleet: skip agents' hosts, record passes, write status
+        self._commit = ""  # the last pass's commit and restart-pending count, for status
+        self._restart_pending = 0
         self.driver = driver
         self.specs = specs
         self.inbox = inbox
@@ -145,7 +167,13 @@ class Watcher:
             result = self._guarded_pass(trigger, first=passes == 0)
             passes += 1
         elapsed = time.monotonic() - started
+        if result.skipped:
+            self.journal.info("host-skipped", result.skipped, trigger=str(trigger))
+            return float("inf")  # the resync asks again
         self.metrics.duration.observe(elapsed)
+        if self.fleet is not None:
+            self.fleet.round_done(self.uri, self.driver, result, duration=elapsed,
+                                  commit=self._commit, restart_pending=self._restart_pending)
         self.journal.info("reconciled", "in sync" if result.in_sync else "not in sync",
                           trigger=str(trigger), in_sync=result.in_sync, passes=passes,
                           duration_ms=round(elapsed * 1000, 1))
@@ -165,8 +193,17 @@ class Watcher:
 
     def _guarded_pass(self, trigger: Trigger, *, first: bool) -> PassResult:
         try:
-            with self._locked():
-                return self._pass(trigger, first=first)
+            with self._locked() as skip:
+                if skip:
+                    return PassResult(in_sync=False, skipped=skip)
+                if self.fleet is None or self.driver is None:
+                    return self._pass(trigger, first=first)
+                began = time.time()  # under the lock: passes on a host never overlap
+                try:
+                    return self._pass(trigger, first=first)
+                finally:
+                    if self.driver is not None:
+                        self.fleet.passed(self.driver, began, time.time())
         except StopRequested:
             raise
         except UnsafeLockDir as exc:  # not the host's fault: said as it is, retried
@@ -177,7 +214,7 @@ class Watcher:
             self.metrics.errors.inc(host=self.uri, type="lock")
             self.journal.error("lock-unavailable", f"no lock on {self.uri}, nothing done: "
                                f"{exc}")
-            return PassResult(in_sync=False, failed=True)
+            return PassResult(in_sync=False, failed=True, error=f"no lock: {exc}")
         except CallTimeout as exc:
             # The host stopped answering: its connection is given up (closing it would
             # wait too); the next pass connects again.
@@ -209,10 +246,11 @@ class Watcher:
         self.journal.error("driver-error", str(exc), **exc.to_dict())
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> Iterator[str]:
         """Hold the host's lock for one pass (and its etcd lock with --coordination,
         taken once connected: it is keyed by the host's identity); stop instead if asked
-        while waiting."""
+        while waiting. Yields why a fleet member must leave the host alone ("": it
+        need not; then no lock is taken)."""
         with contextlib.ExitStack() as stack:
             if self.lock_root is not None:
                 stack.enter_context(host_lock(
@@ -220,6 +258,11 @@ class Watcher:
                     on_wait=lambda line: self.journal.info("lock-wait", line)))
                 if self.inbox.stopping:
                     raise StopRequested()
+            if self.fleet is not None:
+                skip = self.fleet.skip(self.uri, self._connected())
+                if skip:
+                    yield skip
+                    return
             if self.host_locks is not None:
                 try:
                     self._held = stack.enter_context(self.host_locks.hold(
@@ -229,7 +272,7 @@ class Watcher:
                 except LockWaitCancelled:
                     raise StopRequested() from None
                 stack.callback(setattr, self, "_held", None)
-            yield
+            yield ""
 
     def _connected(self) -> Driver:
         if self.driver is None:
@@ -259,6 +302,7 @@ class Watcher:
         settled = self._settle(scan, live, caps, storage)
         # Read per pass: a `git pull` beside a running watcher moves the commit.
         policy = replace(self.policy, commit=spec_commit(self.specs.paths))
+        self._commit, self._restart_pending = policy.commit or "", 0
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
                                     live_ops=driver.live_ops(), storage=storage),
                           live, settled, storage)
@@ -338,6 +382,7 @@ class Watcher:
         report = apply_plan(planned, driver, progress=before,
                             clock=Clock(now=time.monotonic, sleep=sleep),
                             guard=held.check if held is not None else None)
+        self._restart_pending = report.pending
         if report.lost_lock:
             self.metrics.errors.inc(host=self.uri, type="lock")
             self.journal.error("lock-lost", f"{report.lost_lock}; the rest was not run")

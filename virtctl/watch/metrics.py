@@ -184,10 +184,12 @@ class WatchMetrics:
             "When the host last matched the specs (Unix time).",
             host, host,
         )
+        # More series served beside these (a fleet member's: coord/membership.py).
+        self.extra: list[Counter | Gauge | Histogram] = []
 
     def all(self) -> Iterable[Counter | Gauge | Histogram]:
         return (self.runs, self.actions, self.errors, self.duration, self.drifted,
-                self.drifted_total, self.spec_files, self.last_success)
+                self.drifted_total, self.spec_files, self.last_success, *self.extra)
 
     def hidden(self) -> tuple[str, ...]:
         """Labels left out of the output: `host` while there has only been one."""
