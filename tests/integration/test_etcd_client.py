@@ -208,6 +208,10 @@ def test_auth_token(etcd_cluster: EtcdCluster) -> None:
     user = etcd_cluster.client(credentials=Credentials("root", "r00t-s3cret"))
     user.put("/a", b"x")
     assert user.get("/a").value == b"x"  # type: ignore[union-attr]
+    # The token is the cluster's: after failover another member takes it (or a new one).
+    etcd_cluster.kill(user._current)
+    user.put("/a", b"x2")
+    assert user.get("/a").value == b"x2"  # type: ignore[union-attr]
     with user.watch("/a") as watch:
         assert watch.connected.wait(10)
         user.put("/a", b"y")
