@@ -239,3 +239,14 @@ def test_dns_entries_and_dhcp_ranges_dropped_stay_pending_on_an_active_network(
         "<range start='10.9.0.10' end='10.9.0.50'/><range start='10.9.0.60' end='10.9.0.70'/>"))
     found = sorted(c.path for c in network_removals(persistent, running))
     assert len(found) == 2 and found[0].startswith("dns") and "range[10.9.0.60]" in found[1]
+
+
+def test_the_last_device_removed_stays_pending_while_the_guest_runs_it() -> None:
+    """A spec left without any device defines no <devices> at all: the disk the guest
+    did not release is still restart-pending (it was silently dropped)."""
+    bare = parse("<domain type='kvm'><name>web</name><memory unit='MiB'>512</memory>"
+                 "<os><type arch='x86_64'>hvm</type></os></domain>")
+    running = parse(dom("<disk type='file'><source file='/img/b'/>"
+                        "<target dev='vdb' bus='virtio'/></disk>"))
+    (found,) = stale_fields(bare, bare, running)
+    assert (found.op, found.path) == (ChangeOp.REMOVE, "devices/disk[vdb]")

@@ -126,9 +126,10 @@ def _runtime_noise(change: FieldChange, declared: etree._Element) -> bool:
 
 def _removed_devices(persistent: etree._Element, running: etree._Element) -> list[FieldChange]:
     devices, live_devices = persistent.find("devices"), running.find("devices")
-    if devices is None or live_devices is None:
+    if live_devices is None:
         return []
-    kept = {key for key, _ in child_keys(devices)}
+    # A definition left without any device has no <devices> at all: it keeps none.
+    kept = {key for key, _ in child_keys(devices)} if devices is not None else set()
     return [
         FieldChange(ChangeOp.REMOVE, f"devices/{key}", summarize(essence(elem)), None)
         for key, elem in child_keys(live_devices)
