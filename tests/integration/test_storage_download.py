@@ -268,3 +268,32 @@ def test_a_download_is_hashed_once_per_run(
     assert apply(cli, specs).code == 0
     assert hashed == [None]  # verified as downloaded; the upload took that
     assert volume_content() == IMAGE
+
+
+def test_a_partial_download_behind_a_symlink_is_refused_and_its_target_untouched(
+        cli: Callable[..., Any], specs: Path, served: Served, cache: Path,
+        tmp_path: Path) -> None:
+    """Issue 20 D: files in the cache are never followed (O_NOFOLLOW), or a link at a
+    `.part` name would have the download appended to whatever it points at."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    cache.mkdir(parents=True)
+    (cache / f"{cached_name(served.url())}.part").symlink_to(victim)
+    write_specs(specs, served.url(), checksum(IMAGE))
+    result = apply(cli, specs)
+    assert result.code == 1
+    assert "a symbolic link, not a regular file; remove it" in result.out + result.err
+    assert victim.read_bytes() == b"precious"
+    assert served.ranges == []  # refused before anything was fetched
+
+
+def test_a_download_folder_others_can_write_is_refused(
+        cli: Callable[..., Any], specs: Path, served: Served, cache: Path) -> None:
+    cache.mkdir(parents=True)
+    cache.chmod(0o777)
+    write_specs(specs, served.url(), checksum(IMAGE))
+    result = apply(cli, specs)
+    assert result.code == 1
+    assert (f"{cache}: cannot keep downloads there: writable by its group or others "
+            "(mode 0777)") in result.out + result.err
+    assert served.ranges == []  # nothing fetched

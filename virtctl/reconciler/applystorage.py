@@ -30,6 +30,7 @@ from ..fileio import NotRegularFile, open_private, open_regular, private_dir
 from ..model import STATE_VOLUME, VolumeContent
 from ..printable import printable
 from ..xmlutil import parse, tostring
+from . import seedmedia
 from .actions import (
     BuildPool,
     CreateVolume,
@@ -67,6 +68,8 @@ def perform_storage(action: StorageAction, driver: Driver) -> str:
             _update_record(driver, pool, lambda r: r.with_volume(name, record))
         case DeleteVolume():
             pool, name = _split(action.name)
+            if action.eject is not None:  # never delete a file QEMU holds open
+                seedmedia.eject(driver, *action.eject)
             driver.delete_volume(pool, name)
             _update_record(driver, pool, lambda r: r.with_volume(name, None))
         case RecordVolume(record=record):
@@ -157,6 +160,8 @@ def _create(action: CreateVolume, driver: Driver) -> str:
         if opened is not None:
             opened[0].close()
     _update_record(driver, pool, lambda r: r.with_volume(name, action.record))
+    if action.insert is not None:
+        seedmedia.insert(driver, *action.insert, pool, name)
     return ""
 
 
@@ -289,7 +294,14 @@ def _download(url: str, checksum: str | None) -> Path:
     with contextlib.suppress(FileNotFoundError, NotRegularFile):
         if os.path.lexists(done) and _matches(done, checksum):
             return done
-    have = part.lstat().st_size if os.path.lexists(part) else 0
+    try:  # checked before anything is fetched: a regular file, never through a symlink
+        with os.fdopen(open_private(part, os.O_RDONLY), "rb") as earlier:
+            have = os.fstat(earlier.fileno()).st_size
+    except FileNotFoundError:
+        have = 0
+    except OSError as exc:
+        raise DriverError(f"cannot download {url}: {part}: {exc.strerror}; remove it",
+                          code=ErrorCode.OPERATION_FAILED, domain=ErrorDomain.APPLIER) from None
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 (http/s only)
