@@ -412,3 +412,69 @@ def test_a_backing_file_that_is_no_volume(lab: Lab) -> None:
     top = info(lab.target / "top.qcow2")
     assert top["backing-filename"] == str(base) and top["virtual-size"] == 24 << 20
     assert lab.diff().code == 0
+
+
+# Issue 22, defect 1: a changed seed under a running guest is swapped live.
+
+
+def qemu_open_files(name: str) -> list[str]:
+    """The files the guest's QEMU process holds open (readlink of /proc/PID/fd/*): a
+    deleted one reads '... (deleted)'."""
+    pid = int(Path(f"/run/libvirt/qemu/{name}.pid").read_text().strip())
+    out = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            out.append(str(fd.readlink()))
+    return out
+
+
+def test_a_changed_seed_under_a_running_guest_is_swapped_live(lab: Lab) -> None:
+    def guest(marker: str) -> str:
+        return textwrap.dedent(f"""\
+            ---
+            kind: Domain
+            name: {lab.name}
+            type: qemu
+            memory: 128MiB
+            os: {{type: hvm}}
+            features: {{acpi: true}}
+            disks:
+              - {{type: volume, device: disk, source: {{pool: {lab.name}, volume: web.qcow2}},
+                 target: vda, bus: virtio}}
+            cloudInit:
+              pool: {lab.name}
+              userData: {{write_files: [{{path: /etc/marker, content: {marker}}}]}}
+            """)
+    lab.write(with_data=False, extra=guest("first"))
+    first = lab.apply()
+    assert first.code == 0, first.out + first.err
+    seed = lab.target / f"{lab.name}-cidata.iso"
+    assert str(seed) in qemu_open_files(lab.name)
+    libvirt = libvirt_module()
+    conn = libvirt.open(URI)
+    try:
+        first_id = conn.lookupByName(lab.name).ID()
+    finally:
+        conn.close()
+
+    lab.write(with_data=False, extra=guest("second"))
+    planned = lab.diff()
+    assert planned.code == 2, planned.out + planned.err  # not "No changes"
+    second = lab.apply()
+    assert second.code == 0, second.out + second.err
+    assert "second" in iso_file(seed, "user-data")
+    held = qemu_open_files(lab.name)
+    # QEMU holds the new file (the same path, a new inode), not the deleted old one.
+    assert f"{seed} (deleted)" not in held, held
+    assert str(seed) in held, held
+    conn = libvirt.open(URI)
+    try:
+        dom = conn.lookupByName(lab.name)
+        assert dom.ID() == first_id  # the same running guest: nothing restarted
+        cdrom = next(d for d in parse(dom.XMLDesc(0)).iterfind("devices/disk")
+                     if d.get("device") == "cdrom")
+        assert cdrom.find("source").get("volume") == seed.name
+    finally:
+        conn.close()
+    again = lab.diff()
+    assert again.code == 0, again.out + again.err

@@ -225,6 +225,9 @@ class CreateVolume(BaseAction):
     content: VolumeContent | None = None
     record: ObjectRecord | None = None
     depth: int = 0  # backing volumes created in this plan under it: they go first
+    # (running guest, CD-ROM target) to put the new volume in as its medium, live, once
+    # it is made: a cloud-init seed replaced under a running guest (see DeleteVolume).
+    insert: tuple[str, str] | None = None
 
     @property
     def verb(self) -> str:
@@ -248,7 +251,13 @@ class ResizeVolume(BaseAction):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeleteVolume(BaseAction):
-    """Delete a volume and its data (its spec's deletePolicy is delete)."""
+    """Delete a volume and its data (its spec's deletePolicy is delete).
+
+    `eject` (running guest, CD-ROM target): the medium is taken out of that drive live
+    first, so QEMU no longer holds the file when it is deleted (a deleted file it holds
+    open stays what the guest reads, even after a reboot from inside)."""
+
+    eject: tuple[str, str] | None = None
 
     @property
     def verb(self) -> str:

@@ -71,6 +71,7 @@ from .steps import (
     autostart_steps,
     define_reason,
     moved_set,
+    relabeled,
     removed_in,
     define_xml,
     field_changes,
@@ -203,7 +204,8 @@ def plan(
     pruned = _prune(desired, live, policy) if policy.prune else {}
     if storage is not None:
         leaving = frozenset(k.name for k in pruned if k.kind is Kind.DOMAIN)
-        for key, step in plan_storage(desired, storage, policy, leaving).items():
+        for key, step in plan_storage(desired, storage, policy, leaving,
+                                      live_media=LiveOp.UPDATE in live_ops).items():
             steps[key] = step
             if key.kind is Kind.POOL and key.name not in storage.storage.pools or (
                     key.kind is Kind.VOLUME and key.name not in storage.storage.volumes):
@@ -428,7 +430,7 @@ def _update_domain(
                           live_root, running)
     actions: list[Action] = []
     if (changes or not live.managed or not live.persistent
-            or moved_set(live.owner, policy)):
+            or moved_set(live.owner, policy) or relabeled(live.owner, spec)):
         actions.append(Define(kind=Kind.DOMAIN, name=spec.name,
                               xml=define_xml(root, spec, policy), new=False, changes=changes,
                               reason=define_reason(changes, live.owner, live.persistent,

@@ -423,7 +423,7 @@ def _pool_xml(spec: VolumeSpec, desired: Desired, found: StorageView) -> str | N
 
 
 def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
-                policy: Policy) -> Step:
+                policy: Policy, *, live_media: bool = True) -> Step:
     key = spec.key
     pool_key = ObjectKey(Kind.POOL, spec.pool)
     root = resolved(spec, _pool_xml(spec, desired, found))
@@ -464,9 +464,7 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
     if why and spec.content is not None and spec.content.data is not None:
         # Content virtctl made (a cloud-init seed) holds nothing of anyone's: replace it.
         # The guest reads the new one when it next boots.
-        return Step(actions=(
-            DeleteVolume(kind=Kind.VOLUME, name=key.name, reason="next-boot: new content"),
-            create), recreate=False)
+        return _replace_seed(key, create, found.in_use.get(key.name), live_media)
     if why:
         if not policy.allow_recreate:
             return Step(notes=(f"{key}: {', '.join(why)} would replace its data; "
@@ -492,6 +490,32 @@ def volume_step(spec: VolumeSpec, desired: Desired, found: StorageView,
         actions.append(RecordVolume(kind=Kind.VOLUME, name=key.name, record=record,
                                     needs=(pool_key,), reason=_record_reason(have, record)))
     return Step(actions=tuple(actions), notes=tuple(notes))
+
+
+def _replace_seed(key: ObjectKey, create: CreateVolume, user: tuple[str, str] | None,
+                  live_media: bool) -> Step:
+    """A seed with new content. Under a running guest the CD-ROM's medium is swapped
+    live (eject, delete, create, insert), so a reboot from inside reads the new seed:
+    QEMU would keep reading a deleted file it holds open. A host that cannot change
+    media live leaves the seed alone while the guest runs (restart pending): the next
+    apply after the guest stops replaces it."""
+    if user is None:
+        return Step(actions=(
+            DeleteVolume(kind=Kind.VOLUME, name=key.name, reason="next-boot: new content"),
+            create), recreate=False)
+    domain, target = user
+    if not live_media:
+        return Step(notes=(
+            f"{key}: new cloud-init content, but the running guest {domain} holds it in "
+            f"CD-ROM {target} and this host cannot change its medium live: kept until "
+            f"{domain} stops (restart pending; apply again then)",))
+    where = f"{domain}'s CD-ROM {target}"
+    return Step(actions=(
+        DeleteVolume(kind=Kind.VOLUME, name=key.name, eject=user,
+                     reason=f"new content: ejected from {where} first"),
+        replace(create, insert=user,
+                reason=f"new content: inserted live in {where} (read at the guest's next "
+                       "boot, a reboot from inside included)")), recreate=False)
 
 
 def _backing_name(spec: VolumeSpec, desired: Desired, found: StorageView) -> str | None:
@@ -655,14 +679,17 @@ def _volumes_in(steps: Mapping[ObjectKey, Step], pool: str) -> tuple[ObjectKey, 
 
 
 def plan_storage(desired: Desired, found: StorageView, policy: Policy,
-                 leaving: frozenset[str] = frozenset()) -> dict[ObjectKey, Step]:
+                 leaving: frozenset[str] = frozenset(), *,
+                 live_media: bool = True) -> dict[ObjectKey, Step]:
     """Steps for the declared pools and volumes, and with --prune those of the run's
-    sets absent from the specs; `leaving`: the guests the plan prunes."""
+    sets absent from the specs; `leaving`: the guests the plan prunes; `live_media`:
+    whether the host changes a running guest's CD-ROM medium (LiveOp.UPDATE)."""
     steps: dict[ObjectKey, Step] = {}
     for pool in desired.pools.values():
         steps[pool.key] = pool_step(pool, found, policy)
     for volume in desired.volumes.values():
-        steps[volume.key] = volume_step(volume, desired, found, policy)
+        steps[volume.key] = volume_step(volume, desired, found, policy,
+                                        live_media=live_media)
     if policy.prune:
         steps.update(prune_storage(desired, found, policy, leaving))
     return steps
