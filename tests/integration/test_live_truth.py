@@ -269,3 +269,26 @@ def test_a_refused_hot_plug_says_the_definition_holds_it_and_is_not_asked_again(
     assert verbs(restarted, lab.guest) == ["shutdown", "start"]
     assert device(lab.running(), f"devices/interface[{MAC_B}]") is not None
     assert plan_now(lab).empty and not plan_now(lab).pending
+
+
+def test_a_refused_network_update_says_the_definition_holds_it(
+        state_dir: Path, specs: Path, tmp_path: Path) -> None:
+    lab = Lab(uri="sim:///truth", specs=specs, guest="web", network="lan", subnet=79,
+              bridge="virbr79", images=tmp_path / "images", dom_type="kvm", timeout=1)
+    lab.write()
+    lab.settled()
+    SimDriver(parse_uri(lab.uri)).inject_fault("update_network", Kind.NETWORK, lab.network)
+    lab.write(dhcp_hosts=[(MAC_A, "12")])
+    desired = api.load([str(lab.specs)], use_cache=False)
+    with api.connect(lab.uri) as driver:
+        result = api.reconcile(desired, driver, policy=api.Policy(detach_timeout=1))
+    (update,) = results(result, "update-network")
+    assert update.outcome is Outcome.FAILED and result.return_code == 1
+    assert "the network's definition already holds the change" in str(update.error)
+    entry = f"ip[192.168.{lab.subnet}.1]/dhcp/host[{MAC_A}]"
+    with api.connect(lab.uri) as driver:
+        defined = parse(driver.definition(Kind.NETWORK, lab.network))
+    assert device(defined, entry) is not None  # as the message says
+    assert device(lab.running(Kind.NETWORK), entry) is None
+    # No live note on networks: the next run tries the entry again.
+    assert [a.verb for a in result.remaining.actions] == ["update-network"]

@@ -48,7 +48,13 @@ def perform_live(action: LiveAction, driver: Driver, clock: Clock) -> str:
     try:
         return _perform(action, driver, clock)
     except (DriverError, VerificationError) as exc:
-        if isinstance(action, UpdateNetwork) or _uncertain(exc):
+        if _uncertain(exc):
+            raise
+        if isinstance(action, UpdateNetwork):
+            # libvirt keeps no live note on networks: the next run finds the entry still
+            # differing in the running network and tries again.
+            exc.message += ("; the network's definition already holds the change: the "
+                            "network gets it when it restarts (restart pending)")
             raise
         # Refused or not taken: the definition already holds the change (Define came
         # first). Say so, and note it on the running guest, so later runs report it
