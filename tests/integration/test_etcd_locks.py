@@ -87,13 +87,14 @@ def sim_specs(folder: Path, names: list[str]) -> Path:
     return folder
 
 
-def stall(state: Path, name: str, seconds: float) -> None:
-    """The sim's define of domain `name` sleeps `seconds` first (sim.py, faults.json)."""
+def stall(state: Path, name: str, seconds: float, **more: float) -> None:
+    """The sim's define of domain `name` (and of each in `more`) sleeps that many seconds
+    first (sim.py, faults.json; replaces the faults set before)."""
     folder = state / "sim" / HOST.rsplit("/", 1)[1]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "faults.json").write_text(json.dumps([
-        {"op": "define", "kind": "domain", "name": name, "action": "stall",
-         "seconds": seconds}]))
+        {"op": "define", "kind": "domain", "name": each, "action": "stall",
+         "seconds": wait} for each, wait in {name: seconds, **more}.items()]))
 
 
 def defined(state: Path) -> list[str]:
@@ -115,7 +116,9 @@ def test_a_holder_killed_with_sigkill_frees_the_host_within_the_ttl(
         etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
     state = tmp_path / "state"
     client = etcd_cluster.client()
-    stall(state, "d0", 120)  # the holder never finishes by itself
+    # The holder never finishes by itself; the waiter holds the lock long enough to be
+    # seen with it (both set now: the holder reads them once it has the lock).
+    stall(state, "d0", 120, e0=2)
     ttl = 6
     holder = start(state, "apply", "-c", HOST, "-f", str(sim_specs(tmp_path / "a", ["d0"])),
                    "--coordination", etcd_cluster.url, "--lease-ttl", str(ttl))
@@ -124,7 +127,6 @@ def test_a_holder_killed_with_sigkill_frees_the_host_within_the_ttl(
         until(lambda: lock_keys(client), 60, "the holder's lock in etcd")
         (key,) = lock_keys(client)
         assert key.startswith("/virtctl/locks/sim-lab-")
-        stall(state, "e0", 2)  # the waiter holds the lock long enough to be seen with it
         # The waiter shares the holder's state directory, so it first waits on the local
         # lock (an flock, dropped by the kernel at the kill), then on etcd's.
         waiter = start(state, "apply", "-c", HOST, "-f",
