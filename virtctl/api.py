@@ -36,6 +36,7 @@ from .model import Desired, Live, VolumeSpec
 from .reconciler.actions import CreateVolume
 from .reconciler.apply import Clock, Guard, Progress, Report
 from .reconciler.apply import apply as apply_plan
+from .reconciler import guestagent
 from .reconciler.applystorage import prefetch
 from .reconciler.contentcheck import check_content, content_source
 from .reconciler.load import load_specs
@@ -47,6 +48,7 @@ from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerpri
 from .reconciler.storageprobe import probed
 from .reconciler.validate import check_devices, check_host
 from .uri import default_uri
+from .xmlutil import parse
 
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
@@ -147,6 +149,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
             raise SpecErrors(errors)
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
                         storage=storage)
+    planned = _guard_detaches(planned, reader, live, policy)
     if check:  # the local files this run will upload, hashed before the first action
         content_errors = check_content(_uploads(planned, desired))
         if content_errors:
@@ -155,6 +158,24 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check and whole is not None and replace(planned, in_sync=frozenset()) == Plan():
         store.save_host(whole)
     return planned
+
+
+def _guard_detaches(planned: Plan, reader: Reader, live: Live, policy: Policy) -> Plan:
+    """Disks the plan detaches from running guests, checked with each guest's agent
+    for mounted filesystems (reconciler/guestagent.py): one agent call per such guest."""
+    detaches = guestagent.disk_detaches(planned)
+    if not detaches:
+        return planned
+    ask = getattr(reader, "guest_filesystems", None)
+    mounts: dict[str, dict[str, tuple[str, ...]] | None] = {}
+    for name in detaches:
+        dom = live.domains.get(name)
+        running = parse(dom.running_xml) if dom is not None and dom.running_xml else None
+        mounts[name] = None
+        if ask is not None and guestagent.has_agent(running):
+            with contextlib.suppress(DriverError):
+                mounts[name] = ask(name)
+    return guestagent.guard_detaches(planned, mounts, force=policy.force_detach)
 
 
 def fetch_content(planned: Plan, desired: Desired) -> None:

@@ -211,6 +211,7 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         live=getattr(args, "live", True),
         allow_recreate=getattr(args, "allow_recreate", False),
         detach_timeout=getattr(args, "detach_timeout", 30.0),
+        force_detach=getattr(args, "force_detach", False),
         apply_set=apply_set,
         prune_all=getattr(args, "prune_all", False),
         prune_sets=prune_sets,

@@ -76,6 +76,9 @@ def live_options(parser: argparse.ArgumentParser) -> None:
                         help="how long a guest may take to release a detached device, or to "
                         "move its memory balloon, before the change is reported pending and "
                         "left restart-pending (default 30)")
+    parser.add_argument("--force-detach", action="store_true",
+                        help="detach a disk even when the guest agent says a filesystem on it "
+                        "is mounted (default: such a detach is refused, naming the mount)")
 
 
 def lock_options(parser: argparse.ArgumentParser) -> None:

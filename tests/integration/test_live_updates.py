@@ -159,7 +159,8 @@ def test_diff_names_each_live_operation(lab: Lab, cli) -> None:  # noqa: ANN001
     shown = cli("-c", lab.uri, "diff", "-f", str(lab.specs))
     assert shown.code == 2, shown.out + shown.err
     for text in ("[live, attach disk vdb]", "[live, update media of disk hdc]",
-                 "[live, set vcpus 1 -> 2]", f"[live, add DHCP host {MAC_A}]"):
+                 "[live, set vcpus 1 -> 2 (no guest agent: the guest must online them "
+                 "itself)]", f"[live, add DHCP host {MAC_A}]"):
         assert text in shown.out, shown.out
     assert "restart pending" not in shown.out
     doc = cli("-c", lab.uri, "diff", "-o", "json", "-f", str(lab.specs)).json()

@@ -175,7 +175,8 @@ def test_nic_link_state_is_live_but_its_model_is_not() -> None:
 def test_running_vcpus_change_within_the_maximum(vcpu: str, expected: int) -> None:
     p = plan(desired(dom(vcpu=vcpu)), host(dom()))
     setv = only(p, SetVcpus)
-    assert setv.count == expected and setv.reason == f"set vcpus 1 -> {expected}"
+    assert setv.count == expected and setv.reason == (
+        f"set vcpus 1 -> {expected} (no guest agent: the guest must online them itself)")
     assert not p.pending
 
 

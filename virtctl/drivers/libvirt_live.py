@@ -200,6 +200,36 @@ class LiveCalls:
         self._live_call("set the vcpus of", Kind.DOMAIN, name,
                         lambda dom: dom.setVcpusFlags(count, flags))
 
+    def guest_filesystems(self, name: str) -> dict[str, tuple[str, ...]]:
+        """disk target -> mount points of the guest's filesystems on it, from its agent
+        (virDomainGetGuestInfo(FILESYSTEM): guest-get-fsinfo, each guest disk mapped to
+        its libvirt target by libvirt). DriverError when no agent answers."""
+        lv = self._lv
+        with translated(lv, context=f"cannot ask the guest agent of '{name}'"):
+            info = self._lookup(Kind.DOMAIN, name).guestInfo(
+                lv.VIR_DOMAIN_GUEST_INFO_FILESYSTEM, 0)
+        out: dict[str, set[str]] = {}
+        for fs in range(int(info.get("fs.count", 0))):
+            point = str(info.get(f"fs.{fs}.mountpoint", ""))
+            for disk in range(int(info.get(f"fs.{fs}.disk.count", 0))):
+                target = info.get(f"fs.{fs}.disk.{disk}.alias")
+                if target and point:
+                    out.setdefault(str(target), set()).add(point)
+        return {target: tuple(sorted(points)) for target, points in out.items()}
+
+    def online_guest_vcpus(self, name: str, count: int) -> None:
+        """Ask the guest agent to online `count` vcpus (virDomainSetVcpusFlags with
+        VIR_DOMAIN_VCPU_GUEST: guest-set-vcpus)."""
+        lv = self._lv
+        self._live_call("online the vcpus of", Kind.DOMAIN, name,
+                        lambda dom: dom.setVcpusFlags(count, lv.VIR_DOMAIN_VCPU_GUEST))
+
+    def guest_online_vcpus(self, name: str) -> int:
+        """How many vcpus the guest has online, from its agent (guest-get-vcpus)."""
+        with translated(self._lv, context=f"cannot ask the guest agent of '{name}'"):
+            info = self._lookup(Kind.DOMAIN, name).guestVcpus(0)
+        return online_count(str(info.get("online", "")))
+
     def update_network(
         self, name: str, command: NetworkCommand, section: NetworkSection, xml: str,
         *, parent_index: int = -1, live: bool = True, config: bool = False,
@@ -223,6 +253,16 @@ class LiveCalls:
             lambda dom: dom.setMetadata(lv.VIR_DOMAIN_METADATA_ELEMENT, plain, LIVE_NS_PREFIX,
                                         LIVE_NS, lv.VIR_DOMAIN_AFFECT_LIVE),
         )
+
+
+def online_count(cpus: str) -> int:
+    """How many cpus a libvirt cpu list names ('0-1,3' -> 3; '' -> 0)."""
+    count = 0
+    for part in (p.strip() for p in cpus.split(",")):
+        if part:
+            low, _, high = part.partition("-")
+            count += int(high or low) - int(low) + 1
+    return count
 
 
 def unqualified(xml: str) -> str:

@@ -30,6 +30,7 @@ from .actions import (
     UpdateNetwork,
 )
 from .classify import kib_of
+from .guestagent import has_agent
 from .essence import memory_kib
 from .liverules import RunningNote, find, mismatch, note_xml, read_note, vcpu_counts
 
@@ -89,15 +90,53 @@ def _perform(action: LiveAction, driver: Driver, clock: Clock) -> str:
             _check_device(action, driver)
         case SetVcpus(count=count):
             driver.set_vcpus(name, count, live=True, config=False)
-            counts = vcpu_counts(_running(driver, Kind.DOMAIN, name).find("vcpu"))
+            running = _running(driver, Kind.DOMAIN, name)
+            counts = vcpu_counts(running.find("vcpu"))
             if counts is None or counts[0] != count:
                 _fail(action, "vcpu/@current",
                       f"{counts[0] if counts else 'none'} running, {count} wanted")
+            if has_agent(running):
+                return _online_vcpus(action, driver, clock)
+            return NO_AGENT_VCPUS
         case UpdateNetwork():
             driver.update_network(name, action.command, action.section, action.xml,
                                   parent_index=action.parent_index, live=True, config=False)
             _check_network(action, driver)
     return ""
+
+
+# Hot-added vcpus are present, not online, in a guest without a udev rule for them.
+NO_AGENT_VCPUS = ("no guest agent: the guest must online the new vcpus itself (a udev "
+                  "rule, or echo 1 > /sys/devices/system/cpu/cpuN/online)")
+ONLINE_TIMEOUT = 30.0  # seconds the guest agent may take to online hot-added vcpus
+
+
+def _online_vcpus(action: SetVcpus, driver: Driver, clock: Clock) -> str:
+    """Online the hot-added vcpus through the guest agent and read back, through it,
+    until as many are online (the guest kernel may not have registered a new vcpu when
+    asked first: asked again until the deadline)."""
+    online = getattr(driver, "online_guest_vcpus", None)
+    count_online = getattr(driver, "guest_online_vcpus", None)
+    if online is None or count_online is None:
+        return NO_AGENT_VCPUS
+    deadline = clock.now() + ONLINE_TIMEOUT
+    delay, have, why = 0.2, None, ""
+    while True:
+        try:
+            online(action.name, action.count)
+            have = count_online(action.name)
+        except DriverError as exc:
+            why = f" ({exc.message})"
+        if have == action.count:
+            return "onlined in the guest through its agent"
+        if clock.now() >= deadline:
+            break
+        clock.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    shown = "unknown" if have is None else str(have)
+    raise NotTaken(f"the vcpus are present, but the guest agent reports {shown} of "
+                   f"{action.count} online after {ONLINE_TIMEOUT:g}s{why}: the guest must "
+                   "online them itself")
 
 
 def perform_note(action: SetRunningNote, driver: Driver) -> str:

@@ -51,6 +51,7 @@ from .actions import (
 )
 from .diff import ChangeOp, FieldChange, Origin, diff_xml
 from .essence import child_keys
+from .guestagent import has_agent
 
 HOTPLUG_DISK_BUSES = frozenset({"virtio", "scsi", "usb", "xen"})
 HOTPLUG_NIC_MODELS = frozenset({"", "virtio", "virtio-transitional", "virtio-non-transitional",
@@ -383,8 +384,12 @@ def _vcpus(changes: list[FieldChange], declared: etree._Element, running: etree.
     # 9.0 never reports the removal (libvirt times out and is left unsure how many run).
     if not current < count <= most:
         return None
+    # Hot-added vcpus come up offline in a guest with no udev rule onlining them
+    # (Debian's): the guest agent onlines them (applylive.py), or the guest must.
+    online = ("onlined through the guest agent" if has_agent(running)
+              else "no guest agent: the guest must online them itself")
     return SetVcpus(kind=Kind.DOMAIN, name=name, count=count,
-                    reason=f"set vcpus {current} -> {count}")
+                    reason=f"set vcpus {current} -> {count} ({online})")
 
 
 # -- networks ---------------------------------------------------------------------------

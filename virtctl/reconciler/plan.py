@@ -71,7 +71,6 @@ from .steps import (
     autostart_steps,
     define_reason,
     moved_set,
-    relabeled,
     removed_in,
     define_xml,
     field_changes,
@@ -430,7 +429,7 @@ def _update_domain(
                           live_root, running)
     actions: list[Action] = []
     if (changes or not live.managed or not live.persistent
-            or moved_set(live.owner, policy) or relabeled(live.owner, spec)):
+            or moved_set(live.owner, policy)):
         actions.append(Define(kind=Kind.DOMAIN, name=spec.name,
                               xml=define_xml(root, spec, policy), new=False, changes=changes,
                               reason=define_reason(changes, live.owner, live.persistent,

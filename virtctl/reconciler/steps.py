@@ -46,6 +46,7 @@ class Policy:
     allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
     live: bool = True  # apply live what the host can (--no-live: only at the next boot)
     detach_timeout: float = 30.0  # seconds a guest may take to release a detached device
+    force_detach: bool = False  # detach a disk the guest agent says is mounted (guestagent.py)
     allow_recreate: bool = False  # replace volumes (their data is lost) when format,
     # backing store or content change
     apply_set: str = ""  # the set this run applies: marked on what it defines; --prune

@@ -1,0 +1,98 @@
+"""What the guest agent (qemu-guest-agent) tells the planner and the applier (issue 22).
+
+* Disk removal (defect 3). Before a plan detaches a disk from a running guest, the guest
+  is asked which filesystems it has mounted and on which disks (`guest-get-fsinfo`,
+  through libvirt's virDomainGetGuestInfo(FILESYSTEM), which maps each guest disk to
+  its libvirt target). A disk with a mounted filesystem is not detached: the plan
+  refuses it, naming the mount point, and the change stays a difference (diff exits 2)
+  until it is unmounted or the run says `--force-detach`. A guest with no agent that
+  answers gets the detach as before, and the plan says the guest loses the disk at once.
+* vcpus (defect 2). A hot-added vcpu is present but offline in a guest without a udev
+  rule that onlines it (Debian has none). With an agent, the applier onlines them
+  (virDomainSetVcpusFlags(VIR_DOMAIN_VCPU_GUEST): `guest-set-vcpus`) and reads back
+  `guest-get-vcpus` until as many are online; without one, the plan says the guest must
+  online them itself.
+
+A guest "has an agent" when its running definition has the agent's virtio channel
+(org.qemu.guest_agent.0) in state `connected`: libvirt sets that when the agent in the
+guest opened the port, so a guest without one is never asked (each call would wait for
+libvirt's agent timeout).
+
+`guard_detaches` is pure: its input is what the agent said (`mounts`), read by
+api.py through `Reader.guest_filesystems` when the plan has a disk to detach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from ..model import Kind
+from .actions import DetachDevice
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+# domain -> disk target -> the mount points of the filesystems on it; a domain absent
+# (or mapped to None) had no agent that answered.
+Mounts = Mapping[str, Mapping[str, tuple[str, ...]] | None]
+
+
+def has_agent(running: etree._Element | None) -> bool:
+    """Whether the running guest's agent is connected (see the module doc)."""
+    if running is None:
+        return False
+    for target in running.iterfind("devices/channel/target"):
+        if target.get("name") == AGENT_CHANNEL and target.get("state") == "connected":
+            return True
+    return False
+
+
+def disk_detaches(planned: Plan) -> dict[str, list[DetachDevice]]:
+    """domain -> the disks the plan detaches from it."""
+    out: dict[str, list[DetachDevice]] = {}
+    for action in planned.actions:
+        if isinstance(action, DetachDevice) and action.device.startswith("devices/disk["):
+            out.setdefault(action.name, []).append(action)
+    return out
+
+
+def _target(action: DetachDevice) -> str:
+    return action.device[len("devices/disk["):-1]
+
+
+def guard_detaches(planned: Plan, mounts: Mounts, *, force: bool) -> Plan:
+    """The plan with each disk detach checked against what the guest has mounted."""
+    refused: set[DetachDevice] = set()
+    notes: list[str] = []
+    for domain, actions in disk_detaches(planned).items():
+        found = mounts.get(domain)
+        for action in actions:
+            target = _target(action)
+            where = f"{Kind.DOMAIN}/{domain}: disk {target}"
+            if found is None:
+                notes.append(f"{where}: no guest agent answers, so nothing is known of its "
+                             "use; the guest loses the disk at once when it is detached")
+                continue
+            points = found.get(target, ())
+            if not points:
+                continue
+            shown = ", ".join(sorted(points))
+            if force:
+                notes.append(f"{where}: detached although mounted at {shown} in the guest "
+                             "(--force-detach): the guest loses its data in flight")
+                continue
+            refused.add(action)
+            notes.append(f"{where}: not detached: the guest has it mounted at {shown} "
+                         "(guest agent); unmount it in the guest, or apply with "
+                         "--force-detach")
+    if not notes:
+        return planned
+    return replace(planned, actions=tuple(a for a in planned.actions if a not in refused),
+                   notes=(*planned.notes, *notes))
+
