@@ -67,6 +67,15 @@ def make_tls(folder: Path) -> TlsFiles:
                     folder / "client.pem", folder / "client.key")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, however it dies (a
+    killed pytest never leaves a cluster running)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def etcd_binary() -> str | None:
     found = shutil.which("etcd") or ("/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK)
                                      else None)
@@ -166,7 +175,8 @@ class EtcdCluster:
         with member.log.open("ab") as log:
             member.process = subprocess.Popen(argv, stdout=log, stderr=log,
                                               stdin=subprocess.DEVNULL,
-                                              start_new_session=True)
+                                              start_new_session=True,
+                                              preexec_fn=_die_with_parent)
         member.paused = False
 
     def healthy(self, i: int) -> bool:
