@@ -350,6 +350,16 @@ def test_credentials_never_show(etcd_cluster: EtcdCluster, tmp_path: Path) -> No
     code, out, err = finish(in_url)
     assert code == 1 and "holds a password" in err, out + err
     outputs += [out, err]
+    # A watcher's log (JSON lines) with a wrong password: it says so, never the password.
+    log = tmp_path / "watch.log"
+    watch = start(state, "watch", "-c", HOST, "-f", str(tmp_path / "a"), "--coordination",
+                  user_url, "--log-format", "json", err=log,
+                  VIRTCTL_ETCD_PASSWORD=password + "-wrong")
+    until(lambda: "lock-unavailable" in log.read_text(), 60, "the watcher's lock error")
+    watch.send_signal(signal.SIGTERM)
+    code, out, _ = finish(watch, timeout=60)
+    assert code == 0 and "etcd refused user 'ci'" in log.read_text()
+    outputs += [out, log.read_text()]
     for text in outputs:
         assert password not in text
 
