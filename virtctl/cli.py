@@ -257,7 +257,7 @@ def _apply_steps(
         progress = _progress(err, host) if stream is not None or not err.isatty() else None
         report = api.apply(planned, driver, progress=progress)
         # A host that stopped answering is not asked again: the plan stays what remains.
-        remaining = planned if planned.empty or report.lost_host else \
+        remaining = planned if planned.empty or report.lost_host or report.lost_lock else \
             api.replan(desired, driver, policy=policy)
         return api.Result(planned, report, remaining)
 
@@ -282,6 +282,8 @@ def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: boo
     if result.report.lost_host:
         err.write(printable(f"error: {result.report.lost_host}: the action in flight is "
                             "uncertain, the rest was not run\n"))
+    if result.report.lost_lock:
+        err.write(printable(f"error: {result.report.lost_lock}; the rest was not run\n"))
     if not result.remaining.empty and not result.report.return_code:
         err.write("error: the host still differs from the specs after applying:\n")
         err.write(render.plan_text(result.remaining))
@@ -427,6 +429,8 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if result.report.lost_host:
             err.write(printable(f"error: {result.report.lost_host}: the action in flight "
                                 "is uncertain, the rest was not run\n"))
+        if result.report.lost_lock:
+            err.write(printable(f"error: {result.report.lost_lock}; the rest was not run\n"))
 
     runs = _run(args, out, err, api.split_hosts(desired, args.connect),
                 (prepare, None if args.dry_run else execute),

@@ -177,6 +177,7 @@ def test_a_run_that_loses_its_lease_stops_before_the_next_action(
     for name in ("d2", "d3"):
         assert f"skipped define domain/{name}: not run: lost the lock on {HOST}" in out, out
     assert "Applied: 2 done, 0 failed, 2 skipped." in out
+    assert f"error: lost the lock on {HOST}: " in err and "the rest was not run" in err
 
 
 def test_locks_work_with_one_member_killed_or_stopped(
