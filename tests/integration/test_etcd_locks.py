@@ -523,3 +523,36 @@ def test_locks_under_one_shared_lease(etcd_cluster: EtcdCluster) -> None:
         began = time.monotonic()
         with other.hold(web2, timeout=15):
             assert time.monotonic() - began <= 3 + 3
+
+
+def test_a_watcher_without_quorum_takes_no_action_and_resumes(
+        etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    """Quorum lost during a watcher's pass: the pass stops before its next action
+    (`lock-lost`), later passes do nothing without a lock (`lock-unavailable`), and once
+    quorum returns the watcher finishes the job."""
+    state = tmp_path / "state"
+    stall(state, "d1", 9)  # longer than the TTL: the lease ends while d1 is defined
+    log = tmp_path / "watch.log"
+    watch = start(state, "watch", "-c", HOST, "-f",
+                  str(sim_specs(tmp_path / "s", ["d0", "d1", "d2", "d3"])), "--coordination",
+                  etcd_cluster.url, "--lease-ttl", "3", "--log-format", "json", err=log)
+    try:
+        until(lambda: "d0" in defined(state), 60, "the first define")
+        etcd_cluster.kill(1)
+        etcd_cluster.kill(2)
+        until(lambda: "lock-lost" in log.read_text(), 60, "lock-lost in the log")
+        until(lambda: "lock-unavailable" in log.read_text(), 60, "a pass without a lock")
+        assert defined(state) == ["d0", "d1"]  # d1 was in flight; nothing after it ran
+        etcd_cluster.restart(1)
+        etcd_cluster.restart(2)
+        until(lambda: {"d2", "d3"} <= set(defined(state)), 120, "the watcher to resume")
+        watch.send_signal(signal.SIGTERM)
+        code, _, _ = finish(watch, timeout=60)
+        assert code == 0, log.read_text()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate(timeout=30)
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    lost = [e for e in events if e.get("event") == "lock-lost"]
+    assert lost and "lost the lock on sim:///lab" in lost[0]["msg"], lost
