@@ -219,6 +219,54 @@ def test_a_cloud_init_seed_is_made_attached_and_replaced_for_the_next_boot(
     assert deleted.code == 0 and "delete-volume" in deleted.out  # type: ignore[attr-defined]
 
 
+def test_a_changed_seed_of_a_running_guest_swaps_its_medium_or_waits(
+        cli, specs: Path) -> None:  # noqa: ANN001
+    """Issue 22, defect 1: the seed's CD-ROM medium is ejected before the volume is
+    deleted and the new one inserted after (the JSON plan says so); with --no-live the
+    seed under the running guest is kept, noted, and replaced once the guest stops."""
+    def write(marker: str, state: str = "running") -> None:
+        (specs / "guest.yaml").write_text(textwrap.dedent(f"""\
+            kind: StoragePool
+            name: images
+            type: dir
+            target: {{path: /srv/images}}
+            ---
+            kind: Domain
+            name: web
+            type: kvm
+            memory: 256MiB
+            state: {state}
+            os: {{type: hvm}}
+            cloudInit:
+              pool: images
+              userData: {{write_files: [{{path: /m, content: {marker}}}]}}
+            """))
+
+    def seed() -> bytes:
+        return sim().download_volume("images", "web-cidata.iso", limit=1 << 20)
+
+    write("one")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    write("two")
+    shown = cli("diff", "-o", "json", "-f", str(specs))
+    assert shown.code == 2, shown.out + shown.err  # type: ignore[attr-defined]
+    assert "ejected from web's CD-ROM hdd" in shown.out, shown.out  # type: ignore[attr-defined]
+    assert "inserted live in web's CD-ROM hdd" in shown.out  # type: ignore[attr-defined]
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    assert b"two" in seed()
+    running = sim().snapshot().domains["web"].running_xml or ""
+    assert "web-cidata.iso" in running  # the medium is back in, the new one
+
+    write("three")
+    kept = apply(cli, specs, "--no-live")
+    assert kept.code == 0, kept.out + kept.err  # type: ignore[attr-defined]
+    assert "kept until web stops" in kept.out + kept.err, kept.out  # type: ignore[attr-defined]
+    assert b"two" in seed()  # not replaced under the running guest
+    write("three", state="shutoff")
+    assert apply(cli, specs).code == 0  # type: ignore[attr-defined]
+    assert b"three" in seed()  # replaced once the guest stopped
+
+
 def test_the_cloud_guest_example_applies(cli, specs: Path) -> None:  # noqa: ANN001
     """specs/cloud/ as a user would apply it (on the sim, with a stand-in image file
     and the `default` network a libvirt host has)."""

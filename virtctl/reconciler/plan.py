@@ -204,7 +204,8 @@ def plan(
     if storage is not None:
         leaving = frozenset(k.name for k in pruned if k.kind is Kind.DOMAIN)
         for key, step in plan_storage(desired, storage, policy, leaving,
-                                      live_media=LiveOp.UPDATE in live_ops).items():
+                                      live_media=policy.live and LiveOp.UPDATE in live_ops,
+                                      ).items():
             steps[key] = step
             if key.kind is Kind.POOL and key.name not in storage.storage.pools or (
                     key.kind is Kind.VOLUME and key.name not in storage.storage.volumes):

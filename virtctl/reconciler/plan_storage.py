@@ -507,8 +507,9 @@ def _replace_seed(key: ObjectKey, create: CreateVolume, user: tuple[str, str] | 
     if not live_media:
         return Step(notes=(
             f"{key}: new cloud-init content, but the running guest {domain} holds it in "
-            f"CD-ROM {target} and this host cannot change its medium live: kept until "
-            f"{domain} stops (restart pending; apply again then)",))
+            f"CD-ROM {target} and its medium is not changed live (--no-live, or a host "
+            f"that cannot): kept until {domain} stops (restart pending; apply again "
+            "then)",))
     where = f"{domain}'s CD-ROM {target}"
     return Step(actions=(
         DeleteVolume(kind=Kind.VOLUME, name=key.name, eject=user,

@@ -53,8 +53,17 @@ def _medium(disk: etree._Element) -> str | None:
     return None
 
 
+def _running(driver: Driver, domain: str) -> bool:
+    """Whether the guest still runs: a plan that also stops it (state: shutoff, a
+    restart) stops it before storage changes, and then nothing holds the file."""
+    state = driver.domain_state(domain)
+    return state is not None and state.active
+
+
 def eject(driver: Driver, domain: str, target: str) -> None:
     """Take the medium out of the running guest's drive `target`; checked."""
+    if not _running(driver, domain):
+        return
     drive = _drive(driver, domain, target)
     if _medium(drive) is None:
         return  # empty already (an earlier run stopped between eject and insert)
@@ -70,6 +79,8 @@ def eject(driver: Driver, domain: str, target: str) -> None:
 
 def insert(driver: Driver, domain: str, target: str, pool: str, volume: str) -> None:
     """Put volume `pool/volume` in the running guest's drive `target`; checked."""
+    if not _running(driver, domain):
+        return  # it reads the volume when it starts
     drive = _bare(_drive(driver, domain, target))
     drive.set("type", "volume")
     source = etree.Element("source", pool=pool, volume=volume)
