@@ -110,9 +110,13 @@ def test_live_changes_reach_a_running_guest_and_network_without_a_restart(
     assert_live_only(lab.settled(), lab, "attach-device")
     assert device(lab.running(), "devices/disk[vdb]") is not None
     lab.write(nics=[MAC_A])
-    assert_live_only(lab.settled(), lab, "detach-device")
+    detached = lab.settled()
+    assert_live_only(detached, lab, "detach-device")
     assert device(lab.running(), "devices/disk[vdb]") is None
     assert (files.directory / "b.qcow2").exists()  # detached, not deleted
+    # This guest has no agent to ask whether vdb is mounted: the plan says so (issue 22).
+    assert any("disk vdb: no guest agent answers" in n and "loses the disk at once" in n
+               for n in detached.plan.notes), detached.plan.notes
 
     lab.write(nics=[MAC_A, MAC_B])
     assert_live_only(lab.settled(), lab, "attach-device")
@@ -130,8 +134,12 @@ def test_live_changes_reach_a_running_guest_and_network_without_a_restart(
         assert shown == (str(files.directory / medium) if medium else None)
 
     lab.write(nics=[MAC_A], vcpus=(2, 2))
-    assert_live_only(lab.settled(), lab, "set-vcpus")
+    raised = lab.settled()
+    assert_live_only(raised, lab, "set-vcpus")
     assert vcpus_running(lab.running()) == 2
+    (setv,) = [r for r in raised.report.results if r.action.verb == "set-vcpus"]
+    assert "no guest agent: the guest must online" in setv.action.reason
+    assert "no guest agent: the guest must online the new vcpus itself" in setv.detail
 
     for hosts in ([(MAC_A, "10")], []):
         lab.write(nics=[MAC_A], vcpus=(2, 2), dhcp_hosts=hosts)
