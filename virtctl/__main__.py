@@ -1,5 +1,5 @@
 """`python -m virtctl`: the same as the `virtctl` command."""
 
-from .cli import main
+from .entry import main
 
 raise SystemExit(main())

@@ -254,7 +254,7 @@ def test_members_share_hosts_take_over_and_rebalance(
         lost = [h for h in hosts if owner(f"sim:///{h}", names) == victim.name]
         victim.proc.kill()
         victim.proc.wait()
-        killed = time.monotonic()
+        killed = time.time()
         for host in lost:
             sim(state, host).undefine(Kind.DOMAIN, f"vm-{host}")
         rest = [n for n in names if n != victim.name]
@@ -265,10 +265,14 @@ def test_members_share_hosts_take_over_and_rebalance(
 
         until(converged_again, 60, "the killed member's hosts converging again",
               lambda: table(client, fleet))
-        took = time.monotonic() - killed
-        # TTL + one interval, and a margin for a busy 2-core box (the pass itself,
-        # polling here).
-        assert took <= TTL + INTERVAL + 3.0, f"takeover took {took:.1f} s"
+        # Each of its hosts was taken over (a pass by another member began) within
+        # TTL + one interval of the kill, plus a second for a busy 2-core box; the
+        # passes themselves then take what they take (the wait above bounds them).
+        for host in lost:
+            first = min(float(p["start"]) for p in passes(state, host)
+                        if p["member"] != victim.name and float(p["start"]) > killed)
+            assert first - killed <= TTL + INTERVAL + 1.0, (
+                f"{host} taken over {first - killed:.1f} s after the kill")
         takeovers = sum(m.metrics().get("virtctl_fleet_takeovers_total", 0)
                         for m in members if m is not victim)
         assert takeovers == len(lost) + (owner(QEMU, names) == victim.name)
@@ -348,7 +352,7 @@ def test_etcd_faults(etcd_cluster: EtcdCluster, tmp_path: Path,
 def test_a_stopped_members_hosts_show_stale_then_are_taken_over(
         etcd_cluster: EtcdCluster, tmp_path: Path, members: list[Member]) -> None:
     # A TTL longer than 3 intervals: the records go stale by age before the lease ends.
-    interval, ttl = 1.0, 10
+    interval, ttl = 2.0, 15
     state, specs, fleet = tmp_path / "state", tmp_path / "specs", fleet_name()
     hosts = [f"paused-{i}" for i in range(8)]
     write_specs(specs, hosts)
@@ -357,7 +361,8 @@ def test_a_stopped_members_hosts_show_stale_then_are_taken_over(
     for name in ("m1", "m2"):
         members.append(Member(tmp_path, etcd_cluster, fleet, name, specs, state,
                               interval=interval, ttl=ttl))
-    until(all_in_sync(client, fleet, uris), 60, "hosts in sync", lambda: table(client, fleet))
+    until(all_in_sync(client, fleet, uris, lambda u: owner(u, ["m1", "m2"]) or ""), 60,
+          "hosts in sync, each by its owner", lambda: table(client, fleet))
     frozen = [u for u in uris if owner(u, ["m1", "m2"]) == "m1"]
     assert frozen
     with_signal(members[0].proc, signal.SIGSTOP)
@@ -368,7 +373,8 @@ def test_a_stopped_members_hosts_show_stale_then_are_taken_over(
         assert cli.returncode == 1, cli.stdout
         lines = cli.stdout.splitlines()
         assert len(lines) == 1 + len(hosts) + 1  # heading, every host, totals
-        assert sum(" stale " in line for line in lines[1:-1]) == len(frozen)
+        for uri in frozen:  # (the other member's may be late too on a busy box)
+            assert any(line.split()[:2] == [uri, "stale"] for line in lines[1:-1]), lines
         until(all_in_sync(client, fleet, uris, lambda u: "m2"), 30,
               "the stopped member's hosts taken over", lambda: table(client, fleet))
     finally:
@@ -405,9 +411,12 @@ def test_an_agents_host_is_left_to_it_while_it_lives(
     # The agent dies: the central member takes its host within TTL + interval.
     members[0].proc.kill()
     members[0].proc.wait()
-    took = until(lambda: "central-agent-a" in domains(state, "agent-a"), 30,
-                 "the central member taking the agent's host")
-    assert took <= TTL + INTERVAL + 3.0, took
+    killed = time.time()
+    until(lambda: "central-agent-a" in domains(state, "agent-a"), 30,
+          "the central member taking the agent's host")
+    first = min(float(p["start"]) for p in passes(state, "agent-a")
+                if p["member"] == "central")
+    assert first - killed <= TTL + INTERVAL + 1.0, first - killed
     until(all_in_sync(client, fleet, ["sim:///agent-a"], lambda u: "central"), 30,
           "its status by the central member", lambda: table(client, fleet))
     members[1].stop()

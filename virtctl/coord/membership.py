@@ -29,43 +29,22 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import ErrorCode, ErrorDomain, VirtctlError
 from ..watch.metrics import Counter, Gauge
-from .backend import PREFIX
 from .etcd import EtcdClient, EtcdError, Event, LeaseKeeper, Watch, WatchCompacted
+from .fleetkeys import (  # noqa: F401 (read_status, status_key: for callers too)
+    FleetError,
+    agents_prefix,
+    check_name,
+    fleet_prefix,
+    member_of,
+    members_prefix,
+    read_status,
+    status_key,
+)
 from .rendezvous import owner
 from .status import StatusRecord
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 POLL = 0.2  # seconds between looks at each watch's queue (events arrive on threads)
-
-
-class FleetError(VirtctlError):
-    default_code = ErrorCode.OPERATION_INVALID
-    default_domain = ErrorDomain.COORDINATION
-
-
-def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise FleetError(f"a {kind} name is 1-63 letters, digits, '.', '_' or '-' "
-                         f"(starting with a letter or digit): {name!r}")
-    return name
-
-
-def fleet_prefix(fleet: str) -> str:
-    return f"{PREFIX}fleet/{fleet}/"
-
-
-def members_prefix(fleet: str) -> str:
-    return fleet_prefix(fleet) + "members/"
-
-
-def agents_prefix(fleet: str) -> str:
-    return fleet_prefix(fleet) + "agents/"
-
-
-def status_key(fleet: str, host: str) -> str:
-    return fleet_prefix(fleet) + "status/" + host
 
 
 def default_member() -> str:
@@ -111,7 +90,8 @@ class Membership:
                  on_change: Callable[[], None] | None = None,
                  on_agents: Callable[[], None] | None = None,
                  log: Callable[[str, str, str], None] | None = None,
-                 metrics: FleetMetrics | None = None) -> None:
+                 metrics: FleetMetrics | None = None,
+                 on_registered: Callable[[LeaseKeeper], None] | None = None) -> None:
         self.client = client
         self.fleet = check_name("fleet", fleet)
         self.member = check_name("member", member)
@@ -120,6 +100,7 @@ class Membership:
         self.agent_host = agent_host
         self.on_change = on_change
         self.on_agents = on_agents
+        self.on_registered = on_registered  # each new lease (the host locks go under it)
         self._log = log or (lambda level, event, text: None)
         self.metrics = metrics or FleetMetrics()
         self._members: frozenset[str] = frozenset()
@@ -202,9 +183,9 @@ class Membership:
                 created, holder, _ = self.client.create(self._key(), value, lease=lease.id)
                 if created or (holder is not None and holder.lease == lease.id):
                     break
-                if holder is not None and _member_of(holder.value) != self.member:
+                if holder is not None and member_of(holder.value) != self.member:
                     raise FleetError(f"{self._key()} is held by another process "
-                                     f"({_member_of(holder.value) or 'unknown'}): "
+                                     f"({member_of(holder.value) or 'unknown'}): "
                                      "is an agent already running for this host?")
                 if time.monotonic() >= deadline:
                     raise FleetError(f"member {self.member} of fleet {self.fleet} is "
@@ -217,6 +198,8 @@ class Membership:
             keeper.stop(revoke=True)
             raise
         self._keeper = keeper
+        if self.on_registered is not None:
+            self.on_registered(keeper)
         self.metrics.registered.set(1, member=self.member)
         self._log("info", "member-registered",
                   f"registered in fleet {self.fleet} as "
@@ -235,7 +218,7 @@ class Membership:
         got = self.client.range(fleet_prefix(self.fleet) + "agents/")
         members = self.client.range(members_prefix(self.fleet), revision=got.revision)
         with self._mutex:
-            self._agents = {kv.key.rsplit("/", 1)[1]: _member_of(kv.value) or "?"
+            self._agents = {kv.key.rsplit("/", 1)[1]: member_of(kv.value) or "?"
                             for kv in got.kvs}
             self._members = frozenset(kv.key.rsplit("/", 1)[1] for kv in members.kvs)
         self.metrics.members.set(len(self._members), member=self.member)
@@ -299,7 +282,7 @@ class Membership:
             for event in events:
                 host = event.kv.key.rsplit("/", 1)[1]
                 if event.type == "PUT":
-                    agents[host] = _member_of(event.kv.value) or "?"
+                    agents[host] = member_of(event.kv.value) or "?"
                 else:
                     agents.pop(host, None)
             changed = agents != self._agents
@@ -347,32 +330,3 @@ class Membership:
                       f"the status of {record.uri} was not written: {exc.message}")
             return False
         return True
-
-
-def _member_of(value: bytes) -> str:
-    try:
-        return str(json.loads(value).get("member", ""))
-    except (ValueError, AttributeError, RecursionError):
-        return ""
-
-
-def read_status(client: EtcdClient, fleet: str | None) -> tuple[
-        list[tuple[str, str, bytes]], dict[str, set[str]]]:
-    """Every status record of `fleet` (None: of every fleet) and each fleet's live
-    member names (central members and agents), in one range request."""
-    prefix = fleet_prefix(fleet) if fleet else f"{PREFIX}fleet/"
-    got = client.range(prefix)
-    records: list[tuple[str, str, bytes]] = []
-    live: dict[str, set[str]] = {}
-    for kv in got.kvs:
-        parts = kv.key[len(f"{PREFIX}fleet/"):].split("/")
-        if len(parts) != 3:
-            continue
-        name, kind, leaf = parts
-        if kind == "status":
-            records.append((name, leaf, kv.value))
-        elif kind == "members":
-            live.setdefault(name, set()).add(leaf)
-        elif kind == "agents":
-            live.setdefault(name, set()).add(_member_of(kv.value))
-    return records, live

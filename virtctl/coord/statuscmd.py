@@ -30,7 +30,7 @@ def add_status_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .membership import check_name, read_status
+    from .fleetkeys import check_name, read_status
 
     try:
         fleet = None if args.fleet is None else check_name("fleet", args.fleet)

@@ -402,7 +402,10 @@ def _join(options: FleetOptions, fleet: Fleet, host_locks: HostLocks | None,
         interval=interval,
         agent_host=host_identity(agent_driver).key if agent_driver is not None else None,
         on_change=fleet.inbox.spec_changed, on_agents=fleet.spec_changed,
-        log=lambda level, event, text: getattr(journal, level)(event, text))
+        log=lambda level, event, text: getattr(journal, level)(event, text),
+        # Every host lock under the member's own lease (backend.py): 1 txn to take, 1 to
+        # release, no renewal of its own; a dead member's locks end with its membership.
+        on_registered=lambda keeper: setattr(host_locks, "keeper", keeper))
     membership.start()
     stack.callback(membership.stop)
     return FleetMember(membership, interval=interval, apply_set=policy.apply_set,
