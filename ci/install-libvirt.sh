@@ -30,6 +30,9 @@ PACKAGES=(
     # recorded from git work trees) and ip (free subnets for test networks; libvirt only
     # recommends iproute2).
     git iproute2
+    # The Debian 12 cloud guest of the cloudguest tests, built offline from Debian's
+    # packages (ci/build-cloud-image.sh: mmdebstrap, mkfs.ext4 -d, qemu-img).
+    mmdebstrap e2fsprogs
     # etcd for the fleet tests: each starts its own 3-member cluster on loopback
     # (tests/integration/etcdcluster.py, docs/fleet.md); the package's own service is
     # not used. openssl makes the certificates of the TLS cluster.
