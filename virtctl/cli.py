@@ -36,6 +36,15 @@ from .options import (
     seconds,
     set_options,
 )
+from .cli_guests import (
+    add_guest_parsers,
+    select_live,
+    select_live_objects,
+    select_specs,
+    selector_option,
+)
+from .reach import guest_addresses
+from .reconciler.loadset import set_members
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -100,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock_options(p)
     coordination_options(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    selector_option(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("diff", help="show what apply would change (exit 2 if anything)")
@@ -114,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     _parallel(p)
     coordination_options(p)
+    selector_option(p)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
@@ -125,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parallel(p)
     lock_options(p)
     coordination_options(p)
+    selector_option(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("get", help="list domains, networks, storage pools or volumes on "
@@ -132,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("what", choices=("domains", "networks", "pools", "volumes"))
     p.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
+    selector_option(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("validate", help="check specs without changing anything")
@@ -155,12 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--to", dest="folder", metavar="DIR",
                    help="write one file per object here (default: stdout)")
-    p.add_argument("-o", "--output", choices=("yaml", "xml"), default="yaml")
+    p.add_argument("-o", "--output", choices=("yaml", "xml", "ansible-inventory"),
+                   default="yaml", help="ansible-inventory: JSON as `ansible-inventory "
+                   "--list` prints it, grouped by host, apply set and label")
     p.add_argument("--managed-only", action="store_true",
                    help="only objects virtctl manages (default: every object)")
+    selector_option(p)
     p.set_defaults(func=cmd_export)
 
     add_watch_parser(sub)
+    add_guest_parsers(sub)
     from .coord.statuscmd import add_status_parser
 
     add_status_parser(sub)
@@ -197,6 +214,8 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
 def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
     desired = api.load(args.paths)
     err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
+    if getattr(args, "selector", None) is not None:  # -l: act on the selected specs only
+        desired, args.protected = select_specs(desired, args.selector)
     return desired
 
 
@@ -215,6 +234,8 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         apply_set=apply_set,
         prune_all=getattr(args, "prune_all", False),
         prune_sets=prune_sets,
+        selector=getattr(args, "selector", None) or "",
+        protected=getattr(args, "protected", ()),
     )
 
 
@@ -249,7 +270,7 @@ def _apply_steps(
 
     def execute(desired: api.Desired, driver: Driver, planned: api.Plan) -> api.Result:
         if stream is not None:
-            stream.write(render.plan_text(planned))
+            stream.write(render.plan_text(planned, set_members(desired)))
             stream.flush()
         # Several hosts act at once: their lines name the host; a terminal's counter
         # line is for one host only.
@@ -273,9 +294,10 @@ def _apply_doc(result: api.Result, *, dry_run: bool) -> dict[str, Any]:
     return doc
 
 
-def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: bool) -> None:
+def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: bool,
+                members: dict[Any, str] | None = None) -> None:
     if not plan_shown:
-        out.write(render.plan_text(result.plan))
+        out.write(render.plan_text(result.plan, members))
     if result.plan.empty or not result.report.results:
         return
     out.write(render.report_text(result.report))
@@ -371,7 +393,8 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         args, out, err, groups, _apply_steps(policy, args, err, stream),
         readonly=args.dry_run and not _reads_storage(desired, policy),
         render_doc=lambda r: _apply_doc(r, dry_run=args.dry_run),
-        render_text=lambda r: _apply_text(r, out, err, plan_shown=live_output),
+        render_text=lambda r: _apply_text(r, out, err, plan_shown=live_output,
+                                          members=set_members(desired)),
         kind="MultiHostPlan" if args.dry_run else "MultiHostApplyResult",
     )
     return _exit_code(runs, dry_run=args.dry_run)
@@ -398,7 +421,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return planned
 
     def text(result: api.Result) -> None:
-        out.write(render.plan_text(result.plan))
+        out.write(render.plan_text(result.plan, set_members(desired)))
 
     runs = _run(args, out, err, api.split_hosts(desired, args.connect), (prepare, None),
                 readonly=not _reads_storage(desired, policy),
@@ -450,8 +473,11 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                      call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
         found = reader.storage() if storage else None
+        addresses = guest_addresses(reader, live) if (
+            args.what == "domains" and args.output != "table") else {}
     records = (render.rows(live, args.what) if found is None
                else render_storage.rows(found, live, args.what))
+    records = select_live(records, live, args.what, args.selector, addresses)
     if args.output == "json":
         out.write(json.dumps(records, indent=2) + "\n")
     elif args.output == "yaml":
@@ -465,7 +491,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.what == "domains":
             columns.insert(1, "id")
         if args.output == "wide":
-            columns += ["uuid", "persistent", "set", "source", "commit"]
+            columns += ["uuid", "persistent", "set", "source", "commit", "labels"]
+            if args.what == "domains":
+                columns.append("addresses")
         out.write(render.table(records, columns))
     return EXIT_OK
 
@@ -517,6 +545,17 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                      call_timeout=args.call_timeout) as reader:
         live = reader.snapshot()
         storage = reader.storage()
+        addresses = guest_addresses(reader, live) if (
+            args.output == "ansible-inventory") else {}
+    if args.output == "ansible-inventory":
+        from .inventory import inventory_json
+
+        out.write(inventory_json({reader.uri: live}, args.selector,
+                                 {reader.uri: addresses}) + "\n")
+        return EXIT_OK
+    if args.selector is not None:
+        live = select_live_objects(live, args.selector)
+        storage = None  # their records hold no labels: a selector selects none of them
     fmt = export.ExportFormat(args.output)
     specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only,
                                 storage=storage)

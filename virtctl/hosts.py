@@ -68,7 +68,15 @@ def group_by_host(
                 errors.append(SpecError(problem, code=ErrorCode.UNKNOWN_REFERENCE, source=Source(
                     spec.source.file, spec.source.line, "connect")))
                 continue
-        tables[type(spec)].setdefault(uri, {})[spec.key.name] = spec
+        table = tables[type(spec)].setdefault(uri, {})
+        first = table.get(spec.key.name)
+        if first is not None:  # two specs for one object of one host (alias and URI...)
+            errors.append(SpecError(
+                f"{spec.key} is declared twice for host {uri} (first at {first.source}); "
+                "a name is unique per host", code=ErrorCode.DUPLICATE,
+                source=Source(spec.source.file, spec.source.line, "name")))
+            continue
+        table[spec.key.name] = spec
     if errors:
         raise SpecErrors(errors)
     uris = sorted({uri for table in tables.values() for uri in table})

@@ -28,7 +28,7 @@ from typing import Any
 
 from lxml import etree
 
-from .model import LastApplied, Ownership
+from .model import Labels, LastApplied, Ownership
 from .xmlutil import NS, NS_PREFIX, first_children, parse
 
 OWNER = f"{{{NS}}}owner"
@@ -69,6 +69,7 @@ def read_owner(root: etree._Element) -> Ownership | None:
         commit=owner.get("commit", ""),
         last_applied=_read_last_applied(owner.find(LAST_APPLIED)),
         apply_set=owner.get("set", ""),
+        labels=labels_from_text(owner.get("labels", "")),
     )
 
 
@@ -115,7 +116,8 @@ def owner_from_text(xml: str, *, source: str = "<xml>") -> Ownership | None:
                 active=_yes(rec.get("active")))
     return Ownership(spec_hash=attrs.get("spec-hash", ""), source=attrs.get("source", ""),
                      commit=attrs.get("commit", ""), last_applied=record,
-                     apply_set=attrs.get("set", ""))
+                     apply_set=attrs.get("set", ""),
+                     labels=labels_from_text(attrs.get("labels", "")))
 
 
 def _yes(value: str | None) -> bool | None:
@@ -151,6 +153,7 @@ def owner_to_dict(owner: Ownership) -> dict[str, Any]:
     return {
         "spec_hash": owner.spec_hash, "source": owner.source, "commit": owner.commit,
         "set": owner.apply_set,
+        **({"labels": labels_to_text(owner.labels)} if owner.labels else {}),
         "last_applied": None if last is None else {
             "encoded": last.encoded, "state": last.state, "autostart": last.autostart,
             "active": last.active,
@@ -165,7 +168,18 @@ def owner_from_dict(data: dict[str, Any]) -> Ownership:
         commit=data.get("commit", ""),
         last_applied=LastApplied(**last) if isinstance(last, dict) else None,
         apply_set=data.get("set", ""),
+        labels=labels_from_text(str(data.get("labels", ""))),
     )
+
+
+def labels_to_text(labels: Labels) -> str:
+    """`role=web,team=a`: the schema allows neither ',' nor '=' in keys and values."""
+    return ",".join(f"{k}={v}" for k, v in labels)
+
+
+def labels_from_text(text: str) -> Labels:
+    pairs = (item.partition("=") for item in text.split(",") if item)
+    return tuple(sorted((k, v) for k, _, v in pairs if k))
 
 
 def set_owner(root: etree._Element, owner: Ownership) -> None:
@@ -182,6 +196,8 @@ def set_owner(root: etree._Element, owner: Ownership) -> None:
         elem.set("commit", owner.commit)
     if owner.apply_set:
         elem.set("set", owner.apply_set)
+    if owner.labels:
+        elem.set("labels", labels_to_text(owner.labels))
     last = owner.last_applied
     if last is not None:
         child = etree.SubElement(elem, LAST_APPLIED, encoding=ENCODING)

@@ -103,6 +103,10 @@ class NetworkCommand(StrEnum):
     MODIFY = "modify"
 
 
+#: An object's labels (`labels: {role: web}`): (key, value) pairs sorted by key.
+Labels = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ObjectKey:
     kind: Kind
@@ -127,6 +131,7 @@ class DomainSpec:
     update_policy: UpdatePolicy | None = None  # None: follow --allow-restart
     shutdown_timeout: float | None = None  # seconds; None: follow --shutdown-timeout
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
+    labels: Labels = ()  # `labels:`, sorted (key, value) pairs; kept in the owner mark
     # (what, line) for errors to point at the key or element they are about: each
     # network reference ("network:NAME") and the fields host checks name ("vcpu",
     # "os/type/@arch", "devices/tpm"...); only labels, like `source` (not in the digest).
@@ -158,6 +163,7 @@ class NetworkSpec:
     bridge: str | None = None
     update_policy: UpdatePolicy | None = None
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
+    labels: Labels = ()
     digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
 
     def __post_init__(self) -> None:
@@ -188,6 +194,7 @@ class PoolSpec:
     uuid: str | None = None
     update_policy: UpdatePolicy | None = None
     connect: str | None = None
+    labels: Labels = ()
     digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -227,6 +234,7 @@ class VolumeSpec:
     content: VolumeContent | None = None
     delete_policy: DeletePolicy = DeletePolicy.RETAIN
     connect: str | None = None
+    labels: Labels = ()
     digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -249,7 +257,8 @@ def spec_digest(spec: DomainSpec | NetworkSpec | PoolSpec | VolumeSpec) -> str:
     new spec, so it can never go stale), because every no-op run needs it."""
     text = "\0".join([type(spec).__name__, *(
         str(getattr(spec, f.name)) for f in fields(spec)
-        if f.init and f.name not in _LABELS)])
+        if f.init and f.name not in _LABELS
+        and not (f.name == "labels" and not spec.labels))])  # digests from before labels
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -304,6 +313,7 @@ class Ownership:
     # The apply set that applied it (--set, else named after the spec paths); --prune
     # deletes only objects of its own set. "" for marks older than sets.
     apply_set: str = ""
+    labels: Labels = ()  # the spec's labels when it was applied (selectors match them)
 
 
 @dataclass(frozen=True, slots=True)

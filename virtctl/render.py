@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from . import metadata
@@ -111,12 +112,14 @@ def format_change(change: FieldChange) -> str:
     return f"{text}  [{', '.join(tags)}]" if tags else text
 
 
-def _object_lines(plan: Plan, key: ObjectKey, actions: list[Action]) -> list[str]:
+def _object_lines(plan: Plan, key: ObjectKey, actions: list[Action],
+                  member: str | None = None) -> list[str]:
     action = object_action(plan, key)
     steps = f"  ({', '.join(_step_label(a) for a in actions)})" if actions else ""
     cls = worst(_changes(plan, key, actions))
     label = f"  {cls}" if cls is not None and action in ("update", "recreate") else ""
-    lines = [f"{_OBJECT_SYMBOL[action]} {key}{steps}{label}"]
+    of_set = f"  [DomainSet {member}]" if member else ""
+    lines = [f"{_OBJECT_SYMBOL[action]} {key}{steps}{label}{of_set}"]
     if action in ("update", "recreate", "none"):
         lines += [f"    {format_change(c)}" for c in _changes(plan, key, actions)]
     pending = plan.pending_of(key)
@@ -145,12 +148,13 @@ def _summary(plan: Plan, counts: dict[str, int]) -> str:
     return text + "."
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, members: Mapping[ObjectKey, str] | None = None) -> str:
+    """`members`: the DomainSet of each object that is a set's instance (named after it)."""
     lines: list[str] = []
     counts = dict.fromkeys(_OBJECT_SYMBOL, 0)
     for key, actions in _grouped(plan).items():
         counts[object_action(plan, key)] += 1
-        lines += _object_lines(plan, key, actions)
+        lines += _object_lines(plan, key, actions, (members or {}).get(key))
     lines += [f"! {note}" for note in plan.notes]
     if plan.empty:
         lines.append("No changes: the host matches the specs.")

@@ -70,9 +70,15 @@ GOOD = Scan({"h.yaml": (), "x.yaml": specs("x.yaml", domain("web", "a"), domain(
                      {}, H, {"x.yaml": [("web", "sim:///a")]}, ["h.yaml"],
                      id="broken-hosts-file-keeps-its-names"),
         pytest.param(Scan({"h.yaml": (), "x.yaml": specs("x.yaml", domain("web")),
-                           "y.yaml": specs("y.yaml", domain("web", "b"))}, hosts=H),
+                           "y.yaml": specs("y.yaml", domain("web", DEFAULT))}, hosts=H),
                      {"x.yaml": ()}, H, {"x.yaml": [("web", DEFAULT)]}, ["y.yaml"],
-                     id="clash-across-hosts-blames-the-new-file"),
+                     id="clash-on-one-host-blames-the-new-file"),
+        # Names are unique per host (issue 24): one name on two hosts is two objects.
+        pytest.param(Scan({"h.yaml": (), "x.yaml": specs("x.yaml", domain("web")),
+                           "y.yaml": specs("y.yaml", domain("web", "b"))}, hosts=H),
+                     {"x.yaml": ()}, H,
+                     {"x.yaml": [("web", DEFAULT)], "y.yaml": [("web", "sim:///b")]}, [],
+                     id="one-name-on-two-hosts"),
     ],
 )
 def test_route_places_each_spec_on_its_host(

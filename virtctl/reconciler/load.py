@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -55,6 +55,8 @@ from .speccache import SpecCache
 if TYPE_CHECKING:
     import jsonschema
 
+    from .loadset import LoadedSet
+
 YAML_SUFFIXES = (".yaml", ".yml")
 XML_SUFFIXES = (".xml",)
 XEN_SUFFIXES = (".cfg",)
@@ -67,7 +69,7 @@ _FALSE = {"no", "false", "off", "0"}
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
 #: The schema's $defs entry for each kind.
 _DEFS = {"Domain": "domain", "Network": "network", "Hosts": "hosts",
-         "StoragePool": "storagePool", "Volume": "volume"}
+         "StoragePool": "storagePool", "Volume": "volume", "DomainSet": "domainSet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,7 @@ def load_specs(
     if unreadable:
         raise SpecErrors(unreadable)
     aliases: list[HostAlias] = []
+    sets: list[LoadedSet] = []
     for spec_file in files:
         hit = cache.get(spec_file.text, spec_file.name)
         if hit is not None:
@@ -202,9 +205,10 @@ def load_specs(
             continue
         found: list[str] = []
         named: list[HostAlias] = []
+        in_file: list[LoadedSet] = []
         try:
             loaded = load_text(spec_file.text, source=spec_file.name, warnings=found,
-                               hosts=named)
+                               hosts=named, sets=in_file)
         except SpecErrors as many:
             errors.extend(many.errors)
             continue
@@ -214,29 +218,51 @@ def load_specs(
         specs.extend(loaded)
         warnings.extend(found)
         aliases.extend(named)
+        sets.extend(in_file)
         # The cache holds domains and networks only: files naming hosts are re-read, and
         # so are storage files (a relative content.file depends on where the file is).
         plain = [s for s in loaded if isinstance(s, DomainSpec | NetworkSpec)]
-        if not named and len(plain) == len(loaded):
+        if not named and not in_file and len(plain) == len(loaded):
             cache.put(spec_file.text, plain, found)
     from .loadstorage import check_storage, with_volume_formats
     from .validate import check_specs
 
+    hosts = _unique_hosts(aliases, errors)
+    if sets:
+        from .loadset import finish_sets
+
+        specs = finish_sets(specs, sets, hosts, errors)
     errors.extend(check_specs([s for s in specs if isinstance(s, DomainSpec | NetworkSpec)]))
     errors.extend(check_storage(specs))
-    hosts = _unique_hosts(aliases, errors)
     if errors:
         raise SpecErrors(errors)
-    volumes = {s.key.name: s for s in specs if isinstance(s, VolumeSpec)}
-    domains = with_volume_formats([s for s in specs if isinstance(s, DomainSpec)], volumes)
+    volumes = host_keyed(s for s in specs if isinstance(s, VolumeSpec))
+    domains = [  # a domain's volumes are those of its own host
+        dom for host in dict.fromkeys(s.connect for s in specs if isinstance(s, DomainSpec))
+        for dom in with_volume_formats(
+            [s for s in specs if isinstance(s, DomainSpec) and s.connect == host],
+            {v.key.name: v for v in volumes.values() if v.connect == host})]
     return Desired(
-        domains={s.name: s for s in domains},
-        networks={s.name: s for s in specs if isinstance(s, NetworkSpec)},
+        domains=host_keyed(domains),
+        networks=host_keyed(s for s in specs if isinstance(s, NetworkSpec)),
         warnings=tuple(warnings),
         hosts=hosts,
-        pools={s.name: s for s in specs if isinstance(s, PoolSpec)},
+        pools=host_keyed(s for s in specs if isinstance(s, PoolSpec)),
         volumes=volumes,
     )
+
+
+def host_keyed(specs: Iterable[Any]) -> dict[str, Any]:
+    """Specs by name; a name is unique per host, not across hosts, so a name that
+    several hosts declare is keyed NAME@HOST (`connect:` as written) until
+    `group_by_host` splits the specs per host (keying them by name again and refusing
+    a name twice on one host)."""
+    specs = list(specs)
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.key.name] = counts.get(spec.key.name, 0) + 1
+    return {(spec.key.name if counts[spec.key.name] == 1 or spec.connect is None
+             else f"{spec.key.name}@{spec.connect}"): spec for spec in specs}
 
 
 def _unique_hosts(aliases: list[HostAlias], errors: list[SpecError]) -> dict[str, HostAlias]:
@@ -269,7 +295,7 @@ def detect_format(text: str, source: str) -> str:
 
 def load_text(
     text: str, *, source: str, warnings: list[str] | None = None,
-    hosts: list[HostAlias] | None = None,
+    hosts: list[HostAlias] | None = None, sets: list[LoadedSet] | None = None,
 ) -> list[AnySpec]:
     """The specs one file declares; conversion warnings are appended to `warnings`, host
     names from `kind: Hosts` documents to `hosts`."""
@@ -279,7 +305,8 @@ def load_text(
     elif fmt == "xen":
         specs = [_load_xen(text, source, warnings if warnings is not None else [])]
     else:
-        specs = _load_yaml(text, source, hosts if hosts is not None else [])
+        specs = _load_yaml(text, source, hosts if hosts is not None else [],
+                           sets if sets is not None else [])
     _check_definition_sizes(specs)
     return specs
 
@@ -556,7 +583,7 @@ def _has_content_before(text: str, line: int) -> bool:
 
 
 def _load_yaml(
-    text: str, source: str, hosts: list[HostAlias]
+    text: str, source: str, hosts: list[HostAlias], sets: list[LoadedSet] | None = None,
 ) -> list[AnySpec]:
     try:
         docs = [d for d in yaml.load_all(text, Loader=StrictLoader)]
@@ -579,6 +606,13 @@ def _load_yaml(
             _check_limits(doc, source, index, line, text)
             if isinstance(doc, dict) and doc.get("kind") == "Hosts":
                 hosts.extend(_hosts_from_doc(doc, source, index, line, text))
+            elif isinstance(doc, dict) and doc.get("kind") == "DomainSet":
+                from .loadset import specs_from_set
+
+                loaded_set = specs_from_set(doc, source, index, line, text)
+                specs.extend(loaded_set.specs)
+                if sets is not None:
+                    sets.append(loaded_set)
             else:
                 specs.extend(_specs_from_doc(doc, source, index, line, text))
         except SpecErrors as many:
@@ -691,6 +725,9 @@ def _spec_from_doc(
                                       field)) from None
     if isinstance(spec, DomainSpec):
         spec = replace(spec, lines=_yaml_lines(doc, text, index))
+    if doc.get("labels"):
+        spec = replace(spec, labels=tuple(sorted((str(k), str(v))
+                                                 for k, v in doc["labels"].items())))
     return spec
 
 

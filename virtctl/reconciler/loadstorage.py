@@ -152,9 +152,10 @@ def _content(raw: Any, where: Source, *, yaml: bool) -> VolumeContent | None:
 
 
 def check_storage(specs: Sequence[object]) -> list[SpecError]:
-    """Pools declared twice (by name or uuid), volumes declared twice ("POOL/NAME")."""
+    """Pools declared twice (by name or uuid), volumes declared twice ("POOL/NAME"), on
+    one host (`connect:` as written; `hosts.group_by_host` compares resolved URIs)."""
     errors: list[SpecError] = []
-    seen: dict[tuple[str, str], Source] = {}
+    seen: dict[tuple[str, str, str | None], Source] = {}
     for spec in specs:
         claims: list[tuple[str, str, str]] = []
         if isinstance(spec, PoolSpec):
@@ -166,7 +167,7 @@ def check_storage(specs: Sequence[object]) -> list[SpecError]:
         else:
             continue
         for what, value, path in claims:
-            first = seen.setdefault((what, value), spec.source)
+            first = seen.setdefault((what, value, spec.connect), spec.source)
             if first is not spec.source:
                 errors.append(SpecError(
                     f"duplicate {what} {value!r} (first declared at {first})",

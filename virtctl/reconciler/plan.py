@@ -71,6 +71,7 @@ from .steps import (
     autostart_steps,
     define_reason,
     moved_set,
+    relabeled,
     removed_in,
     define_xml,
     field_changes,
@@ -247,8 +248,16 @@ PRUNE_LIMIT = 5
 def in_prune_scope(owner: Ownership | None, policy: Policy) -> bool:
     """Whether --prune may delete an object with this mark: a managed object of this
     run's apply set, or of a set the run names with --prune-set. --prune-all does not
-    widen it (it lifts the count limit only); an unmanaged object is never in it."""
-    return set_in_scope(owner.apply_set if owner is not None else None, policy)
+    widen it (it lifts the count limit only); an unmanaged object is never in it. With a
+    selector (-l), only objects whose recorded labels match it (selectors.py)."""
+    if not set_in_scope(owner.apply_set if owner is not None else None, policy):
+        return False
+    if policy.selector:
+        from ..selectors import parse_selector
+
+        assert owner is not None
+        return parse_selector(policy.selector).matches(owner.labels)
+    return True
 
 
 def _sets_named(policy: Policy) -> str:
@@ -287,12 +296,14 @@ def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
 def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
     reason = "pruned: absent from the specs"
     doomed = [d for d in live.domains.values()
-              if in_prune_scope(d.owner, policy) and d.name not in desired.domains]
+              if in_prune_scope(d.owner, policy) and d.name not in desired.domains
+              and str(d.key) not in policy.protected]
     out = {d.key: Step(actions=tuple(_delete_domain(d, policy.shutdown_timeout,
                                                     reason=reason))) for d in doomed}
     linked: dict[str, list[str]] | None = None  # read once, only when a network goes
     for n in live.networks.values():
-        if in_prune_scope(n.owner, policy) and n.name not in desired.networks:
+        if (in_prune_scope(n.owner, policy) and n.name not in desired.networks
+                and str(n.key) not in policy.protected):
             if linked is None:
                 linked = _running_links(live, {d.name for d in doomed})
             if n.active and linked.get(n.name):
@@ -430,7 +441,7 @@ def _update_domain(
                           live_root, running)
     actions: list[Action] = []
     if (changes or not live.managed or not live.persistent
-            or moved_set(live.owner, policy)):
+            or moved_set(live.owner, policy) or relabeled(live.owner, spec)):
         actions.append(Define(kind=Kind.DOMAIN, name=spec.name,
                               xml=define_xml(root, spec, policy), new=False, changes=changes,
                               reason=define_reason(changes, live.owner, live.persistent,

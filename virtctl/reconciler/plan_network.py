@@ -33,6 +33,7 @@ from .steps import (
     autostart_steps,
     define_reason,
     moved_set,
+    relabeled,
     define_xml,
     field_changes,
     live_allowed,
@@ -61,7 +62,7 @@ def network_step(
         return _recreate_network(spec, live, root, changes, policy)
     actions: list[Action] = []
     if (changes or not live.managed or not live.persistent
-            or moved_set(live.owner, policy)):
+            or moved_set(live.owner, policy) or relabeled(live.owner, spec)):
         actions.append(
             Define(kind=kind, name=name, xml=define_xml(root, spec, policy), new=False,
                    changes=changes,

@@ -604,7 +604,7 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
     out: dict[ObjectKey, Step] = {}
     for volume in found.storage.volumes.values():
         record = found.volume_record(volume)
-        if (record is None or volume.key.name in desired.volumes
+        if (record is None or volume.key.name in desired.volumes or policy.selector
                 or not set_in_scope(record.apply_set, policy)):
             continue
         user = found.in_use.get(volume.key.name)
@@ -615,7 +615,7 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
             continue
         out[volume.key] = _retire_volume(volume, record, reason)
     for pool in found.storage.pools.values():
-        if pool.name in desired.pools or not found.pool_managed(pool):
+        if pool.name in desired.pools or not found.pool_managed(pool) or policy.selector:
             continue
         have = found.records.get(pool.name)
         if have is None or have.pool is None:

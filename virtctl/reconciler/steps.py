@@ -56,6 +56,10 @@ class Policy:
     prune_sets: tuple[str, ...] = ()  # --prune-set NAME: other sets this run's --prune
     # may reach, each named explicitly ("" names marks older than sets); sorted, so the
     # policy's repr (part of the memo's context) is the same in every process
+    selector: str = ""  # -l: --prune reaches only managed objects whose recorded labels
+    # match it (selectors.py), and no pool or volume (their records hold no labels)
+    protected: tuple[str, ...] = ()  # "kind/name" declared by specs the selector left
+    # out (on any host): never pruned, whatever their recorded labels; sorted
 
     @property
     def pruned_sets(self) -> frozenset[str]:
@@ -141,7 +145,7 @@ def define_xml(
     out = root if last_use else copy.deepcopy(root)
     metadata.set_owner(out, Ownership(spec_hash=spec_hash(spec.xml), source=spec.source.file,
                                       commit=policy.commit, last_applied=record,
-                                      apply_set=policy.apply_set))
+                                      apply_set=policy.apply_set, labels=spec.labels))
     # Compact: the hypervisor stores it in its own layout anyway.
     return tostring(out, pretty=False)
 
@@ -150,6 +154,12 @@ def moved_set(owner: Ownership | None, policy: Policy) -> bool:
     """Whether a managed object belongs to another apply set than this run's: defining
     it again moves it into this set (its mark only; the guest sees nothing)."""
     return owner is not None and bool(policy.apply_set) and owner.apply_set != policy.apply_set
+
+
+def relabeled(owner: Ownership | None, spec: DomainSpec | NetworkSpec) -> bool:
+    """Whether a managed object's recorded labels differ from its spec's: defining it
+    again rewrites its mark only (labels are not part of the definition libvirt runs)."""
+    return owner is not None and owner.labels != spec.labels
 
 
 def define_reason(changes: tuple[FieldChange, ...], owner: Ownership | None, persistent: bool,
@@ -161,6 +171,8 @@ def define_reason(changes: tuple[FieldChange, ...], owner: Ownership | None, per
     if not changes and moved_set(owner, policy):
         was = f"set {owner.apply_set!r}" if owner.apply_set else "no set"
         return f"move from {was} to set {policy.apply_set!r}"
+    if not changes:
+        return "record the spec's labels"
     return f"{len(changes)} field(s) differ"
 
 

@@ -42,10 +42,14 @@ def _dup(what: str, value: str, first: Source, again: Source, path: str) -> Spec
 
 def check_specs(specs: Sequence[DomainSpec | NetworkSpec]) -> list[SpecError]:
     errors: list[SpecError] = []
-    seen: dict[tuple[str, str, str], Source] = {}
+    seen: dict[tuple[str, str, str, str | None], Source] = {}
 
-    def claim(kind: str, what: str, value: str, spec_source: Source, path: str) -> None:
-        key = (kind, what, value)
+    def claim(kind: str, what: str, value: str, spec_source: Source, path: str,
+              host: str | None = None) -> None:
+        # Names, uuids and bridges are unique per host (`connect:` as written here;
+        # hosts.group_by_host compares resolved URIs); MACs across all hosts, since
+        # hosts may share a network segment.
+        key = (kind, what, value, host)
         if key in seen:
             errors.append(_dup(what, value, seen[key], spec_source, path))
         else:
@@ -53,14 +57,15 @@ def check_specs(specs: Sequence[DomainSpec | NetworkSpec]) -> list[SpecError]:
 
     for spec in specs:
         kind = "domain" if isinstance(spec, DomainSpec) else "network"
-        claim(kind, f"{kind} name", spec.name, spec.source, "name")
+        claim(kind, f"{kind} name", spec.name, spec.source, "name", spec.connect)
         if spec.uuid:
-            claim(kind, f"{kind} uuid", spec.uuid, spec.source, "uuid")
+            claim(kind, f"{kind} uuid", spec.uuid, spec.source, "uuid", spec.connect)
         if isinstance(spec, DomainSpec):
             for mac in spec.macs:
                 claim("mac", "MAC address", mac, spec.source, "devices/interface/mac")
         elif spec.bridge:
-            claim("bridge", "bridge name", spec.bridge, spec.source, "bridge/@name")
+            claim("bridge", "bridge name", spec.bridge, spec.source, "bridge/@name",
+                  spec.connect)
     return errors
 
 
