@@ -22,7 +22,7 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, Any
 
 from . import drivers
 from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
@@ -168,14 +168,16 @@ def _guard_detaches(planned: Plan, reader: Reader, live: Live, policy: Policy) -
         return planned
     ask = getattr(reader, "guest_filesystems", None)
     mounts: dict[str, dict[str, tuple[str, ...]] | None] = {}
+    running: dict[str, Any] = {}
     for name in detaches:
         dom = live.domains.get(name)
-        running = parse(dom.running_xml) if dom is not None and dom.running_xml else None
+        running[name] = parse(dom.running_xml) if dom is not None and dom.running_xml else None
         mounts[name] = None
-        if ask is not None and guestagent.has_agent(running):
+        if ask is not None and guestagent.has_agent(running[name]):
             with contextlib.suppress(DriverError):
                 mounts[name] = ask(name)
-    return guestagent.guard_detaches(planned, mounts, force=policy.force_detach)
+    return guestagent.guard_detaches(planned, mounts, force=policy.force_detach,
+                                     running=running)
 
 
 def fetch_content(planned: Plan, desired: Desired) -> None:

@@ -6,8 +6,9 @@ agent gave; the agent itself is exercised by tests/integration/test_cloud_guest_
 
 from __future__ import annotations
 
-from virtctl.reconciler.actions import DetachDevice, SetVcpus
+from virtctl.reconciler.actions import DetachDevice, SetRunningNote, SetVcpus
 from virtctl.reconciler.guestagent import guard_detaches, has_agent
+from virtctl.reconciler.liverules import read_note
 from virtctl.reconciler.plan import plan
 from virtctl.drivers.libvirt_live import online_count
 from virtctl.xmlutil import parse
@@ -73,3 +74,22 @@ def test_online_count_reads_libvirt_cpu_lists() -> None:
     assert online_count("0-1,3") == 3
     assert online_count("0") == 1
     assert online_count("") == 0
+
+
+def test_a_refused_detach_is_noted_so_a_later_run_still_detaches_it() -> None:
+    """The definition loses the disk at once; without a note the next run would take
+    the disk for one plugged by hand and never detach it, --force-detach or not."""
+    running = parse(dom(CDROM + NIC + DATA))
+    guarded = guard_detaches(detach_plan(), {"web": {"vdb": ("/data",)}}, force=False,
+                             running={"web": running})
+    [note] = [a for a in guarded.actions if isinstance(a, SetRunningNote)]
+    assert read_note(parse(f"<domain><metadata>{note.xml}</metadata></domain>")).pending \
+        == {"devices/disk[vdb]"}
+    # The next run: defined without vdb, the guest still runs it, the note says why.
+    later = plan(desired(dom(CDROM + NIC)),
+                 host(dom(CDROM + NIC), running=dom(CDROM + NIC + DATA), note=note.xml))
+    assert [a.device for a in later.actions if isinstance(a, DetachDevice)] == [
+        "devices/disk[vdb]"]
+    without = plan(desired(dom(CDROM + NIC)),
+                   host(dom(CDROM + NIC), running=dom(CDROM + NIC + DATA)))
+    assert not [a for a in without.actions if isinstance(a, DetachDevice)]

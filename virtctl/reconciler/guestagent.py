@@ -31,26 +31,18 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from ..model import Kind
-from .actions import DetachDevice
+from ..xmlutil import parse
+from .actions import Action, DetachDevice, SetRunningNote
+from .liverules import AGENT_CHANNEL, RunningNote, has_agent, note_xml, read_note
+
+__all__ = ["AGENT_CHANNEL", "Mounts", "disk_detaches", "guard_detaches", "has_agent"]
 
 if TYPE_CHECKING:
     from .plan import Plan
 
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
-
 # domain -> disk target -> the mount points of the filesystems on it; a domain absent
 # (or mapped to None) had no agent that answered.
 Mounts = Mapping[str, Mapping[str, tuple[str, ...]] | None]
-
-
-def has_agent(running: etree._Element | None) -> bool:
-    """Whether the running guest's agent is connected (see the module doc)."""
-    if running is None:
-        return False
-    for target in running.iterfind("devices/channel/target"):
-        if target.get("name") == AGENT_CHANNEL and target.get("state") == "connected":
-            return True
-    return False
 
 
 def disk_detaches(planned: Plan) -> dict[str, list[DetachDevice]]:
@@ -66,8 +58,13 @@ def _target(action: DetachDevice) -> str:
     return action.device[len("devices/disk["):-1]
 
 
-def guard_detaches(planned: Plan, mounts: Mounts, *, force: bool) -> Plan:
-    """The plan with each disk detach checked against what the guest has mounted."""
+def guard_detaches(planned: Plan, mounts: Mounts, *, force: bool,
+                   running: Mapping[str, etree._Element | None] | None = None) -> Plan:
+    """The plan with each disk detach checked against what the guest has mounted.
+    A refused detach is noted on the running guest as pending (`running`: each guest's
+    running definition, for the note it has): the definition already lacks the disk,
+    and without the note a later run would take the disk for one plugged by hand and
+    never detach it, --force-detach or not."""
     refused: set[DetachDevice] = set()
     notes: list[str] = []
     for domain, actions in disk_detaches(planned).items():
@@ -93,6 +90,31 @@ def guard_detaches(planned: Plan, mounts: Mounts, *, force: bool) -> Plan:
                          "--force-detach")
     if not notes:
         return planned
-    return replace(planned, actions=tuple(a for a in planned.actions if a not in refused),
-                   notes=(*planned.notes, *notes))
+    actions = [a for a in planned.actions if a not in refused]
+    for action in refused:
+        actions = _noted(actions, action, (running or {}).get(action.name))
+    return replace(planned, actions=tuple(actions), notes=(*planned.notes, *notes))
+
+
+def _noted(actions: list[Action], refused: DetachDevice,
+           running: etree._Element | None) -> list[Action]:
+    """`actions` with the refused device added to the guest's note as pending: in the
+    plan's own SetRunningNote for that guest when it has one, else in a new one."""
+    mine = [i for i, a in enumerate(actions)
+            if isinstance(a, SetRunningNote) and a.name == refused.name]
+    if mine:
+        xml = actions[mine[0]].xml  # type: ignore[union-attr]
+        holder = etree.Element("domain")
+        if xml is not None:
+            etree.SubElement(holder, "metadata").append(parse(xml))
+        have = read_note(holder)
+    else:
+        have = read_note(running)
+    new = RunningNote(unreleased=have.unreleased, pending=have.pending | {refused.device},
+                      refused=have.refused)
+    note = SetRunningNote(kind=Kind.DOMAIN, name=refused.name, xml=note_xml(new),
+                          reason=f"note {refused.device} pending (not detached: mounted)")
+    if mine:
+        return [note if i == mine[0] else a for i, a in enumerate(actions)]
+    return [*actions, note]
 

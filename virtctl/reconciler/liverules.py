@@ -51,7 +51,6 @@ from .actions import (
 )
 from .diff import ChangeOp, FieldChange, Origin, diff_xml
 from .essence import child_keys
-from .guestagent import has_agent
 
 HOTPLUG_DISK_BUSES = frozenset({"virtio", "scsi", "usb", "xen"})
 HOTPLUG_NIC_MODELS = frozenset({"", "virtio", "virtio-transitional", "virtio-non-transitional",
@@ -354,6 +353,20 @@ def _network_needs(device: etree._Element) -> tuple[ObjectKey, ...]:
         if source is not None and source.get("network"):
             return (ObjectKey(Kind.NETWORK, source.get("network", "")),)
     return ()
+
+
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
+def has_agent(running: etree._Element | None) -> bool:
+    """Whether the running guest's agent is connected: libvirt marks its virtio channel
+    `state='connected'` once the agent in the guest opened the port (guestagent.py)."""
+    if running is None:
+        return False
+    for target in running.iterfind("devices/channel/target"):
+        if target.get("name") == AGENT_CHANNEL and target.get("state") == "connected":
+            return True
+    return False
 
 
 def vcpu_counts(elem: etree._Element | None) -> tuple[int, int] | None:
