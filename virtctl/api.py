@@ -88,7 +88,8 @@ def check(
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
-                        prune_sets=policy.pruned_sets)
+                        prune_sets=policy.pruned_sets, selector=policy.selector,
+                        protected=policy.protected)
     errors += check_devices(desired.domains.values(), _domcaps(reader))
     storage = _storage(desired, reader, policy, live)
     if storage is not None:
@@ -140,7 +141,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     if check:
         verified = memo.verified()
         errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
-                            verified=verified, prune_sets=policy.pruned_sets)
+                            verified=verified, prune_sets=policy.pruned_sets,
+                            selector=policy.selector, protected=policy.protected)
         errors += check_devices((d for d in desired.domains.values() if d.key not in verified),
                                 _domcaps(reader))
         if storage is not None:

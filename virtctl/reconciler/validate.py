@@ -78,6 +78,8 @@ def check_host(
     prune: bool = False,
     verified: frozenset[ObjectKey] = frozenset(),
     prune_sets: frozenset[str] | None = None,
+    selector: str = "",
+    protected: tuple[str, ...] = (),
 ) -> list[SpecError]:
     """Every problem of the specs against this host. Objects in `verified` passed the
     ownership and capability checks before with exactly these inputs (memo.py).
@@ -85,7 +87,8 @@ def check_host(
     errors: list[SpecError] = []
     unverified = [s for s in desired if s.key not in verified]
     errors.extend(_ownership(unverified, live, adopt=adopt))
-    errors.extend(_references(desired, live, prune=prune, sets=prune_sets))
+    errors.extend(_references(desired, live, prune=prune, sets=prune_sets,
+                              selector=selector, protected=protected))
     errors.extend(_bridges(desired, live))
     if caps is not None:
         errors.extend(_capabilities((s for s in unverified if isinstance(s, DomainSpec)), caps))
@@ -185,7 +188,13 @@ def _bridges(desired: Desired, live: Live) -> Iterable[SpecError]:
 
 
 def _references(desired: Desired, live: Live, *, prune: bool,
-                sets: frozenset[str] | None = None) -> Iterable[SpecError]:
+                sets: frozenset[str] | None = None, selector: str = "",
+                protected: tuple[str, ...] = ()) -> Iterable[SpecError]:
+    # Under a selector (-l), --prune spares objects whose recorded labels it does not
+    # match and those the unselected specs declare (plan.in_prune_scope, policy.protected).
+    from ..selectors import parse_selector
+
+    chosen = parse_selector(selector) if selector else None
     for dom in desired.domains.values():
         for net in dom.networks:
             if net in desired.networks:
@@ -200,7 +209,9 @@ def _references(desired: Desired, live: Live, *, prune: bool,
                                   "devices/interface/source/@network"),
                 )
             elif prune and found.owner is not None and (
-                    sets is None or found.owner.apply_set in sets):  # another set's stays
+                    sets is None or found.owner.apply_set in sets) and (  # another set's stays
+                    chosen is None or chosen.matches(found.owner.labels)) and (
+                    f"network/{net}" not in protected):
                 yield SpecError(
                     f"interface uses network {net!r}, which --prune would delete "
                     "(it is managed by virtctl, of this run's apply set, and absent from "
