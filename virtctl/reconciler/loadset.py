@@ -59,6 +59,16 @@ def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | Non
                                       exc.path)) from None
     specs: list[AnySpec] = []
     errors: list[SpecError] = []
+    seen: set[tuple[str | None, str]] = set()  # a template mistake: said once, not per instance
+
+    def once(found: list[SpecError]) -> None:
+        for error in found:
+            key = (error.source.path if error.source else None,
+                   error.message.split(": ", 1)[-1])
+            if key not in seen:
+                seen.add(key)
+                errors.append(error)
+
     for instance, sub in expansion.documents:
         sub = dict(sub)
         sub.setdefault("labels", {})
@@ -69,11 +79,10 @@ def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | Non
             spec = _spec_from_doc(sub, source, index, line, text, extra)
             specs.extend([_at_set(spec, source, line, doc["name"], instance), *extra])
         except SpecErrors as many:
-            errors.extend(_moved(e, prefix, source, index, line, text, doc["name"], instance)
-                          for e in many.errors)
+            once([_moved(e, prefix, source, index, line, text, doc["name"], instance)
+                  for e in many.errors])
         except SpecError as exc:
-            errors.append(_moved(exc, prefix, source, index, line, text, doc["name"],
-                                 instance))
+            once([_moved(exc, prefix, source, index, line, text, doc["name"], instance)])
         if len(errors) >= 20:  # one mistake in a template repeats for every instance
             break
     if errors:
