@@ -208,7 +208,13 @@ class Fleet:
                           policy=self.policy, interval=self.interval, driver=driver,
                           lock_root=self.lock_root, call_timeout=self.call_timeout,
                           host_locks=self.host_locks, fleet=self.member)
-        thread = threading.Thread(target=self._watch, args=(watcher,), daemon=True,
+        with self._lock:
+            # A host given back soon after it was retired (a fleet member's ownership
+            # moving away and back): its old watcher finishes first. Two watchers of one
+            # host in one process would share its etcd lock (backend.py) and overlap.
+            before = [r.thread for r in self._retired
+                      if r.watcher.uri == uri and r.thread.is_alive()]
+        thread = threading.Thread(target=self._watch, args=(watcher, before), daemon=True,
                                   name=f"virtctl-watch {uri}")
         with self._lock:
             self._running[uri] = _Running(watcher, thread)
@@ -216,8 +222,10 @@ class Fleet:
             inbox.stop()
         thread.start()
 
-    def _watch(self, watcher: Watcher) -> None:
+    def _watch(self, watcher: Watcher, before: Sequence[threading.Thread] = ()) -> None:
         try:
+            for older in before:
+                older.join()
             with contextlib.suppress(StopRequested):
                 watcher.run()
         except Exception as exc:  # noqa: BLE001 (a bug: this host stops, the others go on)
