@@ -6,6 +6,8 @@ agent gave; the agent itself is exercised by tests/integration/test_cloud_guest_
 
 from __future__ import annotations
 
+from lxml import etree
+
 from virtctl.reconciler.actions import DetachDevice, SetRunningNote, SetVcpus
 from virtctl.reconciler.guestagent import guard_detaches, has_agent
 from virtctl.reconciler.liverules import read_note
@@ -93,3 +95,28 @@ def test_a_refused_detach_is_noted_so_a_later_run_still_detaches_it() -> None:
     without = plan(desired(dom(CDROM + NIC)),
                    host(dom(CDROM + NIC), running=dom(CDROM + NIC + DATA)))
     assert not [a for a in without.actions if isinstance(a, DetachDevice)]
+
+
+def test_a_refused_detach_is_restart_pending_and_a_noted_guest_needs_nothing_more() -> None:
+    running = parse(dom(CDROM + NIC + DATA))
+    guarded = guard_detaches(detach_plan(), {"web": {"vdb": ("/data",)}}, force=False,
+                             running={"web": running})
+    assert [c.path for p in guarded.pending for c in p.changes] == ["devices/disk[vdb]"]
+    assert not [c for _, cs in guarded.changes for c in cs if c.path == "devices/disk[vdb]"]
+    [note] = [a for a in guarded.actions if isinstance(a, SetRunningNote)]
+    # The run after: the guest has the note; still mounted: nothing to do, no error.
+    noted = dom(CDROM + NIC)
+    later = plan(desired(noted), host(noted, running=dom(CDROM + NIC + DATA), note=note.xml))
+    again = guard_detaches(later, {"web": {"vdb": ("/data",)}}, force=False,
+                           running={"web": parse(later_running(note.xml))})
+    assert not again.actions, again.actions
+    assert [c.path for p in again.pending for c in p.changes] == ["devices/disk[vdb]"]
+
+
+def later_running(note: str) -> str:
+    root = parse(dom(CDROM + NIC + DATA))
+    meta = root.find("metadata")
+    if meta is None:
+        meta = etree.SubElement(root, "metadata")
+    meta.append(parse(note))
+    return etree.tostring(root).decode()

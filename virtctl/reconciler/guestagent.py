@@ -30,15 +30,16 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..model import Kind
+from ..model import ChangeClass, Kind, ObjectKey
 from ..xmlutil import parse
 from .actions import Action, DetachDevice, SetRunningNote
+from .diff import FieldChange
 from .liverules import AGENT_CHANNEL, RunningNote, has_agent, note_xml, read_note
 
 __all__ = ["AGENT_CHANNEL", "Mounts", "disk_detaches", "guard_detaches", "has_agent"]
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .plan import Pending, Plan
 
 # domain -> disk target -> the mount points of the filesystems on it; a domain absent
 # (or mapped to None) had no agent that answered.
@@ -91,9 +92,37 @@ def guard_detaches(planned: Plan, mounts: Mounts, *, force: bool,
     if not notes:
         return planned
     actions = [a for a in planned.actions if a not in refused]
+    changes, pending = planned.changes, planned.pending
     for action in refused:
         actions = _noted(actions, action, (running or {}).get(action.name))
-    return replace(planned, actions=tuple(actions), notes=(*planned.notes, *notes))
+        changes, pending = _restart_pending(changes, pending, action)
+    return replace(planned, actions=tuple(actions), notes=(*planned.notes, *notes),
+                   changes=changes, pending=pending)
+
+
+def _restart_pending(changes: tuple[tuple[ObjectKey, tuple[FieldChange, ...]], ...],
+                     pending: tuple[Pending, ...], refused: DetachDevice,
+                     ) -> tuple[tuple[tuple[ObjectKey, tuple[FieldChange, ...]], ...],
+                                tuple[Pending, ...]]:
+    """The refused removal shown as what it now is: restart-pending, not live (the
+    definition lacks the disk; the running guest keeps it until it restarts or a run
+    with --force-detach)."""
+    from .plan import Pending as PendingOf  # plan.py imports this module's callers
+
+    key = refused.key
+    moved = tuple(replace(c, change_class=ChangeClass.RESTART, operation=None)
+                  for k, cs in changes if k == key for c in cs if c.path == refused.device)
+    if not moved:
+        return changes, pending
+    kept = tuple((k, tuple(c for c in cs if not (k == key and c.path == refused.device)))
+                 for k, cs in changes)
+    found = [p for p in pending if p.key == key]
+    if found:
+        pending = tuple(PendingOf(p.key, (*p.changes, *moved)) if p.key == key else p
+                        for p in pending)
+    else:
+        pending = (*pending, PendingOf(key, moved))
+    return kept, pending
 
 
 def _noted(actions: list[Action], refused: DetachDevice,
@@ -114,7 +143,7 @@ def _noted(actions: list[Action], refused: DetachDevice,
                       refused=have.refused)
     note = SetRunningNote(kind=Kind.DOMAIN, name=refused.name, xml=note_xml(new),
                           reason=f"note {refused.device} pending (not detached: mounted)")
-    if mine:
-        return [note if i == mine[0] else a for i, a in enumerate(actions)]
-    return [*actions, note]
+    rest = [a for i, a in enumerate(actions) if i not in mine]
+    # The guest has this note already (a run after the refusing one): nothing to do.
+    return rest if new == read_note(running) else [*rest, note]
 
