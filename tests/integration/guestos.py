@@ -196,6 +196,11 @@ for c in /sys/devices/system/cpu/cpu*/online; do
 done
 # The ACPI power button (dom.shutdown()) powers off.
 acpid -c /etc/acpi -l /dev/console -p /run/acpid.pid
+# With vctl.dhcp on the kernel command line, ask for a DHCP lease on eth0 (the host's
+# dnsmasq then lists it: virtctl addresses reads leases). No script: nothing configured.
+if grep -q vctl.dhcp /proc/cmdline; then
+    ip link set eth0 up && (udhcpc -i eth0 -n -q -t 60 -T 2 -s /bin/true >/dev/console 2>&1 &)
+fi
 echo "{READY_MARKER} kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)"
 while :; do sleep 3600; done
 """
