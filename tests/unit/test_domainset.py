@@ -332,3 +332,15 @@ def test_the_inventory_is_what_ansible_inventory_reads(tmp_path: Path) -> None:
     assert read["_meta"]["hostvars"]["web-01"]["ansible_host"] == "10.0.0.7"
     assert read["role_web"]["hosts"] == ["web-01"]
     assert sorted(read["host_sim_a"]["hosts"]) == ["db", "web-01"]
+
+
+def test_a_set_with_a_network_is_refused_where_files_load_one_by_one() -> None:
+    """The watcher loads each file alone (load_text without `sets`): a set's DHCP entries
+    belong in a network another file declares, so it says so instead of dropping them."""
+    from virtctl.reconciler.load import load_text
+
+    text = (DATA / "specs" / "web.yaml").read_text()
+    with pytest.raises(SpecErrors, match="network: needs all spec files loaded together"):
+        load_text(text, source="web.yaml")
+    mon = text.split("---\n", 1)[1]  # no network: fine alone
+    assert [s.name for s in load_text(mon, source="mon.yaml")] == ["mon", "mon", "mon"]

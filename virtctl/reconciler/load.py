@@ -305,8 +305,7 @@ def load_text(
     elif fmt == "xen":
         specs = [_load_xen(text, source, warnings if warnings is not None else [])]
     else:
-        specs = _load_yaml(text, source, hosts if hosts is not None else [],
-                           sets if sets is not None else [])
+        specs = _load_yaml(text, source, hosts if hosts is not None else [], sets)
     _check_definition_sizes(specs)
     return specs
 
@@ -610,6 +609,14 @@ def _load_yaml(
                 from .loadset import specs_from_set
 
                 loaded_set = specs_from_set(doc, source, index, line, text)
+                if sets is None and loaded_set.expansion.dhcp:
+                    # Its DHCP entries go into a network another file may declare: only
+                    # a caller reading every file together (load_specs) can place them.
+                    raise SpecError(
+                        f"DomainSet {loaded_set.name}: network: needs all spec files "
+                        "loaded together (apply, diff, render); watch does not place "
+                        "its DHCP host entries yet", code=ErrorCode.UNSUPPORTED,
+                        source=loaded_set.at("network"))
                 specs.extend(loaded_set.specs)
                 if sets is not None:
                     sets.append(loaded_set)
