@@ -344,3 +344,19 @@ def test_a_set_with_a_network_is_refused_where_files_load_one_by_one() -> None:
         load_text(text, source="web.yaml")
     mon = text.split("---\n", 1)[1]  # no network: fine alone
     assert [s.name for s in load_text(mon, source="mon.yaml")] == ["mon", "mon", "mon"]
+
+
+def test_labels_survive_the_spec_cache(tmp_path: Path) -> None:
+    """A cached spec must come back equal (labels a tuple, not a JSON list): otherwise
+    every run after the first would redefine it to 'record the spec's labels'."""
+    from virtctl.reconciler.speccache import SpecCache
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "d.yaml").write_text("kind: Domain\nname: d\ntype: kvm\nmemory: 32MiB\n"
+                                   "labels: {role: web, team: a}\n")
+    first = load_specs([str(folder)], cache=SpecCache(tmp_path / "cache"))
+    again = load_specs([str(folder)], cache=SpecCache(tmp_path / "cache"))
+    assert again.domains["d"].labels == (("role", "web"), ("team", "a"))
+    assert again.domains["d"] == first.domains["d"]
+    assert again.domains["d"].digest == first.domains["d"].digest
