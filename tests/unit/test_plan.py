@@ -669,3 +669,26 @@ def test_prune_keeps_a_network_a_running_guest_staying_on_the_host_uses() -> Non
     off = dataclasses.replace(guest_b, state=DomainState.SHUTOFF)
     assert {str(k) for k in plan(Desired(), host(net_a, off), policy=policy).deletes} == {
         "network/lan"}
+
+
+def test_prune_removes_a_network_a_guest_this_plan_restarts_off_it() -> None:
+    """A guest restarted onto another network stops before networks are torn down, so
+    its old network is pruned in the same run (one apply converges), and the network's
+    teardown needs the guest's stop: if the stop fails, the network stays."""
+    old, new = live_net(net("old")), net("new")
+    uuid = "<uuid>6b1e6a2c-1f0e-4a57-9a3a-2d9f0c1b7e10</uuid>"
+    running = live_dom(dom("web", nets=("old",), head=uuid))
+    guest = dataclasses.replace(running, state=DomainState.RUNNING, id=1,
+                                running_xml=running.xml)
+    desired = specs(dom("web", nets=("new",), head=uuid, **{"update-policy": "restart"}), new)
+    planned = plan(desired, host(old, guest), policy=Policy(prune=True))
+    assert "network/old" in {str(k) for k in planned.deletes}
+    assert not planned.notes
+    teardown = [a for a in planned.actions if a.name == "old"]
+    assert teardown and all(
+        any(str(n) == "domain/web" for n in a.needs) for a in teardown)
+    # The same guest left running (no restart allowed): the network is kept, noted.
+    kept = plan(specs(dom("web", nets=("new",), head=uuid), new), host(old, guest),
+                policy=Policy(prune=True))
+    assert "network/old" not in {str(k) for k in kept.deletes}
+    assert any("network/old: not pruned" in n for n in kept.notes)

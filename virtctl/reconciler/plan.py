@@ -201,7 +201,12 @@ def plan(
                 else _domain_step(dom, current_dom, policy, caps, live_ops))
         steps[key] = remember(key, step)
     deletes: set[ObjectKey] = set()
-    pruned = _prune(desired, live, policy) if policy.prune else {}
+    # Guests this plan stops (restarts included) leave their networks before any
+    # network is torn down (actions.Phase), so they keep no pruned network alive.
+    stopping = frozenset(
+        k.name for k, s in steps.items()
+        if k.kind is Kind.DOMAIN and any(isinstance(a, Shutdown) for a in s.actions))
+    pruned = _prune(desired, live, policy, stopping) if policy.prune else {}
     if storage is not None:
         leaving = frozenset(k.name for k in pruned if k.kind is Kind.DOMAIN)
         for key, step in plan_storage(desired, storage, policy, leaving,
@@ -293,7 +298,8 @@ def prune_refusal(planned: Plan, desired: Desired, policy: Policy, *,
             "here is ever pruned)")
 
 
-def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step]:
+def _prune(desired: Desired, live: Live, policy: Policy,
+           stopping: frozenset[str] = frozenset()) -> dict[ObjectKey, Step]:
     reason = "pruned: absent from the specs"
     doomed = [d for d in live.domains.values()
               if in_prune_scope(d.owner, policy) and d.name not in desired.domains
@@ -305,16 +311,27 @@ def _prune(desired: Desired, live: Live, policy: Policy) -> dict[ObjectKey, Step
         if (in_prune_scope(n.owner, policy) and n.name not in desired.networks
                 and str(n.key) not in policy.protected):
             if linked is None:
-                linked = _running_links(live, {d.name for d in doomed})
+                linked = _running_links(live, {d.name for d in doomed} | stopping)
             if n.active and linked.get(n.name):
                 # Another set's (or an unmanaged) running guest would lose its link.
                 out[n.key] = Step(notes=(
                     f"{n.key}: not pruned: running guest(s) {', '.join(linked[n.name])} "
                     "staying on the host use it",))
                 continue
-            users = users_of(n.name, doomed)
+            # A guest the plan stops first must have stopped before its network goes:
+            # if its stop fails, the network is kept (the applier skips what needs it).
+            users = users_of(n.name, doomed) + tuple(
+                live.domains[name].key for name in sorted(stopping)
+                if name in live.domains and _runs_on(live.domains[name], n.name))
             out[n.key] = Step(actions=tuple(delete_network(n, users, reason=reason)))
     return out
+
+
+def _runs_on(dom: LiveDomain, network: str) -> bool:
+    """Whether the running guest `dom` has an interface on `network`."""
+    root = parse(dom.running_xml or dom.xml)
+    return any(s.get("network") == network
+               for s in root.iterfind("devices/interface[@type='network']/source"))
 
 
 def _running_links(live: Live, leaving: set[str]) -> dict[str, list[str]]:
