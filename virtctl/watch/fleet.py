@@ -27,8 +27,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO
@@ -38,13 +38,15 @@ from ..coord.backend import HostLocks
 from ..drivers.base import Driver
 from ..drivers.sim import state_root
 from ..errors import VirtctlError
+from ..model import Spec
 from ..reconciler.plan import Policy
 from ..uri import default_uri, parse_uri
 from .logs import Log, LogFormat
 from .loop import Watcher, StopRequested, spec_invalid
 from .metrics import MetricsServer, WatchMetrics
+from .commit import CommitCache
 from .fleetmember import FleetMember, FleetOptions
-from .routing import Routed, route, share
+from .routing import Routed, route
 from .sources import Debouncer, Expectations, Inbox, SpecWatch
 from .specs import Aliases, Scan, Settled, Specs, SpecSet, remember
 
@@ -55,43 +57,148 @@ EXIT_OK, EXIT_ERROR = 0, 1
 SIGNAL_CHECK = 0.25
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """One reading of the catalog, routed: immutable, shared by every host's watcher."""
+
+    routed: Routed
+    generation: int  # counts readings that found something new (for the commit cache)
+    targets: tuple[str, ...]
+    shares: Mapping[str, Mapping[str, Specs]]  # host -> file -> its specs for that host
+    empty: Mapping[str, Specs]  # every valid file -> (), what a host not named gets
+    read_at: float
+
+    def scan_for(self, uri: str) -> Scan:
+        """As Routed.scan_for(uri), without walking every spec: O(files) dict copies."""
+        return Scan(parsed={**self.empty, **self.shares.get(uri, {})},
+                    errors=self.routed.broken, unreadable=self.routed.unreadable)
+
+
+def _view(routed: Routed, generation: int, default: str) -> View:
+    valid = {name: specs for name, specs in routed.chosen.items() if name not in routed.broken}
+    return View(routed, generation, routed.targets(default), _shares(valid),
+                dict.fromkeys(valid, ()), time.monotonic())
+
+
+def _shares(specs: Mapping[str, Specs]) -> dict[str, dict[str, Specs]]:
+    """share(specs, uri) for every uri at once, leaving out the files' empty shares."""
+    out: dict[str, dict[str, list[Spec]]] = {}
+    for name, found in specs.items():
+        for spec in found:
+            out.setdefault(spec.connect or "", {}).setdefault(name, []).append(spec)
+    return {uri: {name: tuple(s) for name, s in files.items()} for uri, files in out.items()}
+
+
 class Catalog:
-    """The watched spec files, routed to their hosts; safe to share between threads."""
+    """The watched spec files, routed to their hosts; safe to share between threads.
+
+    Read and routed once per change, not once per host pass: `changed()` (the file
+    watcher) marks the reading stale, the next host pass re-reads it (unchanged files
+    cost a compare, only changed ones are parsed) and routes it, and every other host
+    settles its share of that same immutable `View`. `resync()` (the fleet's periodic
+    resync) re-reads even without an event, so an edit made while the watcher was down
+    or whose event was missed is still found; if it finds one, every host is woken."""
 
     def __init__(self, paths: Sequence[str], *, default: str, journal: Log,
-                 metrics: WatchMetrics) -> None:
+                 metrics: WatchMetrics, interval: float = float("inf")) -> None:
         self.paths = tuple(paths)
         self.default = default
+        self.interval = interval  # a View older than this is re-read on its next use
         self._files = SpecSet(paths)
+        self._commits = CommitCache(paths)
         self._hosts: dict[str, Aliases] = {}  # each file's last good 'kind: Hosts' entries
         self._journal = journal
         self._metrics = metrics
         self._reported: dict[str, tuple[str, ...]] = {}
-        self._targets: tuple[str, ...] = ()
         self._on_targets: Callable[[], None] | None = None
+        self._on_edits: Callable[[], None] | None = None
         self._lock = threading.Lock()
+        self._view: View | None = None
+        self._generation = 0
+        self._stale = 0  # bumped by changed(); a reading clears what it saw
+        self._mark = threading.Lock()  # guards _stale (changed() must not wait for a read)
+        self._last_good_shares: tuple[int, dict[str, dict[str, Specs]]] = (-1, {})
+        self.readings = 0  # SpecSet.read + route runs, for tests and the bench
 
-    def listen(self, on_targets: Callable[[], None]) -> None:
-        """Call `on_targets()` whenever a reading changes the set of hosts to watch."""
+    def listen(self, on_targets: Callable[[], None],
+               on_edits: Callable[[], None] | None = None) -> None:
+        """Call `on_targets()` whenever a reading changes the set of hosts to watch, and
+        `on_edits()` when a resync finds edits no event announced."""
         self._on_targets = on_targets
+        self._on_edits = on_edits
+
+    def changed(self) -> None:
+        """The spec files changed (an event): the next use re-reads them."""
+        with self._mark:
+            self._stale += 1
 
     def refresh(self, *, report: bool = True) -> Routed:
-        """Read every file now (unchanged ones cost a compare) and route the specs."""
+        return self.view(report=report).routed
+
+    def resync(self) -> Routed:
+        """Re-read now, event or not; wake every host if anything changed."""
+        return self.view(report=False, force=True).routed
+
+    def view(self, *, report: bool = True, force: bool = False) -> View:
+        """The current View, re-read and routed first if the files changed since."""
+        notify: list[Callable[[], None] | None] = []
         with self._lock:
-            routed = route(self._files.read(), self._files.last_good, self._hosts,
-                           default=self.default)
+            view = self._view
+            with self._mark:
+                stale = self._stale
+            if (view is None or force or stale
+                    or time.monotonic() - view.read_at >= self.interval):
+                with self._mark:
+                    self._stale -= stale  # events from here on leave it stale
+                view, notify = self._read(view, edits=force)
             if report:
-                self._report(routed)
-            self._files.commit(Settled(routed.chosen, routed.broken))
-            self._hosts = dict(routed.good_hosts)
-            targets, self._targets = self._targets, routed.targets(self.default)
-        if targets and targets != self._targets and self._on_targets is not None:
-            self._on_targets()
-        return routed
+                self._report(view.routed)
+        for callback in notify:
+            if callback is not None:
+                callback()
+        return view
+
+    def _read(self, before: View | None, *, edits: bool
+              ) -> tuple[View, list[Callable[[], None] | None]]:
+        scan = self._files.read()
+        if before is not None and not self._files.changed:
+            view = replace(before, read_at=time.monotonic())  # nothing new: same routing
+            self._view = view
+            return view, []
+        self.readings += 1
+        routed = route(scan, self._files.last_good, self._hosts, default=self.default)
+        self._files.commit(Settled(routed.chosen, routed.broken))
+        self._hosts = dict(routed.good_hosts)
+        self._generation += 1
+        view = self._view = _view(routed, self._generation, self.default)
+        notify: list[Callable[[], None] | None] = []
+        if before is not None and before.targets != view.targets:
+            notify.append(self._on_targets)
+        if edits and before is not None:
+            notify.append(self._on_edits)
+        return view, notify
+
+    def commit(self) -> str:
+        """The spec paths' git commit (commit.py: git runs only when it can have moved)."""
+        with self._lock:
+            generation = self._view.generation if self._view is not None else 0
+            return self._commits.get(generation)
+
+    def git_state(self) -> object:
+        """Changes when the spec paths' git commit may have moved without any spec file
+        changing (a `git commit`, a fetch and reset): the fleet then wakes every host, so
+        each records the new commit in its status."""
+        with self._lock:
+            return self._commits.git_state()
 
     def last_good_for(self, uri: str) -> dict[str, Specs]:
+        """share(last_good, uri), from an index built once per reading (not per host)."""
         with self._lock:
-            return share(self._files.last_good, uri)
+            generation, shares = self._last_good_shares
+            if generation != self._generation:
+                shares = _shares(self._files.last_good)
+                self._last_good_shares = (self._generation, shares)
+            return {**dict.fromkeys(self._files.last_good, ()), **shares.get(uri, {})}
 
     def _report(self, routed: Routed) -> None:
         """Log a file's errors when they change, and when it becomes valid again."""
@@ -119,12 +226,15 @@ class HostSpecs:
         self.last_good: dict[str, Specs] = catalog.last_good_for(uri)
 
     def read(self) -> Scan:
-        routed = self.catalog.refresh()
-        if self.uri not in routed.targets(self.catalog.default):
+        view = self.catalog.view()
+        if self.uri not in view.targets:
             # No spec targets this host any more and no Hosts document names it: stop
             # before planning, so nothing on it is pruned; the fleet retires the watcher.
             raise StopRequested()
-        return routed.scan_for(self.uri)
+        return view.scan_for(self.uri)
+
+    def commit_id(self) -> str:
+        return self.catalog.commit()
 
     def commit(self, settled: Settled) -> None:
         self.last_good = remember(self.last_good, settled)
@@ -157,7 +267,7 @@ class Fleet:
         self.call_timeout = call_timeout  # per libvirt call of each host's connection
         self.host_locks = host_locks  # etcd locks (--coordination)
         self.inbox = self._new_inbox()  # host-set changes and stops, for the fleet itself
-        catalog.listen(self.inbox.spec_changed)
+        catalog.listen(self.inbox.spec_changed, on_edits=self._wake_hosts)
         self._running: dict[str, _Running] = {}
         self._retired: list[_Running] = []
         self._seen: set[str] = set()
@@ -180,7 +290,12 @@ class Fleet:
         return Inbox(debounce=Debouncer(delay=self.debounce), expectations=Expectations())
 
     def spec_changed(self) -> None:
-        """Wake every host's watcher; the one whose reading changes the hosts wakes us."""
+        """Mark the catalog stale and wake every host's watcher; the first to read it
+        re-reads and routes it for all, and if that changes the hosts, wakes us."""
+        self.catalog.changed()
+        self._wake_hosts()
+
+    def _wake_hosts(self) -> None:
         for running in self._all():
             running.watcher.inbox.spec_changed()
 
@@ -277,13 +392,20 @@ class Fleet:
         """Follow changes of the hosts to watch (and resync) until stopped; then wait for
         every watcher."""
         next_resync = time.monotonic() + self.interval
+        git_state = self.catalog.git_state()
         try:
             while not self.inbox.stopping:
                 wake = self.inbox.wait(until=min(next_resync, time.monotonic() + SIGNAL_CHECK))
                 if self.inbox.stopping:
                     break
+                if (now := self.catalog.git_state()) != git_state:
+                    git_state = now
+                    self._wake_hosts()  # no file changed, but the commit the hosts record did
                 if time.monotonic() >= next_resync:
                     next_resync = time.monotonic() + self.interval
+                    # Edits no event announced (made while down, or missed): found here,
+                    # and the hosts are woken if there are any.
+                    self.catalog.resync()
                 elif not wake.triggers:
                     continue
                 self.sync()
@@ -354,7 +476,8 @@ def run_watch(
         return EXIT_ERROR
     metrics = WatchMetrics()
     default = default_uri(uri, os.environ)
-    catalog = Catalog(paths, default=default, journal=journal, metrics=metrics)
+    catalog = Catalog(paths, default=default, journal=journal, metrics=metrics,
+                      interval=interval)
     fleet = Fleet(catalog, journal=journal, metrics=metrics, policy=policy, interval=interval,
                   debounce=debounce, lock_root=state_root(os.environ),
                   call_timeout=call_timeout, host_locks=host_locks)

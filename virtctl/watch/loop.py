@@ -27,7 +27,6 @@ from .. import drivers
 from ..capabilities import HostCapabilities, parse_capabilities
 from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
-from ..gitinfo import spec_commit
 from ..coord.backend import Held, HostLocks, LockWaitCancelled
 from ..coord.etcd import EtcdError
 from ..hostlock import UnsafeLockDir, host_lock
@@ -89,6 +88,8 @@ class HostSpecs(Protocol):
     last_good: dict[str, Specs]
 
     def read(self) -> Scan: ...
+
+    def commit_id(self) -> str: ...  # the spec paths' git commit (fleet.Catalog caches it)
 
     def commit(self, settled: Settled) -> None: ...
 
@@ -300,8 +301,8 @@ class Watcher:
         storage = (probed(desired_of(scan.parsed), driver, view(driver.storage(), live))
                    if self.policy.prune or _declares_storage(scan) else None)
         settled = self._settle(scan, live, caps, storage)
-        # Read per pass: a `git pull` beside a running watcher moves the commit.
-        policy = replace(self.policy, commit=spec_commit(self.specs.paths))
+        # Asked per pass: a `git pull` beside a running watcher moves the commit.
+        policy = replace(self.policy, commit=self.specs.commit_id())
         self._commit, self._restart_pending = policy.commit or "", 0
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
                                     live_ops=driver.live_ops(), storage=storage),

@@ -122,8 +122,25 @@ class SpecSet:
         self.paths = tuple(paths)
         self.last_good: dict[str, Specs] = {}
         self._cache: dict[str, tuple[str, tuple[Specs, Aliases] | SpecError]] = {}
+        self.reads = 0  # readings, and files parsed (not found in the cache): for tests
+        self.parses = 0
+        self.changed = True  # did the last reading find anything new? (fleet.Catalog)
+        self._outline: object = None
+        self._parses_seen = -1
 
     def read(self) -> Scan:
+        scan = self._read()
+        # Which files, which are broken and why, which paths are unreadable: with no file
+        # reparsed, an unchanged outline means an unchanged reading.
+        outline = (tuple(scan.parsed), tuple((f, tuple(map(str, e)))
+                                             for f, e in scan.errors.items()), scan.unreadable)
+        parses = self.parses
+        self.changed = parses != self._parses_seen or outline != self._outline
+        self._outline, self._parses_seen = outline, parses
+        return scan
+
+    def _read(self) -> Scan:
+        self.reads += 1
         parsed: dict[str, Specs] = {}
         hosts: dict[str, Aliases] = {}
         errors: dict[str, tuple[SpecError, ...]] = {}
@@ -157,6 +174,7 @@ class SpecSet:
         if cached is not None and cached[0] == text:
             return cached[1]
         result: tuple[Specs, Aliases] | SpecError
+        self.parses += 1
         named: list[HostAlias] = []
         try:
             loaded = load_text(text, source=name, hosts=named)
