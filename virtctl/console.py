@@ -7,6 +7,7 @@ has no console, and says so.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from typing import Any, TextIO
@@ -63,6 +64,9 @@ def run_console(driver: Any, name: str, devname: str | None, err: TextIO,
     restore = _raw(stdin_fd)
     try:
         while not done.is_set():
+            # Wake up to see the guest's side end (done) while no key comes.
+            if not select.select([stdin_fd], [], [], 0.5)[0]:
+                continue
             data = os.read(stdin_fd, 1024)
             if not data:
                 break
