@@ -271,7 +271,10 @@ def remote_daemon(root: Path) -> Iterator[RemoteLibvirtd]:
         yield daemon
     finally:
         try:
-            if daemon.process is None:
+            # Left stopped by a restart test, or gone by itself: it runs with
+            # --timeout 900 (so a leaked daemon never outlives a run) and exits when a
+            # long session leaves it idle that long.
+            if daemon.process is None or daemon.process.poll() is not None:
                 daemon.start()
             purge_libvirt(daemon.uri)
         finally:

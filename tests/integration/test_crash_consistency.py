@@ -38,9 +38,10 @@ HANDMADE = ("<domain type='qemu'><name>handmade</name><memory unit='MiB'>32</mem
 
 
 def converge_and_check(state: Path, argv: list[str], uri: str, want: dict[str, str],
-                       nets: set[str], untouched: dict[str, str]) -> list[str]:
+                       nets: set[str], untouched: dict[str, str], prefix: str = "") -> list[str]:
     """Apply to the end, then compare the host with `want` (domain -> state); return
-    what is wrong (empty when all is well)."""
+    what is wrong (empty when all is well). On a shared host only names starting with
+    `prefix` count: other tests' (and other CI runs') managed objects are not ours."""
     wrong = []
     done = virtctl(state, "-c", uri, *argv)
     if done.returncode != 0:
@@ -51,12 +52,14 @@ def converge_and_check(state: Path, argv: list[str], uri: str, want: dict[str, s
     driver = connect(uri, env={"VIRTCTL_STATE_DIR": str(state)})
     try:
         live = driver.snapshot()
-        got = {n: d.state.value for n, d in live.domains.items() if d.managed}
+        got = {n: d.state.value for n, d in live.domains.items()
+               if d.managed and n.startswith(prefix)}
         if got != want:
             extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
             states = sorted(n for n in set(got) & set(want) if got[n] != want[n])
             wrong.append(f"domains: extra {extra}, missing {missing}, wrong state {states}")
-        got_nets = {n for n, net in live.networks.items() if net.managed}
+        got_nets = {n for n, net in live.networks.items()
+                    if net.managed and n.startswith(prefix)}
         if got_nets != nets:
             wrong.append(f"networks: extra {sorted(got_nets - nets)}, "
                          f"missing {sorted(nets - got_nets)}")
@@ -204,7 +207,7 @@ def test_qemu_apply_killed_mid_run_converges(tmp_path: Path, qemu_names: str) ->
         want = {f"{qemu_names}d{d:02d}": "running" if d < 4 else "shutoff"
                 for d in range(96)}
         nets = {f"{qemu_names}n{n:02d}" for n in range(4)}
-        wrong = converge_and_check(state, argv, QEMU_URI, want, nets, {})
+        wrong = converge_and_check(state, argv, QEMU_URI, want, nets, {}, qemu_names)
         QEMU_TALLY.failures += wrong
         assert not wrong, "\n".join(wrong)
         # Then half the fleet goes, killed part way, and converges too.
@@ -217,7 +220,7 @@ def test_qemu_apply_killed_mid_run_converges(tmp_path: Path, qemu_names: str) ->
         want = {f"{qemu_names}d{d:02d}": "running" if d < 4 else "shutoff"
                 for d in range(48)}
         nets = {f"{qemu_names}n{n:02d}" for n in range(4)}
-        wrong = converge_and_check(state, argv, QEMU_URI, want, nets, {})
+        wrong = converge_and_check(state, argv, QEMU_URI, want, nets, {}, qemu_names)
         QEMU_TALLY.failures += wrong
         assert not wrong, "\n".join(wrong)
 

@@ -426,6 +426,7 @@ def test_get_domains_and_networks_say_their_set_as_pools_and_volumes_do(
         assert all(r["set"] is None for n, r in rows.items() if n != name)
         wide = cli("get", what, "-o", "wide").out.splitlines()
         header = wide[0].split()
-        assert header[-3:] == ["SET", "SOURCE", "COMMIT"]
+        at = header.index("SET")
+        assert header[at:at + 3] == ["SET", "SOURCE", "COMMIT"], header
         row = next(line.split() for line in wide[1:] if line.split()[0] == name)
         assert row[header.index("SET")] == "lab"
