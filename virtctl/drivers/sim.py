@@ -88,6 +88,102 @@ def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     return None if found is None else metadata.owner_to_dict(found)
 
 
+EVENT_POLL = 0.05  # seconds between looks at each subscribed events.log
+
+
+class _Subscription:
+    __slots__ = ("log", "callback", "offset", "inode", "active")
+
+    def __init__(self, log: Path, callback: EventCallback) -> None:
+        self.log = log
+        self.callback = callback
+        self.active = True
+        try:
+            info = log.lstat()
+            self.offset, self.inode = info.st_size, info.st_ino
+        except OSError:
+            self.offset, self.inode = 0, 0
+
+    def poll(self) -> None:
+        """Deliver the complete lines appended since the last look. An unchanged log
+        costs one lstat (a fleet member follows hundreds of sim hosts: a thread, an
+        open and a read per host every EVENT_POLL was most of an idle member's CPU)."""
+        try:
+            info = os.lstat(self.log)
+        except OSError:  # not written yet, or gone (rotated)
+            self.offset = 0
+            return
+        if info.st_ino != self.inode:  # rotated (simstore.py): a new log, from its start
+            self.offset, self.inode = 0, info.st_ino
+        if info.st_size == self.offset:
+            return
+        try:  # never through a symlink, never blocking on a FIFO (simstore.py)
+            with os.fdopen(open_private(self.log, os.O_RDONLY), "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < self.offset:  # rotated
+                    self.offset = 0
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:  # gone (rotated), or not a file the sim wrote
+            self.offset = 0
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                data = json.loads(line)
+                event = Event(EventType(data["type"]), Kind(data["kind"]), data["name"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged line: the watcher's resync covers it
+            self.callback(event)
+
+
+class _EventPump:
+    """One thread per process polls every sim subscription (as libvirt runs one event
+    loop per process), started with the first and ended with the last."""
+
+    def __init__(self) -> None:
+        self._subs: list[_Subscription] = []
+        self._mutex = threading.Lock()  # guards _subs and _thread
+        self._delivering = threading.Lock()  # held while callbacks run
+        self._thread: threading.Thread | None = None
+
+    def add(self, log: Path, callback: EventCallback) -> Callable[[], None]:
+        sub = _Subscription(log, callback)
+        with self._mutex:
+            self._subs = [*self._subs, sub]
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sim-events",
+                                                daemon=True)
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._mutex:
+                sub.active = False
+                self._subs = [s for s in self._subs if s is not sub]
+            if threading.current_thread() is not self._thread:
+                with self._delivering:
+                    pass  # a delivery under way ends first: none comes after this returns
+
+        return unsubscribe
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(EVENT_POLL)
+            with self._mutex:
+                subs = self._subs
+                if not subs:
+                    self._thread = None
+                    return
+            with self._delivering:
+                for sub in subs:
+                    if sub.active:  # not unsubscribed since this round began
+                        sub.poll()
+
+
+_PUMP = _EventPump()
+
+
 class SimDriver(SimLiveCalls, SimStorage):
     """The embedded driver; see the module docstring."""
 
@@ -239,44 +335,9 @@ class SimDriver(SimLiveCalls, SimStorage):
     # -- events --------------------------------------------------------------------
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
-        """Deliver events written by any process to this state directory."""
-        stop = threading.Event()
-        log = self.store.root / "events.log"
-        offset = log.lstat().st_size if os.path.lexists(log) else 0
-
-        def pump() -> None:
-            nonlocal offset
-            while not stop.wait(0.05):
-                try:  # never through a symlink, never blocking on a FIFO (simstore.py)
-                    with os.fdopen(open_private(log, os.O_RDONLY), "rb") as handle:
-                        size = os.fstat(handle.fileno()).st_size
-                        if size < offset:  # rotated
-                            offset = 0
-                        if size == offset:
-                            continue
-                        handle.seek(offset)
-                        chunk = handle.read()
-                except OSError:  # gone (rotated), or not a file the sim wrote
-                    offset = 0
-                    continue
-                complete = chunk[: chunk.rfind(b"\n") + 1]
-                offset += len(complete)
-                for line in complete.splitlines():
-                    try:
-                        data = json.loads(line)
-                        event = Event(EventType(data["type"]), Kind(data["kind"]), data["name"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a damaged line: the watcher's resync covers it
-                    callback(event)
-
-        thread = threading.Thread(target=pump, name="sim-events", daemon=True)
-        thread.start()
-
-        def unsubscribe() -> None:
-            stop.set()
-            thread.join(timeout=1)
-
-        return unsubscribe
+        """Deliver events written by any process to this state directory (within about
+        EVENT_POLL seconds; one thread of this process polls every subscription)."""
+        return _PUMP.add(self.store.root / "events.log", callback)
 
     # -- internals (called with the store locked) -------------------------------------
 
