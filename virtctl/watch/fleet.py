@@ -271,6 +271,7 @@ class Fleet:
         self._running: dict[str, _Running] = {}
         self._retired: list[_Running] = []
         self._seen: set[str] = set()
+        self._specs_changed = False  # spec_changed() since the hosts were last woken
         self._lock = threading.RLock()  # re-entered by a signal handler's stop()
 
     @property
@@ -290,10 +291,13 @@ class Fleet:
         return Inbox(debounce=Debouncer(delay=self.debounce), expectations=Expectations())
 
     def spec_changed(self) -> None:
-        """Mark the catalog stale and wake every host's watcher; the first to read it
-        re-reads and routes it for all, and if that changes the hosts, wakes us."""
+        """Mark the catalog stale; once the files are quiet (our own debounce), `run`
+        re-reads and routes it and wakes every host's watcher. One wake of every host per
+        burst of edits, not per file event: a change to a thousand files is thousands of
+        events, and a thousand hosts each woken for each was O(hosts x files)."""
         self.catalog.changed()
-        self._wake_hosts()
+        self._specs_changed = True  # before the poke: run() sees it when woken
+        self.inbox.spec_changed()
 
     def _wake_hosts(self) -> None:
         for running in self._all():
@@ -408,7 +412,10 @@ class Fleet:
                     self.catalog.resync()
                 elif not wake.triggers:
                     continue
-                self.sync()
+                self.sync()  # reads and routes the catalog once, for every host below
+                if self._specs_changed:
+                    self._specs_changed = False
+                    self._wake_hosts()
         finally:
             self.stop()
             for running in self._all():

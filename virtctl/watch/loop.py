@@ -109,6 +109,11 @@ class Watcher:
         self.fleet = fleet  # --fleet: skip agents' hosts, record passes, write status
         self._commit = ""  # the last pass's commit and restart-pending count, for status
         self._restart_pending = 0
+        # What the last pass that planned nothing saw (its share of the specs and the
+        # snapshot's fingerprint), and the round's restart-pending count once that round
+        # ended in sync: a wake that finds both unchanged needs no pass (`_unchanged`).
+        self._empty_seen: tuple[object, str] | None = None
+        self._synced: tuple[tuple[object, str], int] | None = None
         self.driver = driver
         self.specs = specs
         self.inbox = inbox
@@ -163,10 +168,13 @@ class Watcher:
         trigger = next(t for t in _TRIGGER_ORDER if t in triggers)
         self.metrics.runs.inc(host=self.uri, trigger=str(trigger))
         started = time.monotonic()
-        result, passes = PassResult(in_sync=False), 0
-        while passes < MAX_PASSES and not (result.in_sync or result.failed):
-            result = self._guarded_pass(trigger, first=passes == 0)
-            passes += 1
+        if triggers == {Trigger.SPEC} and self._unchanged():
+            result, passes = PassResult(in_sync=True), 0
+        else:
+            self._synced = None
+            result, passes = self._guarded_passes(trigger)
+            if result.in_sync and self._empty_seen is not None:
+                self._synced = (self._empty_seen, self._restart_pending)
         elapsed = time.monotonic() - started
         if result.skipped:
             self.journal.info("host-skipped", result.skipped, trigger=str(trigger))
@@ -192,47 +200,92 @@ class Watcher:
         self.journal.info("retry-scheduled", f"retrying in {delay:g}s", seconds=delay)
         return time.monotonic() + delay
 
-    def _guarded_pass(self, trigger: Trigger, *, first: bool) -> PassResult:
+    def _unchanged(self) -> bool:
+        """Is the host as the last round left it in sync, with the same share of the
+        specs? Then a spec wake (a git commit that changed no file, another host's file
+        edited, an agent coming or going) needs no pass: the pass would plan nothing
+        again, since planning is a pure function of the share, the snapshot (its
+        fingerprint covers every live object), the policy and the capabilities, which
+        stay as long as the connection does. Only the status record's commit moves.
+        Taken without the host lock: a snapshot caught mid-change by someone else has
+        another fingerprint, so the full pass runs. Never with storage in play (pools
+        and volumes are not in the snapshot's fingerprint), nor while an agent has the
+        host (the full path says so)."""
+        synced, driver = self._synced, self.driver
+        if synced is None or driver is None:
+            return False
+        (share, fingerprint), pending = synced
+        try:
+            if self.fleet is not None and self.fleet.skip(self.uri, driver):
+                return False
+            scan = self.specs.read()
+            if self.policy.prune or _declares_storage(scan) or _share_key(scan) != share:
+                return False
+            if driver.snapshot().fingerprint != fingerprint:
+                return False
+            self._commit, self._restart_pending = self.specs.commit_id(), pending
+        except StopRequested:
+            raise
+        except Exception:  # noqa: BLE001 (whatever it is, the full pass meets it properly)
+            return False
+        return True
+
+    def _guarded_passes(self, trigger: Trigger) -> tuple[PassResult, int]:
+        """Up to MAX_PASSES passes (apply, then verify...) under one hold of the host's
+        lock (one etcd take and release per round, not per pass); and how many ran."""
+        passes = 0
         try:
             with self._locked() as skip:
                 if skip:
-                    return PassResult(in_sync=False, skipped=skip)
-                if self.fleet is None or self.driver is None:
-                    return self._pass(trigger, first=first)
-                began = time.time()  # under the lock: passes on a host never overlap
-                try:
-                    return self._pass(trigger, first=first)
-                finally:
-                    if self.driver is not None:
-                        self.fleet.passed(self.driver, began, time.time())
+                    return PassResult(in_sync=False, skipped=skip), 0
+                result = PassResult(in_sync=False)
+                while passes < MAX_PASSES and not (result.in_sync or result.failed):
+                    passes += 1
+                    result = self._recorded_pass(trigger, first=passes == 1)
+            return result, passes
         except StopRequested:
             raise
-        except UnsafeLockDir as exc:  # not the host's fault: said as it is, retried
+        except Exception as exc:  # noqa: BLE001 (each kind said and counted in _failed)
+            return self._failed(exc), max(passes, 1)
+
+    def _recorded_pass(self, trigger: Trigger, *, first: bool) -> PassResult:
+        if self.fleet is None or self.driver is None:
+            return self._pass(trigger, first=first)
+        began = time.time()  # under the lock: passes on a host never overlap
+        try:
+            return self._pass(trigger, first=first)
+        finally:
+            if self.driver is not None:
+                self.fleet.passed(self.driver, began, time.time())
+
+    def _failed(self, exc: Exception) -> PassResult:
+        """The result of a round a failure ended, the failure said and counted."""
+        if isinstance(exc, UnsafeLockDir):  # not the host's fault: said as it is, retried
             self.metrics.errors.inc(host=self.uri, type="lock")
             self.journal.error("lock-refused", str(exc))
             return PassResult(in_sync=False, failed=True)
-        except EtcdError as exc:  # no lock without etcd: no action; retried with backoff
+        if isinstance(exc, EtcdError):  # no lock without etcd: no action; retried later
             self.metrics.errors.inc(host=self.uri, type="lock")
             self.journal.error("lock-unavailable", f"no lock on {self.uri}, nothing done: "
                                f"{exc}")
             return PassResult(in_sync=False, failed=True, error=f"no lock: {exc}")
-        except CallTimeout as exc:
+        if isinstance(exc, CallTimeout):
             # The host stopped answering: its connection is given up (closing it would
             # wait too); the next pass connects again.
             self._count_error("driver", exc)
             self._abandon_driver()
             return PassResult(in_sync=False, failed=True, retry_after=exc.retry_after)
-        except TransientError as exc:
+        if isinstance(exc, TransientError):
             self._count_error("driver", exc)
             return PassResult(in_sync=False, failed=True, retry_after=exc.retry_after)
-        except DriverError as exc:
+        if isinstance(exc, DriverError):
             self._count_error("driver", exc)
             return PassResult(in_sync=False, failed=True)
-        except Exception as exc:  # noqa: BLE001 (a bug: report it, keep the host watched)
-            self.metrics.errors.inc(host=self.uri, type="internal")
-            self.journal.error("internal-error", f"{type(exc).__name__}: {exc}",
-                               error=type(exc).__name__)
-            return PassResult(in_sync=False, failed=True)
+        # A bug: report it, keep the host watched.
+        self.metrics.errors.inc(host=self.uri, type="internal")
+        self.journal.error("internal-error", f"{type(exc).__name__}: {exc}",
+                           error=type(exc).__name__)
+        return PassResult(in_sync=False, failed=True)
 
     def _abandon_driver(self) -> None:
         driver, self.driver = self.driver, None
@@ -286,13 +339,15 @@ class Watcher:
             except VirtctlError:
                 driver.close()
                 raise
-            self.driver, self._caps = driver, None
+            # A new connection: capabilities read again, no pass skipped on the old one.
+            self.driver, self._caps, self._synced = driver, None, None
             self.journal.info("connected", f"connected to {driver.uri}", uri=driver.uri)
         return self.driver
 
     # -- one pass: read, snapshot, settle, plan, apply --------------------------------
 
     def _pass(self, trigger: Trigger, *, first: bool) -> PassResult:
+        self._empty_seen = None
         scan = self.specs.read()
         driver = self._connected()
         live = driver.snapshot()
@@ -312,6 +367,8 @@ class Watcher:
             self.metrics.drifted.set(drifted, host=self.uri)
             self.metrics.drifted_total.inc(drifted, host=self.uri)
         if planned.empty:
+            self._empty_seen = (_share_key(scan), live.fingerprint) if live.fingerprint \
+                else None
             return PassResult(in_sync=True)
         refusal = prune_refusal(planned, settled.desired, policy,
                                 declared_elsewhere=bool(settled.broken))
@@ -432,6 +489,16 @@ def _wait_stop(inbox: Inbox, seconds: float) -> bool:
     while not inbox.stopping and time.monotonic() < deadline:
         time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     return inbox.stopping
+
+
+def _share_key(scan: Scan) -> object:
+    """What of a reading decides a host's pass: its specs (by digest) in each file, which
+    files there are, which are broken and why, which paths could not be read."""
+    return (tuple(scan.parsed),
+            tuple((name, tuple(s.digest for s in specs))
+                  for name, specs in scan.parsed.items() if specs),
+            tuple((name, tuple(map(str, errors))) for name, errors in scan.errors.items()),
+            scan.unreadable)
 
 
 def _declares_storage(scan: Scan) -> bool:
