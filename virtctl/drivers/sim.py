@@ -88,35 +88,38 @@ def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     return None if found is None else metadata.owner_to_dict(found)
 
 
-EVENT_POLL = 0.05  # seconds between looks at each subscribed events.log
+EVENT_POLL = 0.05  # seconds between looks at each subscribed events.log...
+EVENT_POLL_IDLE = 0.2  # ...or this once none had news for EVENT_IDLE_AFTER seconds
+EVENT_IDLE_AFTER = 2.0
 
 
 class _Subscription:
     __slots__ = ("log", "callback", "offset", "inode", "active")
 
     def __init__(self, log: Path, callback: EventCallback) -> None:
-        self.log = log
+        self.log = str(log)  # a str: os.lstat takes it as it is (a Path is converted)
         self.callback = callback
         self.active = True
         try:
-            info = log.lstat()
+            info = os.lstat(self.log)
             self.offset, self.inode = info.st_size, info.st_ino
         except OSError:
             self.offset, self.inode = 0, 0
 
-    def poll(self) -> None:
-        """Deliver the complete lines appended since the last look. An unchanged log
-        costs one lstat (a fleet member follows hundreds of sim hosts: a thread, an
-        open and a read per host every EVENT_POLL was most of an idle member's CPU)."""
+    def poll(self) -> bool:
+        """Deliver the complete lines appended since the last look; whether the log
+        moved. An unchanged log costs one lstat (a fleet member follows hundreds of sim
+        hosts: a thread, an open and a read per host every EVENT_POLL was most of an
+        idle member's CPU)."""
         try:
             info = os.lstat(self.log)
         except OSError:  # not written yet, or gone (rotated)
             self.offset = 0
-            return
+            return False
         if info.st_ino != self.inode:  # rotated (simstore.py): a new log, from its start
             self.offset, self.inode = 0, info.st_ino
         if info.st_size == self.offset:
-            return
+            return False
         try:  # never through a symlink, never blocking on a FIFO (simstore.py)
             with os.fdopen(open_private(self.log, os.O_RDONLY), "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
@@ -126,7 +129,7 @@ class _Subscription:
                 chunk = handle.read()
         except OSError:  # gone (rotated), or not a file the sim wrote
             self.offset = 0
-            return
+            return True
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
         for line in complete.splitlines():
@@ -136,6 +139,7 @@ class _Subscription:
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged line: the watcher's resync covers it
             self.callback(event)
+        return True
 
 
 class _EventPump:
@@ -168,17 +172,24 @@ class _EventPump:
         return unsubscribe
 
     def _run(self) -> None:
+        # Every EVENT_POLL while events come, every EVENT_POLL_IDLE once the hosts have
+        # been quiet a while (still well within a second for a change made outside).
+        last_news = time.monotonic()
         while True:
-            time.sleep(EVENT_POLL)
+            quiet = time.monotonic() - last_news > EVENT_IDLE_AFTER
+            time.sleep(EVENT_POLL_IDLE if quiet else EVENT_POLL)
             with self._mutex:
                 subs = self._subs
                 if not subs:
                     self._thread = None
                     return
+            news = False
             with self._delivering:
                 for sub in subs:
                     if sub.active:  # not unsubscribed since this round began
-                        sub.poll()
+                        news = sub.poll() or news
+            if news:
+                last_news = time.monotonic()
 
 
 _PUMP = _EventPump()
