@@ -13,6 +13,8 @@ import json
 import os
 import re
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
@@ -621,13 +623,52 @@ def _load_yaml(
                 if sets is not None:
                     sets.append(loaded_set)
             else:
-                specs.extend(_specs_from_doc(doc, source, index, line, text))
+                specs.extend(_specs_from_doc_cached(doc, source, index, line, text))
         except SpecErrors as many:
             errors.extend(many.errors)
         except SpecError as exc:
             errors.append(exc)
     if errors:
         raise SpecErrors(errors)
+    return specs
+
+
+# Documents loaded before, by where and what they are: (file, index, line, the document's
+# own text, its parsed value) -> its specs. A spec change touching every file of a fleet
+# (one domain's memory in each host's file of ten) changes every file's bytes, so every
+# file is parsed again, but nine documents in ten are as they were: their schema check,
+# conversion and line lookups (most of a document's load) are not done again.
+_DOCS: OrderedDict[tuple[object, ...], tuple[AnySpec, ...]] = OrderedDict()
+_DOCS_MAX = 20_000
+_DOCS_LOCK = threading.Lock()
+
+
+def _specs_from_doc_cached(
+    doc: Any, source: str, index: int, line: int | None, text: str
+) -> list[AnySpec]:
+    """_check_limits then _specs_from_doc, whose result depends on nothing but the key
+    below for these documents: same file, same place in it (so the same line numbers),
+    same text, same value. Not for documents that read other files (cloudInit: user
+    data files; Volume: a content file's type), nor for ones with errors (not kept)."""
+    nodes = _composed(text) if isinstance(doc, dict) and "cloudInit" not in doc \
+        and doc.get("kind") in ("Domain", "Network", "StoragePool") else None
+    node = nodes[index] if nodes is not None and index < len(nodes) else None
+    if node is None:
+        _check_limits(doc, source, index, line, text)
+        return _specs_from_doc(doc, source, index, line, text)
+    key = (source, index, line, node.start_mark.index,
+           text[node.start_mark.index:node.end_mark.index], repr(doc))
+    with _DOCS_LOCK:
+        found = _DOCS.get(key)
+        if found is not None:
+            _DOCS.move_to_end(key)
+            return list(found)
+    _check_limits(doc, source, index, line, text)
+    specs = _specs_from_doc(doc, source, index, line, text)
+    with _DOCS_LOCK:
+        _DOCS[key] = tuple(specs)
+        while len(_DOCS) > _DOCS_MAX:
+            _DOCS.popitem(last=False)
     return specs
 
 
