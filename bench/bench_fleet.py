@@ -225,17 +225,23 @@ def main() -> int:
             procs[name] = start(name)
         wait("the first convergence", synced(head))
         result["first_convergence_s"] = round(time.monotonic() - began, 1)
+        result["first_convergence_load_average"] = round(os.getloadavg()[0], 1)
 
         # A spec change touching every host (vm0's memory), one commit.
         requests0, passes0 = etcd_requests(cluster), pass_count(state, hosts)
         own0 = own["requests"]
         cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+        etcd0 = sum(cpu_seconds(m.process.pid) for m in cluster.members if m.process)
+        load0 = os.getloadavg()[0]
         head = write_specs(specs, hosts, args.domains, 96)
         took = wait("the change in sync everywhere", synced(head))
         requests1, passes1 = etcd_requests(cluster), pass_count(state, hosts)
         result["change_in_sync_s"] = round(took, 1)
+        result["change_load_average"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
         result["change_cpu_s_per_member"] = {
             n: round(cpu_seconds(p.pid) - cpu0[n], 1) for n, p in procs.items()}
+        result["change_cpu_s_etcd"] = round(sum(
+            cpu_seconds(m.process.pid) for m in cluster.members if m.process) - etcd0, 1)
         result["change_passes"] = passes1 - passes0
         delta = {k: v - requests0.get(k, 0.0) for k, v in requests1.items()
                  if v - requests0.get(k, 0.0) > 0}

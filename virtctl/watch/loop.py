@@ -4,8 +4,10 @@ Run by the fleet (fleet.py), one Watcher per host, each on its own thread; the s
 watcher and the host's event thread only wake it (sources.py). Each run is level-based:
 re-read every spec file (the Catalog routes them to their hosts), snapshot the host,
 settle which specs stand for it (specs.py), plan, apply, then plan again until the plan
-is empty (bounded). Each pass holds the host's lock (virtctl.hostlock.host_lock), so a
-`virtctl apply` on the same host runs between passes, never interleaved with one.
+is empty (bounded). Each round of passes holds the host's lock once
+(virtctl.hostlock.host_lock), so a `virtctl apply` on the same host runs between rounds,
+never interleaved with one. A spec wake that finds the host and its share of the specs
+as the last in-sync round left them runs no pass (`Watcher._unchanged`).
 Events our own actions cause are expected and absorbed, so applying never wakes the loop.
 
 Errors are caught here and only here: a broken spec file is reported and stands on its
