@@ -604,6 +604,10 @@ def _load_yaml(
     for index, doc in nonempty:
         line = starts[index] if index < len(starts) else None
         try:
+            if not (isinstance(doc, dict) and doc.get("kind") in ("Hosts", "DomainSet")):
+                # Checked there, with _check_limits first, unless loaded before.
+                specs.extend(_specs_from_doc_cached(doc, source, index, line, text))
+                continue
             _check_limits(doc, source, index, line, text)
             if isinstance(doc, dict) and doc.get("kind") == "Hosts":
                 hosts.extend(_hosts_from_doc(doc, source, index, line, text))
@@ -622,8 +626,6 @@ def _load_yaml(
                 specs.extend(loaded_set.specs)
                 if sets is not None:
                     sets.append(loaded_set)
-            else:
-                specs.extend(_specs_from_doc_cached(doc, source, index, line, text))
         except SpecErrors as many:
             errors.extend(many.errors)
         except SpecError as exc:
