@@ -7,6 +7,7 @@ refused, not evaluated). Pure: no file or network access except `parse_file`'s r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,16 +24,30 @@ NS_PREFIX = "virtctl"
 LIVE_NS = NS + "/live"
 LIVE_NS_PREFIX = "virtctl-live"
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    remove_blank_text=True,
-)
+_OPTIONS = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+    "remove_blank_text": True,
+}
+_PARSER = etree.XMLParser(**_OPTIONS)  # type: ignore[arg-type]
+# One parser per thread: an lxml parser serialises the threads that share it (a lock
+# held while it parses, with the GIL released), and a watcher runs a thread per host: a
+# fleet member's 333 host threads spent most of their CPU queueing on the one parser.
+_LOCAL = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    if threading.current_thread() is threading.main_thread():
+        return _PARSER
+    found = getattr(_LOCAL, "parser", None)
+    if found is None:
+        found = _LOCAL.parser = etree.XMLParser(**_OPTIONS)  # type: ignore[arg-type]
+    return found
 
 
 def _refuse_doctype(root: etree._Element, source: str) -> None:
@@ -52,7 +67,7 @@ def parse(text: str | bytes, *, source: str = "<xml>") -> etree._Element:
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        root = etree.fromstring(data, parser=_PARSER)
+        root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         msg = exc.msg if hasattr(exc, "msg") and exc.msg else str(exc)
