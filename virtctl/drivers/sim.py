@@ -42,6 +42,7 @@ from typing import Any
 from lxml import etree
 
 from .. import metadata
+from ..checkpoint.sim_calls import SimSnapshots
 from ..capabilities import HostCapabilities, check_domain, parse_capabilities
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..fileio import open_private
@@ -88,7 +89,7 @@ def _owner_record(root: etree._Element) -> dict[str, Any] | None:
     return None if found is None else metadata.owner_to_dict(found)
 
 
-class SimDriver(SimLiveCalls, SimStorage):
+class SimDriver(SimLiveCalls, SimStorage, SimSnapshots):
     """The embedded driver; see the module docstring."""
 
     def __init__(
@@ -446,6 +447,10 @@ class SimDriver(SimLiveCalls, SimStorage):
             raise _error(
                 f"network '{name}' is still active; destroy it first", ErrorCode.OPERATION_INVALID
             )
+        if kind is Kind.DOMAIN and self.has_snapshots(record["uuid"]):
+            # As libvirt: a guest's snapshots are deleted (or forgotten) first.
+            raise _error(f"cannot undefine domain '{name}': it has snapshots",
+                         ErrorCode.OPERATION_INVALID)
         if kind is Kind.DOMAIN and DomainState(record["state"]).active:
             # As libvirt: undefining a running guest leaves it running, transient.
             record.update(persistent=False, autostart=False)
@@ -482,6 +487,7 @@ class SimDriver(SimLiveCalls, SimStorage):
         root.set("id", str(dom_id))
         record.update(state="running", id=dom_id, running_xml=tostring(root))
         self.store.put(kind, name, record)
+        self.guest_writes(name, record)  # a simulated guest writing its disk as it boots
         return EventType.STARTED
 
     def _stop(self, kind: Kind, name: str, *, graceful: bool) -> EventType | None:
