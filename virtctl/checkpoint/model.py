@@ -128,7 +128,7 @@ def yaml_pairs(runtime: Mapping[str, Any], source: Source) -> Pairs:
         if "timeout" in health:
             out["health-timeout"] = repr(seconds_of(health["timeout"],
                                                     _at(source, "health.timeout")))
-        if not any(k.startswith("health-") for k in out):
+        if not {"health-agent", "health-tcp-port", "health-cloud-init"} & set(out):
             raise SpecError("health: name at least one of agent: true, tcp: {port: N}, "
                             "cloudInit: done", source=_at(source, "health"))
     return tuple(sorted(out.items()))

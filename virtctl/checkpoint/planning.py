@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from ..errors import ErrorCode, SpecError, SpecErrors
-from ..model import DeletePolicy, Desired, DomainSpec, DomainState, Kind, Live, LiveDomain, ObjectKey
+from ..model import ChangeClass, DeletePolicy, Desired, DomainSpec, DomainState, Kind, Live, LiveDomain, ObjectKey
 from ..reconciler.actions import Action, DeleteVolume, Define, Phase, Start, Undefine, phase_of
 from ..reconciler.plan import Plan, Policy
 from ..reconciler.steps import spec_hash
@@ -53,11 +53,16 @@ def disruptive(planned: Plan, key: ObjectKey, live: LiveDomain) -> str:
         return "restart"
     if live.state.active:
         return ""  # not stopped: a disk change waits for its next boot (restart-pending)
+    starts = any(isinstance(a, Start) and a.key == key for a in planned.actions)
     for action in planned.actions:
         if isinstance(action, Define) and action.key == key and not action.new:
             paths = sorted({c.path for c in action.changes if _disk_change(c.path)})
             if paths:
                 return "disk change " + ", ".join(paths)
+            # A stopped guest this plan starts boots into every change at once.
+            if starts and any(c.change_class is not None and c.change_class.rank
+                              >= ChangeClass.NEXT_BOOT.rank for c in action.changes):
+                return "start with a changed definition"
     return ""
 
 

@@ -13,7 +13,8 @@ a fault says otherwise (faults.json, see sim.py):
 
     {"op": "agent", "kind": "domain", "name": "web", "action": "fail", "match": "q35"}
 
-`agent`, `tcp` and `cloudinit` faults make that probe fail while the guest runs; with
+`agent`, `tcp` and `cloudinit` faults make that probe fail (or, `stall`, answer slowly)
+while the guest runs; with
 `match`, only while its running definition contains that text (a guest that breaks
 under one definition and is fine under the old one). A `boot` fault with action `write`
 makes the guest write to a disk as it boots:
@@ -221,6 +222,8 @@ class SimSnapshots:
             return False, ""
         running = record.get("running_xml") or ""
         fault = self._fault(op, Kind.DOMAIN, name)
+        if fault is not None and fault.get("action") == "stall":  # a slow answer
+            time.sleep(float(fault.get("seconds", 1.0)))
         if fault is not None and fault.get("action") == "fail" and (
                 not fault.get("match") or fault["match"] in running):
             return False, running
