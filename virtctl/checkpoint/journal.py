@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from ..errors import ErrorCode, ErrorDomain, VirtctlError
 from ..fileio import private_dir, read_private, write_atomic
 from .model import Health
 
@@ -65,12 +66,21 @@ class Journal:
         return self.folder / (quote(guest, safe="") + ".json")
 
     def write(self, entry: Entry) -> None:
-        private_dir(self.folder.parent)
-        private_dir(self.folder)
         data = asdict(entry)
         data["stage"] = str(entry.stage)
-        write_atomic(self._path(entry.guest), json.dumps(data, sort_keys=True).encode(),
-                     fsync=True)
+        try:
+            state = self.folder.parent.parent
+            if not os.path.exists(state):  # a libvirt-only user has none yet
+                state.mkdir(parents=True, exist_ok=True)
+            private_dir(state, follow=True)  # the user may have named a symlink
+            private_dir(self.folder.parent)
+            private_dir(self.folder)
+            write_atomic(self._path(entry.guest), json.dumps(data, sort_keys=True).encode(),
+                         fsync=True)
+        except OSError as exc:  # nothing is changed without its journal
+            raise VirtctlError(f"cannot write the checkpoint journal {self._path(entry.guest)}: "
+                               f"{exc.strerror or exc}", code=ErrorCode.OPERATION_FAILED,
+                               domain=ErrorDomain.APPLIER) from None
 
     def clear(self, guest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
