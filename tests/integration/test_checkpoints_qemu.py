@@ -176,6 +176,7 @@ def test_a_change_that_fails_health_is_rolled_back_with_its_disk(lab: Lab) -> No
 def test_rollback_to_an_older_checkpoint_and_retention(lab: Lab) -> None:
     lab.spec(OLD, keep=2)
     assert lab.apply().code == 0
+    booted(lab, 1)  # acpid runs: the restarts below shut it down gracefully
     seen = []
     for machine in (NEW, OLD, NEW):
         lab.spec(machine, keep=2)
