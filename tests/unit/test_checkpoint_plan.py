@@ -226,3 +226,16 @@ def test_a_rollback_plan_is_one_action_and_says_what(tmp_path: Path) -> None:
     assert action.verb == "rollback" and action.checkpoint == "virtctl-x" and action.start
     assert "virtctl-x (taken T, commit abc); then started" in planned.notes[0]
     assert isinstance(DropCheckpoints(kind=action.kind, name="web").verb, str)
+
+
+def test_render_gives_back_the_keys_it_read(tmp_path: Path) -> None:
+    from virtctl.render_specs import render_documents
+
+    desired = load(tmp_path, policy="{mode: restart, checkpoint: {keep: 2, memory: true}}",
+                   health="health: {tcp: {port: 22}, agent: true, timeout: 2m}")
+    text = render_documents({"sim:///default": desired})
+    again = tmp_path / "again.yaml"
+    again.write_text(text.replace("connect: sim:///default\n", ""))
+    back = load_specs([str(again)]).domains["web"]
+    assert back.safety == desired.domains["web"].safety
+    assert back.update_policy == desired.domains["web"].update_policy

@@ -184,6 +184,23 @@ def _port(value: Any, where: Source) -> int:
     return found
 
 
+def yaml_keys(pairs: Pairs, mode: str | None) -> dict[str, Any]:
+    """The YAML keys the pairs came from (for `virtctl render`): updatePolicy in its
+    object form when it has a checkpoint rule, and health."""
+    rules = safety_of(pairs)
+    out: dict[str, Any] = {}
+    if rules.checkpoint:
+        rule: dict[str, Any] = {"keep": rules.keep} | ({"memory": True} if rules.memory else {})
+        out["updatePolicy"] = ({"mode": mode} if mode else {}) | {"checkpoint": rule}
+    if rules.health is not None:
+        health = rules.health
+        out["health"] = ({"agent": True} if health.agent else {}) | (
+            {"tcp": {"port": health.tcp_port}} if health.tcp_port is not None else {}) | (
+            {"cloudInit": "done"} if health.cloud_init else {}) | {
+            "timeout": f"{health.timeout:g}s"}
+    return out
+
+
 # -- a checkpoint's record --------------------------------------------------------------
 
 
