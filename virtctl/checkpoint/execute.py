@@ -95,8 +95,11 @@ def gate(action: HealthGate, driver: Any, clock: Any) -> str:
             driver.start(Kind.DOMAIN, action.name)
         raise HealthFailed("no checkpoint was taken, so the change was not made; the "
                            "guest runs its old definition")
-    if entry is not None:
-        journal.write(entry.at(Stage.GATE))
+    if entry is None:
+        # The checkpoint never began (a step before it failed, and so nothing of the
+        # change ran): there is no change to judge; that failure is already reported.
+        return "not judged: no checkpoint was taken, so the change was not made"
+    journal.write(entry.at(Stage.GATE))
     return verdict(driver, action.name, entry, action.health, action.rollback, clock, journal)
 
 
