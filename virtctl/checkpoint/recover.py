@@ -6,12 +6,13 @@ Read first thing, under the host's lock, before planning. For each entry:
 - its checkpoint was never taken (killed while taking it): nothing was changed under
   it, the entry is dropped and planning goes on as usual;
 - it was rolling back: the rollback is done again (restoring a checkpoint twice gives
-  the same guest);
+  the same guest), the guest left off for the plan to start;
 - the change is complete (the definition and the running guest carry the spec-hash
   the change defines, or the guest was to stay off and its definition does): the health
   gate is finished (healthy: done; not: rolled back, as the run would have);
-- else the change was cut short: rolled back to the checkpoint, and planning makes the
-  change again under a new checkpoint.
+- else the change was cut short: rolled back to the checkpoint (the guest left off), and
+  planning makes the change again under a new checkpoint, or starts the guest as it
+  was when the spec no longer changes it.
 
 Each returns one line saying which, for the plan's notes.
 """
@@ -57,19 +58,22 @@ def recover_one(driver: Any, entry: Entry, clock: Any, journal: Journal) -> str:
     if cp not in {s.name for s in driver.snapshots(name)}:
         journal.clear(name)
         return f"{where}; the checkpoint was never taken, so nothing changed under it"
+    # A rollback here leaves the guest off: planning follows at once and starts it (under
+    # a new checkpoint and gate when the spec still changes it), where a guest started
+    # now would be stopped again while it boots, before it heeds a shutdown.
     if entry.stage is Stage.ROLLBACK:
-        restore(driver, name, cp, start=entry.running)
+        restore(driver, name, cp, start=False)
         journal.clear(name)
-        return f"{where}; finished rolling back to {cp}"
+        return f"{where}; finished rolling back to {cp} (started by the plan)"
     if complete(driver, entry):
         try:
             detail = verdict(driver, name, entry, entry.health, entry.rollback, clock, journal)
         except HealthFailed as exc:
             return f"{where}; finished the health gate: {exc.message}"
         return f"{where}; finished the health gate: {detail}"
-    restore(driver, name, cp, start=entry.running)
+    restore(driver, name, cp, start=False)
     journal.clear(name)
-    return f"{where}; the change was cut short: rolled back to {cp}"
+    return f"{where}; the change was cut short: rolled back to {cp} (started by the plan)"
 
 
 def recover(driver: Any, clock: Any) -> tuple[str, ...]:
