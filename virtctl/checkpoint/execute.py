@@ -104,9 +104,10 @@ def gate(action: HealthGate, driver: Any, clock: Any) -> str:
 
 
 def verdict(driver: Any, name: str, entry: Entry | None, health: Any, rollback: bool,
-            clock: Any, journal: Journal) -> str:
+            clock: Any, journal: Journal, *, start: bool = True) -> str:
     """Wait at the gate; healthy: close the journal; not: roll back (or leave it) and
-    raise HealthFailed."""
+    raise HealthFailed. `start`: start the guest after a rollback (recovery leaves that
+    to the plan that follows it)."""
     started = time.monotonic()
     why = wait_healthy(driver, name, health, clock)
     what = health.describe() if health is not None else "running"
@@ -122,7 +123,7 @@ def verdict(driver: Any, name: str, entry: Entry | None, health: Any, rollback: 
             f"'virtctl rollback {name}' restores checkpoint {entry.checkpoint}")
     journal.write(entry.at(Stage.ROLLBACK))
     began = time.monotonic()
-    restore(driver, name, entry.checkpoint, start=True)
+    restore(driver, name, entry.checkpoint, start=start)
     journal.clear(name)
     raise HealthFailed(
         f"change failed health and was rolled back to checkpoint {entry.checkpoint} "

@@ -67,7 +67,8 @@ def recover_one(driver: Any, entry: Entry, clock: Any, journal: Journal) -> str:
         return f"{where}; finished rolling back to {cp} (started by the plan)"
     if complete(driver, entry):
         try:
-            detail = verdict(driver, name, entry, entry.health, entry.rollback, clock, journal)
+            detail = verdict(driver, name, entry, entry.health, entry.rollback, clock, journal,
+                             start=False)
         except HealthFailed as exc:
             return f"{where}; finished the health gate: {exc.message}"
         return f"{where}; finished the health gate: {detail}"
