@@ -22,14 +22,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from lxml import etree
+
 from ..errors import ErrorCode, SpecError, SpecErrors
-from ..model import ChangeClass, DeletePolicy, Desired, DomainSpec, DomainState, Kind, Live, LiveDomain, ObjectKey
+from ..model import (
+    ChangeClass,
+    DeletePolicy,
+    Desired,
+    DomainSpec,
+    DomainState,
+    Kind,
+    Live,
+    LiveDomain,
+    ObjectKey,
+)
 from ..reconciler.actions import Action, DeleteVolume, Define, Phase, Start, Undefine, phase_of
 from ..reconciler.plan import Plan, Policy
 from ..reconciler.steps import spec_hash
 from ..xmlutil import parse
 from .actions import CloseJournal, DropCheckpoints, HealthGate, Rollback, TakeCheckpoint
-from .model import SnapshotInfo, ours_oldest_first, record_of, safety_of
+from .model import Health, SnapshotInfo, ours_oldest_first, record_of, safety_of
 
 # Disk fields whose change replaces what the guest's disk holds or how it is read.
 _DISK_FIELDS = ("/source", "/driver/@type", "/backingStore", "/@type")
@@ -66,9 +78,9 @@ def disruptive(planned: Plan, key: ObjectKey, live: LiveDomain) -> str:
     return ""
 
 
-def _volumes(root: object) -> list[str]:
+def _volumes(root: etree._Element) -> list[str]:
     return [f"{s.get('pool')}/{s.get('volume')}"
-            for s in root.iterfind("devices/disk[@type='volume']/source")  # type: ignore[attr-defined]
+            for s in root.iterfind("devices/disk[@type='volume']/source")
             if s.get("pool") and s.get("volume")]
 
 
@@ -142,19 +154,16 @@ def guard(planned: Plan, desired: Desired, live: Live, policy: Policy) -> Plan:
             target=spec_hash(spec.xml), running=running, health=safety.health,
             rollback=rollback)
         (first if take.memory else after_stop).append(take)
+        # No `health:`: the gate only checks that the guest runs (no probe, no wait).
+        health = safety.health or Health(timeout=0.0)
         if running:
-            from .model import Health
-
-            last.append(HealthGate(kind=Kind.DOMAIN, name=key.name,
-                                   health=safety.health or Health(timeout=0.0),
-                                   rollback=rollback,
-                                   reason=f"wait for {(safety.health or Health()).describe()}"))
+            last.append(HealthGate(kind=Kind.DOMAIN, name=key.name, health=health,
+                                   rollback=rollback, reason=f"wait for {health.describe()}"))
         else:
             last.append(CloseJournal(kind=Kind.DOMAIN, name=key.name,
                                      reason="the guest stays off: no gate"))
         notes.append(f"{key}: checkpoint before {why}"
-                     + (f", then health gate ({(safety.health.describe() if safety.health else 'running')})"
-                        if running else ""))
+                     + (f", then health gate ({health.describe()})" if running else ""))
     if errors:
         raise SpecErrors(errors)
     if not first and not after_stop:
