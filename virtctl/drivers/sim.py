@@ -42,8 +42,8 @@ from typing import Any
 from lxml import etree
 
 from .. import metadata
-from ..checkpoint.sim_calls import SimSnapshots
 from ..capabilities import HostCapabilities, check_domain, parse_capabilities
+from ..checkpoint.sim_calls import SimSnapshots
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..fileio import open_private
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
