@@ -152,6 +152,9 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
                         storage=storage)
     planned = _guard_detaches(planned, reader, live, policy)
+    from .checkpoint.hooks import guarded  # checkpoints and health gates (docs/checkpoints.md)
+
+    planned = guarded(planned, desired, reader, live, policy)
     if check:  # the local files this run will upload, hashed before the first action
         content_errors = check_content(_uploads(planned, desired))
         if content_errors:
@@ -260,8 +263,14 @@ def reconcile(
     progress: Progress | None = None,
     clock: Clock = Clock(),
 ) -> Result:
-    """Plan, apply, then verify by planning again."""
+    """Plan, apply, then verify by planning again. A change a killed run left between
+    its checkpoint and its health verdict is finished or rolled back first."""
+    from .checkpoint.recover import recover
+
+    recovered = recover(driver, clock)
     planned = plan(desired, driver, policy=policy)
+    if recovered:
+        planned = replace(planned, notes=(*recovered, *planned.notes))
     fetch_content(planned, desired)
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
     if planned.empty:
@@ -276,7 +285,10 @@ def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()
     live = reader.snapshot()
     # With the guests: a volume a running guest keeps using is not deleted under it.
     storage = view(reader.storage(), live) if desired.pools or desired.volumes else None
-    return plan_delete(desired, live, policy=policy, storage=storage)
+    from .checkpoint.hooks import dropped  # a guest's checkpoints go (or stay) first
+
+    return dropped(plan_delete(desired, live, policy=policy, storage=storage), desired,
+                   reader, live)
 
 
 def delete(

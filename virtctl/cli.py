@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     coordination_options(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     selector_option(p)
+    from .checkpoint.cli import add_apply_options, add_checkpoint_parsers
+
+    add_apply_options(p, applying=True)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("diff", help="show what apply would change (exit 2 if anything)")
@@ -125,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _parallel(p)
     coordination_options(p)
     selector_option(p)
+    add_apply_options(p, applying=False)
     p.set_defaults(func=cmd_diff)
+    add_checkpoint_parsers(sub)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
     _common(p)
@@ -236,6 +241,8 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         prune_sets=prune_sets,
         selector=getattr(args, "selector", None) or "",
         protected=getattr(args, "protected", ()),
+        checkpoint=getattr(args, "checkpoint", None),
+        rollback=getattr(args, "rollback", True),
     )
 
 
@@ -260,7 +267,16 @@ def _apply_steps(
     verify, unless it is a dry run."""
 
     def prepare(desired: api.Desired, driver: Driver) -> api.Plan:
+        from .checkpoint import recover
+        from .reconciler.apply import Clock
+
+        # A change a killed run left between checkpoint and verdict: finished or rolled
+        # back first, under this run's lock (docs/checkpoints.md); a dry run only says so.
+        settled = recover.pending(driver.uri) if args.dry_run else \
+            recover.recover(driver, Clock())
         planned = api.plan(desired, driver, policy=policy)
+        if settled:
+            planned = dataclasses.replace(planned, notes=(*settled, *planned.notes))
         refusal = prune_refusal(planned, desired, policy)
         if refusal is not None:
             raise VirtctlError(refusal, code=ErrorCode.OPERATION_INVALID)

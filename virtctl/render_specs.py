@@ -48,6 +48,9 @@ def _document(spec: AnySpec, uri: str) -> str:
         runtime = {"state": str(spec.state), "autostart": spec.autostart}
         if spec.update_policy is not None:
             runtime["updatePolicy"] = str(spec.update_policy)
+        from .checkpoint.model import yaml_keys  # updatePolicy.checkpoint, health
+
+        runtime.update(yaml_keys(spec.safety, runtime.get("updatePolicy")))
     elif isinstance(spec, NetworkSpec):
         body = yamlxml.network_from_xml(root)
         runtime = {"active": spec.active, "autostart": spec.autostart}

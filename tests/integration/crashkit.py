@@ -127,3 +127,25 @@ def sim_store_problems(state: Path, host: str = "default") -> list[str]:
 
 def leftovers(state: Path, host: str = "default") -> int:
     return sum(1 for _ in (state / "sim" / host).rglob(".tmp-*"))
+
+
+def apply_killed_when(state: Path, argv: list[str], reached: Callable[[], bool], *,
+                      deadline: float = 300) -> bool:
+    """Run `virtctl ARGV` and SIGKILL it as soon as `reached()` (read from the host and
+    virtctl's state while it runs); True when it was killed before finishing."""
+    proc = subprocess.Popen([sys.executable, "-m", "virtctl", *argv], env=virtctl_env(state),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    end = time.monotonic() + deadline
+    try:
+        while proc.poll() is None and time.monotonic() < end:
+            if reached():
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=60)
+                return proc.returncode == -signal.SIGKILL
+            time.sleep(0.002)  # polling the host's state, not a wait for time to pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    return False

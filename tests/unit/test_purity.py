@@ -15,6 +15,7 @@ PURE = sorted(
                   "steps", "validate", "classify")]
     + list((PACKAGE / "converters").glob("*.py"))
     + [PACKAGE / "export_storage.py", PACKAGE / "render_storage.py"]
+    + [PACKAGE / "checkpoint" / f"{name}.py" for name in ("model", "actions", "planning")]
 )
 FORBIDDEN = {"os", "time", "subprocess", "libvirt", "random", "socket", "secrets", "shutil"}
 # Relative imports that would reach the imperative shell.

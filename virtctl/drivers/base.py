@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from ..checkpoint.model import SnapshotInfo
 from ..model import DomainState, Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
 
 
@@ -100,11 +101,45 @@ class Reader(Protocol):
         before the first action); None where virtctl cannot tell (a remote host)."""
         ...
 
+    # Checkpoints and the health gate (virtctl/checkpoint/, docs/checkpoints.md).
+
+    def snapshots(self, name: str) -> tuple[SnapshotInfo, ...]:
+        """A guest's snapshots, oldest first (virtctl's and any other)."""
+        ...
+
+    def agent_ping(self, name: str) -> bool:
+        """Whether the running guest's agent answers a ping now."""
+        ...
+
+    def tcp_open(self, name: str, port: int) -> bool:
+        """Whether a TCP connection to `port` on the running guest succeeds now."""
+        ...
+
+    def cloud_init_done(self, name: str) -> bool:
+        """Whether cloud-init has finished in the running guest (read via its agent)."""
+        ...
+
     def close(self) -> None: ...
 
 
 @runtime_checkable
 class Driver(Reader, Protocol):
+    def create_snapshot(self, name: str, snapshot: str, description: str, *,
+                        memory: bool = False) -> None:
+        """Take an internal snapshot of the guest's definition and writable disks
+        (`memory`: its running state too), named `snapshot`, with `description`."""
+        ...
+
+    def revert_snapshot(self, name: str, snapshot: str) -> None:
+        """Restore the definition and disks of `snapshot` (a guest running without a
+        saved memory state is stopped first and left off)."""
+        ...
+
+    def delete_snapshot(self, name: str, snapshot: str, *, keep_data: bool = False) -> None:
+        """Delete a snapshot; `keep_data`: forget its record only, its data stays in
+        the disk images (libvirt's metadata-only delete)."""
+        ...
+
     def define(self, kind: Kind, xml: str) -> None: ...
 
     def undefine(self, kind: Kind, name: str) -> None: ...

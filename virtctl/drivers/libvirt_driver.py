@@ -24,6 +24,7 @@ from itertools import chain, pairwise, repeat
 from types import TracebackType
 from typing import Any, Self
 
+from ..checkpoint.libvirt_calls import LibvirtSnapshots
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..metadata import owner_from_text
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
@@ -88,7 +89,7 @@ def _readers_for(uri: str) -> int:
     return 1 if _in_process(uri) else READERS
 
 
-class LibvirtDriver(LiveCalls, StorageCalls):
+class LibvirtDriver(LiveCalls, StorageCalls, LibvirtSnapshots):
     """One libvirt connection. `readonly` opens libvirt's read-only socket; `readers`
     is how many threads read a big host at once (default: READERS, one for the
     in-process test driver). Every operation, opening included, gets `call_timeout`

@@ -43,6 +43,7 @@ from lxml import etree
 
 from .. import metadata
 from ..capabilities import HostCapabilities, check_domain, parse_capabilities
+from ..checkpoint.sim_calls import SimSnapshots
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..fileio import open_private
 from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
@@ -195,7 +196,7 @@ class _EventPump:
 _PUMP = _EventPump()
 
 
-class SimDriver(SimLiveCalls, SimStorage):
+class SimDriver(SimLiveCalls, SimStorage, SimSnapshots):
     """The embedded driver; see the module docstring."""
 
     def __init__(
@@ -518,6 +519,10 @@ class SimDriver(SimLiveCalls, SimStorage):
             raise _error(
                 f"network '{name}' is still active; destroy it first", ErrorCode.OPERATION_INVALID
             )
+        if kind is Kind.DOMAIN and self.has_snapshots(record["uuid"]):
+            # As libvirt: a guest's snapshots are deleted (or forgotten) first.
+            raise _error(f"cannot undefine domain '{name}': it has snapshots",
+                         ErrorCode.OPERATION_INVALID)
         if kind is Kind.DOMAIN and DomainState(record["state"]).active:
             # As libvirt: undefining a running guest leaves it running, transient.
             record.update(persistent=False, autostart=False)
@@ -554,6 +559,7 @@ class SimDriver(SimLiveCalls, SimStorage):
         root.set("id", str(dom_id))
         record.update(state="running", id=dom_id, running_xml=tostring(root))
         self.store.put(kind, name, record)
+        self.guest_writes(name, record)  # a simulated guest writing its disk as it boots
         return EventType.STARTED
 
     def _stop(self, kind: Kind, name: str, *, graceful: bool) -> EventType | None:

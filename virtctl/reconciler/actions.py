@@ -324,5 +324,10 @@ def phase_of(action: Action) -> Phase:
         case CreateVolume() | ResizeVolume() | RecordVolume():
             return Phase.VOLUME_CREATE
         case _:
+            # Checkpoint actions (virtctl/checkpoint/actions.py) carry their phase;
+            # the post-pass that adds them places them itself.
+            phase = getattr(action, "phase", None)
+            if phase is not None:
+                return phase
             raise AssertionError(f"unknown action {action!r}")
     return _BY_KIND[step][_KIND_COLUMN[action.kind]]

@@ -137,7 +137,8 @@ def apply(
                 guard()
             except VirtctlError as exc:
                 unlocked = str(exc)
-        if halted is not None or lost or unlocked:
+        if (halted is not None and not getattr(action, "after_failure", False)) \
+                or lost or unlocked:
             why = lost or unlocked or f"the run stopped when the define of {halted} failed"
             results.append(ActionResult(action, Outcome.SKIPPED, detail=f"not run: {why}"))
             continue
@@ -154,7 +155,9 @@ def apply(
             continue
         if progress is not None:
             progress(index, total, action)
-        blocker = _blocker(action, broken) if broken else None
+        # A health gate runs even when the change before it failed: it rolls back.
+        blocker = _blocker(action, broken) if broken and not getattr(
+            action, "after_failure", False) else None
         if blocker is not None:
             broken.add(action.key)
             why = "an earlier action on it failed" if blocker == action.key else f"{blocker} failed"
@@ -290,6 +293,10 @@ def _perform(action: Action, driver: Driver, clock: Clock) -> str:
         case (BuildPool() | RecordPool() | CreateVolume() | ResizeVolume() | DeleteVolume()
               | RecordVolume()):
             return perform_storage(action, driver)
+        case _ if getattr(action, "phase", None) is not None:
+            from ..checkpoint.execute import perform  # checkpoints, health gate, rollback
+
+            return perform(action, driver, clock)
     return ""
 
 

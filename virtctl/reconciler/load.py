@@ -379,6 +379,8 @@ def spec_from_xml(
             attrs, "autostart", False, rt_source)
         rules = _update_rules(attrs if runtime is None else runtime, rt_source,
                               yaml=runtime is not None)
+        from ..checkpoint import model as checkpoint_rules
+
         return DomainSpec(
             name=name,
             xml=tostring(root, pretty=False),
@@ -395,6 +397,8 @@ def spec_from_xml(
             update_policy=rules[0],
             shutdown_timeout=rules[1],
             connect=_connect(attrs if runtime is None else runtime),
+            safety=checkpoint_rules.yaml_pairs(runtime, rt_source) if runtime is not None
+            else checkpoint_rules.xml_pairs(attrs, rt_source),
         )
     if root.tag == "network":
         _check_network(root, source, line, xml_lines=runtime is None, place=place)
@@ -498,6 +502,8 @@ def _update_rules(
     policy_key, timeout_key = ("updatePolicy", "shutdownTimeout") if yaml else (
         "update-policy", "shutdown-timeout")
     raw_policy, raw_timeout = given.get(policy_key), given.get(timeout_key)
+    if isinstance(raw_policy, Mapping):  # {mode: restart, checkpoint: ...} (checkpoint/)
+        raw_policy = raw_policy.get("mode")
     try:
         policy = UpdatePolicy(raw_policy) if raw_policy is not None else None
     except ValueError:
@@ -747,7 +753,7 @@ def _spec_from_doc(
                                       field)) from None
     runtime = {k: doc[k] for k in ("state", "autostart", "active", "updatePolicy",
                                     "shutdownTimeout", "connect", "build", "pool",
-                                    "deletePolicy", "content") if k in doc}
+                                    "deletePolicy", "content", "health") if k in doc}
     if kind == "Domain" and "cloudInit" in doc and extra is not None:
         where = Source(source, _line_of(text, index, ["cloudInit"]) or line, "cloudInit")
         try:

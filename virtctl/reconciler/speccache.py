@@ -105,6 +105,7 @@ _DECODERS: dict[str, Any] = {
     "macs": tuple,
     "lines": lambda v: tuple((str(n), int(line)) for n, line in v),
     "labels": lambda v: tuple((str(k), str(x)) for k, x in v),
+    "safety": lambda v: tuple((str(k), str(x)) for k, x in v),
 }
 
 

@@ -60,6 +60,9 @@ class Policy:
     # match it (selectors.py), and no pool or volume (their records hold no labels)
     protected: tuple[str, ...] = ()  # "kind/name" declared by specs the selector left
     # out (on any host): never pruned, whatever their recorded labels; sorted
+    checkpoint: bool | None = None  # --checkpoint / --no-checkpoint; None: each spec's
+    # updatePolicy.checkpoint (virtctl/checkpoint/, docs/checkpoints.md)
+    rollback: bool = True  # --no-rollback: a guest failing its health gate is left as is
 
     @property
     def pruned_sets(self) -> frozenset[str]:

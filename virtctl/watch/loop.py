@@ -352,6 +352,14 @@ class Watcher:
         self._empty_seen = None
         scan = self.specs.read()
         driver = self._connected()
+        from ..checkpoint.hooks import guarded
+        from ..checkpoint.recover import recover
+        from ..reconciler.apply import Clock
+
+        # A change a killed run left between checkpoint and health verdict: finished or
+        # rolled back before anything else (docs/checkpoints.md).
+        for note in recover(driver, Clock()):
+            self.journal.info("checkpoint-recovered", note)
         live = driver.snapshot()
         caps = self._capabilities(driver)
         # With what the host's files say (pool directories, backing files), as api.plan.
@@ -364,6 +372,11 @@ class Watcher:
         planned = protect(make_plan(settled.desired, live, policy=policy, caps=caps,
                                     live_ops=driver.live_ops(), storage=storage),
                           live, settled, storage)
+        try:  # checkpoints and health gates around disruptive changes
+            planned = guarded(planned, settled.desired, driver, live, policy)
+        except SpecError as exc:
+            self.journal.error("checkpoint-refused", str(exc))
+            return PassResult(in_sync=False, failed=True)
         if first:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted, host=self.uri)
