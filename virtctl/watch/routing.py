@@ -15,13 +15,14 @@ good `kind: Hosts` entries; a file naming a host already named otherwise is brok
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ErrorCode, SpecError, SpecErrors
 from ..hosts import group_by_host
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec
 from .specs import Aliases, Scan, Specs, settle
+from virtctl.reconciler.trees import replaced
 
 Errors = dict[str, list[SpecError]]
 
@@ -98,7 +99,7 @@ def _route_file(
     problems: list[SpecError] = []
     for spec in specs:
         if spec.connect is None:
-            routed.append(replace(spec, connect=default))
+            routed.append(replaced(spec, connect=default))
             continue
         alone = _alone(spec)
         try:
@@ -106,7 +107,7 @@ def _route_file(
         except SpecErrors as exc:
             problems.extend(exc.errors)
             continue
-        routed.append(replace(spec, connect=uri))
+        routed.append(replaced(spec, connect=uri))
     return tuple(routed), problems
 
 
