@@ -15,7 +15,10 @@ A dir pool in a temporary directory on qemu:///system; a file of --size MiB (def
 SHA-256 runs at about the speed of a local upload here, so a verified upload cannot be
 as fast as an unverified one: compare like with like.
 
-Speeds are MiB/s of the best and the median run. Needs root and a running libvirtd.
+Speeds are MiB/s of the best and the median run; `cores` is how busy the machine was
+meanwhile (all processes, from /proc/stat: 2.0 is both cores of this machine), which says
+whether a run was held back by the CPU. The pool and its folder (under /var/tmp) are
+named vctl-test-upload-XXXXXX and removed at the end. Needs root and a running libvirtd.
 Usage: python bench/bench_upload.py [--size 1024] [--repeat 3]
 """
 
@@ -56,6 +59,13 @@ def make_file(path: Path, mib: int) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def busy() -> float:
+    """Seconds of CPU the whole machine has spent busy (not idle, not waiting on I/O)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def remove(conn: libvirt.virConnect, pool: str, name: str) -> None:
     with contextlib.suppress(libvirt.libvirtError):
         conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
@@ -67,11 +77,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    folder = Path(tempfile.mkdtemp(prefix="vctl-bench-upload-", dir="/var/tmp"))
+    name = "vctl-test-upload-" + secrets.token_hex(3)
+    folder = Path(tempfile.mkdtemp(prefix=name + "-", dir="/var/tmp"))
     folder.chmod(0o755)
     pool_dir = folder / "pool"
     image = folder / "image.raw"
-    name = "vctl-bench-upload-" + secrets.token_hex(3)
     conn = libvirt.open(URI)
     try:
         checksum = make_file(image, args.size)
@@ -83,20 +93,22 @@ def main() -> int:
         size = image.stat().st_size
         times: dict[str, list[float]] = {
             "virsh": [], "virtctl": [], "virsh+sum": [], "virtctl+sum": []}
+        cores: dict[str, list[float]] = {label: [] for label in times}
         driver = LibvirtDriver(URI)
         for _ in range(args.repeat):
             for verified in (False, True):
                 remove(conn, name, "v.raw")
                 subprocess.run(["virsh", "-q", "-c", URI, "vol-create-as", name, "v.raw",
                                 str(size), "--format", "raw"], check=True, capture_output=True)
-                began = time.perf_counter()
+                label = "virsh+sum" if verified else "virsh"
+                began, cpu = time.perf_counter(), busy()
                 subprocess.run(["virsh", "-q", "-c", URI, "vol-upload", "--pool", name,
                                 "v.raw", str(image)], check=True)
                 if verified:  # what an operator runs to check the image
                     subprocess.run(["sha256sum", str(image)], check=True,
                                    capture_output=True)
-                times["virsh+sum" if verified else "virsh"].append(
-                    time.perf_counter() - began)
+                times[label].append(time.perf_counter() - began)
+                cores[label].append((busy() - cpu) / times[label][-1])
                 remove(conn, name, "v.raw")
                 action = CreateVolume(
                     kind=Kind.VOLUME, name=f"{name}/v.raw",
@@ -104,10 +116,11 @@ def main() -> int:
                         "</volume>",
                     content=VolumeContent(file=str(image),
                                           checksum=checksum if verified else None))
-                began = time.perf_counter()
+                label = "virtctl+sum" if verified else "virtctl"
+                began, cpu = time.perf_counter(), busy()
                 perform_storage(action, driver)
-                times["virtctl+sum" if verified else "virtctl"].append(
-                    time.perf_counter() - began)
+                times[label].append(time.perf_counter() - began)
+                cores[label].append((busy() - cpu) / times[label][-1])
         driver.close()
         mib = size / (1 << 20)
         print(f"# upload of {mib:.0f} MiB into a dir pool on {URI} ({args.repeat} runs)")
@@ -115,7 +128,8 @@ def main() -> int:
         for label, found in times.items():
             best, median = mib / min(found), mib / statistics.median(found)
             speeds[label] = (best, median)
-            print(f"{label:>8}  best {best:7.1f} MiB/s  median {median:7.1f} MiB/s")
+            print(f"{label:>11}  best {best:7.1f} MiB/s  median {median:7.1f} MiB/s  "
+                  f"cores {statistics.median(cores[label]):.2f}")
         for top, bottom in (("virtctl", "virsh"), ("virtctl+sum", "virsh+sum"),
                             ("virtctl+sum", "virsh")):
             ratio = speeds[top][0] / speeds[bottom][0]

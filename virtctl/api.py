@@ -48,7 +48,7 @@ from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerpri
 from .reconciler.storageprobe import probed
 from .reconciler.validate import check_devices, check_host
 from .uri import default_uri
-from .xmlutil import parse
+from virtctl.reconciler.trees import running_tree
 
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
@@ -176,7 +176,7 @@ def _guard_detaches(planned: Plan, reader: Reader, live: Live, policy: Policy) -
     running: dict[str, Any] = {}
     for name in detaches:
         dom = live.domains.get(name)
-        running[name] = parse(dom.running_xml) if dom is not None and dom.running_xml else None
+        running[name] = running_tree(dom) if dom is not None and dom.running_xml else None
         mounts[name] = None
         if ask is not None and guestagent.has_agent(running[name]):
             with contextlib.suppress(DriverError):

@@ -7,6 +7,7 @@ hypervisor would. Pure.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,6 +69,9 @@ def _machines(elem: etree._Element) -> frozenset[str]:
     return frozenset(names)
 
 
+# Frozen, so shared: a run reads the same host's capabilities at each plan (and the sim
+# at connect), and a watcher every pass; a few hosts' texts are kept.
+@functools.lru_cache(maxsize=16)
 def parse_capabilities(xml: str) -> HostCapabilities:
     root = parse(xml, source="<capabilities>")
     aliases = sorted({

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 from .errors import Source
 
@@ -140,6 +141,10 @@ class DomainSpec:
     # "os/type/@arch", "devices/tpm"...); only labels, like `source` (not in the digest).
     lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
+    # The trees parsed from the XML above, and what checks derive from them, this run
+    # (reconciler/trees.py): never compared, saved or shown.
+    parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", spec_digest(self))
@@ -168,6 +173,10 @@ class NetworkSpec:
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
     labels: Labels = ()
     digest: str = field(init=False, repr=False, compare=False)  # see spec_digest
+    # The trees parsed from the XML above, and what checks derive from them, this run
+    # (reconciler/trees.py): never compared, saved or shown.
+    parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", spec_digest(self))
@@ -330,6 +339,10 @@ class LiveDomain:
     id: int | None = None
     owner: Ownership | None = None
     running_xml: str | None = None  # definition the running guest uses, when active
+    # The trees parsed from the XML above, and what checks derive from them, this run
+    # (reconciler/trees.py): never compared, saved or shown.
+    parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     @property
     def managed(self) -> bool:
@@ -352,6 +365,10 @@ class LiveNetwork:
     # The definition an active network runs, where the host keeps it apart from the
     # persistent one (libvirt's network driver, the sim; not libvirt's test driver).
     running_xml: str | None = None
+    # The trees parsed from the XML above, and what checks derive from them, this run
+    # (reconciler/trees.py): never compared, saved or shown.
+    parsed: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     @property
     def managed(self) -> bool:

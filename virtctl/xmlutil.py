@@ -7,8 +7,10 @@ refused, not evaluated). Pure: no file or network access except `parse_file`'s r
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from lxml import etree
@@ -60,11 +62,32 @@ def _refuse_doctype(root: etree._Element, source: str) -> None:
         )
 
 
+# The counters of `counting_parses` blocks open now; empty (one check per parse) unless a
+# test or a benchmark counts.
+_COUNTING: list[Counter[str]] = []
+
+
+@contextlib.contextmanager
+def counting_parses() -> Iterator[Counter[str]]:
+    """Within the block, count the documents `parse` reads, by their text: a document is
+    parsed once per run and its tree carried (reconciler/trees.py); the tests hold the
+    plan path to that."""
+    counter: Counter[str] = Counter()
+    _COUNTING.append(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTING.remove(counter)
+
+
 def parse(text: str | bytes, *, source: str = "<xml>") -> etree._Element:
     """Parse XML text into an element, refusing DTDs and entities.
 
     Errors name `source` and the line lxml reports.
     """
+    if _COUNTING:
+        for counter in _COUNTING:
+            counter[text if isinstance(text, str) else text.decode("utf-8", "replace")] += 1
     data = text.encode("utf-8") if isinstance(text, str) else text
     try:
         root = etree.fromstring(data, parser=_parser())

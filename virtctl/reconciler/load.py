@@ -53,6 +53,7 @@ from .limits import (
 )
 from .loadcloudinit import cloud_init_seed
 from .speccache import SpecCache
+from virtctl.reconciler.trees import carry, replaced
 
 if TYPE_CHECKING:
     import jsonschema
@@ -381,7 +382,8 @@ def spec_from_xml(
                               yaml=runtime is not None)
         from ..checkpoint import model as checkpoint_rules
 
-        return DomainSpec(
+        # The tree is handed over with the spec: nothing parses its XML again this run.
+        return carry(DomainSpec(
             name=name,
             xml=tostring(root, pretty=False),
             source=where,
@@ -399,7 +401,7 @@ def spec_from_xml(
             connect=_connect(attrs if runtime is None else runtime),
             safety=checkpoint_rules.yaml_pairs(runtime, rt_source) if runtime is not None
             else checkpoint_rules.xml_pairs(attrs, rt_source),
-        )
+        ), root)
     if root.tag == "network":
         _check_network(root, source, line, xml_lines=runtime is None, place=place)
         if runtime is not None:
@@ -411,7 +413,7 @@ def spec_from_xml(
         bridge = root.find("bridge")
         policy, _ = _update_rules(attrs if runtime is None else runtime, rt_source,
                                   yaml=runtime is not None)
-        return NetworkSpec(
+        return carry(NetworkSpec(
             name=name,
             xml=tostring(root, pretty=False),
             source=where,
@@ -421,7 +423,7 @@ def spec_from_xml(
             bridge=bridge.get("name") if bridge is not None else None,
             update_policy=policy,
             connect=_connect(attrs if runtime is None else runtime),
-        )
+        ), root)
     from .loadstorage import pool_spec, volume_spec
 
     if root.tag == "pool":
@@ -780,9 +782,9 @@ def _spec_from_doc(
                         source=Source(source, _line_for_path(text, index, field) or line,
                                       field)) from None
     if isinstance(spec, DomainSpec):
-        spec = replace(spec, lines=_yaml_lines(doc, text, index))
+        spec = replaced(spec, lines=_yaml_lines(doc, text, index))
     if doc.get("labels"):
-        spec = replace(spec, labels=tuple(sorted((str(k), str(v))
+        spec = replaced(spec, labels=tuple(sorted((str(k), str(v))
                                                  for k, v in doc["labels"].items())))
     return spec
 

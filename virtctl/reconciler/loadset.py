@@ -18,8 +18,9 @@ from lxml import etree
 
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
 from ..model import DomainSpec, HostAlias, NetworkSpec, ObjectKey, PoolSpec, VolumeSpec
-from ..xmlutil import parse, tostring
+from ..xmlutil import tostring
 from .domainset import Expansion, SetProblem, expand
+from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
 #: The label every instance carries: its set's name (selectors, inventory groups).
@@ -106,7 +107,7 @@ def set_members(desired: Any) -> dict[ObjectKey, str]:
 
 def _at_set(spec: AnySpec, source: str, line: int | None, set_name: str,
             instance: str) -> AnySpec:
-    return replace(spec, source=Source(source, line, f"DomainSet {set_name}[{instance}]"))
+    return replaced(spec, source=Source(source, line, f"DomainSet {set_name}[{instance}]"))
 
 
 def _moved(exc: SpecError, prefix: str, source: str, index: int, line: int | None,
@@ -148,14 +149,14 @@ def finish_sets(specs: list[AnySpec], sets: list[LoadedSet],
     for at, entries in wanted.items():
         net = out[at]
         assert isinstance(net, NetworkSpec)
-        root = parse(net.xml)
+        root = private(spec_tree(net))
         for loaded, entry in entries:
             problem = _add_host(root, entry.mac, entry.name, entry.ip)
             if problem:
                 errors.append(SpecError(f"DomainSet {loaded.name}, instance {entry.name}: "
                                         f"{problem}", code=ErrorCode.INVALID_SPEC,
                                         source=loaded.at("network.range")))
-        out[at] = replace(net, xml=tostring(root))
+        out[at] = carry(replace(net, xml=tostring(root)), root)
     return out
 
 

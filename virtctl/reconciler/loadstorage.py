@@ -183,7 +183,7 @@ def with_volume_formats(domains: Sequence[Any], volumes: Mapping[str, VolumeSpec
     domains and volumes the specs declare with a format."""
     from dataclasses import replace
 
-    from ..xmlutil import parse
+    from virtctl.reconciler.trees import carry, private, spec_tree
 
     if not any(_declared_format(v) is not None for v in volumes.values()):
         # Nothing to give (no volumes, the common case): no domain parsed. The watcher
@@ -192,9 +192,10 @@ def with_volume_formats(domains: Sequence[Any], volumes: Mapping[str, VolumeSpec
         return list(domains)
     out = []
     for spec in domains:
-        root = parse(spec.xml)
+        root = spec_tree(spec)  # shared: copied below before anything is set in it
         changed = False
-        if root.get("type") in ("qemu", "kvm"):
+        if root.get("type") in ("qemu", "kvm") and _wants_format(root, volumes):
+            root = private(root)
             for disk in root.iterfind("devices/disk[@type='volume']"):
                 source = disk.find("source")
                 driver = disk.find("driver")
@@ -209,8 +210,18 @@ def with_volume_formats(domains: Sequence[Any], volumes: Mapping[str, VolumeSpec
                     disk.insert(0, driver)
                 driver.set("type", "raw" if fmt == "iso" else fmt)
                 changed = True
-        out.append(replace(spec, xml=tostring(root)) if changed else spec)
+        out.append(carry(replace(spec, xml=tostring(root)), root) if changed else spec)
     return out
+
+
+def _wants_format(root: etree._Element, volumes: Mapping[str, VolumeSpec]) -> bool:
+    """Whether a disk of `root` would be given its volume's format (see above)."""
+    for disk in root.iterfind("devices/disk[@type='volume']"):
+        source, driver = disk.find("source"), disk.find("driver")
+        if source is not None and (driver is None or not driver.get("type")) and (
+                f"{source.get('pool')}/{source.get('volume')}" in volumes):
+            return True
+    return False
 
 
 def _declared_format(volume: VolumeSpec) -> str | None:

@@ -19,8 +19,9 @@ from operator import attrgetter
 
 from ..model import Desired, Live, LiveDomain, LiveNetwork, ObjectKey, Spec
 
-# A live field that never decides a plan: the id changes with every start.
-_DERIVED = frozenset({"id"})
+# Live fields that never decide a plan: the id changes with every start; `parsed` holds
+# trees of the XML already keyed.
+_DERIVED = frozenset({"id", "parsed"})
 _DIGEST = attrgetter("digest")
 
 

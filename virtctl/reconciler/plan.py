@@ -32,7 +32,13 @@ from ..model import (
     Ownership,
     UpdatePolicy,
 )
-from ..xmlutil import parse
+from virtctl.reconciler.trees import (
+    live_tree,
+    private,
+    running_or_live_tree,
+    running_tree,
+    spec_tree,
+)
 from .actions import (
     Action,
     AttachDevice,
@@ -329,7 +335,7 @@ def _prune(desired: Desired, live: Live, policy: Policy,
 
 def _runs_on(dom: LiveDomain, network: str) -> bool:
     """Whether the running guest `dom` has an interface on `network`."""
-    root = parse(dom.running_xml or dom.xml)
+    root = running_or_live_tree(dom)
     return any(s.get("network") == network
                for s in root.iterfind("devices/interface[@type='network']/source"))
 
@@ -340,7 +346,7 @@ def _running_links(live: Live, leaving: set[str]) -> dict[str, list[str]]:
     for dom in sorted(live.domains.values(), key=lambda d: d.name):
         if not dom.state.active or dom.name in leaving:
             continue
-        root = parse(dom.running_xml or dom.xml)
+        root = running_or_live_tree(dom)
         for source in root.iterfind("devices/interface[@type='network']/source"):
             name = source.get("network")
             if name and dom.name not in out.setdefault(name, []):
@@ -394,8 +400,8 @@ def _domain_step(
     spec: DomainSpec, live: LiveDomain | None, policy: Policy, caps: HostCapabilities | None,
     live_ops: frozenset[LiveOp],
 ) -> Step:
-    root = parse(spec.xml)
-    live_root = parse(live.xml) if live is not None else None
+    root = private(spec_tree(spec))  # edited below: identity, machine, addresses
+    live_root = live_tree(live) if live is not None else None  # shared: read only
     fill_domain_identity(root, live_root)
     keep_host_machine(root, live_root, caps)
     if live is None or live_root is None:
@@ -438,7 +444,7 @@ def _update_domain(
     live_root: etree._Element, policy: Policy, live_ops: frozenset[LiveOp],
 ) -> Step:
     active = live.state.active
-    running = parse(live.running_xml) if active and live.running_xml else None
+    running = running_tree(live) if active and live.running_xml else None
     max_kib = max_memory_kib(running if running is not None else live_root)
     changes = classified(field_changes(spec, live.owner, root, live_root), network=False,
                          active=active, max_kib=max_kib)

@@ -20,7 +20,7 @@ from ..model import (
     ObjectKey,
     UpdatePolicy,
 )
-from ..xmlutil import parse
+from virtctl.reconciler.trees import live_tree, private, running_tree, spec_tree
 from .actions import Action, Define, Destroy, SetAutostart, Start, Undefine
 from .classify import classified, stale_network_fields, worst
 from .diff import FieldChange
@@ -51,8 +51,8 @@ def network_step(
     live_ops: frozenset[LiveOp] = frozenset(LiveOp),
 ) -> Step:
     kind, name = Kind.NETWORK, spec.name
-    root = parse(spec.xml)
-    live_root = parse(live.xml) if live is not None else None
+    root = private(spec_tree(spec))  # edited below: identity, bridge
+    live_root = live_tree(live) if live is not None else None  # shared: read only
     fill_network_identity(root, live_root)
     if live is None or live_root is None:
         return Step(actions=tuple(_create_network(spec, root, policy)))
@@ -75,7 +75,8 @@ def network_step(
     if stale and spec.active and live.active and live_allowed(spec, policy):
         # Where the host keeps one definition per network (libvirt's test driver), the
         # one it shows is the one the network runs.
-        running = parse(live.running_xml) if live.running_xml is not None else live_root
+        apart = running_tree(live)
+        running = apart if apart is not None else live_root
         hot = network_live(stale, root, running, name=name, support=live_ops)
     rest = tuple(c for c in stale if c.path not in hot.covered)
     if rest and spec.active and may_restart(spec, policy):
@@ -98,8 +99,9 @@ def _stale(
     dropped: a removal stays pending until the network restarts; where the host keeps
     no running definition apart, only this run's are known)."""
     found = {c.path: c for c in changes if c.change_class is ChangeClass.RESTART}
-    if live.active and live.running_xml is not None:
-        for change in stale_network_fields(root, parse(live.running_xml), parse(live.xml)):
+    running = running_tree(live) if live.active else None
+    if running is not None:
+        for change in stale_network_fields(root, running, live_tree(live)):
             found.setdefault(change.path, change)
     return tuple(found.values())
 

@@ -37,6 +37,7 @@ from ..model import (
 )
 from .. import metadata
 from ..xmlutil import parse, tostring
+from virtctl.reconciler.trees import running_tree
 from .actions import (
     Action,
     BuildPool,
@@ -135,9 +136,10 @@ def _in_use(storage: Storage, live: Live) -> dict[str, tuple[str, str]]:
             paths[path] = key
     out: dict[str, tuple[str, str]] = {}
     for dom in live.domains.values():
-        if not dom.state.active or not dom.running_xml:
+        running = running_tree(dom) if dom.state.active and dom.running_xml else None
+        if running is None:
             continue
-        for disk in parse(dom.running_xml).iterfind("devices/disk"):
+        for disk in running.iterfind("devices/disk"):
             source, target = disk.find("source"), disk.find("target")
             if source is None or target is None or not target.get("dev"):
                 continue

@@ -30,6 +30,7 @@ from ..model import (
     UpdatePolicy,
 )
 from ..xmlutil import parse, tostring
+from virtctl.reconciler.trees import live_tree
 from .actions import Action, SetAutostart
 from .diff import ChangeOp, FieldChange, Origin, diff_xml, removed
 from .essence import essence
@@ -267,7 +268,7 @@ def recreate_refused(spec: DomainSpec | NetworkSpec, changes: tuple[FieldChange,
 def users_of(network: str, domains: Iterable[LiveDomain]) -> tuple[ObjectKey, ...]:
     users = []
     for dom in domains:
-        root = parse(dom.xml)
+        root = live_tree(dom)  # once per guest, however many networks go
         if any(
             s.get("network") == network
             for s in root.iterfind("devices/interface[@type='network']/source")

@@ -16,7 +16,6 @@ from ..capabilities import (
     HostCapabilities,
     check_guest,
     device_problems,
-    guest_request,
 )
 from ..errors import ErrorCode, Source, SpecError
 from ..model import (
@@ -29,7 +28,7 @@ from ..model import (
     ObjectKey,
     UpdatePolicy,
 )
-from ..xmlutil import parse
+from virtctl.reconciler.trees import guest_of, live_tree, spec_tree
 
 
 def _dup(what: str, value: str, first: Source, again: Source, path: str) -> SpecError:
@@ -134,7 +133,7 @@ def _ownership(
 
 
 def _type_change(spec: DomainSpec, found: LiveDomain) -> Iterable[SpecError]:
-    want, have = parse(spec.xml).get("type"), parse(found.xml).get("type")
+    want, have = spec_tree(spec).get("type"), live_tree(found).get("type")
     if want and have and want != have:
         yield SpecError(
             f"{spec.key} exists with domain type {have}, the spec says {want}; the type "
@@ -155,8 +154,8 @@ def check_devices(
     for dom in domains:
         if "<tpm" not in dom.xml:
             continue
-        root = parse(dom.xml)
-        want = guest_request(root)
+        root = spec_tree(dom)
+        want = guest_of(dom)
         if want not in asked:
             asked[want] = domcaps_for(want)
         domcaps = asked[want]
@@ -177,7 +176,7 @@ def _bridges(desired: Desired, live: Live) -> Iterable[SpecError]:
     for net in live.networks.values():
         if net.name in desired.networks:
             continue  # the declared network itself, redefined in place
-        bridge = parse(net.xml).find("bridge")
+        bridge = live_tree(net).find("bridge")
         spec = wanted.get(bridge.get("name") if bridge is not None else None)
         if spec is not None:
             yield SpecError(
@@ -225,7 +224,7 @@ def _references(desired: Desired, live: Live, *, prune: bool,
 def _capabilities(domains: Iterable[DomainSpec], caps: HostCapabilities) -> Iterable[SpecError]:
     verdicts: dict[GuestRequest, str | None] = {}  # most guests ask the host the same
     for dom in domains:
-        want = guest_request(parse(dom.xml))
+        want = guest_of(dom)
         if want not in verdicts:
             verdicts[want] = check_guest(want, caps)
         reason = verdicts[want]

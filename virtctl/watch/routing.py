@@ -15,13 +15,14 @@ good `kind: Hosts` entries; a file naming a host already named otherwise is brok
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ErrorCode, SpecError, SpecErrors
 from ..hosts import group_by_host
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec
 from .specs import Aliases, Scan, Specs, settle
+from virtctl.reconciler.trees import replaced
 
 Errors = dict[str, list[SpecError]]
 
@@ -105,7 +106,7 @@ def _route_file(
     problems: list[SpecError] = []
     for spec in specs:
         if spec.connect is None:
-            routed.append(replace(spec, connect=default))
+            routed.append(replaced(spec, connect=default))
             continue
         uri = resolved.get(spec.connect)
         if uri is None:
@@ -115,7 +116,7 @@ def _route_file(
                 problems.extend(exc.errors)
                 continue
             resolved[spec.connect] = uri
-        routed.append(spec if spec.connect == uri else replace(spec, connect=uri))
+        routed.append(spec if spec.connect == uri else replaced(spec, connect=uri))
     return tuple(routed), problems
 
 
