@@ -41,6 +41,7 @@ from .cli_guests import (
     select_live,
     select_live_objects,
     select_specs,
+    select_storage,
     selector_option,
 )
 from .reach import guest_addresses
@@ -555,10 +556,10 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     if args.selector is not None:
         live = select_live_objects(live, args.selector)
-        storage = None  # their records hold no labels: a selector selects none of them
     fmt = export.ExportFormat(args.output)
     specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only,
-                                storage=storage)
+                                storage=storage, storage_keys=None if args.selector is None
+                                else select_storage(storage, args.selector))
     if args.folder is None:
         out.write(export.stdout_text(specs, fmt=fmt))
         return EXIT_OK

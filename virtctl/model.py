@@ -105,6 +105,9 @@ class NetworkCommand(StrEnum):
 
 #: An object's labels (`labels: {role: web}`): (key, value) pairs sorted by key.
 Labels = tuple[tuple[str, str], ...]
+#: The label every DomainSet instance (and its overlay volume) carries: its set's name
+#: (selectors, plans naming the set, inventory groups, stable placement).
+SET_LABEL = "domainset"
 
 
 @dataclass(frozen=True, slots=True, order=True)

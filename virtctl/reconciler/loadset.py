@@ -17,13 +17,20 @@ from typing import Any
 from lxml import etree
 
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
-from ..model import DomainSpec, HostAlias, NetworkSpec, ObjectKey, PoolSpec, VolumeSpec
+from ..model import (
+    SET_LABEL,
+    DomainSpec,
+    HostAlias,
+    NetworkSpec,
+    ObjectKey,
+    PoolSpec,
+    VolumeSpec,
+)
 from ..xmlutil import parse, tostring
 from .domainset import Expansion, SetProblem, expand
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-#: The label every instance carries: its set's name (selectors, inventory groups).
-SET_LABEL = "domainset"
+__all__ = ["SET_LABEL", "LoadedSet", "finish_sets", "set_members", "specs_from_set"]
 
 
 @dataclass(frozen=True, slots=True)
