@@ -213,7 +213,10 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
 
 
 def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
-    desired = api.load(args.paths)
+    # DomainSets are placed with their hosts' facts (existing instances stay where they
+    # live) unless the command must not reach hosts (validate/render --offline).
+    desired = api.load(args.paths, place=not getattr(args, "offline", False),
+                       call_timeout=getattr(args, "call_timeout", None))
     err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
     if getattr(args, "selector", None) is not None:  # -l: act on the selected specs only
         desired, args.protected = select_specs(desired, args.selector)

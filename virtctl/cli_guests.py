@@ -127,6 +127,9 @@ def add_guest_parsers(sub: Any) -> None:
     _common(p)
     _files(p)
     selector_option(p)
+    p.add_argument("--offline", action="store_true",
+                   help="read no host: DomainSets placed as on empty hosts (without it, "
+                   "an instance that lives on one of its set's hosts is shown there)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("addresses", help="guests' IP addresses (guest agent, else DHCP "

@@ -415,6 +415,16 @@ LiveObject = LiveDomain | LiveNetwork
 
 
 @dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A host's size (`Reader.node_info`): what DomainSet placement weighs."""
+
+    memory_kib: int  # physical memory
+    free_kib: int  # free now (libvirt: the node's free memory; the sim: its memory less
+    # what its running guests take)
+    cpus: int
+
+
+@dataclass(frozen=True, slots=True)
 class Live:
     """A snapshot of one hypervisor connection, keyed by name.
 

@@ -5,8 +5,8 @@ domains and networks carry in `<metadata>` lives here instead: one small JSON vo
 pool (`virtctl-state.json`, model.STATE_VOLUME) holding a record of the pool and of each
 volume virtctl created in it: the spec hash, source file and commit (as in the owner
 mark), the declared XML (zlib+base64, as the last-applied record), the spec's labels
-(selectors match them, as the owner mark's), for pools the declared runtime state, for volumes the delete policy and the checksum of the content virtctl
-uploaded. A volume without a record is not virtctl's: it is never deleted, resized or
+(selectors match them, as the owner mark's), for pools the declared runtime state,
+for volumes the delete policy and the checksum of the content virtctl uploaded. A volume without a record is not virtctl's: it is never deleted, resized or
 written to.
 
 Each record names the apply set that wrote it (`set`), as the owner mark of domains and
