@@ -112,7 +112,7 @@ def _wants(loaded: LoadedSet) -> list[Want]:
     """The set's instances for placement.place: declared hosts, memory and vcpus."""
     pinned = {item["name"]: item.get("host") for item in loaded.doc.get("instances") or ()}
     need: dict[str, tuple[int, int]] = {}
-    for spec in loaded.specs:
+    for spec in loaded.specs if loaded.doc.get("placement") == MEMORY else ():
         if isinstance(spec, DomainSpec):
             root = parse(spec.xml)
             vcpu = (root.findtext("vcpu") or "1").strip()
