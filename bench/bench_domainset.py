@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from virtctl import api  # noqa: E402
+from virtctl.placefacts import read_facts  # noqa: E402
 
 
 def write_specs(folder: Path, replicas: int, hosts: int, placement: str) -> None:
@@ -83,10 +84,17 @@ def main() -> int:
             placed = min(placed, time.perf_counter() - start)
         moved = sum(1 for k, d in again.domains.items() if desired.domains[k].connect
                     != d.connect)
+        facts = float("inf")  # the reads alone: one snapshot (and node info) per host
+        uris = {f"sim:///h{i}": args.placement == "memory" for i in range(args.hosts)}
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            read_facts(uris)
+            facts = min(facts, time.perf_counter() - start)
     print(f"DomainSet of {args.replicas} on {args.hosts} sim hosts, placement "
           f"{args.placement} (best of {args.repeat}):")
     print(f"  load (expand, validate, convert): {load:.3f} s")
     print(f"  load with placement facts:        {placed:.3f} s ({moved} instances moved)")
+    print(f"  of which reading the hosts' facts: {facts:.3f} s")
     print(f"  plan against empty hosts:         {plan_empty:.3f} s ({actions} actions)")
     print(f"  plan against hosts in sync:       {plan_sync:.3f} s ({left} actions)")
     return 0 if plan_empty < 1.0 and left == 0 and moved == 0 else 1
