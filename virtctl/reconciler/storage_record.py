@@ -6,8 +6,8 @@ pool (`virtctl-state.json`, model.STATE_VOLUME) holding a record of the pool and
 volume virtctl created in it: the spec hash, source file and commit (as in the owner
 mark), the declared XML (zlib+base64, as the last-applied record), the spec's labels
 (selectors match them, as the owner mark's), for pools the declared runtime state,
-for volumes the delete policy and the checksum of the content virtctl uploaded. A volume without a record is not virtctl's: it is never deleted, resized or
-written to.
+for volumes the delete policy and the checksum of the content virtctl uploaded. A
+volume without a record is not virtctl's: it is never deleted, resized or written to.
 
 Each record names the apply set that wrote it (`set`), as the owner mark of domains and
 networks does; --prune reaches only records of its own set (or of sets it names with
