@@ -41,6 +41,7 @@ from .reconciler.applystorage import prefetch
 from .reconciler.contentcheck import check_content, content_source
 from .reconciler.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
+from .reconciler.placement import HostFacts
 from .reconciler.plan import Plan, Policy, plan_delete
 from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
 from .reconciler.plan import plan as make_plan
@@ -60,13 +61,24 @@ __all__ = [
 
 
 def load(
-    paths: Sequence[str], *, stdin: IO[str] | None = None, use_cache: bool = True
+    paths: Sequence[str], *, stdin: IO[str] | None = None, use_cache: bool = True,
+    place: bool = False, call_timeout: float | None = None,
 ) -> Desired:
     """Load and validate spec files and directories ('-' is stdin).
 
-    Unchanged files are read back from the spec cache (see reconciler/speccache.py)."""
+    Unchanged files are read back from the spec cache (see reconciler/speccache.py).
+    With `place`, DomainSets are placed with their hosts' facts (read-only reads:
+    where their instances live, node memory; placefacts.py), so existing instances
+    stay where they are; without, as on empty hosts."""
     folder = cache_dir(os.environ) if use_cache else None
-    return load_specs(paths, stdin=stdin, cache=SpecCache(folder))
+
+    def facts(asked: Mapping[str, bool]) -> Mapping[str, HostFacts | str]:
+        from .placefacts import read_facts
+
+        return read_facts(asked, call_timeout=call_timeout)
+
+    return load_specs(paths, stdin=stdin, cache=SpecCache(folder),
+                      placement=facts if place else None)
 
 
 @contextlib.contextmanager

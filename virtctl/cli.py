@@ -41,6 +41,7 @@ from .cli_guests import (
     select_live,
     select_live_objects,
     select_specs,
+    select_storage,
     selector_option,
 )
 from .reach import guest_addresses
@@ -217,7 +218,10 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
 
 
 def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
-    desired = api.load(args.paths)
+    # DomainSets are placed with their hosts' facts (existing instances stay where they
+    # live) unless the command must not reach hosts (validate/render --offline).
+    desired = api.load(args.paths, place=not getattr(args, "offline", False),
+                       call_timeout=getattr(args, "call_timeout", None))
     err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
     if getattr(args, "selector", None) is not None:  # -l: act on the selected specs only
         desired, args.protected = select_specs(desired, args.selector)
@@ -571,10 +575,10 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
     if args.selector is not None:
         live = select_live_objects(live, args.selector)
-        storage = None  # their records hold no labels: a selector selects none of them
     fmt = export.ExportFormat(args.output)
     specs = export.export_specs(live, fmt=fmt, managed_only=args.managed_only,
-                                storage=storage)
+                                storage=storage, storage_keys=None if args.selector is None
+                                else select_storage(storage, args.selector))
     if args.folder is None:
         out.write(export.stdout_text(specs, fmt=fmt))
         return EXIT_OK

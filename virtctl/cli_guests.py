@@ -2,9 +2,9 @@
 `console`; and the `-l/--selector` option of get, diff, apply, delete and export.
 
 Selectors on specs (apply, diff, delete) narrow what is acted on to the selected
-specs. With --prune, only managed objects whose recorded labels match the selector
-are pruned, and never one the unselected specs declare (`Policy.protected`); pools and
-volumes are never pruned under a selector (their records hold no labels).
+specs. With --prune, only managed objects whose recorded labels (owner mark, storage
+record) match the selector are pruned, and never one the unselected specs declare
+(`Policy.protected`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .errors import ErrorCode, SpecError, VirtctlError
-from .model import Desired, Live
+from .model import Desired, Live, ObjectKey, Storage
 from .printable import printable
 from .selectors import parse_selector
 
@@ -65,14 +65,18 @@ def _labels_of(live: Live, what: str, name: str) -> tuple[tuple[str, str], ...] 
 def select_live(records: list[dict[str, Any]], live: Live, what: str, selector: str | None,
                 addresses: dict[str, Any]) -> list[dict[str, Any]]:
     """`get` rows with labels and addresses, only those the selector selects (an
-    unmanaged object has no recorded labels: no selector selects it; pools and
-    volumes, whose records hold no labels, neither)."""
-    from .metadata import labels_to_text
+    unmanaged object has no recorded labels: no selector selects it). Pool and volume
+    rows carry the labels of virtctl's storage record already (render_storage)."""
+    from .metadata import labels_from_text, labels_to_text
 
     chosen = parse_selector(selector) if selector else None
     out = []
     for row in records:
-        labels = _labels_of(live, what, str(row.get("name")))
+        if what in ("pools", "volumes"):
+            text = row.get("labels")
+            labels = labels_from_text(text) if text is not None else None
+        else:
+            labels = _labels_of(live, what, str(row.get("name")))
         if chosen is not None and (labels is None or not chosen.matches(labels)):
             continue
         row = dict(row, labels=labels_to_text(labels or ()))
@@ -80,6 +84,26 @@ def select_live(records: list[dict[str, Any]], live: Live, what: str, selector: 
             row["addresses"] = ",".join(a.ip for a in addresses.get(str(row["name"]), ()))
         out.append(row)
     return out
+
+
+def select_storage(storage: Storage, selector: str) -> frozenset[ObjectKey]:
+    """The pools and volumes whose storage records' labels match (`export -l`); one
+    without a record (not virtctl's) has no labels to select."""
+    from .reconciler.plan_storage import view
+
+    chosen = parse_selector(selector)
+    found = view(storage)
+
+    def pool_labels(name: str) -> tuple[tuple[str, str], ...] | None:
+        record = found.records.get(name)
+        return record.pool.labels if record is not None and record.pool is not None else None
+
+    pools = {p.key for n, p in storage.pools.items()
+             if (labels := pool_labels(n)) is not None and chosen.matches(labels)}
+    volumes = {v.key for v in storage.volumes.values()
+               if (record := found.volume_record(v)) is not None
+               and chosen.matches(record.labels)}
+    return frozenset(pools | volumes)
 
 
 def select_live_objects(live: Live, selector: str) -> Live:
@@ -103,6 +127,9 @@ def add_guest_parsers(sub: Any) -> None:
     _common(p)
     _files(p)
     selector_option(p)
+    p.add_argument("--offline", action="store_true",
+                   help="read no host: DomainSets placed as on empty hosts (without it, "
+                   "an instance that lives on one of its set's hosts is shown there)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("addresses", help="guests' IP addresses (guest agent, else DHCP "

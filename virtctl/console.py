@@ -41,8 +41,20 @@ def run_console(driver: Any, name: str, devname: str | None, err: TextIO,
     except lv.libvirtError as exc:
         raise VirtctlError(f"{name}: cannot open the console: {exc.get_error_message()}",
                            code=ErrorCode.OPERATION_FAILED) from None
-    err.write(printable(f"Connected to {name}. Escape character is ^]") + "\n")
-    err.flush()
+    # Raw mode before the greeting: a key typed once it shows (the escape key too) must
+    # not wait in the line discipline for a newline, nor be flushed by going raw later.
+    restore = _raw(stdin_fd)
+    try:
+        err.write(printable(f"Connected to {name}. Escape character is ^]") + "\r\n")
+        err.flush()
+        return _relay(stream, stdin_fd, stdout_fd, err)
+    finally:
+        restore()
+
+
+def _relay(stream: Any, stdin_fd: int, stdout_fd: int, err: TextIO) -> int:
+    """Guest output to `stdout_fd`, keys from `stdin_fd` to the guest, until the escape
+    key, the end of stdin, or the guest's side closing."""
     done = threading.Event()
 
     def pump_out() -> None:
@@ -61,7 +73,6 @@ def run_console(driver: Any, name: str, devname: str | None, err: TextIO,
 
     reader = threading.Thread(target=pump_out, daemon=True)
     reader.start()
-    restore = _raw(stdin_fd)
     try:
         while not done.is_set():
             # Wake up to see the guest's side end (done) while no key comes.
@@ -78,12 +89,11 @@ def run_console(driver: Any, name: str, devname: str | None, err: TextIO,
             stream.send(data)
     finally:
         done.set()
-        restore()
         try:
             stream.abort()
         except Exception:  # noqa: BLE001 - already closed by the guest's side
             pass
-    err.write("\n")
+    err.write("\r\n")
     return 0
 
 

@@ -54,17 +54,22 @@ class ExportedSpec:
 
 def export_specs(
     live: Live, *, fmt: ExportFormat = ExportFormat.YAML, managed_only: bool = False,
-    storage: Storage | None = None,
+    storage: Storage | None = None, storage_keys: frozenset[ObjectKey] | None = None,
 ) -> tuple[ExportedSpec, ...]:
     """One spec per object of `live` (and of `storage`, when given): pools, volumes,
-    networks, domains, each kind sorted by name."""
+    networks, domains, each kind sorted by name. `storage_keys`: only these pools and
+    volumes (a selector's choice; their records are still read from every pool)."""
     out: list[ExportedSpec] = []
     if storage is not None:
         found = view(storage)
         xml = fmt is ExportFormat.XML
         for pool in export_storage.exported_pools(found, managed_only=managed_only):
-            out.append(ExportedSpec(pool.key, fmt, export_storage.pool_text(pool, xml=xml)))
+            if storage_keys is None or pool.key in storage_keys:
+                out.append(ExportedSpec(pool.key, fmt,
+                                        export_storage.pool_text(pool, xml=xml)))
         for volume in export_storage.exported_volumes(found, live, managed_only=managed_only):
+            if storage_keys is not None and volume.key not in storage_keys:
+                continue
             out.append(ExportedSpec(volume.key, fmt,
                                     export_storage.volume_text(volume, found, xml=xml)))
     for net in sorted(live.networks.values(), key=lambda n: n.name):

@@ -106,6 +106,9 @@ class NetworkCommand(StrEnum):
 
 #: An object's labels (`labels: {role: web}`): (key, value) pairs sorted by key.
 Labels = tuple[tuple[str, str], ...]
+#: The label every DomainSet instance (and its overlay volume) carries: its set's name
+#: (selectors, plans naming the set, inventory groups, stable placement).
+SET_LABEL = "domainset"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -429,6 +432,16 @@ class Storage:
 
 
 LiveObject = LiveDomain | LiveNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A host's size (`Reader.node_info`): what DomainSet placement weighs."""
+
+    memory_kib: int  # physical memory
+    free_kib: int  # free now (libvirt: the node's free memory; the sim: its memory less
+    # what its running guests take)
+    cpus: int
 
 
 @dataclass(frozen=True, slots=True)

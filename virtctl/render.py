@@ -149,12 +149,14 @@ def _summary(plan: Plan, counts: dict[str, int]) -> str:
 
 
 def plan_text(plan: Plan, members: Mapping[ObjectKey, str] | None = None) -> str:
-    """`members`: the DomainSet of each object that is a set's instance (named after it)."""
+    """`members`: the DomainSet of each object that is a set's instance (named after it);
+    the plan's own (`Plan.members`, removals included) when not given."""
     lines: list[str] = []
     counts = dict.fromkeys(_OBJECT_SYMBOL, 0)
+    members = {**plan.member_map(), **(members or {})}
     for key, actions in _grouped(plan).items():
         counts[object_action(plan, key)] += 1
-        lines += _object_lines(plan, key, actions, (members or {}).get(key))
+        lines += _object_lines(plan, key, actions, members.get(key))
     lines += [f"! {note}" for note in plan.notes]
     if plan.empty:
         lines.append("No changes: the host matches the specs.")
@@ -211,7 +213,9 @@ def _object_json(plan: Plan, key: ObjectKey, actions: list[Action]) -> dict[str,
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     """The plan as one JSON document; its schema is docs/output-format.md."""
-    objects = [_object_json(plan, k, a) for k, a in _grouped(plan).items()]
+    members = plan.member_map()
+    objects = [_object_json(plan, k, a) | ({"domainSet": members[k]} if k in members else {})
+               for k, a in _grouped(plan).items()]
     summary = dict.fromkeys(("create", "update", "delete", "recreate", "none"), 0)
     for obj in objects:
         summary[obj["action"]] += 1

@@ -3,7 +3,8 @@ people (a table, sizes in binary units) and programs (JSON and YAML, sizes in by
 
 Rows are read from the host's storage with virtctl's records (plan_storage.view): a pool
 or volume is managed when its record names it (an inactive pool: when its uuid is the one
-virtctl derives), and the row says the apply set and the spec file that applied it.
+virtctl derives), and the row says the apply set, the spec file that applied it and the
+labels it recorded.
 Pure: returns dicts and strings.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from lxml import etree
 
 from .converters.sizes import unit_bytes
+from .metadata import labels_to_text
 from .model import Live, LivePool, LiveVolume, Storage
 from .reconciler.plan_storage import StorageView, view
 from .reconciler.storage_record import ObjectRecord
@@ -23,9 +25,9 @@ from .xmlutil import parse
 COLUMNS = {
     "pools": (["name", "type", "state", "autostart", "capacity", "allocation", "volumes",
                "managed", "set"],
-              ["uuid", "persistent", "available", "path", "source", "commit"]),
+              ["uuid", "persistent", "available", "path", "source", "commit", "labels"]),
     "volumes": (["name", "pool", "capacity", "allocation", "format", "managed", "set"],
-                ["path", "backing", "deletePolicy", "usedBy", "source", "commit"]),
+                ["path", "backing", "deletePolicy", "usedBy", "source", "commit", "labels"]),
 }
 SIZES = ("capacity", "allocation", "available")
 
@@ -45,9 +47,11 @@ def rows(storage: Storage, live: Live, what: str) -> list[dict[str, Any]]:
 
 
 def _owner(record: ObjectRecord | None) -> dict[str, Any]:
+    # labels: "role=web,team=a" as `get domains` shows them; None: no record to hold any
     return {"set": record.apply_set if record is not None else None,
             "source": record.source if record is not None else None,
-            "commit": (record.commit or None) if record is not None else None}
+            "commit": (record.commit or None) if record is not None else None,
+            "labels": labels_to_text(record.labels) if record is not None else None}
 
 
 def _size(root: etree._Element, tag: str) -> int | None:

@@ -428,3 +428,13 @@ def test_subscribers_see_lifecycle_events(driver: Driver, factory: Factory) -> N
             assert all(e.kind is Kind.DOMAIN for e in seen if e.name == name)
     finally:
         unsubscribe()
+
+
+# Node facts (DomainSet placement by memory)
+
+
+def test_node_info_reports_memory_free_memory_and_cpus(driver: Driver) -> None:
+    node = driver.node_info()
+    assert node.memory_kib > 0 and node.cpus >= 1
+    # Free memory is the host's own figure: within what the host has, never negative.
+    assert 0 <= node.free_kib <= node.memory_kib

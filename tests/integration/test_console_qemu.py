@@ -69,3 +69,67 @@ def test_console_passes_the_guests_serial_output_and_ends_with_it(tmp_path: Path
         remove_guest(conn, name)
         conn.close()
         shutil.rmtree(files.directory, ignore_errors=True)
+
+
+def test_the_escape_key_ends_the_session_and_the_guest_keeps_running(
+        tmp_path: Path) -> None:
+    """Through a pty, as a user at a terminal: once the greeting shows, Ctrl+] (0x1d)
+    leaves with exit 0, the terminal gets its modes back, and the guest runs on."""
+    require_connection(URI)
+    import libvirt
+    import pty
+    import select
+    import termios
+
+    name = f"{PREFIX}esc-{secrets.token_hex(2)}"
+    files = prepare_guest(name)
+    conn = libvirt.open(URI)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTCTL_CONNECT",
+                                                            "LIBVIRT_DEFAULT_URI")}
+    env.update(VIRTCTL_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(REPO))
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    assert before[3] & termios.ICANON and before[3] & termios.ECHO  # a cooked terminal
+    try:
+        dom = conn.defineXML(domain_xml(files, memory_mib=128).replace(serial_xml(files), PTY))
+        dom.create()
+        proc = subprocess.Popen([sys.executable, "-m", "virtctl", "-c", URI, "console", name],
+                                stdin=slave, stdout=slave, stderr=slave, env=env,
+                                start_new_session=True)
+        seen = bytearray()
+        deadline = time.monotonic() + 120
+        while b"Escape character is ^]" not in seen and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if select.select([master], [], [], 0.5)[0]:
+                seen.extend(os.read(master, 4096))
+        assert b"Escape character is ^]" in seen, bytes(seen[-2000:])
+        # Raw mode is on before the greeting shows: the key needs no newline.
+        assert not termios.tcgetattr(slave)[3] & termios.ICANON
+        os.write(master, b"\x1d")
+        assert proc.wait(timeout=60) == 0
+        after = termios.tcgetattr(slave)
+        assert after[3] & termios.ICANON and after[3] & termios.ECHO  # modes restored
+        state = dom.state()[0]
+        assert state == libvirt.VIR_DOMAIN_RUNNING, state
+        # And the console opens again: the session left, nothing held it.
+        again = subprocess.Popen([sys.executable, "-m", "virtctl", "-c", URI, "console",
+                                  name], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                 start_new_session=True)
+        seen.clear()
+        deadline = time.monotonic() + 120
+        while b"Escape character is ^]" not in seen and time.monotonic() < deadline:
+            if again.poll() is not None:
+                break
+            if select.select([master], [], [], 0.5)[0]:
+                seen.extend(os.read(master, 4096))
+        assert b"Escape character is ^]" in seen, bytes(seen[-2000:])
+        os.write(master, b"\x1d")
+        assert again.wait(timeout=60) == 0
+        assert dom.isActive()
+    finally:
+        os.close(master)
+        os.close(slave)
+        remove_guest(conn, name)
+        conn.close()
+        shutil.rmtree(files.directory, ignore_errors=True)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.contract.support import PREFIX, free_subnet, purge_libvirt, require_connection
 from tests.integration.guestos import DEFAULT_CMDLINE, prepare_guest
+from virtctl.xmlutil import parse
 
 URI = "qemu:///system"
 REPO = Path(__file__).resolve().parents[2]
@@ -116,3 +117,91 @@ def test_two_real_guests_get_their_reserved_addresses_through_dhcp_leases(
         assert f"{subnet}.100" in xml and f"{subnet}.101" not in xml
     finally:
         conn.close()
+
+
+def test_volume_template_overlays_on_a_dir_pool_kept_on_scale_down_unless_told(
+        tmp_path: Path, prefix: str) -> None:
+    """A dir pool under /var/tmp/vctl-test-*, a qcow2 base volume, a DomainSet of two
+    guests (defined, not started: no OS needed) each on its own overlay of the base;
+    scaled to one, the second overlay stays on disk, no longer managed; with
+    deletePolicy: delete recorded, scaled to none, the last one is deleted."""
+    import libvirt
+
+    pool = f"{prefix}images"
+    directory = Path("/var/tmp") / pool
+    specs = tmp_path / "specs.yaml"
+
+    def write(replicas: int, policy: str = "") -> None:
+        specs.write_text(textwrap.dedent(f"""\
+            kind: StoragePool
+            name: {pool}
+            type: dir
+            target: {{path: {directory}}}
+            ---
+            kind: Volume
+            name: base.qcow2
+            pool: {pool}
+            capacity: 16MiB
+            format: qcow2
+            ---
+            kind: DomainSet
+            name: {prefix}web
+            replicas: {replicas}
+            pattern: "{prefix}web-{{index}}"
+            volumeTemplate: {{pool: {pool}, backingVolume: base.qcow2, capacity: 32MiB{policy}}}
+            template:
+              type: qemu
+              memory: 64MiB
+              state: shutoff
+              os: {{type: hvm, arch: x86_64, machine: pc}}
+            """))
+
+    def volumes() -> dict[str, str | None]:
+        conn = libvirt.open(URI)
+        try:
+            found = conn.storagePoolLookupByName(pool)
+            found.refresh(0)
+            return {v.name(): parse(v.XMLDesc(0)).findtext("backingStore/path")
+                    for v in found.listAllVolumes(0)}
+        finally:
+            conn.close()
+
+    def managed() -> dict[str, bool]:
+        rows = json.loads(virtctl(state, "get", "volumes", "-o", "json").stdout)
+        return {r["name"]: r["managed"] for r in rows if r["pool"] == pool}
+
+    state = tmp_path / "state"
+    write(2)
+    first = virtctl(state, "apply", "-f", str(specs))
+    assert first.returncode == 0, first.stdout + first.stderr
+    have = volumes()
+    for i in (1, 2):
+        assert have[f"{prefix}web-{i}.qcow2"] == str(directory / "base.qcow2")
+    info = subprocess.run(["qemu-img", "info", "--output=json", "-U",
+                           str(directory / f"{prefix}web-1.qcow2")],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(info.stdout)["backing-filename"] == str(directory / "base.qcow2")
+    conn = libvirt.open(URI)
+    try:
+        disk = parse(conn.lookupByName(f"{prefix}web-2").XMLDesc(0)).find(
+            "devices/disk/source")
+        assert disk is not None and disk.get("volume") == f"{prefix}web-2.qcow2"
+    finally:
+        conn.close()
+
+    write(1)
+    down = virtctl(state, "apply", "--prune", "-f", str(specs))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"[DomainSet {prefix}web]" in next(
+        line for line in down.stdout.splitlines() if f"volume/{pool}/{prefix}web-2" in line)
+    assert (directory / f"{prefix}web-2.qcow2").exists()  # retained with its data
+    assert managed()[f"{prefix}web-2.qcow2"] is False
+    assert managed()[f"{prefix}web-1.qcow2"] is True
+
+    write(1, ", deletePolicy: delete")
+    assert virtctl(state, "apply", "--prune", "-f", str(specs)).returncode == 0
+    write(0, ", deletePolicy: delete")
+    gone = virtctl(state, "apply", "--prune", "-f", str(specs))
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert not (directory / f"{prefix}web-1.qcow2").exists()
+    assert (directory / f"{prefix}web-2.qcow2").exists() and "base.qcow2" in volumes()

@@ -365,7 +365,7 @@ def test_get_pools_and_volumes(cli: Callable[..., Any], sim: Callable[..., SimDr
 
     wide = cli("get", "volumes", "-o", "wide").out.splitlines()
     assert wide[0].split()[7:] == ["PATH", "BACKING", "DELETE-POLICY", "USED-BY", "SOURCE",
-                                   "COMMIT"]
+                                   "COMMIT", "LABELS"]
     seed = next(r for r in wide if r.startswith("web-cidata.iso "))
     assert " web hdd " in seed  # the running guest that has it as its CD-ROM
 

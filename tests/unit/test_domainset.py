@@ -225,7 +225,8 @@ def test_render_matches_the_golden_output() -> None:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        code = main(["render", "-f", "tests/data/domainset/specs"], out=out, err=err)
+        code = main(["render", "--offline", "-f", "tests/data/domainset/specs"], out=out,
+                    err=err)
     finally:
         os.chdir(cwd)
     assert code == 0, err.getvalue()
@@ -240,7 +241,7 @@ def test_render_with_a_selector() -> None:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        assert main(["render", "-l", "role=monitoring", "-f",
+        assert main(["render", "--offline", "-l", "role=monitoring", "-f",
                      "tests/data/domainset/specs"], out=out, err=io.StringIO()) == 0
     finally:
         os.chdir(cwd)

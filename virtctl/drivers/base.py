@@ -18,7 +18,16 @@ from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..checkpoint.model import SnapshotInfo
-from ..model import DomainState, Kind, Live, LiveOp, NetworkCommand, NetworkSection, Storage
+from ..model import (
+    DomainState,
+    Kind,
+    Live,
+    LiveOp,
+    NetworkCommand,
+    NetworkSection,
+    NodeInfo,
+    Storage,
+)
 
 
 class EventType(StrEnum):
@@ -56,6 +65,11 @@ class Reader(Protocol):
 
     def capabilities(self) -> str:
         """The host's capabilities XML (libvirt's format)."""
+        ...
+
+    def node_info(self) -> NodeInfo:
+        """The host's physical memory, free memory and cpus (libvirt's node info and
+        free memory), for DomainSet placement."""
         ...
 
     def domain_capabilities(self, dom_type: str, arch: str | None,

@@ -27,7 +27,7 @@ from typing import Any, Self
 from ..checkpoint.libvirt_calls import LibvirtSnapshots
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..metadata import owner_from_text
-from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
+from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, NodeInfo, Ownership
 from ..uri import parse_uri
 from .base import EventCallback
 from .libvirt_deadline import CallTimeout, Deadline, bound_methods, keepalive, remote
@@ -208,6 +208,14 @@ class LibvirtDriver(LiveCalls, StorageCalls, LibvirtSnapshots):
             except DriverError:
                 self._domcaps[key] = None
         return self._domcaps[key]
+
+    def node_info(self) -> NodeInfo:
+        """virNodeGetInfo (memory in MiB, cpus) and virNodeGetFreeMemory (bytes)."""
+        with translated(self._lv):
+            info = self._conn.getInfo()
+            free = int(self._conn.getFreeMemory())
+        return NodeInfo(memory_kib=int(info[1]) * 1024, free_kib=free // 1024,
+                        cpus=int(info[2]))
 
     def domain_state(self, name: str) -> DomainState | None:
         """virDomainGetState of one domain: a lookup and one call, however many

@@ -46,7 +46,7 @@ from ..capabilities import HostCapabilities, check_domain, parse_capabilities
 from ..checkpoint.sim_calls import SimSnapshots
 from ..errors import DriverError, ErrorCode, ErrorDomain, SpecError
 from ..fileio import open_private
-from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
+from ..model import DomainState, Kind, Live, LiveDomain, LiveNetwork, NodeInfo, Ownership
 from ..uri import ConnectionURI
 from ..xmlutil import parse, tostring
 from .base import Event, EventCallback, EventType
@@ -65,6 +65,16 @@ def state_root(env: Mapping[str, str]) -> Path:
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"]) / "virtctl"
     return Path.home() / ".local" / "state" / "virtctl"
+
+
+#: A sim host's size unless `node.json` says otherwise (SimDriver.set_node).
+NODE_MEMORY_KIB = 16 * 1024 * 1024
+NODE_CPUS = 8
+
+
+def _current(root: etree._Element) -> etree._Element:
+    found = root.find("currentMemory")
+    return found if found is not None else root.find("memory")  # type: ignore[return-value]
 
 
 def _error(message: str, code: ErrorCode) -> DriverError:
@@ -225,6 +235,23 @@ class SimDriver(SimLiveCalls, SimStorage, SimSnapshots):
     def domain_capabilities(self, dom_type: str, arch: str | None,
                             machine: str | None) -> str | None:
         return DOMAIN_CAPABILITIES_XML
+
+    def node_info(self) -> NodeInfo:
+        """The sim host's size from `node.json` in its state directory (`set_node`;
+        default NODE_MEMORY_KIB and NODE_CPUS); free memory is that less the current
+        memory of its running and paused guests, as a host's would be."""
+        with self.store.locked(exclusive=False):
+            node = self.store.read_json("node.json") or {}
+            used = sum(to_kib(_current(parse(d["running_xml"] or d["xml"])))
+                       for _, d in self.store.all(Kind.DOMAIN) if DomainState(d["state"]).active)
+        memory = int(node.get("memoryKiB", NODE_MEMORY_KIB))
+        return NodeInfo(memory_kib=memory, free_kib=max(memory - used, 0),
+                        cpus=int(node.get("cpus", NODE_CPUS)))
+
+    def set_node(self, *, memory_kib: int, cpus: int) -> None:
+        """Size this sim host (tests of placement by memory): `node.json`."""
+        with self.store.locked(exclusive=True):
+            self.store.write_json("node.json", {"memoryKiB": memory_kib, "cpus": cpus})
 
     def snapshot(self) -> Live:
         with self.store.locked(exclusive=False):

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .placement import ROUND_ROBIN, Want, place
+
 #: The namespace of the uuids of perHost instances (one name on many hosts).
 _UUID_NAMESPACE = uuid.UUID("6f1c3b1e-6a43-5a35-9d1e-3f0b5b0e2a24")
 _PLACEHOLDER = re.compile(r"\{(name|index|host|set|ip|vars\.[A-Za-z_][A-Za-z0-9_-]*)"
@@ -112,39 +114,52 @@ def derived_uuid(set_name: str, name: str, host: str | None) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, f"{set_name}\0{host or ''}\0{name}"))
 
 
-def _instances(doc: Mapping[str, Any]) -> list[Instance]:
+def _instances(doc: Mapping[str, Any], placed: Mapping[str, str] | None) -> list[Instance]:
+    """The set's instances with their hosts: perHost and declared hosts as written, the
+    others from `placed` (placement.py with the hosts' facts), else as placement puts
+    them on empty hosts (round-robin by index)."""
     set_name = doc["name"]
     hosts: list[str] = list(doc.get("hosts") or [])
     if doc.get("perHost"):
         if not hosts:
             raise SetProblem("perHost needs the hosts to put one instance on", "perHost")
+        if "placement" in doc:
+            raise SetProblem("placement does not apply to perHost (one instance on every "
+                             "host)", "placement")
         pattern = doc.get("pattern", set_name)
         return [Instance(substitute(pattern, {"host": h, "set": set_name, "index": i}),
                          i, h, f"hosts[{i - 1}]")
                 for i, h in enumerate(hosts, start=1)]
+    if "placement" in doc and not hosts:
+        raise SetProblem("placement needs the hosts to choose from", "placement")
     if "instances" in doc:
-        out = []
-        for i, item in enumerate(doc["instances"], start=1):
-            host = item.get("host")
-            path = f"instances[{i - 1}].host"
-            if host is None and hosts:
-                host, path = hosts[(i - 1) % len(hosts)], f"hosts[{(i - 1) % len(hosts)}]"
-            out.append(Instance(item["name"], i, host, path, dict(item.get("vars") or {})))
-        return out
-    pattern = doc.get("pattern")
-    if pattern is None:
-        raise SetProblem("replicas needs a name pattern, e.g. pattern: \"web-{index:02}\"",
-                         "pattern")
-    if not _INDEX.search(pattern):
-        raise SetProblem(f"pattern {pattern!r} has no {{index}}: every replica would have "
-                         "the same name", "pattern")
-    # Round-robin by index: instance N's host depends on N and the list only, so
-    # adding replicas never moves existing ones; add hosts at the end of the list
-    # (or pin instances with `instances: [{name, host}]`) - see docs/spec-format.md.
-    return [Instance(substitute(pattern, {"index": i, "set": set_name}), i,
-                     hosts[(i - 1) % len(hosts)] if hosts else None,
-                     f"hosts[{(i - 1) % len(hosts)}]" if hosts else "hosts")
-            for i in range(1, int(doc["replicas"]) + 1)]
+        named = [(item["name"], item.get("host"), dict(item.get("vars") or {}))
+                 for item in doc["instances"]]
+    else:
+        pattern = doc.get("pattern")
+        if pattern is None:
+            raise SetProblem("replicas needs a name pattern, e.g. pattern: "
+                             "\"web-{index:02}\"", "pattern")
+        if not _INDEX.search(pattern):
+            raise SetProblem(f"pattern {pattern!r} has no {{index}}: every replica would "
+                             "have the same name", "pattern")
+        named = [(substitute(pattern, {"index": i, "set": set_name}), None, {})
+                 for i in range(1, int(doc["replicas"]) + 1)]
+    if hosts and placed is None:
+        placed = place(set_name, ROUND_ROBIN, hosts,
+                       [Want(name, pinned) for name, pinned, _ in named], None)
+    out = []
+    for i, (name, pinned, vars_) in enumerate(named, start=1):
+        if pinned is not None:
+            host, path = pinned, f"instances[{i - 1}].host"
+        elif hosts:
+            assert placed is not None
+            host = placed[name]
+            path = f"hosts[{hosts.index(host)}]" if host in hosts else "hosts"
+        else:
+            host, path = None, "hosts"
+        out.append(Instance(name, i, host, path, vars_))
+    return out
 
 
 def _check_names(instances: list[Instance], explicit: bool) -> None:
@@ -183,11 +198,12 @@ def _addresses(doc: Mapping[str, Any], instances: list[Instance]) -> list[Instan
             for i in instances]
 
 
-def expand(doc: Mapping[str, Any]) -> Expansion:
-    """The set's instances as Domain documents; raises SetProblem."""
+def expand(doc: Mapping[str, Any], placed: Mapping[str, str] | None = None) -> Expansion:
+    """The set's instances as Domain documents; raises SetProblem. `placed`: the host
+    of each instance to be placed (placement.place with the hosts' facts)."""
     set_name = doc["name"]
     per_host = bool(doc.get("perHost"))
-    instances = _addresses(doc, _instances(doc))
+    instances = _addresses(doc, _instances(doc, placed))
     _check_names(instances, "instances" in doc and not per_host)
     template = doc["template"]
     net = doc.get("network")

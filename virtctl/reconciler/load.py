@@ -58,7 +58,7 @@ from virtctl.reconciler.trees import carry, replaced
 if TYPE_CHECKING:
     import jsonschema
 
-    from .loadset import LoadedSet
+    from .loadset import FactsReader, LoadedSet
 
 YAML_SUFFIXES = (".yaml", ".yml")
 XML_SUFFIXES = (".xml",)
@@ -184,9 +184,13 @@ def _read(path: Path) -> str:
 
 
 def load_specs(
-    paths: Sequence[str], *, stdin: IO[str] | None = None, cache: SpecCache | None = None
+    paths: Sequence[str], *, stdin: IO[str] | None = None, cache: SpecCache | None = None,
+    placement: FactsReader | None = None,
 ) -> Desired:
-    """Load and validate every spec under `paths`; raise SpecErrors listing every problem."""
+    """Load and validate every spec under `paths`; raise SpecErrors listing every problem.
+    `placement` reads the facts of the hosts DomainSets place instances on (where their
+    instances live, node memory and cpus; loadset.place_sets); without it, instances
+    are placed as on empty hosts."""
     errors: list[SpecError] = []
     specs: list[AnySpec] = []
     warnings: list[str] = []
@@ -232,8 +236,10 @@ def load_specs(
 
     hosts = _unique_hosts(aliases, errors)
     if sets:
-        from .loadset import finish_sets
+        from .loadset import finish_sets, place_sets
 
+        if placement is not None:
+            specs, sets = place_sets(specs, sets, hosts, placement, errors)
         specs = finish_sets(specs, sets, hosts, errors)
     errors.extend(check_specs([s for s in specs if isinstance(s, DomainSpec | NetworkSpec)]))
     errors.extend(check_storage(specs))

@@ -4,27 +4,42 @@ Each instance's Domain (and overlay Volume) document is loaded like any other sp
 errors pointing at the set's own keys (`template.memory`, `volumeTemplate.pool`). What
 needs every file read first is done by `finish_sets`: the hosts a set names must be
 declared in a `kind: Hosts` document, and the DHCP host entries go into the set's
-network declared for the instance's host.
+network declared for the instance's host. Before that, `place_sets` places the
+instances with the facts of their hosts (placement.py), when the caller can read them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from lxml import etree
 
 from ..errors import ErrorCode, Source, SpecError, SpecErrors
-from ..model import DomainSpec, HostAlias, NetworkSpec, ObjectKey, PoolSpec, VolumeSpec
-from ..xmlutil import tostring
+from ..model import (
+    SET_LABEL,
+    DomainSpec,
+    HostAlias,
+    NetworkSpec,
+    ObjectKey,
+    PoolSpec,
+    VolumeSpec,
+)
+from ..xmlutil import parse, tostring
+from .classify import max_memory_kib
 from .domainset import Expansion, SetProblem, expand
+from .placement import MEMORY, ROUND_ROBIN, HostFacts, NoRoom, Want, place
+
+#: Facts per host URI for placement (or why that host could not be read), given the
+#: URIs and whether each one's node facts (memory, cpus) are needed.
+FactsReader = Callable[[Mapping[str, bool]], Mapping[str, "HostFacts | str"]]
 from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-#: The label every instance carries: its set's name (selectors, inventory groups).
-SET_LABEL = "domainset"
+__all__ = ["SET_LABEL", "FactsReader", "LoadedSet", "finish_sets", "place_sets", "set_members",
+           "specs_from_set"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +51,7 @@ class LoadedSet:
     text: str  # the file's text, for lines of keys named in errors found later
     expansion: Expansion
     specs: tuple[AnySpec, ...]
+    doc: Mapping[str, Any]  # the DomainSet document, to expand again once placed
 
     def at(self, path: str) -> Source:
         from .load import _line_for_path
@@ -45,15 +61,17 @@ class LoadedSet:
 
 
 def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | None,
-                   text: str) -> LoadedSet:
+                   text: str, placed: Mapping[str, str] | None = None) -> LoadedSet:
     from .load import _line_for_path, _schema_error, _spec_from_doc, _validator
 
-    problems = sorted(_validator("DomainSet").iter_errors(doc),
-                      key=lambda e: (len(list(e.absolute_path)), str(e.message)))
-    if problems:
-        raise SpecErrors([_schema_error(e, source, index, line, text) for e in problems[:20]])
+    if placed is None:  # (placed: the document was validated when first loaded)
+        problems = sorted(_validator("DomainSet").iter_errors(doc),
+                          key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+        if problems:
+            raise SpecErrors([_schema_error(e, source, index, line, text)
+                              for e in problems[:20]])
     try:
-        expansion = expand(doc)
+        expansion = expand(doc, placed)
     except SetProblem as exc:
         raise SpecError(f"DomainSet {doc['name']}: {exc.message}", code=ErrorCode.INVALID_SPEC,
                         source=Source(source, _line_for_path(text, index, exc.path) or line,
@@ -88,7 +106,105 @@ def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | Non
             break
     if errors:
         raise SpecErrors(errors)
-    return LoadedSet(doc["name"], source, index, line, text, expansion, tuple(specs))
+    return LoadedSet(doc["name"], source, index, line, text, expansion, tuple(specs), doc)
+
+
+def _wants(loaded: LoadedSet) -> list[Want]:
+    """The set's instances for placement.place: declared hosts, memory and vcpus."""
+    pinned = {item["name"]: item.get("host") for item in loaded.doc.get("instances") or ()}
+    need: dict[str, tuple[int, int]] = {}
+    for spec in loaded.specs if loaded.doc.get("placement") == MEMORY else ():
+        if isinstance(spec, DomainSpec):
+            root = parse(spec.xml)
+            vcpu = (root.findtext("vcpu") or "1").strip()
+            need[spec.name] = (max_memory_kib(root) or 0, int(vcpu) if vcpu.isdigit() else 1)
+    return [Want(i.name, pinned.get(i.name), *need.get(i.name, (0, 1)))
+            for i in loaded.expansion.instances]
+
+
+def placing(loaded: LoadedSet) -> bool:
+    """Whether any of the set's instances is placed (not perHost, not all pinned)."""
+    doc = loaded.doc
+    if doc.get("perHost") or not doc.get("hosts"):
+        return False
+    return "instances" not in doc or any("host" not in i for i in doc["instances"])
+
+
+def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
+               aliases: Mapping[str, HostAlias], read: FactsReader,
+               errors: list[SpecError]) -> tuple[list[AnySpec], list[LoadedSet]]:
+    """The sets placed with their hosts' facts (`read`: facts per host URI, or why a host
+    could not be read), each set whose placement differs from the provisional one
+    (placement on empty hosts) expanded again; `specs` with their instances swapped."""
+    asked: dict[str, bool] = {}  # URI -> whether node facts are needed
+    for loaded in sets:
+        if placing(loaded):
+            for host in loaded.doc["hosts"]:
+                uri = aliases[host].uri if host in aliases else host
+                if "://" in uri:  # (an undeclared host: finish_sets says so)
+                    need = loaded.doc.get("placement") == MEMORY
+                    asked[uri] = asked.get(uri, False) or need
+    if not asked:
+        return specs, sets
+    found = read(asked)
+    out_sets: list[LoadedSet] = []
+    swapped: dict[int, tuple[AnySpec, ...]] = {}
+    for loaded in sets:
+        if not placing(loaded):
+            out_sets.append(loaded)
+            continue
+        hosts: list[str] = list(loaded.doc["hosts"])
+        facts: dict[str, HostFacts] = {}
+        unreadable = False
+        for i, host in enumerate(hosts):
+            got = found.get(aliases[host].uri if host in aliases else host)
+            if isinstance(got, str):
+                errors.append(SpecError(
+                    f"DomainSet {loaded.name}: cannot read host {host!r} to find where the "
+                    f"set's instances live ({got}); placement is stable only when every "
+                    "host of the set answers", code=ErrorCode.OPERATION_FAILED,
+                    source=loaded.at(f"hosts[{i}]")))
+                unreadable = True
+            elif got is not None:
+                facts[host] = got
+        if unreadable:
+            out_sets.append(loaded)
+            continue
+        try:
+            placed = place(loaded.name, str(loaded.doc.get("placement", ROUND_ROBIN)), hosts,
+                           _wants(loaded), facts)
+        except NoRoom as exc:
+            errors.append(SpecError(f"DomainSet {loaded.name}: {exc}",
+                                    code=ErrorCode.INVALID_SPEC,
+                                    source=loaded.at("placement")))
+            out_sets.append(loaded)
+            continue
+        if all(placed.get(i.name, i.host) == i.host for i in loaded.expansion.instances):
+            out_sets.append(loaded)
+            continue
+        try:
+            again = specs_from_set(dict(loaded.doc), loaded.file, loaded.index, loaded.line,
+                                   loaded.text, placed)
+        except SpecErrors as many:
+            errors.extend(many.errors)
+            out_sets.append(loaded)
+            continue
+        except SpecError as exc:
+            errors.append(exc)
+            out_sets.append(loaded)
+            continue
+        for spec in loaded.specs:
+            swapped[id(spec)] = ()
+        first = loaded.specs[0] if loaded.specs else None
+        if first is not None:
+            swapped[id(first)] = again.specs
+        out_sets.append(again)
+    if not swapped:
+        return specs, out_sets
+    out: list[AnySpec] = []
+    for spec in specs:
+        out.extend(swapped.get(id(spec), (spec,)))
+    return out, out_sets
 
 
 def set_members(desired: Any) -> dict[ObjectKey, str]:

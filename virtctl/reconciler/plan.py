@@ -67,6 +67,7 @@ from .classify import (
 from .diff import ChangeOp, FieldChange
 from .identity import fill_domain_identity, keep_assigned, keep_host_machine, place_hot_plugged
 from .liverules import LivePlan, RunningNote, domain_live, find, note_xml, read_note, unreleased
+from .members import plan_members
 from .memo import Memo
 from .plan_network import delete_network, network_step
 from .plan_storage import StorageView, delete_storage, plan_storage
@@ -117,6 +118,9 @@ class Plan:
     pending: tuple[Pending, ...] = ()
     # sync_key of every object found in sync (see memo.py), for the next run to skip.
     in_sync: frozenset[str] = field(default_factory=frozenset)
+    # (key, DomainSet) of the objects touched that are a set's instances (members.py),
+    # removals included: output names the set for every one.
+    members: tuple[tuple[ObjectKey, str], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -134,6 +138,9 @@ class Plan:
 
     def pending_of(self, key: ObjectKey) -> Pending | None:
         return next((p for p in self.pending if p.key == key), None)
+
+    def member_map(self) -> dict[ObjectKey, str]:
+        return dict(self.members)
 
     @property
     def stops(self) -> frozenset[ObjectKey]:
@@ -230,7 +237,12 @@ def plan(
             deletes.add(key)  # (a step with notes only: kept, saying why)
         steps[key] = step
     planned = _assemble(steps, creates=creates, deletes=deletes)
-    return replace(planned, in_sync=frozenset(synced))
+    return replace(planned, in_sync=frozenset(synced),
+                   members=plan_members(_touched(planned), desired, live, storage))
+
+
+def _touched(planned: Plan) -> list[ObjectKey]:
+    return [*planned.keys(), *(k for k, _ in planned.changes), *(p.key for p in planned.pending)]
 
 
 def _assemble(
@@ -386,7 +398,8 @@ def plan_delete(desired: Desired, live: Live, *, policy: Policy = Policy(),
             continue
         steps[found_net.key] = Step(actions=tuple(delete_network(
             found_net, users_of(net.name, doomed), reason="deleted")))
-    return _assemble(steps, creates=set(), deletes=set(steps), notes=notes)
+    planned = _assemble(steps, creates=set(), deletes=set(steps), notes=notes)
+    return replace(planned, members=plan_members(planned.keys(), desired, live, storage))
 
 
 # -- domains --------------------------------------------------------------------------

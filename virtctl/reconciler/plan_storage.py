@@ -54,7 +54,14 @@ from .actions import (
 )
 from .diff import diff_xml
 from .identity import derived_uuid, set_uuid
-from .steps import Policy, Step, may_restart, set_in_scope, spec_hash
+from .steps import (
+    Policy,
+    Step,
+    labels_in_scope,
+    may_restart,
+    set_in_scope,
+    spec_hash,
+)
 from .storage_record import ObjectRecord, PoolRecord, RecordError, read_record
 
 # A backing store named by volume, resolved against the pool's target path.
@@ -337,7 +344,7 @@ def resolved(spec: VolumeSpec, pool_xml: str | None) -> etree._Element:
 def _record(spec: PoolSpec | VolumeSpec, policy: Policy) -> ObjectRecord:
     common = {"spec_hash": spec_hash(spec.xml), "source": spec.source.file,
               "commit": policy.commit, "declared": metadata.encode_declared(spec.xml),
-              "apply_set": policy.apply_set}
+              "apply_set": policy.apply_set, "labels": spec.labels}
     if isinstance(spec, PoolSpec):
         return ObjectRecord(**common, active=spec.active, autostart=spec.autostart)
     content = spec.content.checksum if spec.content is not None else None
@@ -351,8 +358,9 @@ def _stale_record(have: ObjectRecord | None, want: ObjectRecord) -> bool:
     if have is None:
         return True
     return (have.spec_hash, have.active, have.autostart, have.delete_policy, have.content,
-            have.apply_set) != (want.spec_hash, want.active, want.autostart,
-                                want.delete_policy, want.content, want.apply_set)
+            have.apply_set, have.labels) != (want.spec_hash, want.active, want.autostart,
+                                             want.delete_policy, want.content,
+                                             want.apply_set, want.labels)
 
 
 def _record_reason(have: ObjectRecord | None, want: ObjectRecord) -> str:
@@ -361,6 +369,10 @@ def _record_reason(have: ObjectRecord | None, want: ObjectRecord) -> str:
             want.spec_hash, want.delete_policy, want.content):
         was = f"set {have.apply_set!r}" if have.apply_set else "no set"
         return f"record: move from {was} to set {want.apply_set!r}"
+    if have is not None and have.labels != want.labels and (
+            have.spec_hash, have.delete_policy, have.content) == (
+            want.spec_hash, want.delete_policy, want.content):
+        return "record the spec's labels"
     return "record"
 
 
@@ -606,8 +618,9 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
     out: dict[ObjectKey, Step] = {}
     for volume in found.storage.volumes.values():
         record = found.volume_record(volume)
-        if (record is None or volume.key.name in desired.volumes or policy.selector
-                or not set_in_scope(record.apply_set, policy)):
+        if (record is None or volume.key.name in desired.volumes
+                or not set_in_scope(record.apply_set, policy)
+                or not labels_in_scope(record.labels, volume.key, policy)):
             continue
         user = found.in_use.get(volume.key.name)
         if (user is not None and user[0] not in leaving
@@ -617,7 +630,7 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
             continue
         out[volume.key] = _retire_volume(volume, record, reason)
     for pool in found.storage.pools.values():
-        if pool.name in desired.pools or not found.pool_managed(pool) or policy.selector:
+        if pool.name in desired.pools or not found.pool_managed(pool):
             continue
         have = found.records.get(pool.name)
         if have is None or have.pool is None:
@@ -628,7 +641,8 @@ def prune_storage(desired: Desired, found: StorageView, policy: Policy,
                 "cannot be read (start it to let --prune judge it, or delete it with "
                 "`virtctl delete -f` and its spec)",))
             continue
-        if not set_in_scope(have.pool.apply_set, policy):
+        if not set_in_scope(have.pool.apply_set, policy) or not labels_in_scope(
+                have.pool.labels, pool.key, policy):
             continue
         kept = sorted({*(str(v.key) for v in found.storage.volumes.values()
                          if v.pool == pool.name and found.volume_record(v) is not None

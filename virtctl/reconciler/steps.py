@@ -21,6 +21,7 @@ from .. import metadata
 from ..model import (
     ChangeClass,
     DomainSpec,
+    Labels,
     LastApplied,
     LiveDomain,
     NetworkSpec,
@@ -58,7 +59,7 @@ class Policy:
     # may reach, each named explicitly ("" names marks older than sets); sorted, so the
     # policy's repr (part of the memo's context) is the same in every process
     selector: str = ""  # -l: --prune reaches only managed objects whose recorded labels
-    # match it (selectors.py), and no pool or volume (their records hold no labels)
+    # (owner mark, storage record) match it (selectors.py)
     protected: tuple[str, ...] = ()  # "kind/name" declared by specs the selector left
     # out (on any host): never pruned, whatever their recorded labels; sorted
     checkpoint: bool | None = None  # --checkpoint / --no-checkpoint; None: each spec's
@@ -76,6 +77,18 @@ def set_in_scope(apply_set: str | None, policy: Policy) -> bool:
     virtctl mark or record, never): this run's own set, or one it names with
     --prune-set. Nothing else widens it: not --prune-all, not empty specs."""
     return apply_set is not None and apply_set in policy.pruned_sets
+
+
+def labels_in_scope(labels: Labels, key: ObjectKey, policy: Policy) -> bool:
+    """Under a selector (-l), whether --prune may reach an object with these recorded
+    labels: they match, and no unselected spec declares it (`Policy.protected`)."""
+    if str(key) in policy.protected:
+        return False
+    if not policy.selector:
+        return True
+    from ..selectors import parse_selector
+
+    return parse_selector(policy.selector).matches(labels)
 
 
 @dataclass(frozen=True, slots=True)

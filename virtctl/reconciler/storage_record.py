@@ -4,10 +4,10 @@ libvirt keeps no metadata on storage pools or volumes, so the ownership mark tha
 domains and networks carry in `<metadata>` lives here instead: one small JSON volume per
 pool (`virtctl-state.json`, model.STATE_VOLUME) holding a record of the pool and of each
 volume virtctl created in it: the spec hash, source file and commit (as in the owner
-mark), the declared XML (zlib+base64, as the last-applied record), for pools the declared
-runtime state, for volumes the delete policy and the checksum of the content virtctl
-uploaded. A volume without a record is not virtctl's: it is never deleted, resized or
-written to.
+mark), the declared XML (zlib+base64, as the last-applied record), the spec's labels
+(selectors match them, as the owner mark's), for pools the declared runtime state,
+for volumes the delete policy and the checksum of the content virtctl uploaded. A
+volume without a record is not virtctl's: it is never deleted, resized or written to.
 
 Each record names the apply set that wrote it (`set`), as the owner mark of domains and
 networks does; --prune reaches only records of its own set (or of sets it names with
@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..model import DeletePolicy
+from ..model import DeletePolicy, Labels
 
 API_VERSION = "virtctl/v1"
 KIND = "StorageRecord"
@@ -49,11 +49,14 @@ class ObjectRecord:
     delete_policy: DeletePolicy | None = None  # volumes
     content: str | None = None  # volumes: checksum of the content virtctl wrote
     apply_set: str = ""  # the apply set that wrote it ("": none, or before sets existed)
+    labels: Labels = ()  # the spec's labels when applied (selectors match them)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"specHash": self.spec_hash, "source": self.source,
                                "commit": self.commit, "declared": self.declared,
                                "set": self.apply_set}
+        if self.labels:  # a record without labels reads as before labels existed
+            out["labels"] = dict(self.labels)
         for key, value in (("active", self.active), ("autostart", self.autostart),
                            ("deletePolicy", self.delete_policy), ("content", self.content)):
             if value is not None:
@@ -69,7 +72,13 @@ class ObjectRecord:
             active=_flag(data.get("active")), autostart=_flag(data.get("autostart")),
             delete_policy=DeletePolicy(policy) if policy in ("retain", "delete") else None,
             content=str(data["content"]) if data.get("content") else None,
-            apply_set=str(data.get("set") or ""))
+            apply_set=str(data.get("set") or ""), labels=_labels(data.get("labels")))
+
+
+def _labels(value: object) -> Labels:
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def _flag(value: object) -> bool | None:
