@@ -27,26 +27,26 @@ from typing import IO, Any
 from . import drivers
 from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
-from .drivers.sim import state_root
+from .drivers.sim.driver import state_root
 from .errors import DriverError, ErrorCode, SpecError, SpecErrors, VirtctlError
 from .coord.backend import HostLocks
-from .hostlock import host_lock
-from .hosts import HostOutcome, group_by_host, run_per_host
+from .coord.hostlock import host_lock
+from .coord.hosts import HostOutcome, group_by_host, run_per_host
 from .model import Desired, Live, VolumeSpec
-from .reconciler.actions import CreateVolume
-from .reconciler.apply import Clock, Guard, Progress, Report
-from .reconciler.apply import apply as apply_plan
-from .reconciler import guestagent
-from .reconciler.applystorage import prefetch
-from .reconciler.contentcheck import check_content, content_source
-from .reconciler.load import load_specs
+from .reconciler.plan.actions import CreateVolume
+from .reconciler.apply.apply import Clock, Guard, Progress, Report
+from .reconciler.apply.apply import apply as apply_plan
+from .reconciler.plan import guestagent
+from .reconciler.apply.applystorage import prefetch
+from .reconciler.apply.contentcheck import check_content, content_source
+from .reconciler.load.load import load_specs
 from .reconciler.memo import context_of, host_key, memo_for
-from .reconciler.plan import Plan, Policy, plan_delete
-from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
-from .reconciler.plan import plan as make_plan
+from .reconciler.plan.plan import Plan, Policy, plan_delete
+from .reconciler.plan.plan_storage import StorageView, check_storage, storage_digest, view
+from .reconciler.plan.plan import plan as make_plan
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
-from .reconciler.storageprobe import probed
-from .reconciler.validate import check_devices, check_host
+from .reconciler.apply.storageprobe import probed
+from .reconciler.load.validate import check_devices, check_host
 from .uri import default_uri
 from .xmlutil import parse
 

@@ -1,4 +1,4 @@
-"""The per-host lock (virtctl.hostlock): a run that waits says who it waits for, at once
+"""The per-host lock (virtctl.coord.hostlock): a run that waits says who it waits for, at once
 and every interval; --lock-timeout gives up with exit 1 and applies nothing; a holder
 killed with SIGKILL never blocks the next run; lock files are not world-writable.
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from virtctl import hostlock
+from virtctl.coord import hostlock
 from virtctl.drivers import connect
 from virtctl.errors import VirtctlError
-from virtctl.hostlock import LockTimeout, host_lock, lock_path
+from virtctl.coord.hostlock import LockTimeout, host_lock, lock_path
 from virtctl.model import Kind
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from virtctl.drivers import connect
-from virtctl.drivers.libvirt_deadline import Deadline, call_timeout
+from virtctl.drivers.libvirt.deadline import Deadline, call_timeout
 from virtctl.errors import CallTimeout, ErrorCode, SpecError, TransientError
 from virtctl.model import Kind
-from virtctl.reconciler.actions import Define, Start
-from virtctl.reconciler.apply import Outcome, apply
-from virtctl.reconciler.plan import Plan
-from virtctl.render import report_json, report_text
+from virtctl.reconciler.plan.actions import Define, Start
+from virtctl.reconciler.apply.apply import Outcome, apply
+from virtctl.reconciler.plan.plan import Plan
+from virtctl.render.report import report_json, report_text
 
 URI = "qemu:///nowhere"
 
@@ -86,7 +86,7 @@ def test_a_bad_call_timeout_in_the_environment_is_refused_by_name(value: str) ->
 def test_every_libvirt_driver_operation_is_bounded() -> None:
     pytest.importorskip("libvirt")  # the driver module imports only with libvirt-python
     from virtctl.drivers.base import Driver
-    from virtctl.drivers.libvirt_driver import LibvirtDriver
+    from virtctl.drivers.libvirt.driver import LibvirtDriver
 
     operations = {n for n in dir(Driver) if not n.startswith("_")}
     unbounded = {n for n in operations if callable(getattr(LibvirtDriver, n, None))
@@ -151,7 +151,7 @@ def test_guests_stopped_together_when_the_host_stops_answering_are_all_uncertain
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a batch of stops a guest's request may have gone out before a later call was
     refused, so none of the batch is called "not run"; what follows the batch is."""
-    from virtctl.reconciler.actions import Shutdown, Undefine
+    from virtctl.reconciler.plan.actions import Shutdown, Undefine
 
     driver = connect("sim:///batch", env={"VIRTCTL_STATE_DIR": str(tmp_path)})
     for name in ("a", "b"):

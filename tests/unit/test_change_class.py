@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 
 from virtctl.model import ChangeClass, DomainState, Kind, Live, LiveDomain, LiveNetwork, ObjectKey
-from virtctl.reconciler.actions import Define, SetMemory, SetRunningNote
-from virtctl.reconciler.classify import domain_class, network_class
-from virtctl.reconciler.diff import ChangeOp, FieldChange
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import Plan, Policy, plan
-from virtctl.render import plan_json, plan_text
-from virtctl.reconciler.liverules import read_note
+from virtctl.reconciler.plan.actions import Define, SetMemory, SetRunningNote
+from virtctl.reconciler.plan.classify import domain_class, network_class
+from virtctl.reconciler.plan.diff import ChangeOp, FieldChange
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import Plan, Policy, plan
+from virtctl.render.report import plan_json, plan_text
+from virtctl.reconciler.plan.liverules import read_note
 from virtctl.xmlutil import LIVE_NS, NS, parse, tostring
 
 LIVE, NEXT_BOOT, RESTART, RECREATE = (

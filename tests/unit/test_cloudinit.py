@@ -18,7 +18,7 @@ import pytest
 from tests.unit.isotools import run, tool
 import yaml
 
-from virtctl.converters.cloudinit import render_seed, seed_digest, seed_files
+from virtctl.converters.cloudinit.seed import render_seed, seed_digest, seed_files
 from virtctl.model import VolumeContent
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cloudinit"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.converters.iso9660 import SECTOR
+from virtctl.converters.cloudinit.iso9660 import SECTOR
 from virtctl.errors import SpecErrors
 from virtctl.model import DeletePolicy
-from virtctl.reconciler.load import load_specs
+from virtctl.reconciler.load.load import load_specs
 from virtctl.xmlutil import parse
 
 GUEST = textwrap.dedent("""\

@@ -15,10 +15,10 @@ from virtctl.coord.backend import LockLost, describe
 from virtctl.coord.config import CoordinationError, parse_coordination
 from virtctl.coord.etcd import Credentials, KeyValue, prefix_end
 from virtctl.coord.hostid import host_identity, identify
-from virtctl.drivers.sim import SimDriver
-from virtctl.options import coordination, coordination_options
-from virtctl.reconciler.apply import Outcome
-from virtctl.render import report_json, report_text
+from virtctl.drivers.sim.driver import SimDriver
+from virtctl.cli.options import coordination, coordination_options
+from virtctl.reconciler.apply.apply import Outcome
+from virtctl.render.report import report_json, report_text
 from virtctl.uri import parse_uri
 
 UUID = "4c4c4544-0042-3510-8057-b4c04f4e3132"

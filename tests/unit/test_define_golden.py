@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from virtctl.capabilities import parse_capabilities
-from virtctl.drivers.simcaps import CAPABILITIES_XML
+from virtctl.drivers.sim.caps import CAPABILITIES_XML
 from virtctl.model import Desired, DomainSpec, Live, NetworkSpec
-from virtctl.reconciler.actions import Define
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import Policy, plan
-from virtctl.reconciler.steps import define_xml
-from virtctl.reconciler.validate import check_host
+from virtctl.reconciler.plan.actions import Define
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import Policy, plan
+from virtctl.reconciler.plan.steps import define_xml
+from virtctl.reconciler.load.validate import check_host
 from virtctl.xmlutil import parse, tostring
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "define"

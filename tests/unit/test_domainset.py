@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.cli import main
+from virtctl.cli.commands import main
 from virtctl.errors import SpecErrors
-from virtctl.hosts import group_by_host
-from virtctl.inventory import inventory
+from virtctl.coord.hosts import group_by_host
+from virtctl.cli.inventory import inventory
 from virtctl.model import DomainState, Live, LiveDomain, Ownership
-from virtctl.reach import Address, cloud_user, ssh_argv
-from virtctl.reconciler.domainset import expand
-from virtctl.reconciler.load import load_specs
+from virtctl.cli.reach import Address, cloud_user, ssh_argv
+from virtctl.reconciler.load.domainset import expand
+from virtctl.reconciler.load.load import load_specs
 from virtctl.selectors import parse_selector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,7 +337,7 @@ def test_the_inventory_is_what_ansible_inventory_reads(tmp_path: Path) -> None:
 def test_a_set_with_a_network_is_refused_where_files_load_one_by_one() -> None:
     """The watcher loads each file alone (load_text without `sets`): a set's DHCP entries
     belong in a network another file declares, so it says so instead of dropping them."""
-    from virtctl.reconciler.load import load_text
+    from virtctl.reconciler.load.load import load_text
 
     text = (DATA / "specs" / "web.yaml").read_text()
     with pytest.raises(SpecErrors, match="network: needs all spec files loaded together"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from virtctl.reconciler.diff import ChangeOp, FieldChange, diff, removed
-from virtctl.reconciler.essence import essence, memory_kib
+from virtctl.reconciler.plan.diff import ChangeOp, FieldChange, diff, removed
+from virtctl.reconciler.plan.essence import essence, memory_kib
 from virtctl.xmlutil import NS, parse
 
 
@@ -207,7 +207,7 @@ def test_more_meaningless_differences_vanish(desired: str, live: str) -> None:
 
 @pytest.mark.parametrize(("desired", "live"), MORE_SAME)
 def test_the_fast_diff_agrees_with_the_essence_diff(desired: str, live: str) -> None:
-    from virtctl.reconciler.diff import diff_xml
+    from virtctl.reconciler.plan.diff import diff_xml
     assert diff_xml(parse(desired), parse(live)) == changes(desired, live)
 
 
@@ -233,7 +233,7 @@ def test_spellings_libvirt_itself_tells_apart_stay_different(desired: str, live:
 
 
 def test_virtctl_runtime_flags_accept_every_boolean_spelling() -> None:
-    from virtctl.reconciler.load import load_text
+    from virtctl.reconciler.load.load import load_text
     for yes in ("yes", "on", "true", "1", "YES"):
         xml = (f'<domain type="kvm"><name>x</name><metadata><v:runtime xmlns:v="{NS}" '
                f'autostart="{yes}"/></metadata></domain>')

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from virtctl.errors import SpecError
-from virtctl.export import (
+from virtctl.render.export import (
     ExportedSpec,
     ExportFormat,
     clean_domain,
@@ -16,7 +16,7 @@ from virtctl.export import (
     stdout_text,
 )
 from virtctl.model import DomainState, Kind, Live, LiveDomain, LiveNetwork, ObjectKey, Ownership
-from virtctl.reconciler.load import load_text
+from virtctl.reconciler.load.load import load_text
 from virtctl.xmlutil import parse, tostring
 
 S = DomainState

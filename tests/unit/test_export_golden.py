@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.export import ExportFormat, export_specs
+from virtctl.render.export import ExportFormat, export_specs
 from virtctl.model import DomainSpec, DomainState, Live, LiveDomain, LiveNetwork
-from virtctl.reconciler.load import load_text
+from virtctl.reconciler.load.load import load_text
 from virtctl.xmlutil import parse
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "export"

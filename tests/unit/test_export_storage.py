@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from virtctl import export_storage, render_storage
+from virtctl.render import export_storage, storage as render_storage
 from virtctl.errors import SpecError
-from virtctl.export import ExportedSpec, ExportFormat, export_specs, write_specs
+from virtctl.render.export import ExportedSpec, ExportFormat, export_specs, write_specs
 from virtctl.model import (
     DeletePolicy,
     DomainState,
@@ -25,10 +25,10 @@ from virtctl.model import (
     Storage,
     VolumeSpec,
 )
-from virtctl.reconciler.identity import derived_uuid
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan_storage import view
-from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
+from virtctl.reconciler.plan.identity import derived_uuid
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan_storage import view
+from virtctl.reconciler.plan.storage_record import ObjectRecord, PoolRecord, record_text
 
 # As libvirt 9.0 reports a dir pool and a qcow2 overlay made with virsh.
 POOL_XML = """<pool type='dir'>

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from lxml import etree
 
-from virtctl.reconciler.actions import DetachDevice, SetRunningNote, SetVcpus
-from virtctl.reconciler.guestagent import guard_detaches, has_agent
-from virtctl.reconciler.liverules import read_note
-from virtctl.reconciler.plan import plan
-from virtctl.drivers.libvirt_live import online_count
+from virtctl.reconciler.plan.actions import DetachDevice, SetRunningNote, SetVcpus
+from virtctl.reconciler.plan.guestagent import guard_detaches, has_agent
+from virtctl.reconciler.plan.liverules import read_note
+from virtctl.reconciler.plan.plan import plan
+from virtctl.drivers.libvirt.live import online_count
 from virtctl.xmlutil import parse
 
 from tests.unit.test_live_plan import CDROM, NIC, desired, dom, host

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virtctl.reconciler.identity import (
+from virtctl.reconciler.plan.identity import (
     derived_mac,
     derived_uuid,
     fill_domain_identity,
@@ -190,9 +190,9 @@ def test_adding_a_disk_changes_no_identity() -> None:
 
 def test_recreating_a_deleted_object_gives_it_the_same_identity() -> None:
     from virtctl.model import Desired, Live
-    from virtctl.reconciler.actions import Define
-    from virtctl.reconciler.load import load_text
-    from virtctl.reconciler.plan import plan
+    from virtctl.reconciler.plan.actions import Define
+    from virtctl.reconciler.load.load import load_text
+    from virtctl.reconciler.plan.plan import plan
 
     spec = load_text(domain(NET_A + NET_A + BRIDGE), source="web.xml")[0]
     desired = Desired(domains={"web": spec})  # type: ignore[dict-item]

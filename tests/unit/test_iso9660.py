@@ -17,7 +17,7 @@ import pytest
 
 from tests.unit.isotools import run, tool
 
-from virtctl.converters.iso9660 import SECTOR, iso_name, make_iso
+from virtctl.converters.cloudinit.iso9660 import SECTOR, iso_name, make_iso
 
 FILES = {
     "user-data": b"#cloud-config\nhostname: web1\n",

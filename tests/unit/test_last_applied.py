@@ -9,11 +9,11 @@ import pytest
 
 from virtctl import metadata
 from virtctl.model import Desired, DomainSpec, DomainState, LastApplied, Live, LiveDomain, Ownership
-from virtctl.reconciler.actions import Define
-from virtctl.reconciler.diff import ChangeOp, Origin
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import plan, spec_hash
-from virtctl.render import plan_text
+from virtctl.reconciler.plan.actions import Define
+from virtctl.reconciler.plan.diff import ChangeOp, Origin
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import plan, spec_hash
+from virtctl.render.report import plan_text
 from virtctl.xmlutil import NS, parse
 
 UUID = "0d8e7c6b-5a49-4382-a716-2f3e4d5c6b01"

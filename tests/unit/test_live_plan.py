@@ -23,7 +23,7 @@ from virtctl.model import (
     NetworkCommand,
     NetworkSection,
 )
-from virtctl.reconciler.actions import (
+from virtctl.reconciler.plan.actions import (
     AttachDevice,
     Define,
     DetachDevice,
@@ -31,10 +31,10 @@ from virtctl.reconciler.actions import (
     UpdateDevice,
     UpdateNetwork,
 )
-from virtctl.reconciler.liverules import find, overlay, split_path, unreleased, unreleased_note
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import Plan, Policy, plan
-from virtctl.render import plan_json, plan_text
+from virtctl.reconciler.plan.liverules import find, overlay, split_path, unreleased, unreleased_note
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import Plan, Policy, plan
+from virtctl.render.report import plan_json, plan_text
 from virtctl.xmlutil import LIVE_NS, parse, tostring
 
 UUID = "5b0c9d2e-7f41-4c6a-8e1b-2d3f4a5b6c02"

@@ -16,20 +16,20 @@ from lxml import etree
 from tests.unit.test_live_plan import CDROM, MAC, NIC, desired, dom, host, net, net_host
 from virtctl.metadata import read_owner
 from virtctl.model import Kind, Live
-from virtctl.reconciler.actions import (
+from virtctl.reconciler.plan.actions import (
     Define,
     DetachDevice,
     SetMemory,
     SetRunningNote,
     UpdateNetwork,
 )
-from virtctl.reconciler.apply import ActionResult, Outcome, Report
-from virtctl.reconciler.classify import network_removals, stale_fields
-from virtctl.reconciler.diff import ChangeOp
-from virtctl.reconciler.identity import keep_assigned, place_hot_plugged
-from virtctl.reconciler.liverules import RunningNote, find, note_xml, read_note
-from virtctl.reconciler.plan import Policy, plan
-from virtctl.render import report_json, report_text
+from virtctl.reconciler.apply.apply import ActionResult, Outcome, Report
+from virtctl.reconciler.plan.classify import network_removals, stale_fields
+from virtctl.reconciler.plan.diff import ChangeOp
+from virtctl.reconciler.plan.identity import keep_assigned, place_hot_plugged
+from virtctl.reconciler.plan.liverules import RunningNote, find, note_xml, read_note
+from virtctl.reconciler.plan.plan import Policy, plan
+from virtctl.render.report import report_json, report_text
 from virtctl.xmlutil import parse, tostring
 
 NIC_B = NIC.replace(MAC, "52:54:00:aa:00:02")

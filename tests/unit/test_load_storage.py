@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from virtctl.errors import SpecError, SpecErrors
-from virtctl.hosts import group_by_host
+from virtctl.coord.hosts import group_by_host
 from virtctl.model import DeletePolicy, Kind, VolumeContent, PoolSpec
-from virtctl.reconciler.load import load_specs, load_text
+from virtctl.reconciler.load.load import load_specs, load_text
 from virtctl.watch.specs import SpecSet
 
 SHA = "sha256:" + "AB" * 32

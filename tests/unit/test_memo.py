@@ -9,7 +9,7 @@ import pytest
 from virtctl.errors import Source
 from virtctl.model import Desired, DomainSpec, DomainState, Live, LiveDomain, Ownership
 from virtctl.reconciler.memo import Memo, context_of, memo_for, sync_key
-from virtctl.reconciler.plan import Policy, plan
+from virtctl.reconciler.plan.plan import Policy, plan
 
 DECLARED = ("<domain type='kvm'><name>web</name><memory unit='MiB'>512</memory>"
             "<os><type arch='x86_64'>hvm</type></os></domain>")

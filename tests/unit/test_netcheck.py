@@ -1,5 +1,5 @@
 """Network definitions libvirt refuses beyond its schema are refused before any action
-(virtctl.reconciler.netcheck), naming the file, line and path; what libvirt accepts is
+(virtctl.reconciler.load.netcheck), naming the file, line and path; what libvirt accepts is
 accepted, including the MAC a vhost-user or passt interface shares with another."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from virtctl.errors import SpecError, SpecErrors
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.validate import check_specs
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.load.validate import check_specs
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "network"
 UUID = "<uuid>81ff0d90-c91e-6742-64da-4a736edb9a9b</uuid>"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from virtctl.cli import build_parser
+from virtctl.cli.commands import build_parser
 
 APPLY = ["apply", "-f", "specs"]
 WATCH = ["watch", "-f", "specs"]

@@ -17,8 +17,8 @@ from lxml import etree
 
 from virtctl import metadata
 from virtctl.capabilities import parse_capabilities
-from virtctl.drivers.simcaps import CAPABILITIES_XML
-from virtctl.drivers.simdefaults import fill_domain, fill_network
+from virtctl.drivers.sim.caps import CAPABILITIES_XML
+from virtctl.drivers.sim.defaults import fill_domain, fill_network
 from virtctl.model import (
     Desired,
     DomainSpec,
@@ -31,7 +31,7 @@ from virtctl.model import (
     ObjectKey,
     Ownership,
 )
-from virtctl.reconciler.actions import (
+from virtctl.reconciler.plan.actions import (
     Define,
     Destroy,
     Resume,
@@ -41,9 +41,9 @@ from virtctl.reconciler.actions import (
     Suspend,
     Undefine,
 )
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import Plan, Policy, plan, plan_delete
-from virtctl.render import plan_json, plan_text
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import Plan, Policy, plan, plan_delete
+from virtctl.render.report import plan_json, plan_text
 from virtctl.xmlutil import NS, parse, tostring
 
 CAPS = parse_capabilities(CAPABILITIES_XML)
@@ -583,7 +583,7 @@ def test_a_network_running_an_older_definition_waits_for_a_restart(
     assert ([c.path for c in found.changes] if found else []) == pending
 
 
-# Apply sets: prune scope and the --prune-all guard (virtctl.reconciler.plan)
+# Apply sets: prune scope and the --prune-all guard (virtctl.reconciler.plan.plan)
 
 
 @pytest.mark.parametrize(("owner_set", "run_set", "prune_all", "others", "pruned"), [
@@ -599,7 +599,7 @@ def test_a_network_running_an_older_definition_waits_for_a_restart(
 ])
 def test_prune_touches_only_its_own_set(owner_set: str, run_set: str, prune_all: bool,
                                         others: tuple[str, ...], pruned: bool) -> None:
-    from virtctl.reconciler.plan import in_prune_scope
+    from virtctl.reconciler.plan.plan import in_prune_scope
 
     policy = Policy(prune=True, apply_set=run_set, prune_all=prune_all,
                     prune_sets=tuple(sorted(others)))
@@ -609,7 +609,7 @@ def test_prune_touches_only_its_own_set(owner_set: str, run_set: str, prune_all:
 
 def test_prune_all_plans_no_object_of_another_set() -> None:
     """The refusal's advice (--prune-all) plans the same deletions: its own set's."""
-    from virtctl.reconciler.plan import prune_refusal
+    from virtctl.reconciler.plan.plan import prune_refusal
 
     def marked(name: str, apply_set: str) -> LiveDomain:
         return dataclasses.replace(live_dom(dom(name)),
@@ -638,7 +638,7 @@ def test_prune_all_plans_no_object_of_another_set() -> None:
     pytest.param(0, False, False, id="nothing-to-prune"),
 ])
 def test_big_or_total_prunes_need_prune_all(doomed: int, declared: bool, refused: bool) -> None:
-    from virtctl.reconciler.plan import prune_refusal
+    from virtctl.reconciler.plan.plan import prune_refusal
 
     keys = frozenset(ObjectKey(Kind.DOMAIN, f"d{i}") for i in range(doomed))
     keep = load_text(dom("keep"), source="k.xml")[0]

@@ -20,7 +20,7 @@ from virtctl.model import (
     VolumeContent,
     VolumeSpec,
 )
-from virtctl.reconciler.actions import (
+from virtctl.reconciler.plan.actions import (
     BuildPool,
     CreateVolume,
     DeleteVolume,
@@ -28,10 +28,10 @@ from virtctl.reconciler.actions import (
     RecordVolume,
     ResizeVolume,
 )
-from virtctl.reconciler.identity import derived_uuid
-from virtctl.reconciler.plan import Plan, Policy, plan, plan_delete
-from virtctl.reconciler.plan_storage import StorageView, backing_paths, check_storage, view
-from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
+from virtctl.reconciler.plan.identity import derived_uuid
+from virtctl.reconciler.plan.plan import Plan, Policy, plan, plan_delete
+from virtctl.reconciler.plan.plan_storage import StorageView, backing_paths, check_storage, view
+from virtctl.reconciler.plan.storage_record import ObjectRecord, PoolRecord, record_text
 from virtctl.model import Live
 from virtctl.xmlutil import parse
 

@@ -25,11 +25,11 @@ from virtctl.model import (
     LiveDomain,
     ObjectKey,
 )
-from virtctl.reconciler.actions import CreateVolume, RecordPool, RecordVolume
-from virtctl.reconciler.identity import derived_uuid
-from virtctl.reconciler.plan import Policy, plan
-from virtctl.reconciler.plan_storage import view
-from virtctl.reconciler.storage_record import (
+from virtctl.reconciler.plan.actions import CreateVolume, RecordPool, RecordVolume
+from virtctl.reconciler.plan.identity import derived_uuid
+from virtctl.reconciler.plan.plan import Policy, plan
+from virtctl.reconciler.plan.plan_storage import view
+from virtctl.reconciler.plan.storage_record import (
     ObjectRecord,
     PoolRecord,
     read_record,
@@ -145,7 +145,7 @@ def test_applying_a_pool_of_another_set_moves_its_record() -> None:
     (action,) = moved.actions
     assert isinstance(action, RecordPool) and action.record.apply_set == "B"
     assert action.reason == "record: move from set 'A' to set 'B'"
-    from virtctl.render import plan_text
+    from virtctl.render.report import plan_text
 
     assert "~ pool/images  (record: move from set 'A' to set 'B')" in plan_text(moved)
 
@@ -184,7 +184,7 @@ def test_a_pool_a_declared_volume_still_needs_is_not_pruned() -> None:
 def test_delete_never_deletes_a_volume_under_a_running_guest_it_keeps() -> None:
     """`delete -f` of a volume spec: a running guest (another set's, say) using it keeps
     it; deleting the guest in the same run lets it go."""
-    from virtctl.reconciler.plan import plan_delete
+    from virtctl.reconciler.plan.plan import plan_delete
 
     seed = volume_spec("web-cidata.iso", fmt="raw", delete=True)
     have = host(live_volume("web-cidata.iso", fmt="raw"), records=of_set(recorded(seed), "A"),
@@ -201,7 +201,7 @@ def test_delete_never_deletes_a_volume_under_a_running_guest_it_keeps() -> None:
     kept = plan_delete(Desired(volumes={seed.key.name: seed}), live, storage=view(have, live))
     assert kept.actions == ()
     assert any("not deleted: running guest web uses it" in n for n in kept.notes)
-    from virtctl.reconciler.load import load_text
+    from virtctl.reconciler.load.load import load_text
 
     (web,) = load_text("<domain type='kvm'><name>web</name><memory>1024</memory><os>"
                        "<type>hvm</type></os></domain>", source="web.xml")

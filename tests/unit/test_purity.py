@@ -10,11 +10,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "virtctl"
 PURE = sorted(
-    [PACKAGE / "reconciler" / f"{name}.py"
+    [PACKAGE / "reconciler" / "plan" / f"{name}.py"
      for name in ("essence", "diff", "identity", "actions", "plan", "plan_network",
-                  "steps", "validate", "classify")]
-    + list((PACKAGE / "converters").glob("*.py"))
-    + [PACKAGE / "export_storage.py", PACKAGE / "render_storage.py"]
+                  "steps", "classify")]
+    + [PACKAGE / "reconciler" / "load" / "validate.py"]
+    + list((PACKAGE / "converters").rglob("*.py"))
+    + [PACKAGE / "render" / "export_storage.py", PACKAGE / "render" / "storage.py"]
 )
 FORBIDDEN = {"os", "time", "subprocess", "libvirt", "random", "socket", "secrets", "shutil"}
 # Relative imports that would reach the imperative shell.

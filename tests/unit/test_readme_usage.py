@@ -8,7 +8,7 @@ import argparse
 import re
 from pathlib import Path
 
-from virtctl.cli import build_parser
+from virtctl.cli.commands import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

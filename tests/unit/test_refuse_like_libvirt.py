@@ -10,14 +10,14 @@ import ast
 import pytest
 
 from virtctl.errors import SpecError, SpecErrors
-from virtctl.reconciler.limits import (
+from virtctl.limits import (
     MAX_DOMAIN_DEVICES,
     MAX_XEN_LIST_ITEMS,
     ifname_problem,
     mac_problem,
     name_problem,
 )
-from virtctl.reconciler.load import load_text
+from virtctl.reconciler.load.load import load_text
 
 
 def errors_of(text: str, source: str) -> list[SpecError]:
@@ -311,7 +311,7 @@ def test_a_domain_holds_at_most_the_device_limit(count: int) -> None:
 def test_long_yaml_lists_are_refused_before_the_schema_walks_them(
         lists: str, line: int, path: str, words: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from virtctl.reconciler import load
+    from virtctl.reconciler.load import load
 
     monkeypatch.setattr(load, "_validator", lambda *a: pytest.fail("schema reached"))
     text = f"kind: Domain\nname: d\ntype: qemu\nmemory: 64MiB\nos: {{type: hvm}}\n{lists}"
@@ -324,7 +324,7 @@ def test_a_set_name_with_an_invisible_character_is_refused(given: str,
                                                            others: list[str]) -> None:
     import argparse
 
-    from virtctl.options import apply_sets
+    from virtctl.cli.options import apply_sets
 
     args = argparse.Namespace(apply_set=given, prune=True, prune_sets=others)
     with pytest.raises(ValueError, match="invisible format characters"):
@@ -361,7 +361,7 @@ def test_vcpu_and_iothread_counts_that_bring_libvirtd_down_are_refused(
 def test_an_xl_disk_string_makes_an_xl_file(disk: str, flavor: str) -> None:
     """Read as xm, two xl disks `/a,raw,hda,w` and `/b,raw,hdc,r` were both on target
     'raw' (which libvirt refuses): the loader now reads such a file as xl."""
-    from virtctl.converters.xl import guess_flavor
+    from virtctl.converters.xen.xl import guess_flavor
 
     assert guess_flavor(f'name = "g"\ndisk = [ {disk} ]\n') == flavor
     second = disk.replace("hda", "hdb").replace("hdc", "hdd")

@@ -6,11 +6,11 @@ import json
 
 from virtctl.errors import DriverError, ErrorCode, Source, SpecError, SpecErrors
 from virtctl.model import DomainState, Kind, Live, LiveDomain, LiveNetwork, ObjectKey, Ownership
-from virtctl.reconciler.actions import Define, SetAutostart, Shutdown, Start, Undefine
-from virtctl.reconciler.apply import ActionResult, Outcome, Report
-from virtctl.reconciler.diff import ChangeOp, FieldChange
-from virtctl.reconciler.plan import Plan
-from virtctl.render import (
+from virtctl.reconciler.plan.actions import Define, SetAutostart, Shutdown, Start, Undefine
+from virtctl.reconciler.apply.apply import ActionResult, Outcome, Report
+from virtctl.reconciler.plan.diff import ChangeOp, FieldChange
+from virtctl.reconciler.plan.plan import Plan
+from virtctl.render.report import (
     error_json,
     plan_json,
     plan_text,

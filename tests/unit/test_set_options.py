@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.gitinfo import DefaultSet, default_set
-from virtctl.options import apply_sets
+from virtctl.reconciler.load.gitinfo import DefaultSet, default_set
+from virtctl.cli.options import apply_sets
 
 
 def args(**given: object) -> argparse.Namespace:

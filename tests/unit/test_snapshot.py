@@ -12,7 +12,7 @@ from virtctl.drivers.snapshot import DomainRead, LazyTable, NetworkRead, fingerp
 from virtctl.errors import Source
 from virtctl.model import Desired, DomainSpec, DomainState, Live, NetworkSpec
 from virtctl.reconciler.memo import context_of, host_key
-from virtctl.reconciler.plan import Policy
+from virtctl.reconciler.plan.plan import Policy
 from virtctl.reconciler.speccache import SyncMemo
 
 WEB = DomainRead(name="web", uuid="00000000-0000-4000-8000-000000000001",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from virtctl.capabilities import GuestRequest, check_domain, guest_request, parse_capabilities
-from virtctl.drivers.simcaps import CAPABILITIES_XML, QEMU_EMULATORS, XEN_EMULATORS
+from virtctl.drivers.sim.caps import CAPABILITIES_XML, QEMU_EMULATORS, XEN_EMULATORS
 from virtctl.errors import ErrorCode, SpecError
 from virtctl.model import Desired, DomainSpec, DomainState, Live, LiveDomain, LiveNetwork, Ownership
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.validate import check_host, check_specs
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.load.validate import check_host, check_specs
 from virtctl.xmlutil import parse
 
 CAPS = parse_capabilities(CAPABILITIES_XML)
@@ -316,7 +316,7 @@ def test_domain_rules_libvirt_applies_are_refused_while_loading(body: str, path:
 
 def test_a_reference_error_points_at_the_line_naming_the_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """YAML and XML alike, also when the spec comes back from the spec cache."""
-    from virtctl.reconciler.load import load_specs
+    from virtctl.reconciler.load.load import load_specs
     from virtctl.reconciler.speccache import SpecCache
 
     (tmp_path / "web.yaml").write_text(
@@ -347,8 +347,8 @@ def test_a_reference_error_points_at_the_line_naming_the_network(tmp_path) -> No
 ])
 def test_a_tpm_the_host_does_not_offer_is_refused(tpm: str, problem: tuple[str, str] | None
                                                   ) -> None:
-    from virtctl.drivers.simcaps import DOMAIN_CAPABILITIES_XML
-    from virtctl.reconciler.validate import check_devices
+    from virtctl.drivers.sim.caps import DOMAIN_CAPABILITIES_XML
+    from virtctl.reconciler.load.validate import check_devices
 
     xml = (f"<domain type='kvm'><name>t</name><memory>65536</memory>"
            f"<os><type arch='x86_64'>hvm</type></os><devices>{tpm}</devices></domain>")

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from virtctl.watch.command import add_watch_parser, cmd_watch, parse_interval
+from virtctl.cli.watch import add_watch_parser, cmd_watch, parse_interval
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from virtctl.drivers.base import Event, EventType
 from virtctl.model import Kind
-from virtctl.reconciler.actions import Define, SetAutostart, Shutdown, Start
+from virtctl.reconciler.plan.actions import Define, SetAutostart, Shutdown, Start
 from virtctl.watch.sources import Debouncer, Expectations, Inbox, Trigger, is_relevant
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from virtctl.errors import Source, SpecError
 from virtctl.model import HostAlias
-from virtctl.reconciler.load import load_text
+from virtctl.reconciler.load.load import load_text
 from virtctl.watch.routing import Routed, route, settle_hosts
 from virtctl.watch.specs import Aliases, Scan, Specs
 

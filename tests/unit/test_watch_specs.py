@@ -8,9 +8,9 @@ import pytest
 
 from virtctl.errors import Source, SpecError
 from virtctl.model import Desired, DomainState, Kind, Live, LiveDomain, ObjectKey, Ownership
-from virtctl.reconciler.actions import Undefine
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.plan import Plan
+from virtctl.reconciler.plan.actions import Undefine
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.plan.plan import Plan
 from virtctl.watch.loop import protect
 from virtctl.watch.specs import Scan, Settled, Specs, SpecSet, settle
 

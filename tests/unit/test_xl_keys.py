@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from virtctl.converters.xl import xl_to_xml, xml_to_xl
-from virtctl.converters.xm import xm_to_xml, xml_to_xm
+from virtctl.converters.xen.xl import xl_to_xml, xml_to_xl
+from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
 from virtctl.errors import SpecError
 
 PV = "name = 'g'\n"
@@ -120,7 +120,7 @@ def test_emulator_writes_device_model_override_in_both_dialects() -> None:
 
 
 def test_device_model_override_alone_does_not_make_a_file_xl() -> None:
-    from virtctl.converters.xl import guess_flavor
+    from virtctl.converters.xen.xl import guess_flavor
 
     assert guess_flavor(HVM + "device_model_override = '/q'") == "xm"
 
@@ -182,7 +182,7 @@ def test_spice_graphics_map_to_keys(fmt: dict[str, str], present: list[str],
 
 
 def _display_keys(text: str) -> dict[str, str]:
-    from virtctl.converters.xmparse import parse_config
+    from virtctl.converters.xen.xmparse import parse_config
 
     return {e.key: str(e.value) for e in parse_config(text, source="<cfg>").entries
             if e.key in ("vnc", "sdl", "spice")}
@@ -247,7 +247,7 @@ def test_pflash_loader_writes_bios_ovmf_only_in_xl() -> None:
     assert any("pflash" in w for w in xml_to_xm(xml).warnings)
 
 
-# nestedhvm and cpuid <-> <cpu mode='host-passthrough'> (virtctl.converters.xlcpu)
+# nestedhvm and cpuid <-> <cpu mode='host-passthrough'> (virtctl.converters.xen.xlcpu)
 
 @pytest.mark.parametrize(("cfg", "expected"), [
     pytest.param(HVM + "nestedhvm = 1", [], id="nested-on"),

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from virtctl.converters.xm import xm_to_xml, xml_to_xm
-from virtctl.converters.xmparse import Value, format_config
+from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
+from virtctl.converters.xen.xmparse import Value, format_config
 from virtctl.errors import SpecError
 
 KEYS = ["name", "uuid", "memory", "maxmem", "vcpus", "vcpu_avail", "maxvcpus", "cpus",

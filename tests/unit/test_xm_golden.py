@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from virtctl.converters.xm import Conversion, xm_to_xml, xml_to_xm
+from virtctl.converters.xen.xm import Conversion, xm_to_xml, xml_to_xm
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REGENERATE = os.environ.get("VIRTCTL_REGENERATE") == "1"

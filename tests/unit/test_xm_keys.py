@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from virtctl.converters.xm import xm_to_xml, xml_to_xm
+from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
 from virtctl.errors import ErrorCode, ErrorDomain, SpecError
 
 PV = "name = 'g'\n"

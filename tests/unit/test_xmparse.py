@@ -6,11 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.converters.xmparse import (
-    format_config,
-    looks_like_xen_config,
-    parse_config,
-)
+from virtctl.converters.xen.xmparse import format_config, looks_like_xen_config, parse_config
 from virtctl.errors import ErrorCode, ErrorDomain, SpecError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from virtctl.converters.xmlmap import canonical
-from virtctl.converters.yamlxml import (
+from virtctl.converters.yaml.xmlmap import canonical
+from virtctl.converters.yaml.yamlxml import (
     domain_from_xml,
     domain_to_xml,
     network_from_xml,

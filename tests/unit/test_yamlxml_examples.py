@@ -14,8 +14,8 @@ import pytest
 import yaml
 from lxml import etree
 
-from virtctl.converters.xmlmap import canonical
-from virtctl.converters.yamlxml import (
+from virtctl.converters.yaml.xmlmap import canonical
+from virtctl.converters.yaml.yamlxml import (
     domain_from_xml,
     domain_to_xml,
     network_from_xml,

@@ -11,9 +11,9 @@ import yaml
 
 from virtctl.converters.convert import convert
 from virtctl.converters.sizes import format_bytes, parse_bytes
-from virtctl.converters.xmlmap import canonical
-from virtctl.converters.yaml_volume import backing_volume, runtime_attrs, runtime_keys
-from virtctl.converters.yamlxml import (
+from virtctl.converters.yaml.xmlmap import canonical
+from virtctl.converters.yaml.yaml_volume import backing_volume, runtime_attrs, runtime_keys
+from virtctl.converters.yaml.yamlxml import (
     domain_from_xml,
     domain_to_xml,
     pool_from_xml,

@@ -1,1 +1,7 @@
-"""Pure converters between spec formats: YAML, libvirt XML, Xen xm/xl."""
+"""Pure converters between spec formats: YAML (yaml/), Xen xm/xl (xen/) and libvirt
+XML, and the cloud-init seed (cloudinit/). convert.py is the `virtctl convert` dispatch;
+sizes.py reads and writes sizes with units.
+
+Pure. May import only the foundation modules (model, errors, xmlutil, metadata, limits);
+never the reconciler, a driver or anything above.
+"""

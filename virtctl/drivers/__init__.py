@@ -37,12 +37,12 @@ def connect(
                 code=ErrorCode.INVALID_URI,
                 domain=ErrorDomain.URI,
             )
-        from .sim import SimDriver
+        from .sim.driver import SimDriver
 
         return SimDriver(parsed, readonly=readonly, env=env)
-    from .libvirt_driver import LibvirtDriver
+    from .libvirt.driver import LibvirtDriver
 
-    from .libvirt_deadline import call_timeout as resolve_call_timeout
+    from .libvirt.deadline import call_timeout as resolve_call_timeout
 
     return LibvirtDriver(text, readonly=readonly,
                          call_timeout=resolve_call_timeout(call_timeout, env))

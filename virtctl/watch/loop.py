@@ -4,7 +4,7 @@ Run by the fleet (fleet.py), one Watcher per host, each on its own thread; the s
 watcher and the host's event thread only wake it (sources.py). Each run is level-based:
 re-read every spec file (the Catalog routes them to their hosts), snapshot the host,
 settle which specs stand for it (specs.py), plan, apply, then plan again until the plan
-is empty (bounded). Each pass holds the host's lock (virtctl.hostlock.host_lock), so a
+is empty (bounded). Each pass holds the host's lock (virtctl.coord.hostlock.host_lock), so a
 `virtctl apply` on the same host runs between passes, never interleaved with one.
 Events our own actions cause are expected and absorbed, so applying never wakes the loop.
 
@@ -29,17 +29,17 @@ from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..coord.backend import Held, HostLocks, LockWaitCancelled
 from ..coord.etcd import EtcdError
-from ..hostlock import UnsafeLockDir, host_lock
+from ..coord.hostlock import UnsafeLockDir, host_lock
 from ..model import Desired, Kind, Live, ObjectKey, PoolSpec, VolumeSpec
-from ..reconciler.actions import Action
-from ..reconciler.apply import Clock, Outcome, Report
-from ..reconciler.apply import apply as apply_plan
-from ..reconciler.plan import Plan, Policy, prune_refusal
-from ..reconciler.plan import plan as make_plan
-from ..reconciler.contentcheck import check_content
-from ..reconciler.plan_storage import StorageView, check_storage, view
-from ..reconciler.storageprobe import probed
-from ..reconciler.validate import check_host
+from ..reconciler.plan.actions import Action
+from ..reconciler.apply.apply import Clock, Outcome, Report
+from ..reconciler.apply.apply import apply as apply_plan
+from ..reconciler.plan.plan import Plan, Policy, prune_refusal
+from ..reconciler.plan.plan import plan as make_plan
+from ..reconciler.apply.contentcheck import check_content
+from ..reconciler.plan.plan_storage import StorageView, check_storage, view
+from ..reconciler.apply.storageprobe import probed
+from ..reconciler.load.validate import check_host
 from .logs import Log
 from .metrics import WatchMetrics
 from .sources import Inbox, Trigger

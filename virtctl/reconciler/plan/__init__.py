@@ -1,0 +1,13 @@
+"""Phase 2, plan: `plan(desired, live, policy) -> Plan`, pure.
+
+plan.py is the entry (domains, pruning, `plan_delete`), with plan_network.py and
+plan_storage.py for networks and storage and steps.py for what they share; actions.py
+holds the typed actions and the one phase table; essence.py, diff.py, classify.py and
+identity.py compare definitions; liverules.py decides what a running object takes live;
+guestagent.py what the guest agent adds; storage_record.py reads and writes virtctl's
+storage records.
+
+Pure: no I/O, clock or driver calls (tests/unit/test_purity.py). May import
+virtctl.reconciler.memo and the foundation modules and converters; never the loader,
+the applier, a driver (but the Protocol types) or anything above.
+"""
