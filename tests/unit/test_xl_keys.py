@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from virtctl.converters.xen.xl import xl_to_xml, xml_to_xl
+from virtctl.converters.xen.xm import xl_to_xml, xml_to_xl
 from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
 from virtctl.errors import SpecError
 

@@ -29,7 +29,6 @@ from ..fileio import tighten_umask
 from ..printable import printable
 from .options import (
     apply_sets,
-    call_timeout_option,
     coordination,
     coordination_options,
     live_options,
@@ -40,32 +39,17 @@ from .options import (
 )
 from .guests import (
     add_guest_parsers,
+    load_desired,
     select_live,
     select_live_objects,
-    select_specs,
     selector_option,
 )
 from .reach import guest_addresses
 from ..reconciler.load.loadset import set_members
+from .common import connection_options, file_options
 from .watch import add_watch_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c", "--connect", metavar="URI", default=argparse.SUPPRESS,
-        help="hypervisor connection (default: $VIRTCTL_CONNECT, $LIBVIRT_DEFAULT_URI, "
-        "sim:///default)",
-    )
-    call_timeout_option(parser)
-
-
-def _files(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f", "--filename", dest="paths", action="append", required=True, metavar="PATH",
-        help="spec file or directory (recursive); '-' reads stdin; repeatable",
-    )
 
 
 def _policy(parser: argparse.ArgumentParser) -> None:
@@ -91,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="virtctl", description="Declarative reconciler for libvirt domains and networks."
     )
-    _common(parser)
+    connection_options(parser)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     p = sub.add_parser("apply", help="make the host match the specs")
-    _common(p)
-    _files(p)
+    connection_options(p)
+    file_options(p)
     _policy(p)
     _restarts(p)
     p.add_argument("--prune", action="store_true",
@@ -115,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("diff", help="show what apply would change (exit 2 if anything)")
-    _common(p)
-    _files(p)
+    connection_options(p)
+    file_options(p)
     _restarts(p)
     p.add_argument("--prune", action="store_true",
                    help="show what apply --prune would delete of this run's set")
@@ -130,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("delete", help="stop and undefine the managed objects the specs name")
-    _common(p)
-    _files(p)
+    connection_options(p)
+    file_options(p)
     _policy(p)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
@@ -143,21 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("get", help="list domains, networks, storage pools or volumes on "
                        "the host")
-    _common(p)
+    connection_options(p)
     p.add_argument("what", choices=("domains", "networks", "pools", "volumes"))
     p.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
     selector_option(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("validate", help="check specs without changing anything")
-    _common(p)
-    _files(p)
+    connection_options(p)
+    file_options(p)
     p.add_argument("--offline", action="store_true",
                    help="check the files only, without the host's state and capabilities")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("capabilities", help="print the host's capabilities XML")
-    _common(p)
+    connection_options(p)
     p.set_defaults(func=cmd_capabilities)
 
     p = sub.add_parser("convert", help="convert a spec between xm, xl, XML and YAML")
@@ -167,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", help="write specs for the objects on the host")
-    _common(p)
+    connection_options(p)
     p.add_argument("--to", dest="folder", metavar="DIR",
                    help="write one file per object here (default: stdout)")
     p.add_argument("-o", "--output", choices=("yaml", "xml", "ansible-inventory"),
@@ -211,14 +195,6 @@ def _progress(stream: TextIO, host: str = "") -> Callable[[int, int, Action], No
         stream.flush()
 
     return show
-
-
-def _load(args: argparse.Namespace, err: TextIO) -> api.Desired:
-    desired = api.load(args.paths)
-    err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
-    if getattr(args, "selector", None) is not None:  # -l: act on the selected specs only
-        desired, args.protected = select_specs(desired, args.selector)
-    return desired
 
 
 def _policy_from(args: argparse.Namespace) -> api.Policy:
@@ -385,7 +361,7 @@ def _host_locks(args: argparse.Namespace, *, readonly: bool) -> EtcdLocks | None
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = _load(args, err)
+    desired = load_desired(args, err)
     policy = dataclasses.replace(_policy_from(args), commit=gitinfo.spec_commit(args.paths))
     groups = api.split_hosts(desired, args.connect)
     # One host: print the plan before acting, as it happens; several: each when done.
@@ -412,7 +388,7 @@ def _reads_storage(desired: api.Desired, policy: api.Policy | None) -> bool:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = _load(args, err)
+    desired = load_desired(args, err)
     policy = _policy_from(args)
 
     def prepare(d: api.Desired, reader: Driver) -> api.Plan:
@@ -433,7 +409,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = _load(args, err)
+    desired = load_desired(args, err)
     policy = _policy_from(args)
 
     def prepare(d: api.Desired, driver: Driver) -> api.Plan:
@@ -501,7 +477,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    desired = _load(args, err)
+    desired = load_desired(args, err)
     groups = {} if args.offline else api.split_hosts(desired, args.connect)
     problems: list[SpecError] = []
     for uri, share in groups.items():  # each host the specs target, read-only

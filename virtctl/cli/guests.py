@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SpecError, VirtctlError
 from ..model import Desired, Live
 from ..printable import printable
 from ..selectors import parse_selector
+from .common import connection_options, file_options
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -92,28 +93,39 @@ def select_live_objects(live: Live, selector: str) -> Live:
                   if d.owner is not None and chosen.matches(d.owner.labels)})
 
 
+def load_desired(args: argparse.Namespace, err: TextIO) -> Desired:
+    """The specs of `-f`, warnings written to `err`; with `-l`, the selected ones only
+    (`args.protected`: the objects the selector left out, never pruned)."""
+    from .. import api
+
+    desired = api.load(args.paths)
+    err.writelines(f"warning: {printable(warning)}\n" for warning in desired.warnings)
+    if getattr(args, "selector", None) is not None:  # -l: act on the selected specs only
+        desired, args.protected = select_specs(desired, args.selector)
+    return desired
+
+
+
 # -- verbs ----------------------------------------------------------------------------
 
 
 def add_guest_parsers(sub: Any) -> None:
-    from .commands import _common, _files
-
     p = sub.add_parser("render", help="print the specs as they will be planned (sets "
                        "expanded), one YAML document per object with its host")
-    _common(p)
-    _files(p)
+    connection_options(p)
+    file_options(p)
     selector_option(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("addresses", help="guests' IP addresses (guest agent, else DHCP "
                        "leases, else ARP)")
-    _common(p)
+    connection_options(p)
     p.add_argument("name", nargs="?", metavar="NAME", help="one guest (default: all)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_addresses)
 
     p = sub.add_parser("ssh", help="run the system ssh to a guest's address")
-    _common(p)
+    connection_options(p)
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--filename", dest="paths", action="append", metavar="PATH",
                    help="specs to take the login user from (the cloud-init users)")
@@ -127,7 +139,7 @@ def add_guest_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_ssh)
 
     p = sub.add_parser("console", help="the guest's serial console (escape: Ctrl+])")
-    _common(p)
+    connection_options(p)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--devname", default=None, help="the console or serial alias to open")
     p.set_defaults(func=cmd_console)
@@ -135,10 +147,9 @@ def add_guest_parsers(sub: Any) -> None:
 
 def cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .. import api
-    from .commands import _load
     from ..render.specs import render_documents
 
-    desired = _load(args, err)
+    desired = load_desired(args, err)
     out.write(render_documents(api.split_hosts(desired, args.connect)))
     return EXIT_OK
 

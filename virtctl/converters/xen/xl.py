@@ -1,7 +1,7 @@
 """The xl dialect: what today's Xen toolstack adds to the xm format, both directions.
 
 Called through `virtctl.converters.xen.xm.xm_to_xml(..., flavor="xl")` / `xml_to_xm(...,
-flavor="xl")`, or the `xl_to_xml` / `xml_to_xl` wrappers below. xl is a superset of xm,
+flavor="xl")`, or xm's `xl_to_xml` / `xml_to_xl` wrappers. xl is a superset of xm,
 so everything shared lives in `xm` (with `xmread`, `xmwrite`), `xmbase` and the device
 modules (`xmdisk`, `xmvif`, `xmchardev`, `xmdev`). xl's differences: here the
 `type=`/`cmdline=`/`bios=` boot keys, HVM direct kernel boot and `maxvcpus`, and the
@@ -14,19 +14,11 @@ from __future__ import annotations
 
 from lxml import etree
 
-from . import xldisk, xlextras, xm, xmread, xmwrite
+from . import xldisk, xlextras, xmread, xmwrite
 from .xmbase import HVMLOADER, Dialect, Flavor, Guest, Kind, Writer, sub
 from .xmparse import ConfigReader
 
 OVMF = "/usr/lib/xen/boot/ovmf.bin"
-
-
-def xl_to_xml(text: str, *, source: str = "<xl>", arch: str = "x86_64") -> xm.Conversion:
-    return xm.xm_to_xml(text, source=source, flavor="xl", arch=arch)
-
-
-def xml_to_xl(xml: str, *, source: str = "<xml>") -> xm.Conversion:
-    return xm.xml_to_xm(xml, flavor="xl", source=source)
 
 
 # -- boot ------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ out, no I/O, no clock, no randomness (a missing uuid stays missing; libvirt fill
 The same engine serves xl files: a `Dialect` names what differs (how the OS keys,
 disks and the paravirtual NIC keyword read and write, and which extra keys exist);
 `virtctl.converters.xen.xl` defines the xl dialect. This module holds the two entry points
-and xm's dialect; the shared keys are read in `xmread` and written in `xmwrite`, devices
-in `xmdisk`, `xmvif`, `xmchardev` and `xmdev` (the rest). Key-by-key mapping and the
-decisions taken are in docs/xen-conversion.md.
+(with their xl wrappers `xl_to_xml`, `xml_to_xl`) and xm's dialect; the shared keys are
+read in `xmread` and written in `xmwrite`, devices in `xmdisk`, `xmvif`, `xmchardev` and
+`xmdev` (the rest). Key-by-key mapping and the decisions taken are in
+docs/xen-conversion.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from ...errors import ErrorCode, ErrorDomain, SpecError
 from ...xmlutil import tostring
 from . import xmbase, xmdisk
+from .xl import XL
 from .xmbase import Dialect, Flavor, Writer
 from .xmparse import ConfigReader, format_config, looks_like_xen_config, parse_config
 from .xmread import read_guest, read_xm_extras, read_xm_os
@@ -31,7 +33,8 @@ from .xmwrite import (
     write_xm_vcpus,
 )
 
-__all__ = ["Conversion", "Dialect", "looks_like_xen_config", "xm_to_xml", "xml_to_xm"]
+__all__ = ["Conversion", "Dialect", "looks_like_xen_config", "xl_to_xml", "xm_to_xml", "xml_to_xl",
+           "xml_to_xm"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +49,6 @@ def _dialect(flavor: str) -> Dialect:
     if flavor == Flavor.XM:
         return XM
     if flavor == Flavor.XL:
-        # Imported here because xl builds on this module (xl -> xm, never xm -> xl at load).
-        from .xl import XL
-
         return XL
     raise SpecError(f"unknown Xen config flavor {flavor!r} (expected xm or xl)",
                     code=ErrorCode.INVALID_SPEC, domain=ErrorDomain.CONVERTER)
@@ -77,6 +77,14 @@ def xml_to_xm(xml: str, *, flavor: str = "xm", source: str = "<xml>") -> Convers
     write_guest(writer, root, dialect)
     writer.warn_unhandled(root)
     return Conversion(format_config(writer.pairs), tuple(writer.warnings))
+
+
+def xl_to_xml(text: str, *, source: str = "<xl>", arch: str = "x86_64") -> Conversion:
+    return xm_to_xml(text, source=source, flavor="xl", arch=arch)
+
+
+def xml_to_xl(xml: str, *, source: str = "<xml>") -> Conversion:
+    return xml_to_xm(xml, flavor="xl", source=source)
 
 
 XM = Dialect(

@@ -10,7 +10,6 @@ sleep are injectable for tests.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +41,7 @@ from ..plan.actions import (
     UpdateDevice,
     UpdateNetwork,
 )
+from .clock import Clock
 from .applylive import NotTaken, perform_live, perform_memory, perform_note
 from .applystop import stop_all
 from .applystorage import perform_storage
@@ -110,12 +110,6 @@ Progress = Callable[[int, int, Action], None]
 # Checked before every action (and batch of stops): raises a VirtctlError when this run
 # no longer holds the host's lock (virtctl.coord.backend), and nothing more runs.
 Guard = Callable[[], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
 
 
 def apply(

@@ -36,7 +36,7 @@ from ..plan.liverules import RunningNote, find, mismatch, note_xml, read_note, v
 
 if TYPE_CHECKING:
     from ...drivers.base import Driver
-    from .apply import Clock
+    from .clock import Clock
 
 
 class NotTaken(Exception):

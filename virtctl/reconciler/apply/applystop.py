@@ -24,7 +24,7 @@ from ..plan.actions import Shutdown
 
 if TYPE_CHECKING:
     from ...drivers.base import Driver
-    from .apply import Clock
+    from .clock import Clock
 
 #: The longest pause between two polls of the guests still running.
 MAX_POLL = 1.0

@@ -9,14 +9,11 @@ naming each file, line and field path. Reads files and stdin; nothing else.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -34,7 +31,6 @@ from ...model import (
     HostAlias,
     NetworkSpec,
     PoolSpec,
-    UpdatePolicy,
     VolumeSpec,
 )
 from ...xmlutil import parse, tostring
@@ -49,27 +45,30 @@ from ...limits import (
     too_many_values,
     unsafe_text,
 )
+# fields.py and schema.py were split out of this module so loadstorage.py and loadset.py
+# need not import it (issue 23); the old local names keep this module's body as it was.
+from .fields import connect_of as _connect
+from .fields import flag as _flag
+from .fields import update_rules as _update_rules
 from .loadcloudinit import cloud_init_seed
+from .schema import error_rank as _error_rank
+from .schema import json_path as _json_path
+from .schema import line_for_path as _line_for_path
+from .schema import line_of as _line_of
+from .schema import schema_error as _schema_error
+from .schema import validator as _validator
 from ..speccache import SpecCache
 
 if TYPE_CHECKING:
-    import jsonschema
-
     from .loadset import LoadedSet
 
 YAML_SUFFIXES = (".yaml", ".yml")
 XML_SUFFIXES = (".xml",)
 XEN_SUFFIXES = (".cfg",)
 SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _DOC_START = re.compile(r"^---(?:\s|$)")
-_TRUE = {"yes", "true", "on", "1"}
-_FALSE = {"no", "false", "off", "0"}
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-#: The schema's $defs entry for each kind.
-_DEFS = {"Domain": "domain", "Network": "network", "Hosts": "hosts",
-         "StoragePool": "storagePool", "Volume": "volume", "DomainSet": "domainSet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,17 +326,6 @@ def _check_definition_sizes(specs: Sequence[AnySpec]) -> None:
 # -- XML --------------------------------------------------------------------------------
 
 
-def _flag(attrs: Mapping[str, str], key: str, default: bool, source: Source) -> bool:
-    raw = attrs.get(key)
-    if raw is None:
-        return default
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise SpecError(f"expected yes or no, got {raw!r}", source=source)
-
-
 def spec_from_xml(
     root: etree._Element, *, source: str, line: int | None = None,
     runtime: Mapping[str, Any] | None = None, place: Place | None = None,
@@ -483,34 +471,6 @@ def _check_network(root: etree._Element, source: str, line: int | None, *,
         raise SpecErrors(errors)
 
 
-def _connect(given: Mapping[str, Any]) -> str | None:
-    value = given.get("connect")
-    return str(value).strip() or None if value is not None else None
-
-
-def _update_rules(
-    given: Mapping[str, Any], source: Source, *, yaml: bool
-) -> tuple[UpdatePolicy | None, float | None]:
-    """updatePolicy and shutdownTimeout (YAML keys), or the runtime element's
-    update-policy and shutdown-timeout attributes (XML)."""
-    policy_key, timeout_key = ("updatePolicy", "shutdownTimeout") if yaml else (
-        "update-policy", "shutdown-timeout")
-    raw_policy, raw_timeout = given.get(policy_key), given.get(timeout_key)
-    try:
-        policy = UpdatePolicy(raw_policy) if raw_policy is not None else None
-    except ValueError:
-        raise SpecError(f"{policy_key} must be restart, next-boot or recreate, not "
-                        f"{raw_policy!r}", source=source) from None
-    try:
-        timeout = float(raw_timeout) if raw_timeout is not None else None
-    except (TypeError, ValueError):
-        timeout = -1.0
-    if timeout is not None and not 0 <= timeout < float("inf"):
-        raise SpecError(f"{timeout_key} must be a number of seconds >= 0, not {raw_timeout!r}",
-                        source=source)
-    return policy, timeout
-
-
 def _canonical_uuid(text: str | None, source: Source) -> str | None:
     import uuid as uuidlib
 
@@ -542,27 +502,6 @@ def _load_xen(text: str, source: str, warnings: list[str]) -> AnySpec:
 
 
 # -- YAML -------------------------------------------------------------------------------
-
-
-@cache
-def schema() -> dict[str, Any]:
-    data = resources.files("virtctl").joinpath("schemas/spec.schema.json").read_text()
-    loaded: dict[str, Any] = json.loads(data)
-    return loaded
-
-
-@cache
-def _validator(kind: str | None = None) -> jsonschema.protocols.Validator:
-    """The schema's validator; for a known kind, one that skips the kind dispatch."""
-    root = schema()
-    if kind in _DEFS:
-        # Same $defs, no if/then on kind: a third of the validation time on large runs.
-        root = dict(root, allOf=[{"$ref": f"#/$defs/{_DEFS[kind]}"}])
-    import jsonschema  # only when a file is not in the spec cache: 40 ms of start-up
-
-    cls = jsonschema.validators.validator_for(root)
-    validator: jsonschema.protocols.Validator = cls(root)
-    return validator
 
 
 def _doc_lines(text: str) -> list[int]:
@@ -608,7 +547,8 @@ def _load_yaml(
             elif isinstance(doc, dict) and doc.get("kind") == "DomainSet":
                 from .loadset import specs_from_set
 
-                loaded_set = specs_from_set(doc, source, index, line, text)
+                loaded_set = specs_from_set(doc, source, index, line, text,
+                                            spec_from_doc=_spec_from_doc)
                 if sets is None and loaded_set.expansion.dhcp:
                     # Its DHCP entries go into a network another file may declare: only
                     # a caller reading every file together (load_specs) can place them.
@@ -771,67 +711,3 @@ def _yaml_lines(doc: dict[str, Any], text: str, index: int) -> tuple[tuple[str, 
     return tuple((what, line) for what, line in found if line)
 
 
-def _schema_error(
-    error: jsonschema.ValidationError, source: str, index: int, line: int | None, text: str
-) -> SpecError:
-    parts = list(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        # Name the unknown field itself, not the mapping that holds it.
-        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-        extra = sorted((k for k in error.instance if k not in known), key=str)
-        if extra:
-            parts.append(extra[0])
-    elif "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
-        parts.append(error.instance)  # the key whose name is refused, not its mapping
-    return SpecError(
-        error.message, code=ErrorCode.SCHEMA_VIOLATION,
-        source=Source(source, _line_of(text, index, parts) or line, _json_path(parts)),
-    )
-
-
-def _error_rank(error: jsonschema.ValidationError) -> tuple[int, int, str]:
-    # Deepest, most specific error first: it names the offending field, not its parent.
-    return (-len(error.absolute_path), len(error.context or ()), error.message)
-
-
-def _json_path(parts: Sequence[Any] | Any) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
-def _line_for_path(text: str, index: int, path: str | None) -> int | None:
-    if not path:
-        return None
-    parts: list[Any] = []
-    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        parts.append(int(token[1:-1]) if token.startswith("[") else token)
-    return _line_of(text, index, parts)
-
-
-def _line_of(text: str, index: int, parts: list[Any]) -> int | None:
-    """The line of the node at `parts` in document `index`: recomposed only on error."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.YAMLError:
-        return None
-    if index >= len(nodes) or nodes[index] is None:
-        return None
-    node: Any = nodes[index]
-    line: int = node.start_mark.line + 1
-    for part in parts:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    child, line = value, key.start_mark.line + 1
-                    break
-        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
-              and part < len(node.value)):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line

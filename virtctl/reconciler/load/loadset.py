@@ -10,7 +10,7 @@ network declared for the instance's host.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,8 +20,11 @@ from ...errors import ErrorCode, Source, SpecError, SpecErrors
 from ...model import DomainSpec, HostAlias, NetworkSpec, ObjectKey, PoolSpec, VolumeSpec
 from ...xmlutil import parse, tostring
 from .domainset import Expansion, SetProblem, expand
+from .schema import line_for_path, schema_error, validator
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
+#: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
+SpecFromDoc = Callable[[dict[str, Any], str, int, int | None, str, list[Any]], AnySpec]
 #: The label every instance carries: its set's name (selectors, inventory groups).
 SET_LABEL = "domainset"
 
@@ -37,25 +40,23 @@ class LoadedSet:
     specs: tuple[AnySpec, ...]
 
     def at(self, path: str) -> Source:
-        from .load import _line_for_path
-
-        return Source(self.file, _line_for_path(self.text, self.index, path) or self.line,
+        return Source(self.file, line_for_path(self.text, self.index, path) or self.line,
                       path)
 
 
 def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | None,
-                   text: str) -> LoadedSet:
-    from .load import _line_for_path, _schema_error, _spec_from_doc, _validator
-
-    problems = sorted(_validator("DomainSet").iter_errors(doc),
+                   text: str, *, spec_from_doc: SpecFromDoc) -> LoadedSet:
+    """The set's instances, each document loaded by `spec_from_doc` (load.py's, passed in
+    so this module never imports load.py, which imports it)."""
+    problems = sorted(validator("DomainSet").iter_errors(doc),
                       key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if problems:
-        raise SpecErrors([_schema_error(e, source, index, line, text) for e in problems[:20]])
+        raise SpecErrors([schema_error(e, source, index, line, text) for e in problems[:20]])
     try:
         expansion = expand(doc)
     except SetProblem as exc:
         raise SpecError(f"DomainSet {doc['name']}: {exc.message}", code=ErrorCode.INVALID_SPEC,
-                        source=Source(source, _line_for_path(text, index, exc.path) or line,
+                        source=Source(source, line_for_path(text, index, exc.path) or line,
                                       exc.path)) from None
     specs: list[AnySpec] = []
     errors: list[SpecError] = []
@@ -76,7 +77,7 @@ def specs_from_set(doc: dict[str, Any], source: str, index: int, line: int | Non
         prefix = "volumeTemplate" if sub["kind"] == "Volume" else "template"
         try:
             extra: list[AnySpec] = []
-            spec = _spec_from_doc(sub, source, index, line, text, extra)
+            spec = spec_from_doc(sub, source, index, line, text, extra)
             specs.extend([_at_set(spec, source, line, doc["name"], instance), *extra])
         except SpecErrors as many:
             once([_moved(e, prefix, source, index, line, text, doc["name"], instance)
@@ -111,13 +112,11 @@ def _at_set(spec: AnySpec, source: str, line: int | None, set_name: str,
 
 def _moved(exc: SpecError, prefix: str, source: str, index: int, line: int | None,
            text: str, set_name: str, instance: str) -> SpecError:
-    from .load import _line_for_path
-
     field = exc.source.path if exc.source else None
     path = f"{prefix}.{field}" if field and field not in ("name", "kind") else prefix
     return SpecError(f"DomainSet {set_name}, instance {instance}: {exc.message}",
                      code=exc.code,
-                     source=Source(source, _line_for_path(text, index, path) or line, path))
+                     source=Source(source, line_for_path(text, index, path) or line, path))
 
 
 def finish_sets(specs: list[AnySpec], sets: list[LoadedSet],

@@ -23,6 +23,7 @@ from ...errors import ErrorCode, Source, SpecError
 from ...fileio import file_kind
 from ...model import DeletePolicy, PoolSpec, VolumeContent, VolumeSpec
 from ...xmlutil import tostring
+from .fields import connect_of, flag, update_rules
 
 _CHECKSUM = re.compile(r"^(sha256:[0-9a-fA-F]{64}|sha512:[0-9a-fA-F]{128})$")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -32,8 +33,6 @@ def pool_spec(
     root: etree._Element, name: str, uuid: str | None, *, where: Source,
     runtime: Mapping[str, Any] | None, attrs: Mapping[str, str],
 ) -> PoolSpec:
-    from .load import _connect, _flag, _update_rules
-
     rt_source = Source(where.file, where.line, "metadata/virtctl:runtime")
     if not root.get("type"):
         raise SpecError("<pool> has no type attribute (dir, fs, netfs, logical, ...)",
@@ -43,22 +42,20 @@ def pool_spec(
         autostart = bool(runtime.get("autostart", False))
         build = bool(runtime.get("build", True))
     else:
-        active = _flag(attrs, "active", True, rt_source)
-        autostart = _flag(attrs, "autostart", False, rt_source)
-        build = _flag(attrs, "build", True, rt_source)
+        active = flag(attrs, "active", True, rt_source)
+        autostart = flag(attrs, "autostart", False, rt_source)
+        build = flag(attrs, "build", True, rt_source)
     given = attrs if runtime is None else runtime
-    policy, _ = _update_rules(given, rt_source, yaml=runtime is not None)
+    policy, _ = update_rules(given, rt_source, yaml=runtime is not None)
     return PoolSpec(name=name, xml=tostring(root, pretty=False), source=where, active=active,
                     autostart=autostart, build=build, uuid=uuid, update_policy=policy,
-                    connect=_connect(given))
+                    connect=connect_of(given))
 
 
 def volume_spec(
     root: etree._Element, name: str, *, where: Source,
     runtime: Mapping[str, Any] | None, attrs: Mapping[str, str],
 ) -> VolumeSpec:
-    from .load import _connect
-
     yaml = runtime is not None
     given: Mapping[str, Any] = runtime if runtime is not None else runtime_keys("volume", attrs)
 
@@ -92,7 +89,7 @@ def volume_spec(
     return VolumeSpec(
         pool=pool, name=name, xml=tostring(root, pretty=False), source=where,
         content=content, delete_policy=policy,
-        connect=_connect(given))
+        connect=connect_of(given))
 
 
 def _check_sizes(root: etree._Element, where: Source) -> None:
