@@ -22,41 +22,49 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+# Imported when this module is: only what every run needs before it knows whether there
+# is anything to do. The loader, the planner, the applier, storage, a driver and yaml
+# are imported by the function that needs them (a no-op re-apply whose memo matches
+# imports no planner; `get` no loader; tests/unit/test_layout.py checks it).
 from . import drivers
-from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
-from .drivers.sim.driver import state_root
 from .errors import DriverError, ErrorCode, SpecError, SpecErrors, VirtctlError
-from .coord.backend import HostLocks
-from .coord.hostlock import host_lock
 from .coord.hosts import HostOutcome, group_by_host, run_per_host
 from .model import Desired, Live, VolumeSpec
-from .reconciler.plan.actions import CreateVolume
-from .reconciler.apply.apply import Clock, Guard, Progress, Report
-from .reconciler.apply.apply import apply as apply_plan
-from .reconciler.plan import guestagent
-from .reconciler.apply.applystorage import prefetch
-from .reconciler.apply.contentcheck import check_content, content_source
-from .reconciler.load.load import load_specs
+from .reconciler.apply.clock import Clock
+from .reconciler.apply.report import Report
 from .reconciler.memo import context_of, host_key, memo_for
-from .reconciler.plan.plan import Plan, Policy, plan_delete
-from .reconciler.plan.plan_storage import StorageView, check_storage, storage_digest, view
-from .reconciler.plan.plan import plan as make_plan
+from .reconciler.plan.planned import Plan
+from .reconciler.plan.policy import Policy
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
-from .reconciler.apply.storageprobe import probed
-from .reconciler.load.validate import check_devices, check_host
 from .uri import default_uri
-from .xmlutil import parse
+
+if TYPE_CHECKING:
+    from .capabilities import GuestRequest, HostCapabilities
+    from .coord.backend import HostLocks
+    from .reconciler.apply.apply import Guard, Progress
+    from .reconciler.plan.plan_storage import StorageView
 
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
     "check", "check_files", "fetch_content",
-    "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan",
+    "connect", "delete", "load", "plan_deletion", "plan", "reconcile", "replan",
+    "make_plan",  # noqa: F822 (module __getattr__ below)
     "run_hosts",
     "split_hosts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`make_plan` (the planner itself, `plan(desired, live, policy=...)`), imported on
+    first use like the rest of the planner."""
+    if name == "make_plan":
+        from .reconciler.plan.plan import plan as make_plan
+
+        return make_plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(
@@ -65,6 +73,8 @@ def load(
     """Load and validate spec files and directories ('-' is stdin).
 
     Unchanged files are read back from the spec cache (see reconciler/speccache.py)."""
+    from .reconciler.load.load import load_specs
+
     folder = cache_dir(os.environ) if use_cache else None
     return load_specs(paths, stdin=stdin, cache=SpecCache(folder))
 
@@ -85,6 +95,10 @@ def check(
 ) -> tuple[Live, HostCapabilities]:
     """Check specs against the host; raise SpecErrors. Returns the snapshot and
     capabilities it used."""
+    from .capabilities import parse_capabilities
+    from .reconciler.load.validate import check_devices, check_host
+    from .reconciler.plan.plan_storage import check_storage
+
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
@@ -102,6 +116,8 @@ def check(
 def check_files(desired: Desired) -> list[SpecError]:
     """Every local content file the specs name, read and hashed against its checksum
     (`validate`; a plan hashes the ones it will upload)."""
+    from .reconciler.apply.contentcheck import check_content
+
     return check_content(desired.volumes.values())
 
 
@@ -127,6 +143,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     # Storage is read only where specs declare some or pruning may remove some; its
     # digest joins the context, so the whole-host memo below never hides a change.
     storage = _storage(desired, reader, policy, live)
+    if storage is not None:
+        from .reconciler.plan.plan_storage import storage_digest
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
                                storage_digest(storage.storage) if storage else "",
                                sorted((k, storage_digest(v.storage))
@@ -136,6 +154,13 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     whole = host_key(desired, live, context=context)
     if whole is not None and store.host_in_sync(whole):
         return Plan()  # checked and found in sync before, with exactly these inputs
+    # Something to compare: only now the planner and the checks are imported.
+    from .capabilities import parse_capabilities
+    from .reconciler.apply.contentcheck import check_content
+    from .reconciler.load.validate import check_devices, check_host
+    from .reconciler.plan.plan import plan as make_plan
+    from .reconciler.plan.plan_storage import check_storage
+
     caps = parse_capabilities(caps_xml)
     memo = memo_for(desired, live, context=context, known=store.load())
     if check:
@@ -165,6 +190,9 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
 def _guard_detaches(planned: Plan, reader: Reader, live: Live, policy: Policy) -> Plan:
     """Disks the plan detaches from running guests, checked with each guest's agent
     for mounted filesystems (reconciler/guestagent.py): one agent call per such guest."""
+    from .reconciler.plan import guestagent
+    from .xmlutil import parse
+
     detaches = guestagent.disk_detaches(planned)
     if not detaches:
         return planned
@@ -188,6 +216,12 @@ def fetch_content(planned: Plan, desired: Desired) -> None:
     spec, an unreachable URL a DriverError, and nothing is made (not even the pool).
     Applying only: diff and dry runs download nothing. The upload reads the cached file
     without hashing it again."""
+    if planned.empty:
+        return
+    from .reconciler.apply.applystorage import prefetch
+    from .reconciler.apply.contentcheck import content_source
+    from .reconciler.plan.actions import CreateVolume
+
     errors: list[SpecError] = []
     for action in planned.actions:
         content = action.content if isinstance(action, CreateVolume) else None
@@ -207,6 +241,8 @@ def fetch_content(planned: Plan, desired: Desired) -> None:
 
 
 def _uploads(planned: Plan, desired: Desired) -> list[VolumeSpec]:
+    from .reconciler.plan.actions import CreateVolume
+
     return [desired.volumes[a.name] for a in planned.actions
             if isinstance(a, CreateVolume) and a.content is not None
             and a.content.file is not None and a.name in desired.volumes]
@@ -219,6 +255,9 @@ def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
 def _storage(desired: Desired, reader: Reader, policy: Policy,
              live: Live | None = None) -> StorageView | None:
     if desired.pools or desired.volumes or policy.prune:
+        from .reconciler.apply.storageprobe import probed
+        from .reconciler.plan.plan_storage import view
+
         return probed(desired, reader, view(reader.storage(), live))
     return None
 
@@ -229,6 +268,10 @@ def apply(
 ) -> Report:
     """Apply `plan`. `guard` is checked before every action (default: the host lock
     `run_hosts` holds for this host, if it is an etcd lock): raising, nothing more runs."""
+    if plan.empty:  # nothing to do: the applier is not even imported
+        return Report()
+    from .reconciler.apply.apply import apply as apply_plan
+
     return apply_plan(plan, driver, progress=progress, clock=clock,
                       guard=guard or _HELD.get())
 
@@ -262,10 +305,12 @@ def reconcile(
 ) -> Result:
     """Plan, apply, then verify by planning again."""
     planned = plan(desired, driver, policy=policy)
+    if planned.empty:  # nothing to do: no download, no applier (a no-op run stays light)
+        return Result(planned, Report(), planned)
     fetch_content(planned, desired)
+    from .reconciler.apply.apply import apply as apply_plan
+
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
-    if planned.empty:
-        return Result(planned, report, planned)
     if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
     return Result(planned, report, replan(desired, driver, policy=policy))
@@ -273,6 +318,9 @@ def reconcile(
 
 def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """What `delete` would do: stop and undefine the managed objects the specs name."""
+    from .reconciler.plan.plan import plan_delete
+    from .reconciler.plan.plan_storage import view
+
     live = reader.snapshot()
     # With the guests: a volume a running guest keeps using is not deleted under it.
     storage = view(reader.storage(), live) if desired.pools or desired.volumes else None
@@ -294,6 +342,9 @@ def delete(
         planned = plan_deletion(desired, driver, policy=policy)
     if dry_run:
         return Result(planned, Report(), planned)
+    from .reconciler.apply.apply import apply as apply_plan
+    from .reconciler.plan.plan import plan_delete
+
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
     if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
@@ -334,7 +385,7 @@ def split_hosts(desired: Desired, uri: str | None = None) -> dict[str, Desired]:
 
 
 Prepare = Callable[[Desired, Driver], Plan]
-Execute = Callable[[Desired, Driver, Plan], Result]
+Execute = Callable[[Desired, Driver, Plan], "Result"]
 
 
 def run_hosts(
@@ -363,6 +414,9 @@ def run_hosts(
     With `coordination` (etcd locks, virtctl.coord.backend), a writing run also holds
     the host's etcd lock, keyed by the host's identity once connected, and every action
     is preceded by a check that it still holds it (see `apply`)."""
+    from .coord.hostlock import host_lock
+    from .fileio import state_root
+
     root = state_root(os.environ)
     held: dict[str, contextlib.ExitStack] = {}  # per host: its lock and connection
     guards: dict[str, Guard] = {}  # per host: its etcd lock's check

@@ -12,20 +12,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import yaml
-
+# Only what building the parser needs is imported with this module (`--help` stays
+# fast); each verb imports what it uses (tests/unit/test_layout.py checks it).
 from .. import api
-from ..render import export, report as render, storage as render_storage
-from ..reconciler.load import gitinfo
-from ..coord.backend import EtcdLocks
-from ..converters.convert import FORMATS, convert
-from ..drivers.base import Driver
+from ..converters import FORMATS
 from ..errors import ErrorCode, SpecError, SpecErrors, VirtctlError
-from ..reconciler.plan.actions import Action
-from ..reconciler.plan.plan import prune_refusal
 from ..fileio import tighten_umask
+from ..render import report as render
 from ..printable import printable
 from .options import (
     apply_sets,
@@ -44,10 +39,13 @@ from .guests import (
     select_live_objects,
     selector_option,
 )
-from .reach import guest_addresses
-from ..reconciler.load.loadset import set_members
 from .common import connection_options, file_options
 from .watch import add_watch_parser
+
+if TYPE_CHECKING:
+    from ..coord.backend import EtcdLocks
+    from ..drivers.base import Driver
+    from ..reconciler.plan.actions import Action
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -219,6 +217,8 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
 
 def _apply_sets(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
     try:
+        from ..reconciler.load import gitinfo
+
         return apply_sets(args, lambda: gitinfo.default_set(getattr(args, "paths", []) or []))
     except ValueError as exc:
         raise VirtctlError(str(exc), code=ErrorCode.OPERATION_INVALID) from None
@@ -236,10 +236,11 @@ def _apply_steps(
 ) -> tuple[api.Prepare, api.Execute | None]:
     """One host's apply: plan (printed at once to `stream`, if given), then apply and
     verify, unless it is a dry run."""
+    from ..reconciler.load.loadset import set_members
 
     def prepare(desired: api.Desired, driver: Driver) -> api.Plan:
         planned = api.plan(desired, driver, policy=policy)
-        refusal = prune_refusal(planned, desired, policy)
+        refusal = _prune_refusal(planned, desired, policy)
         if refusal is not None:
             raise VirtctlError(refusal, code=ErrorCode.OPERATION_INVALID)
         if not args.dry_run:  # URL content downloaded and verified before the first action
@@ -261,6 +262,14 @@ def _apply_steps(
         return api.Result(planned, report, remaining)
 
     return prepare, None if args.dry_run else execute
+
+
+def _prune_refusal(planned: api.Plan, desired: api.Desired, policy: api.Policy) -> str | None:
+    if not planned.deletes:  # nothing pruned: a no-op run never imports the planner
+        return None
+    from ..reconciler.plan.plan import prune_refusal
+
+    return prune_refusal(planned, desired, policy)
 
 
 def _apply_doc(result: api.Result, *, dry_run: bool) -> dict[str, Any]:
@@ -357,11 +366,16 @@ def _host_locks(args: argparse.Namespace, *, readonly: bool) -> EtcdLocks | None
     found = coordination(args, os.environ)
     if found is None or readonly:
         return None
+    from ..coord.backend import EtcdLocks
+
     return EtcdLocks(found.client(), ttl=found.lease_ttl)
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     desired = load_desired(args, err)
+    from ..reconciler.load import gitinfo
+    from ..reconciler.load.loadset import set_members
+
     policy = dataclasses.replace(_policy_from(args), commit=gitinfo.spec_commit(args.paths))
     groups = api.split_hosts(desired, args.connect)
     # One host: print the plan before acting, as it happens; several: each when done.
@@ -388,12 +402,14 @@ def _reads_storage(desired: api.Desired, policy: api.Policy | None) -> bool:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..reconciler.load.loadset import set_members
+
     desired = load_desired(args, err)
     policy = _policy_from(args)
 
     def prepare(d: api.Desired, reader: Driver) -> api.Plan:
         planned = api.plan(d, reader, policy=policy)
-        refusal = prune_refusal(planned, d, policy)
+        refusal = _prune_refusal(planned, d, policy)
         if refusal is not None:
             err.write(printable(f"warning: apply would refuse this: {refusal}") + "\n")
         return planned
@@ -444,7 +460,11 @@ def cmd_delete(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .reach import guest_addresses
+
     storage = args.what in ("pools", "volumes")
+    if storage:
+        from ..render import storage as render_storage
     # virtctl's storage records are volume downloads, which libvirt refuses on a
     # read-only connection; nothing is written.
     with api.connect(args.connect, readonly=not storage,
@@ -459,6 +479,8 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output == "json":
         out.write(json.dumps(records, indent=2) + "\n")
     elif args.output == "yaml":
+        import yaml
+
         out.write(yaml.safe_dump(records, sort_keys=False))
     elif found is not None:
         out.write(render.table(render_storage.for_table(records),
@@ -505,6 +527,8 @@ def cmd_capabilities(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..converters.convert import convert
+
     if args.file == "-":
         text, source = sys.stdin.read(), "<stdin>"
     else:
@@ -518,6 +542,9 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..render import export
+    from .reach import guest_addresses
+
     # Read-write: virtctl's storage records are volume downloads (see cmd_get).
     with api.connect(args.connect, readonly=False,
                      call_timeout=args.call_timeout) as reader:

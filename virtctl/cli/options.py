@@ -163,17 +163,20 @@ def coordination(args: argparse.Namespace, env: Mapping[str, str]) -> Coordinati
     """The coordination the options of `coordination_options` (or
     $VIRTCTL_COORDINATION) name; None for the local lock directory alone. Raises
     CoordinationError (a VirtctlError) for a URL or file that cannot be used."""
-    from ..coord.config import DEFAULT_TTL, CoordinationError, parse_coordination
-
     url = getattr(args, "coordination", None) or env.get("VIRTCTL_COORDINATION") or None
     if url is None:
         for option in ("etcd_ca", "etcd_cert", "etcd_key", "etcd_password_file",
                        "lease_ttl"):
             if getattr(args, option, None) is not None:
+                from ..coord.config import CoordinationError
+
                 flag = "--" + option.replace("_", "-")
                 raise CoordinationError(f"{flag} needs --coordination URL "
                                         "(or $VIRTCTL_COORDINATION)")
         return None
+    # Imported only when coordination is asked for: the etcd client stays unloaded.
+    from ..coord.config import DEFAULT_TTL, parse_coordination
+
     ttl = getattr(args, "lease_ttl", None)
     return parse_coordination(
         url, env=env, ca=getattr(args, "etcd_ca", None), cert=getattr(args, "etcd_cert", None),

@@ -23,7 +23,7 @@ from .options import (
     set_options,
 )
 from .options import seconds as seconds_arg
-from ..reconciler.plan.plan import Policy
+from ..reconciler.plan.policy import Policy
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -14,6 +14,7 @@ import yaml
 from lxml import etree
 
 from .. import metadata
+from . import FORMATS
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
 from ..limits import MAX_TEXT_BYTES, long_text, text_too_long
 from ..xmlutil import parse, tostring
@@ -25,7 +26,6 @@ from .yaml.yamlstrict import DuplicateKey, StrictLoader
 
 __all__ = ["FORMATS", "Conversion", "convert"]
 
-FORMATS = ("xm", "xl", "xml", "yaml")
 _XEN = ("xm", "xl")
 
 

@@ -31,10 +31,10 @@ from ..reconciler.plan.actions import (
     Start,
     UpdateNetwork,
 )
-from ..reconciler.apply.apply import ActionResult, Outcome, Report
+from ..reconciler.apply.report import ActionResult, Outcome, Report
 from ..reconciler.plan.classify import network_restart_pending, restart_pending, worst
 from ..reconciler.plan.diff import ChangeOp, FieldChange, Origin
-from ..reconciler.plan.plan import Plan
+from ..reconciler.plan.planned import Plan
 
 API_VERSION = "virtctl/v1"
 _SYMBOL = {ChangeOp.ADD: "+", ChangeOp.CHANGE: "~", ChangeOp.REMOVE: "-"}

@@ -36,7 +36,7 @@ from typing import Protocol, TextIO
 from .. import drivers
 from ..coord.backend import HostLocks
 from ..drivers.base import Driver
-from ..drivers.sim.driver import state_root
+from ..fileio import state_root
 from ..errors import VirtctlError
 from ..model import Spec
 from ..reconciler.plan.plan import Policy

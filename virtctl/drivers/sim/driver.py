@@ -36,7 +36,6 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from lxml import etree
@@ -44,7 +43,7 @@ from lxml import etree
 from ... import metadata
 from ...capabilities import HostCapabilities, check_domain, parse_capabilities
 from ...errors import DriverError, ErrorCode, ErrorDomain, SpecError
-from ...fileio import open_private
+from ...fileio import open_private, state_root
 from ...model import DomainState, Kind, Live, LiveDomain, LiveNetwork, Ownership
 from ...uri import ConnectionURI
 from ...xmlutil import parse, tostring
@@ -55,15 +54,6 @@ from .livecalls import SimLiveCalls
 from .storage import SimStorage
 from .store import Record, SimStore, faults_named
 from ..snapshot import DomainRead, NetworkRead, fingerprint
-
-
-def state_root(env: Mapping[str, str]) -> Path:
-    """$VIRTCTL_STATE_DIR, else $XDG_STATE_HOME/virtctl, else ~/.local/state/virtctl."""
-    if env.get("VIRTCTL_STATE_DIR"):
-        return Path(env["VIRTCTL_STATE_DIR"])
-    if env.get("XDG_STATE_HOME"):
-        return Path(env["XDG_STATE_HOME"]) / "virtctl"
-    return Path.home() / ".local" / "state" / "virtctl"
 
 
 def _error(message: str, code: ErrorCode) -> DriverError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from lxml import etree
 
@@ -56,6 +56,7 @@ from .liverules import LivePlan, RunningNote, domain_live, find, note_xml, read_
 from ..memo import Memo
 from .plan_network import delete_network, network_step
 from .plan_storage import StorageView, delete_storage, plan_storage
+from .planned import Pending, Plan
 from .steps import (
     Policy,
     Step,
@@ -79,55 +80,6 @@ from .steps import (
 )
 
 __all__ = ["Pending", "Plan", "Policy", "plan", "plan_delete", "spec_hash"]
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """An object whose running instance lags its definition and that virtctl may not
-    restart: the restart-class changes it waits for."""
-
-    key: ObjectKey
-    changes: tuple[FieldChange, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    actions: tuple[Action, ...] = ()
-    notes: tuple[str, ...] = ()
-    creates: frozenset[ObjectKey] = field(default_factory=frozenset)
-    deletes: frozenset[ObjectKey] = field(default_factory=frozenset)
-    restarts: frozenset[ObjectKey] = field(default_factory=frozenset)  # running, restarted
-    recreates: frozenset[ObjectKey] = field(default_factory=frozenset)
-    # Every classified field change (definition and runtime) of each object, plan order.
-    changes: tuple[tuple[ObjectKey, tuple[FieldChange, ...]], ...] = ()
-    pending: tuple[Pending, ...] = ()
-    # sync_key of every object found in sync (see memo.py), for the next run to skip.
-    in_sync: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def empty(self) -> bool:
-        return not self.actions
-
-    def keys(self) -> list[ObjectKey]:
-        """Objects the plan touches, in plan order."""
-        seen: dict[ObjectKey, None] = {}
-        for action in self.actions:
-            seen.setdefault(action.key, None)
-        return list(seen)
-
-    def changes_of(self, key: ObjectKey) -> tuple[FieldChange, ...]:
-        return next((c for k, c in self.changes if k == key), ())
-
-    def pending_of(self, key: ObjectKey) -> Pending | None:
-        return next((p for p in self.pending if p.key == key), None)
-
-    @property
-    def stops(self) -> frozenset[ObjectKey]:
-        """Running guests the plan stops and does not start again (delete, prune,
-        `state: shutoff`, a recreate that leaves it off); `restarts` are the others."""
-        stopped = {a.key for a in self.actions if isinstance(a, Shutdown)}
-        started = {a.key for a in self.actions if isinstance(a, Start)}
-        return frozenset(k for k in stopped - started if k.kind is Kind.DOMAIN)
 
 
 def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:

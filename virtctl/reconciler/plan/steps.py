@@ -34,37 +34,7 @@ from .actions import Action, SetAutostart
 from .diff import ChangeOp, FieldChange, Origin, diff_xml, removed
 from .essence import essence
 from .identity import fill_domain_identity, fill_network_identity
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    prune: bool = False
-    adopt: bool = False
-    shutdown_timeout: float = 60.0  # unless a spec sets shutdownTimeout
-    force_stop: bool = False  # destroy a guest that ignores shutdown (state: shutoff, restarts)
-    commit: str = ""  # git commit the specs come from, recorded in the ownership mark
-    allow_restart: bool = False  # restart objects whose spec sets no updatePolicy
-    live: bool = True  # apply live what the host can (--no-live: only at the next boot)
-    detach_timeout: float = 30.0  # seconds a guest may take to release a detached device
-    force_detach: bool = False  # detach a disk the guest agent says is mounted (guestagent.py)
-    allow_recreate: bool = False  # replace volumes (their data is lost) when format,
-    # backing store or content change
-    apply_set: str = ""  # the set this run applies: marked on what it defines; --prune
-    # deletes only this set's objects (and those of `prune_sets`)
-    prune_all: bool = False  # --prune-all: lift the PRUNE_LIMIT count limit (and the
-    # refusal of empty specs); never widens the scope beyond the sets above
-    prune_sets: tuple[str, ...] = ()  # --prune-set NAME: other sets this run's --prune
-    # may reach, each named explicitly ("" names marks older than sets); sorted, so the
-    # policy's repr (part of the memo's context) is the same in every process
-    selector: str = ""  # -l: --prune reaches only managed objects whose recorded labels
-    # match it (selectors.py), and no pool or volume (their records hold no labels)
-    protected: tuple[str, ...] = ()  # "kind/name" declared by specs the selector left
-    # out (on any host): never pruned, whatever their recorded labels; sorted
-
-    @property
-    def pruned_sets(self) -> frozenset[str]:
-        """Every apply set --prune reaches: this run's and those it names."""
-        return frozenset((*self.prune_sets, self.apply_set))
+from .policy import Policy
 
 
 def set_in_scope(apply_set: str | None, policy: Policy) -> bool:
