@@ -28,7 +28,7 @@ from virtctl.model import (
 from virtctl.reconciler.plan.identity import derived_uuid
 from virtctl.reconciler.load.load import load_text
 from virtctl.reconciler.plan.plan_storage import view
-from virtctl.reconciler.plan.storage_record import ObjectRecord, PoolRecord, record_text
+from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
 
 # As libvirt 9.0 reports a dir pool and a qcow2 overlay made with virsh.
 POOL_XML = """<pool type='dir'>

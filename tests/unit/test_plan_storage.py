@@ -31,7 +31,7 @@ from virtctl.reconciler.plan.actions import (
 from virtctl.reconciler.plan.identity import derived_uuid
 from virtctl.reconciler.plan.plan import Plan, Policy, plan, plan_delete
 from virtctl.reconciler.plan.plan_storage import StorageView, backing_paths, check_storage, view
-from virtctl.reconciler.plan.storage_record import ObjectRecord, PoolRecord, record_text
+from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, record_text
 from virtctl.model import Live
 from virtctl.xmlutil import parse
 

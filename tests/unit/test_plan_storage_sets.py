@@ -29,12 +29,7 @@ from virtctl.reconciler.plan.actions import CreateVolume, RecordPool, RecordVolu
 from virtctl.reconciler.plan.identity import derived_uuid
 from virtctl.reconciler.plan.plan import Policy, plan
 from virtctl.reconciler.plan.plan_storage import view
-from virtctl.reconciler.plan.storage_record import (
-    ObjectRecord,
-    PoolRecord,
-    read_record,
-    record_text,
-)
+from virtctl.reconciler.storage_record import ObjectRecord, PoolRecord, read_record, record_text
 
 
 def of_set(records: dict[str, ObjectRecord], name: str) -> dict[str, ObjectRecord]:

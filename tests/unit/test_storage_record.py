@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from virtctl.model import DeletePolicy
-from virtctl.reconciler.plan.storage_record import (
+from virtctl.reconciler.storage_record import (
     ObjectRecord,
     PoolRecord,
     RecordError,

@@ -16,7 +16,7 @@ from lxml import etree
 from ..converters.sizes import unit_bytes
 from ..model import Live, LivePool, LiveVolume, Storage
 from ..reconciler.plan.plan_storage import StorageView, view
-from ..reconciler.plan.storage_record import ObjectRecord
+from ..reconciler.storage_record import ObjectRecord
 from ..xmlutil import parse
 
 #: Table columns: `-o table`, and what `-o wide` adds.

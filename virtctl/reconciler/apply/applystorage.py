@@ -42,7 +42,7 @@ from ..plan.actions import (
 )
 from .contentcheck import identity, remember, verified
 from ..speccache import cache_dir
-from ..plan.storage_record import PoolRecord, RecordError, read_record, record_text
+from ..storage_record import PoolRecord, RecordError, read_record, record_text
 
 if TYPE_CHECKING:
     from ...drivers.base import Driver

@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from ...model import Kind, NetworkCommand, NetworkSection, ObjectKey, VolumeContent
 from .diff import FieldChange
-from .storage_record import ObjectRecord
+from ..storage_record import ObjectRecord
 
 
 class Phase(IntEnum):

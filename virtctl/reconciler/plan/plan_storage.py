@@ -54,7 +54,7 @@ from .actions import (
 from .diff import diff_xml
 from .identity import derived_uuid, set_uuid
 from .steps import Policy, Step, may_restart, set_in_scope, spec_hash
-from .storage_record import ObjectRecord, PoolRecord, RecordError, read_record
+from ..storage_record import ObjectRecord, PoolRecord, RecordError, read_record
 
 # A backing store named by volume, resolved against the pool's target path.
 VOLUME_REF = "virtctl-volume:"

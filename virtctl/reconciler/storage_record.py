@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ...model import DeletePolicy
+from ..model import DeletePolicy
 
 API_VERSION = "virtctl/v1"
 KIND = "StorageRecord"
