@@ -9,7 +9,7 @@ and planned.py the result (`Plan`), both light, so callers name them without imp
 the planner. virtctl's storage records (reconciler/storage_record.py) are read here and
 written by the applier.
 
-Pure: no I/O, clock or driver calls (tests/unit/test_purity.py). May import
+Pure: no I/O, clock or driver calls (tests/unit/reconciler/plan/test_purity.py). May import
 virtctl.reconciler.memo and the foundation modules and converters; never the loader,
 the applier, a driver (but the Protocol types) or anything above.
 """

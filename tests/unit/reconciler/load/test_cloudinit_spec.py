@@ -82,7 +82,7 @@ def test_the_block_is_checked_by_the_schema(tmp_path: Path) -> None:
 
 def test_a_volume_disk_without_a_driver_type_gets_its_volumes_format() -> None:
     """QEMU would open a qcow2 volume as raw: the guest would see the image file."""
-    example = Path(__file__).resolve().parents[2] / "specs" / "cloud"
+    example = Path(__file__).resolve().parents[4] / "specs" / "cloud"
     desired = load_specs([str(example)])
     root = parse(desired.domains["cloud-web-1"].xml)
     vda = root.find("devices/disk[@device='disk']/driver")

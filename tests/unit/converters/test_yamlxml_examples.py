@@ -24,7 +24,7 @@ from virtctl.converters.yaml.yamlxml import (
 from virtctl.metadata import pop_runtime
 from virtctl.xmlutil import parse
 
-EXAMPLES = Path(__file__).parent.parent.parent / "specs" / "examples"
+EXAMPLES = Path(__file__).parent.parent.parent.parent / "specs" / "examples"
 SCHEMA = json.loads(resources.files("virtctl").joinpath("schemas/spec.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 RUNTIME = {"apiVersion", "state", "autostart", "active"}

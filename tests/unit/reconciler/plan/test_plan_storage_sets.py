@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.test_plan_storage import (
+from tests.unit.reconciler.plan.test_plan_storage import (
     host,
     live_volume,
     pool_spec,

@@ -19,7 +19,7 @@ from lxml import etree
 
 from virtctl.converters.xen.xm import Conversion, xm_to_xml, xml_to_xm
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 REGENERATE = os.environ.get("VIRTCTL_REGENERATE") == "1"
 
 

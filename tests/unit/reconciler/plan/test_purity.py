@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "virtctl"
+PACKAGE = Path(__file__).resolve().parents[4] / "virtctl"
 PURE = sorted(
     [PACKAGE / "reconciler" / "plan" / f"{name}.py"
      for name in ("essence", "diff", "identity", "actions", "plan", "plan_network",

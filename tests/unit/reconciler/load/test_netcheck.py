@@ -13,7 +13,7 @@ from virtctl.errors import SpecError, SpecErrors
 from virtctl.reconciler.load.load import load_text
 from virtctl.reconciler.load.validate import check_specs
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "network"
+CORPUS = Path(__file__).resolve().parents[5] / "shared" / "corpus" / "network"
 UUID = "<uuid>81ff0d90-c91e-6742-64da-4a736edb9a9b</uuid>"
 
 

@@ -23,7 +23,7 @@ from virtctl.reconciler.plan.steps import define_xml
 from virtctl.reconciler.load.validate import check_host
 from virtctl.xmlutil import parse, tostring
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "define"
+DATA = Path(__file__).resolve().parents[3] / "data" / "define"
 CASES = sorted(p.name.removesuffix(".in.xml") for p in DATA.glob("*.in.xml"))
 POLICY = Policy(commit="c0ffee")
 

@@ -19,7 +19,7 @@ from virtctl.converters.yaml.yamlxml import (
 )
 from virtctl.xmlutil import parse
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
 FILES = sorted(CORPUS.glob("*/*.xml")) if CORPUS.is_dir() else []
 SCHEMA = json.loads(resources.files("virtctl").joinpath("schemas/spec.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

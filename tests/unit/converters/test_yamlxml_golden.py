@@ -27,7 +27,7 @@ from virtctl.converters.yaml.yamlxml import (
 )
 from virtctl.xmlutil import parse, tostring
 
-DATA = Path(__file__).parent.parent / "data" / "yamlxml"
+DATA = Path(__file__).parent.parent.parent / "data" / "yamlxml"
 CASES = sorted(p.stem for p in DATA.glob("*.yaml"))
 
 

@@ -18,7 +18,7 @@ from virtctl.model import DomainSpec, DomainState, Live, LiveDomain, LiveNetwork
 from virtctl.reconciler.load.load import load_text
 from virtctl.xmlutil import parse
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "export"
+DATA = Path(__file__).resolve().parents[2] / "data" / "export"
 CASES = sorted(p.name.removesuffix(".in.xml") for p in DATA.glob("*.in.xml"))
 
 

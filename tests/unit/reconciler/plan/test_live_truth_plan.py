@@ -13,7 +13,7 @@ from dataclasses import replace as dc_replace
 import pytest
 from lxml import etree
 
-from tests.unit.test_live_plan import CDROM, MAC, NIC, desired, dom, host, net, net_host
+from tests.unit.reconciler.plan.test_live_plan import CDROM, MAC, NIC, desired, dom, host, net, net_host
 from virtctl.metadata import read_owner
 from virtctl.model import Kind, Live
 from virtctl.reconciler.plan.actions import (

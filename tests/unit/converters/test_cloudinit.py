@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.unit.isotools import run, tool
+from tests.unit.converters.isotools import run, tool
 import yaml
 
 from virtctl.converters.cloudinit.seed import render_seed, seed_digest, seed_files
 from virtctl.model import VolumeContent
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "cloudinit"
+DATA = Path(__file__).resolve().parents[2] / "data" / "cloudinit"
 CASES = sorted(p.stem for p in DATA.glob("*.yaml"))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.isotools import run, tool
+from tests.unit.converters.isotools import run, tool
 
 from virtctl.converters.cloudinit.iso9660 import SECTOR, iso_name, make_iso
 

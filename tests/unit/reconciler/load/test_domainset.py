@@ -24,7 +24,7 @@ from virtctl.reconciler.load.domainset import expand
 from virtctl.reconciler.load.load import load_specs
 from virtctl.selectors import parse_selector
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 DATA = REPO / "tests" / "data" / "domainset"
 
 HOSTS = 'kind: Hosts\nhosts: {a: "sim:///a", b: "sim:///b", c: "sim:///c"}\n'

@@ -15,7 +15,7 @@ from virtctl.reconciler.plan.plan import plan
 from virtctl.drivers.libvirt.live import online_count
 from virtctl.xmlutil import parse
 
-from tests.unit.test_live_plan import CDROM, NIC, desired, dom, host
+from tests.unit.reconciler.plan.test_live_plan import CDROM, NIC, desired, dom, host
 
 DATA = ("<disk type='file' device='disk'><source file='/img/data.raw'/>"
         "<target dev='vdb' bus='virtio'/></disk>")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from virtctl.cli.commands import build_parser
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def usage_block() -> str:
