@@ -5,8 +5,8 @@ delete, get, validate, capabilities, convert, export); guests.py the guest verbs
 (render, addresses, ssh, console) with reach.py (addresses, ssh argv), console.py (the
 serial console) and inventory.py (Ansible inventory); watch.py the `watch` verb;
 status.py `virtctl status` (fleet status from etcd, dispatched early by virtctl/entry.py);
-common.py the options and loading every verb shares; options.py the option types shared
-with `watch`.
+common.py the options every verb shares (guests.py's `load_desired` reads `-f` and `-l`);
+options.py the option types shared with `watch`.
 
 May import anything below it: virtctl.api, virtctl.render, virtctl.watch, the reconciler,
 drivers, converters and the foundation modules. Nothing imports it but virtctl.entry and
