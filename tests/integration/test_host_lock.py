@@ -33,7 +33,7 @@ URI = "sim:///locked"
 HOLD = """
 import sys
 from pathlib import Path
-from virtctl.hostlock import host_lock
+from virtctl.coord.hostlock import host_lock
 with host_lock(sys.argv[1], Path(sys.argv[2]), command="virtctl apply"):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes our stdin (or kills us)
@@ -304,7 +304,7 @@ def test_a_lock_file_others_can_read_is_made_private(tmp_path: Path) -> None:
 RECORD = """
 import fcntl, os, sys
 from pathlib import Path
-from virtctl.hostlock import lock_path
+from virtctl.coord.hostlock import lock_path
 path = lock_path(sys.argv[1], Path(sys.argv[2]))
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)
