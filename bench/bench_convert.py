@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from virtctl.converters.xm import xm_to_xml, xml_to_xm
+from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
 
 HVM = """# HVM guest {i}
 name = "hvm-{i}"

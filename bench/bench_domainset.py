@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from virtctl import api  # noqa: E402
-from virtctl.placefacts import read_facts  # noqa: E402
+from virtctl.api import read_placement_facts as read_facts  # noqa: E402
 
 
 def write_specs(folder: Path, replicas: int, hosts: int, placement: str) -> None:

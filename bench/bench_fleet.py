@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.integration.etcdcluster import EtcdCluster  # noqa: E402
-from virtctl.coord.membership import read_status  # noqa: E402
+from virtctl.watch.membership import read_status  # noqa: E402
 from virtctl.coord.status import rows_from  # noqa: E402
 
 

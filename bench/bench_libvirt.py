@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libvirt
 
 from virtctl import api
-from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.drivers.libvirt.driver import LibvirtDriver
 from virtctl.model import Desired, Kind
-from virtctl.reconciler.actions import Define
+from virtctl.reconciler.plan.actions import Define
 
 URI = "test:///default"
 

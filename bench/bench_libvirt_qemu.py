@@ -40,8 +40,8 @@ import libvirt
 from bench_libvirt import minimal_read, report  # noqa: E402 (bench/ is the script's folder)
 
 from virtctl import api
-from virtctl.drivers.libvirt_driver import READERS, LibvirtDriver
-from virtctl.reconciler.actions import Define
+from virtctl.drivers.libvirt.driver import READERS, LibvirtDriver
+from virtctl.reconciler.plan.actions import Define
 
 URI = "qemu:///system"
 PREFIX = "vctl-bench-"

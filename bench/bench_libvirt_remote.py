@@ -35,7 +35,7 @@ from bench_libvirt_qemu import PREFIX, clean, domain_xml, timed  # noqa: E402
 
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl import api
-from virtctl.drivers.libvirt_driver import READERS, LibvirtDriver
+from virtctl.drivers.libvirt.driver import READERS, LibvirtDriver
 from virtctl.model import Desired
 
 

@@ -41,9 +41,9 @@ import libvirt
 from bench_libvirt import read_host, report  # noqa: E402 (bench/ is the script's folder)
 
 from virtctl import api
-from virtctl.drivers.libvirt_driver import LibvirtDriver, _readers_for
+from virtctl.drivers.libvirt.driver import LibvirtDriver, _readers_for
 from virtctl.model import Desired
-from virtctl.reconciler.actions import Define, SetVcpus, UpdateDevice
+from virtctl.reconciler.plan.actions import Define, SetVcpus, UpdateDevice
 
 PREFIX = "vctl-bench-live-"
 GUEST = PREFIX + "guest"

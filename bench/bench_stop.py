@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from virtctl.drivers import Driver, connect  # noqa: E402 (after the path insert)
 from virtctl.model import Kind  # noqa: E402
-from virtctl.reconciler.actions import Action, Shutdown, Undefine  # noqa: E402
-from virtctl.reconciler.apply import apply  # noqa: E402
-from virtctl.reconciler.plan import Plan  # noqa: E402
+from virtctl.reconciler.plan.actions import Action, Shutdown, Undefine  # noqa: E402
+from virtctl.reconciler.apply.apply import apply  # noqa: E402
+from virtctl.reconciler.plan.plan import Plan  # noqa: E402
 
 PREFIX = "vctl-bench-stop-"
 

@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt
 
-from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.drivers.libvirt.driver import LibvirtDriver
 from virtctl.model import Kind, VolumeContent
-from virtctl.reconciler.actions import CreateVolume
-from virtctl.reconciler.applystorage import perform_storage
+from virtctl.reconciler.plan.actions import CreateVolume
+from virtctl.reconciler.apply.applystorage import perform_storage
 
 URI = "qemu:///system"
 

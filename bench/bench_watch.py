@@ -42,7 +42,7 @@ def _command() -> list[str]:
     import contextlib
     import io
 
-    from virtctl.cli import build_parser
+    from virtctl.cli.commands import build_parser
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):

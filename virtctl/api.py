@@ -22,42 +22,52 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+# Imported when this module is: only what every run needs before it knows whether there
+# is anything to do. The loader, the planner, the applier, storage, a driver and yaml
+# are imported by the function that needs them (a no-op re-apply whose memo matches
+# imports no planner; `get` no loader; tests/unit/test_layout.py checks it).
 from . import drivers
-from .capabilities import GuestRequest, HostCapabilities, parse_capabilities
 from .drivers.base import Driver, Reader
-from .drivers.sim import state_root
 from .errors import DriverError, ErrorCode, SpecError, SpecErrors, VirtctlError
-from .coord.backend import HostLocks
-from .hostlock import host_lock
-from .hosts import HostOutcome, group_by_host, run_per_host
+from .coord.hosts import HostOutcome, group_by_host, run_per_host
 from .model import Desired, Live, VolumeSpec
-from .reconciler.actions import CreateVolume
-from .reconciler.apply import Clock, Guard, Progress, Report
-from .reconciler.apply import apply as apply_plan
-from .reconciler import guestagent
-from .reconciler.applystorage import prefetch
-from .reconciler.contentcheck import check_content, content_source
-from .reconciler.load import load_specs
+from .reconciler.apply.clock import Clock
+from .reconciler.apply.report import Report
 from .reconciler.memo import context_of, host_key, memo_for
-from .reconciler.placement import HostFacts
-from .reconciler.plan import Plan, Policy, plan_delete
-from .reconciler.plan_storage import StorageView, check_storage, storage_digest, view
-from .reconciler.plan import plan as make_plan
+from .reconciler.plan.planned import Plan
+from .reconciler.plan.policy import Policy
 from .reconciler.speccache import SpecCache, SyncMemo, cache_dir, code_fingerprint
-from .reconciler.storageprobe import probed
-from .reconciler.validate import check_devices, check_host
 from .uri import default_uri
 from virtctl.reconciler.trees import running_tree
+
+if TYPE_CHECKING:
+    from .capabilities import GuestRequest, HostCapabilities
+    from .coord.backend import HostLocks
+    from .reconciler.apply.apply import Guard, Progress
+    from .reconciler.load.placement import HostFacts
+    from .reconciler.plan.plan_storage import StorageView
 
 __all__ = [
     "Desired", "HostRun", "Live", "Plan", "Policy", "Report", "Result", "apply",
     "check", "check_files", "fetch_content",
-    "connect", "delete", "load", "plan_deletion", "make_plan", "plan", "reconcile", "replan",
-    "run_hosts",
+    "connect", "delete", "load", "plan_deletion", "plan", "reconcile", "replan",
+    "make_plan",  # noqa: F822 (module __getattr__ below)
+    "read_placement_facts", "run_hosts",
     "split_hosts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`make_plan` (the planner itself, `plan(desired, live, policy=...)`), imported on
+    first use like the rest of the planner."""
+    if name == "make_plan":
+        from .reconciler.plan.plan import plan as make_plan
+
+        globals()["make_plan"] = make_plan
+        return make_plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(
@@ -68,17 +78,56 @@ def load(
 
     Unchanged files are read back from the spec cache (see reconciler/speccache.py).
     With `place`, DomainSets are placed with their hosts' facts (read-only reads:
-    where their instances live, node memory; placefacts.py), so existing instances
+    where their instances live, node memory; `read_placement_facts`), so existing instances
     stay where they are; without, as on empty hosts."""
+    from .reconciler.load.load import load_specs
+
     folder = cache_dir(os.environ) if use_cache else None
 
     def facts(asked: Mapping[str, bool]) -> Mapping[str, HostFacts | str]:
-        from .placefacts import read_facts
-
-        return read_facts(asked, call_timeout=call_timeout)
+        return read_placement_facts(asked, call_timeout=call_timeout)
 
     return load_specs(paths, stdin=stdin, cache=SpecCache(folder),
                       placement=facts if place else None)
+
+
+def read_placement_facts(asked: Mapping[str, bool], *, call_timeout: float | None = None,
+               parallel: int = 4) -> dict[str, HostFacts | str]:
+    """Facts per host URI of `asked` (URI -> whether its node facts are needed), or why
+    the host could not be read.
+
+    Side effects: one read-only connection per host, concurrently (bounded). For each
+    host: the managed guests that carry a `domainset` label (where each set's instances
+    live, from the owner mark), and, where `placement: memory` asks for it, the node's
+    memory, free memory and cpus (`Reader.node_info`). The loader refuses the sets that
+    place on a host that cannot be read (loadset.place_sets)."""
+    from .coord.hosts import run_per_host
+    from .errors import VirtctlError
+    from .model import SET_LABEL
+    from .reconciler.load.placement import HostFacts
+
+    def one(uri: str, node: bool) -> HostFacts:
+        driver = drivers.connect(uri, readonly=True, call_timeout=call_timeout)
+        try:
+            live = driver.snapshot()
+            found: dict[str, set[str]] = {}
+            for dom in live.domains.values():
+                name = dict(dom.owner.labels).get(SET_LABEL) if dom.owner else None
+                if name is not None:
+                    found.setdefault(name, set()).add(dom.name)
+            return HostFacts(instances={k: frozenset(v) for k, v in found.items()},
+                             node=driver.node_info() if node else None)
+        finally:
+            driver.close()
+
+    out: dict[str, HostFacts | str] = {}
+    for outcome in run_per_host(asked, one, parallel=parallel):
+        if outcome.value is not None:
+            out[outcome.uri] = outcome.value
+        else:
+            error = outcome.error or VirtctlError("no answer")
+            out[outcome.uri] = str(error).splitlines()[0] if str(error) else "failed"
+    return out
 
 
 @contextlib.contextmanager
@@ -97,6 +146,10 @@ def check(
 ) -> tuple[Live, HostCapabilities]:
     """Check specs against the host; raise SpecErrors. Returns the snapshot and
     capabilities it used."""
+    from .capabilities import parse_capabilities
+    from .reconciler.load.validate import check_devices, check_host
+    from .reconciler.plan.plan_storage import check_storage
+
     live = reader.snapshot()
     caps = parse_capabilities(reader.capabilities())
     errors = check_host(desired, live, caps, adopt=policy.adopt, prune=policy.prune,
@@ -114,6 +167,8 @@ def check(
 def check_files(desired: Desired) -> list[SpecError]:
     """Every local content file the specs name, read and hashed against its checksum
     (`validate`; a plan hashes the ones it will upload)."""
+    from .reconciler.apply.contentcheck import check_content
+
     return check_content(desired.volumes.values())
 
 
@@ -139,6 +194,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     # Storage is read only where specs declare some or pruning may remove some; its
     # digest joins the context, so the whole-host memo below never hides a change.
     storage = _storage(desired, reader, policy, live)
+    if storage is not None:
+        from .reconciler.plan.plan_storage import storage_digest
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),
                                storage_digest(storage.storage) if storage else "",
                                sorted((k, storage_digest(v.storage))
@@ -148,6 +205,15 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     whole = host_key(desired, live, context=context)
     if whole is not None and store.host_in_sync(whole):
         return Plan()  # checked and found in sync before, with exactly these inputs
+    # Something to compare: only now the planner and the checks are imported.
+    from .capabilities import parse_capabilities
+    from .reconciler.apply.contentcheck import check_content
+    from .reconciler.load.validate import check_devices, check_host
+    from .reconciler.plan.plan_storage import check_storage
+
+    # Through the module attribute, so a caller (or test) that replaced api.make_plan
+    # is the one asked.
+    make_plan = globals().get("make_plan") or __getattr__("make_plan")
     caps = parse_capabilities(caps_xml)
     memo = memo_for(desired, live, context=context, known=store.load())
     if check:
@@ -164,7 +230,7 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
                         storage=storage)
     planned = _guard_detaches(planned, reader, live, policy)
-    from .checkpoint.hooks import guarded  # checkpoints and health gates (docs/checkpoints.md)
+    from .reconciler.checkpoint.hooks import guarded  # checkpoints and health gates (docs/checkpoints.md)
 
     planned = guarded(planned, desired, reader, live, policy)
     if check:  # the local files this run will upload, hashed before the first action
@@ -180,6 +246,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
 def _guard_detaches(planned: Plan, reader: Reader, live: Live, policy: Policy) -> Plan:
     """Disks the plan detaches from running guests, checked with each guest's agent
     for mounted filesystems (reconciler/guestagent.py): one agent call per such guest."""
+    from .reconciler.apply import guestagent
+
     detaches = guestagent.disk_detaches(planned)
     if not detaches:
         return planned
@@ -203,6 +271,12 @@ def fetch_content(planned: Plan, desired: Desired) -> None:
     spec, an unreachable URL a DriverError, and nothing is made (not even the pool).
     Applying only: diff and dry runs download nothing. The upload reads the cached file
     without hashing it again."""
+    if planned.empty:
+        return
+    from .reconciler.apply.applystorage import prefetch
+    from .reconciler.apply.contentcheck import content_source
+    from .reconciler.plan.actions import CreateVolume
+
     errors: list[SpecError] = []
     for action in planned.actions:
         content = action.content if isinstance(action, CreateVolume) else None
@@ -222,6 +296,8 @@ def fetch_content(planned: Plan, desired: Desired) -> None:
 
 
 def _uploads(planned: Plan, desired: Desired) -> list[VolumeSpec]:
+    from .reconciler.plan.actions import CreateVolume
+
     return [desired.volumes[a.name] for a in planned.actions
             if isinstance(a, CreateVolume) and a.content is not None
             and a.content.file is not None and a.name in desired.volumes]
@@ -234,6 +310,9 @@ def _domcaps(reader: Reader) -> Callable[[GuestRequest], str | None]:
 def _storage(desired: Desired, reader: Reader, policy: Policy,
              live: Live | None = None) -> StorageView | None:
     if desired.pools or desired.volumes or policy.prune:
+        from .reconciler.apply.storageprobe import probed
+        from .reconciler.plan.plan_storage import view
+
         return probed(desired, reader, view(reader.storage(), live))
     return None
 
@@ -244,6 +323,10 @@ def apply(
 ) -> Report:
     """Apply `plan`. `guard` is checked before every action (default: the host lock
     `run_hosts` holds for this host, if it is an etcd lock): raising, nothing more runs."""
+    if plan.empty:  # nothing to do: the applier is not even imported
+        return Report()
+    from .reconciler.apply.apply import apply as apply_plan
+
     return apply_plan(plan, driver, progress=progress, clock=clock,
                       guard=guard or _HELD.get())
 
@@ -277,16 +360,18 @@ def reconcile(
 ) -> Result:
     """Plan, apply, then verify by planning again. A change a killed run left between
     its checkpoint and its health verdict is finished or rolled back first."""
-    from .checkpoint.recover import recover
+    from .reconciler.checkpoint.recover import recover
 
     recovered = recover(driver, clock)
     planned = plan(desired, driver, policy=policy)
     if recovered:
         planned = replace(planned, notes=(*recovered, *planned.notes))
+    if planned.empty:  # nothing to do: no download, no applier (a no-op run stays light)
+        return Result(planned, Report(), planned)
     fetch_content(planned, desired)
+    from .reconciler.apply.apply import apply as apply_plan
+
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
-    if planned.empty:
-        return Result(planned, report, planned)
     if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
     return Result(planned, report, replan(desired, driver, policy=policy))
@@ -294,10 +379,13 @@ def reconcile(
 
 def plan_deletion(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
     """What `delete` would do: stop and undefine the managed objects the specs name."""
+    from .reconciler.plan.plan import plan_delete
+    from .reconciler.plan.plan_storage import view
+
     live = reader.snapshot()
     # With the guests: a volume a running guest keeps using is not deleted under it.
     storage = view(reader.storage(), live) if desired.pools or desired.volumes else None
-    from .checkpoint.hooks import dropped  # a guest's checkpoints go (or stay) first
+    from .reconciler.checkpoint.hooks import dropped  # a guest's checkpoints go (or stay) first
 
     return dropped(plan_delete(desired, live, policy=policy, storage=storage), desired,
                    reader, live)
@@ -318,6 +406,9 @@ def delete(
         planned = plan_deletion(desired, driver, policy=policy)
     if dry_run:
         return Result(planned, Report(), planned)
+    from .reconciler.apply.apply import apply as apply_plan
+    from .reconciler.plan.plan import plan_delete
+
     report = apply_plan(planned, driver, progress=progress, clock=clock, guard=_HELD.get())
     if report.lost_host or report.lost_lock:  # not asked again (or not ours any more)
         return Result(planned, report, planned)
@@ -358,7 +449,7 @@ def split_hosts(desired: Desired, uri: str | None = None) -> dict[str, Desired]:
 
 
 Prepare = Callable[[Desired, Driver], Plan]
-Execute = Callable[[Desired, Driver, Plan], Result]
+Execute = Callable[[Desired, Driver, Plan], "Result"]
 
 
 def run_hosts(
@@ -387,6 +478,9 @@ def run_hosts(
     With `coordination` (etcd locks, virtctl.coord.backend), a writing run also holds
     the host's etcd lock, keyed by the host's identity once connected, and every action
     is preceded by a check that it still holds it (see `apply`)."""
+    from .coord.hostlock import host_lock
+    from .fileio import state_root
+
     root = state_root(os.environ)
     held: dict[str, contextlib.ExitStack] = {}  # per host: its lock and connection
     guards: dict[str, Guard] = {}  # per host: its etcd lock's check

@@ -2,7 +2,7 @@
 
 `virtctl status` reads etcd and nothing else; importing the whole CLI (the reconciler,
 lxml, jsonschema) would cost it most of its time. Every other command, and `status`
-after global options, goes through virtctl.cli as always.
+after global options, goes through virtctl.cli.commands as always.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["status"]:
         import argparse
 
-        from .coord.statuscmd import add_status_parser
+        from .cli.status import add_status_parser
 
         parser = argparse.ArgumentParser(prog="virtctl")
         add_status_parser(parser.add_subparsers(dest="verb", required=True))
         parsed = parser.parse_args(args)
         code: int = parsed.func(parsed, sys.stdout, sys.stderr)
         return code
-    from .cli import main as cli_main
+    from .cli.commands import main as cli_main
 
     return cli_main(args)

@@ -29,6 +29,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import BinaryIO
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -163,3 +164,13 @@ def tighten_umask() -> None:
     group or others, whatever umask it was started with: at least 022."""
     current = os.umask(0o022)
     os.umask(current | 0o022)
+
+
+def state_root(env: Mapping[str, str]) -> Path:
+    """virtctl's state directory (the sim's state, local host locks): $VIRTCTL_STATE_DIR,
+    else $XDG_STATE_HOME/virtctl, else ~/.local/state/virtctl."""
+    if env.get("VIRTCTL_STATE_DIR"):
+        return Path(env["VIRTCTL_STATE_DIR"])
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "virtctl"
+    return Path.home() / ".local" / "state" / "virtctl"

@@ -137,7 +137,7 @@ class DomainSpec:
     connect: str | None = None  # host URI or Hosts alias; None: the command line's
     labels: Labels = ()  # `labels:`, sorted (key, value) pairs; kept in the owner mark
     # Checkpoint and health rules as sorted (key, value) text pairs: ("checkpoint", "yes"),
-    # ("health-agent", "yes"), ...; typed by virtctl.checkpoint.model.safety_of.
+    # ("health-agent", "yes"), ...; typed by virtctl.checkpoints.safety_of.
     safety: tuple[tuple[str, str], ...] = ()
     # (what, line) for errors to point at the key or element they are about: each
     # network reference ("network:NAME") and the fields host checks name ("vcpu",

@@ -33,7 +33,7 @@ from tests.contract.storagesupport import (
 )
 from tests.contract.support import Backend, Factory, shared_dir
 from virtctl.drivers import Driver
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.errors import DriverError, ErrorCode
 from virtctl.model import STATE_VOLUME, Kind
 from virtctl.xmlutil import parse

@@ -24,8 +24,8 @@ import pytest
 from tests.contract.support import purge_libvirt, start_remote
 from tests.integration.etcdcluster import EtcdCluster, require_etcd
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
-from virtctl.cli import main
-from virtctl.drivers.sim import SimDriver
+from virtctl.cli.commands import main
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind
 from virtctl.uri import parse_uri
 

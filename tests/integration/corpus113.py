@@ -54,9 +54,9 @@ from typing import Any
 
 from lxml import etree
 
-from virtctl.converters.xmparse import Value, parse_config
-from virtctl.reconciler.diff import _CONTAINERS
-from virtctl.reconciler.essence import Node, essence
+from virtctl.converters.xen.xmparse import Value, parse_config
+from virtctl.reconciler.plan.diff import _CONTAINERS
+from virtctl.reconciler.plan.essence import Node, essence
 from virtctl.xmlutil import parse
 
 CFG_TO_XML, XML_TO_CFG = "cfg->xml", "xml->cfg"
@@ -277,7 +277,7 @@ def run(corpus: Path, case: Case, relaxng: etree.RelaxNG | None) -> Outcome:
     """Convert one case in its direction and compare; cfg->xml also checks RNG and fixpoint.
 
     A conversion that raises is a semantic difference on the field `<error>`."""
-    from virtctl.converters.xm import xm_to_xml, xml_to_xm
+    from virtctl.converters.xen.xm import xm_to_xml, xml_to_xm
     from virtctl.errors import SpecError
 
     cfg_path, xml_path = pair(corpus, case)

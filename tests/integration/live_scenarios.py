@@ -19,7 +19,7 @@ import yaml
 
 from virtctl import api
 from virtctl.model import Kind
-from virtctl.reconciler.liverules import find, unreleased, vcpu_counts
+from virtctl.reconciler.plan.liverules import find, unreleased, vcpu_counts
 from virtctl.xmlutil import parse
 
 

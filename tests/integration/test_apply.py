@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from virtctl import api
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.errors import ErrorCode
 from virtctl.model import DomainState, Kind
-from virtctl.reconciler.actions import Shutdown
-from virtctl.reconciler.apply import Clock, Outcome, Report, apply
-from virtctl.reconciler.plan import Plan, Policy, plan
+from virtctl.reconciler.plan.actions import Shutdown
+from virtctl.reconciler.apply.apply import Clock, Outcome, Report, apply
+from virtctl.reconciler.plan.plan import Plan, Policy, plan
 
 D, N = Kind.DOMAIN, Kind.NETWORK
 Open = Callable[..., SimDriver]
@@ -119,8 +119,8 @@ def test_a_failed_define_stops_the_run_on_that_host(sim: Open, lab: Path) -> Non
     pytest.param([Outcome.DONE, Outcome.SKIPPED], 1, id="a-skip"),
 ])
 def test_report_return_code(outcome_list: list[Outcome], code: int) -> None:
-    from virtctl.reconciler.actions import Start
-    from virtctl.reconciler.apply import ActionResult
+    from virtctl.reconciler.plan.actions import Start
+    from virtctl.reconciler.apply.apply import ActionResult
 
     report = Report(results=tuple(ActionResult(Start(kind=D, name=str(i)), o)
                                   for i, o in enumerate(outcome_list)))

@@ -22,7 +22,7 @@ import pytest
 from tests.contract.support import PREFIX, purge_libvirt, require_connection, shared_dir
 from tests.integration.crashkit import virtctl, virtctl_env
 from virtctl.drivers import connect
-from virtctl.gitinfo import default_set, spec_set
+from virtctl.reconciler.load.gitinfo import default_set, spec_set
 
 URIS = ["sim:///default", "qemu:///system"]
 
@@ -475,7 +475,7 @@ def test_the_watchers_prune_leaves_another_sets_storage(
     import threading
     import time
 
-    from virtctl.reconciler.plan import Policy
+    from virtctl.reconciler.plan.plan import Policy
     from virtctl.watch import run_watch
 
     state, p = tmp_path / "state", f"{PREFIX}w-"

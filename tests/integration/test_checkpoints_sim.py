@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind
 
 POOL_TARGET = "/srv/cp-images"

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from virtctl.cli import main
+from virtctl.cli.commands import main
 from virtctl.model import Kind
 
 YAML_SPEC = """\

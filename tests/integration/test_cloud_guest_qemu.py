@@ -48,8 +48,8 @@ from tests.contract.support import (
     require_connection,
     unavailable,
 )
-from virtctl.cli import main
-from virtctl.reconciler.liverules import has_agent
+from virtctl.cli.commands import main
+from virtctl.reconciler.plan.liverules import has_agent
 from virtctl.xmlutil import parse
 
 pytestmark = [pytest.mark.slow, pytest.mark.cloudguest, pytest.mark.qemu]

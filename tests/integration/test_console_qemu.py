@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.contract.support import PREFIX, require_connection
 from tests.integration.guestos import domain_xml, prepare_guest, remove_guest, serial_xml

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from virtctl.converters.xm import xm_to_xml
+from virtctl.converters.xen.xm import xm_to_xml
 from virtctl.xmlutil import parse
 
 REPO = Path(__file__).resolve().parents[2]

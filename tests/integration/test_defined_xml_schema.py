@@ -12,9 +12,9 @@ from lxml import etree
 
 from virtctl import api
 from virtctl.drivers import connect
-from virtctl.export import ExportFormat, export_specs
-from virtctl.reconciler.actions import Define
-from virtctl.reconciler.plan import plan
+from virtctl.render.export import ExportFormat, export_specs
+from virtctl.reconciler.plan.actions import Define
+from virtctl.reconciler.plan.plan import plan
 from virtctl.xmlutil import parse
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "specs" / "examples"

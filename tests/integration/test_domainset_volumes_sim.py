@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from virtctl.drivers import connect
-from virtctl.reconciler.plan_storage import view
+from virtctl.reconciler.plan.plan_storage import view
 from virtctl.xmlutil import parse
 
 REPO = Path(__file__).resolve().parents[2]

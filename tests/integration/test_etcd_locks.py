@@ -369,7 +369,7 @@ def test_watch_takes_the_etcd_lock_for_each_pass(etcd_cluster: EtcdCluster,
                                                  tmp_path: Path) -> None:
     """`virtctl watch --coordination`: a pass waits for the host's etcd lock (logging
     who holds it) and acts only once it has it; SIGTERM while waiting stops it."""
-    from virtctl.drivers.sim import SimDriver
+    from virtctl.drivers.sim.driver import SimDriver
     from virtctl.uri import parse_uri
 
     state = tmp_path / "state"
@@ -416,7 +416,7 @@ class _SameHost:
 def test_two_uris_of_one_host_are_one_lock(etcd_cluster: EtcdCluster) -> None:
     """Keyed by identity: another process (another EtcdLocks) holding the host through
     one URI keeps a run out through another; within one run the second URI shares it."""
-    from virtctl.hostlock import LockTimeout
+    from virtctl.coord.hostlock import LockTimeout
 
     uuid = "4c4c4544-0042-3510-8057-b4c04f4e3132"
     ssh = _SameHost("qemu+ssh://root@web1/system", uuid)
@@ -499,7 +499,7 @@ def test_tls_etcd(tmp_path: Path) -> None:
 def test_locks_under_one_shared_lease(etcd_cluster: EtcdCluster) -> None:
     """A member's own lease for all its locks: released by deleting the key (the lease
     lives on), and every lock goes when the lease ends."""
-    from virtctl.hostlock import LockTimeout
+    from virtctl.coord.hostlock import LockTimeout
 
     client = etcd_cluster.client()
     keeper = client.keeper(client.lease_grant(3))

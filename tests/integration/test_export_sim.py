@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import DomainState, Kind
 
 D, N = Kind.DOMAIN, Kind.NETWORK

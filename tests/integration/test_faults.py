@@ -36,7 +36,7 @@ from tests.contract.support import (
 from tests.integration.crashkit import virtctl, virtctl_env
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from virtctl.drivers import connect
-from virtctl.hostlock import LockTimeout, host_lock
+from virtctl.coord.hostlock import LockTimeout, host_lock
 from virtctl.model import DomainState, Kind
 
 QEMU = "qemu:///system"

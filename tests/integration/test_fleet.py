@@ -36,10 +36,10 @@ from tests.contract.support import PREFIX, purge_libvirt, require_connection
 from tests.integration.etcdcluster import EtcdCluster
 from tests.integration.test_libvirt_reconcile import domain_yaml
 from virtctl.coord.etcd import EtcdClient
-from virtctl.coord.membership import read_status
+from virtctl.watch.membership import read_status
 from virtctl.coord.rendezvous import owner
 from virtctl.coord.status import HostStatus, rows_from
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind
 from virtctl.uri import parse_uri
 

@@ -1,5 +1,5 @@
 """GitOps records: the commit a definition was applied from, in each object's ownership
-mark, shown by `virtctl get -o wide`; and `virtctl.gitinfo.spec_commit` on its own.
+mark, shown by `virtctl get -o wide`; and `virtctl.reconciler.load.gitinfo.spec_commit` on its own.
 
 Real git in temporary work trees; the sim host through the CLI in-process.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from virtctl.gitinfo import spec_commit
+from virtctl.reconciler.load.gitinfo import spec_commit
 
 SHA = re.compile(r"[0-9a-f]{40}")
 

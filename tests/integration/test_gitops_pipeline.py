@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from virtctl.cli import build_parser
+from virtctl.cli.commands import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 GITLAB = REPO / "contrib" / "gitlab-ci.yml"

@@ -1,4 +1,4 @@
-"""The per-host lock (virtctl.hostlock): a run that waits says who it waits for, at once
+"""The per-host lock (virtctl.coord.hostlock): a run that waits says who it waits for, at once
 and every interval; --lock-timeout gives up with exit 1 and applies nothing; a holder
 killed with SIGKILL never blocks the next run; lock files are not world-writable.
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from virtctl import hostlock
+from virtctl.coord import hostlock
 from virtctl.drivers import connect
 from virtctl.errors import VirtctlError
-from virtctl.hostlock import LockTimeout, host_lock, lock_path
+from virtctl.coord.hostlock import LockTimeout, host_lock, lock_path
 from virtctl.model import Kind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ URI = "sim:///locked"
 HOLD = """
 import sys
 from pathlib import Path
-from virtctl.hostlock import host_lock
+from virtctl.coord.hostlock import host_lock
 with host_lock(sys.argv[1], Path(sys.argv[2]), command="virtctl apply"):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes our stdin (or kills us)
@@ -304,7 +304,7 @@ def test_a_lock_file_others_can_read_is_made_private(tmp_path: Path) -> None:
 RECORD = """
 import fcntl, os, sys
 from pathlib import Path
-from virtctl.hostlock import lock_path
+from virtctl.coord.hostlock import lock_path
 path = lock_path(sys.argv[1], Path(sys.argv[2]))
 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 fcntl.flock(fd, fcntl.LOCK_EX)

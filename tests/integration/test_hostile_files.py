@@ -30,7 +30,7 @@ import pytest
 from tests.contract.support import unavailable
 from tests.integration.crashkit import virtctl
 from tests.integration.test_watch_e2e import Watcher, wait_for
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind
 from virtctl.uri import parse_uri
 
@@ -199,7 +199,7 @@ def test_a_content_file_swapped_for_a_fifo_after_loading_is_refused_at_upload(
     guarantee: the file may change in between)."""
     from virtctl.errors import SpecError
     from virtctl.model import VolumeContent
-    from virtctl.reconciler.applystorage import _open_content
+    from virtctl.reconciler.apply.applystorage import _open_content
 
     path = tmp_path / "image.raw"
     os.mkfifo(path)

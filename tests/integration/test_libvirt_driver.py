@@ -26,8 +26,8 @@ from tests.contract.support import (
 )
 from virtctl.drivers import Driver, connect
 from virtctl.drivers.base import Event, EventType
-from virtctl.drivers.libvirt_errors import INSTALL_HINT, load_libvirt, translate
-from virtctl.drivers.libvirt_events import domain_event, network_event
+from virtctl.drivers.libvirt.errors import INSTALL_HINT, load_libvirt, translate
+from virtctl.drivers.libvirt.events import domain_event, network_event
 from virtctl.errors import DriverError, ErrorCode, ErrorDomain, TransientError
 from virtctl.model import DomainState, Kind
 

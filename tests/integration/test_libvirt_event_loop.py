@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, threading
     import libvirt
     from virtctl.drivers.base import EventType
-    from virtctl.drivers.libvirt_driver import LibvirtDriver
+    from virtctl.drivers.libvirt.driver import LibvirtDriver
     from virtctl.model import Kind
 
     uri, before, after, via = sys.argv[1:5]

@@ -19,11 +19,11 @@ import pytest
 
 from tests.contract.support import libvirt_module
 from virtctl import api
-from virtctl.drivers.libvirt_driver import LibvirtDriver
+from virtctl.drivers.libvirt.driver import LibvirtDriver
 from virtctl.errors import DriverError
 from virtctl.model import Desired, DomainState, Kind
-from virtctl.reconciler.actions import Define, Resume, SetAutostart, Shutdown, Start
-from virtctl.reconciler.plan import Policy
+from virtctl.reconciler.plan.actions import Define, Resume, SetAutostart, Shutdown, Start
+from virtctl.reconciler.plan.plan import Policy
 
 URI = "test:///default"
 

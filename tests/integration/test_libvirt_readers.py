@@ -21,8 +21,8 @@ from tests.contract.support import (
     purge_libvirt,
     require_connection,
 )
-from virtctl.drivers import libvirt_driver
-from virtctl.drivers.libvirt_driver import READERS, LibvirtDriver, _readers_for
+from virtctl.drivers.libvirt import driver as libvirt_driver
+from virtctl.drivers.libvirt.driver import READERS, LibvirtDriver, _readers_for
 from virtctl.model import DomainState
 
 

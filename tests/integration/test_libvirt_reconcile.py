@@ -226,7 +226,7 @@ def test_prune_on_test_driver_never_touches_unmanaged_objects(tmp_path: Path) ->
     libvirt_module()
     from virtctl import api
     from virtctl.drivers import connect
-    from virtctl.reconciler.plan import Policy
+    from virtctl.reconciler.plan.plan import Policy
 
     def spec(dom: str) -> str:
         # test:///default offers only 'test' guests on i686 in its capabilities.

@@ -26,7 +26,8 @@ from tests.integration.test_libvirt_reconcile import (
     write_specs,
 )
 from tests.integration.test_libvirt_readers import read
-from virtctl.drivers import connect, libvirt_driver
+from virtctl.drivers import connect
+from virtctl.drivers.libvirt import driver as libvirt_driver
 from virtctl.drivers.base import Event, EventType
 from virtctl.errors import TransientError
 from virtctl.model import Kind

@@ -28,11 +28,12 @@ import pytest
 from tests.contract.support import purge_libvirt
 from tests.integration.live_scenarios import Lab, device, held, vcpus_running, verbs
 from tests.integration.test_live_updates_qemu import conn, make_lab  # noqa: F401
-from virtctl import api, render
-from virtctl.drivers.sim import SimDriver
+from virtctl import api
+from virtctl.render import report as render
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind, ObjectKey
-from virtctl.reconciler.apply import Outcome
-from virtctl.reconciler.liverules import read_note
+from virtctl.reconciler.apply.apply import Outcome
+from virtctl.reconciler.plan.liverules import read_note
 from virtctl.uri import parse_uri
 from virtctl.xmlutil import parse
 

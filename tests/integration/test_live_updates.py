@@ -23,7 +23,7 @@ from tests.integration.live_scenarios import (
     verbs,
 )
 from virtctl import api
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import Kind
 from virtctl.uri import parse_uri
 

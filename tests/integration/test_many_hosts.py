@@ -21,7 +21,7 @@ from tests.contract.support import purge_libvirt
 from tests.integration.libvirtd_tcp import RemoteLibvirtd
 from tests.integration.test_libvirt_reconcile import domain_yaml, name, network_yaml
 from virtctl.drivers import connect
-from virtctl.hostlock import host_lock
+from virtctl.coord.hostlock import host_lock
 from virtctl.model import Kind
 
 REPO = Path(__file__).resolve().parents[2]

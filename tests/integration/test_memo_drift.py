@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from virtctl.cli import main
+from virtctl.cli.commands import main
 from virtctl.drivers import connect
 from virtctl.model import Kind
 

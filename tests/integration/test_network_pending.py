@@ -16,7 +16,7 @@ import pytest
 from tests.contract.support import PREFIX, libvirt_module, require_connection
 from virtctl import api
 from virtctl.model import Desired, Kind, ObjectKey
-from virtctl.render import network_pending_of
+from virtctl.render.report import network_pending_of
 
 
 def spec(name: str, address: str) -> str:

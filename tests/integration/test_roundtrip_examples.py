@@ -21,9 +21,9 @@ import pytest
 
 from tests.contract.support import purge_libvirt, require_connection
 from virtctl import api
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import DomainSpec, NetworkSpec
-from virtctl.reconciler.load import load_specs
+from virtctl.reconciler.load.load import load_specs
 from virtctl.xmlutil import NS, parse, tostring
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "specs" / "examples"

@@ -17,7 +17,7 @@ import pytest
 from virtctl.capabilities import parse_capabilities
 from virtctl.drivers import connect
 from virtctl.drivers.base import Driver, Event, EventType
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.errors import DriverError, ErrorCode, ErrorDomain
 from virtctl.model import DomainState, Kind
 from virtctl.uri import parse_uri

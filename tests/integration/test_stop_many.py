@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from virtctl import api
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.errors import ErrorCode
 from virtctl.model import DomainState, Kind
-from virtctl.reconciler.apply import Clock, Outcome, Report, apply
-from virtctl.render import plan_json, plan_text
+from virtctl.reconciler.apply.apply import Clock, Outcome, Report, apply
+from virtctl.render.report import plan_json, plan_text
 
 D, N = Kind.DOMAIN, Kind.NETWORK
 Open = Callable[..., SimDriver]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import STATE_VOLUME, Kind
-from virtctl.reconciler import applystorage
+from virtctl.reconciler.apply import applystorage
 from virtctl.uri import parse_uri
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.uri import parse_uri
 
 IMAGE = random.Random(14).randbytes((3 << 20) + 12345)  # several 1 MiB chunks, and a tail
@@ -254,7 +254,7 @@ def test_a_url_is_verified_before_the_pool_is_made(
 def test_a_download_is_hashed_once_per_run(
         cli: Callable[..., Any], specs: Path, served: Served, cache: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from virtctl.reconciler import applystorage
+    from virtctl.reconciler.apply import applystorage
 
     hashed: list[str | None] = []
     original = applystorage._Hashing.__init__

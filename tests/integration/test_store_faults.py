@@ -23,8 +23,8 @@ import pytest
 
 from tests.contract.support import unavailable
 from tests.integration.crashkit import virtctl
-from virtctl.drivers.sim import SimDriver
-from virtctl.drivers.simstore import StoreError
+from virtctl.drivers.sim.driver import SimDriver
+from virtctl.drivers.sim.store import StoreError
 from virtctl.model import Kind
 from virtctl.uri import parse_uri
 
@@ -262,7 +262,7 @@ def test_an_event_line_that_does_not_fit_is_cut_off_again(
         real_write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("virtctl.drivers.simstore.os.write", half)
+    monkeypatch.setattr("virtctl.drivers.sim.store.os.write", half)
     with pytest.raises(StoreError, match=f"sim state {log}: No space left on device"):
         driver.start(Kind.NETWORK, "lan")
     monkeypatch.undo()

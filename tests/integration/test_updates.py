@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from virtctl import api
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import DomainState, Kind
-from virtctl.reconciler.apply import Clock, Outcome
+from virtctl.reconciler.apply.apply import Clock, Outcome
 from virtctl.xmlutil import parse
 
 D = Kind.DOMAIN

@@ -16,7 +16,7 @@ import pytest
 
 from tests.contract.support import libvirt_module, require_connection
 from virtctl import api
-from virtctl.render import pending_of
+from virtctl.render.report import pending_of
 
 
 def spec(name: str, memory: str) -> str:

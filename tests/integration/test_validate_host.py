@@ -87,7 +87,7 @@ def test_the_sims_machine_vcpu_limits_are_libvirts() -> None:
     machine (issue 20: the sim said q35 allowed 255; libvirt 9.0 says 288), so a guest
     the sim validates is one qemu:///system takes, and the other way round."""
     from virtctl.capabilities import parse_capabilities
-    from virtctl.drivers.simcaps import CAPABILITIES_XML
+    from virtctl.drivers.sim.caps import CAPABILITIES_XML
 
     require_connection(URI)
     conn = libvirt_module().open(URI)

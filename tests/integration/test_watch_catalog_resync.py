@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
-from virtctl.reconciler.plan import Policy
+from virtctl.drivers.sim.driver import SimDriver
+from virtctl.reconciler.plan.plan import Policy
 from virtctl.uri import parse_uri
 from virtctl.watch import fleet, run_watch
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import DomainState, Kind, LiveDomain
 from virtctl.uri import parse_uri
 
@@ -39,7 +39,7 @@ def domain_xml(name: str, *, memory: int = 64, state: str = "running") -> str:
 
 def _watch_command() -> list[str]:
     """`virtctl watch` through the CLI once it knows the verb, else the package entry."""
-    from virtctl.cli import build_parser
+    from virtctl.cli.commands import build_parser
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):

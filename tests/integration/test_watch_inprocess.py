@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.drivers.sim import SimDriver
+from virtctl.drivers.sim.driver import SimDriver
 from virtctl.model import DomainState, Kind
-from virtctl.reconciler.plan import Policy
+from virtctl.reconciler.plan.plan import Policy
 from virtctl.uri import parse_uri
 from virtctl.watch import run_watch
 

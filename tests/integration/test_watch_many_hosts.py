@@ -27,8 +27,8 @@ from tests.integration.test_libvirt_reconcile import domain_yaml, name
 from tests.integration.test_many_hosts import hosts_doc, sim_domain
 from tests.integration.test_watch_e2e import REPO, Watcher, save, wait_for
 from virtctl.drivers import connect
-from virtctl.drivers.sim import SimDriver
-from virtctl.hostlock import host_lock
+from virtctl.drivers.sim.driver import SimDriver
+from virtctl.coord.hostlock import host_lock
 from virtctl.model import DomainState, Kind
 from virtctl.uri import parse_uri
 

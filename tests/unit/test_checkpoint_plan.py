@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.checkpoint.actions import CloseJournal, DropCheckpoints, HealthGate, TakeCheckpoint
-from virtctl.checkpoint.model import (
+from virtctl.reconciler.checkpoint.actions import CloseJournal, DropCheckpoints, HealthGate, TakeCheckpoint
+from virtctl.checkpoints import (
     Health,
     SnapshotInfo,
     checkpoint_name,
@@ -21,13 +21,13 @@ from virtctl.checkpoint.model import (
     safety_of,
     CheckpointRecord,
 )
-from virtctl.checkpoint.planning import choose, drop_before_undefine, guard, plan_rollback
+from virtctl.reconciler.checkpoint.planning import choose, drop_before_undefine, guard, plan_rollback
 from virtctl.errors import SpecError, SpecErrors
 from virtctl.metadata import read_owner
 from virtctl.model import DomainState, Live, LiveDomain
-from virtctl.reconciler.actions import Define, Shutdown, Start, phase_of
-from virtctl.reconciler.load import load_specs
-from virtctl.reconciler.plan import Policy, plan
+from virtctl.reconciler.plan.actions import Define, Shutdown, Start, phase_of
+from virtctl.reconciler.load.load import load_specs
+from virtctl.reconciler.plan.plan import Policy, plan
 from virtctl.xmlutil import parse
 
 DOMAIN = """\
@@ -188,7 +188,7 @@ def test_raw_disks_are_refused_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_undefined_guests_drop_their_checkpoints_by_delete_policy(tmp_path: Path) -> None:
-    from virtctl.reconciler.plan import plan_delete
+    from virtctl.reconciler.plan.plan import plan_delete
 
     desired = load(tmp_path)
     live = host(desired)
@@ -229,7 +229,7 @@ def test_a_rollback_plan_is_one_action_and_says_what(tmp_path: Path) -> None:
 
 
 def test_render_gives_back_the_keys_it_read(tmp_path: Path) -> None:
-    from virtctl.render_specs import render_documents
+    from virtctl.render.specs import render_documents
 
     desired = load(tmp_path, policy="{mode: restart, checkpoint: {keep: 2, memory: true}}",
                    health="health: {tcp: {port: 22}, agent: true, timeout: 2m}")

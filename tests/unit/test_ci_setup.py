@@ -41,7 +41,7 @@ esac
 exit 0
 """
 STUBBED = ("id", "dpkg-query", "apt-get", "python3", "python", "virsh", "virtlogd",
-           "libvirtd", "getent", "addgroup", "chown", "chmod")
+           "libvirtd", "getent", "addgroup", "chown", "chmod", "lint-imports")
 
 
 def dry_run(tmp_path: Path, *, installed: bool) -> list[str]:
@@ -81,6 +81,13 @@ def test_packages_come_before_the_venv_on_a_fresh_machine(tmp_path: Path) -> Non
     pip = [i for i, c in enumerate(calls) if c.startswith("python -m pip install")
            and "libvirt-python" in c]
     assert pip and pip[0] > venv[0], calls
+
+
+def test_the_import_contracts_are_checked_before_the_tests(tmp_path: Path) -> None:
+    calls = dry_run(tmp_path, installed=True)
+    lint = [i for i, c in enumerate(calls) if c.startswith("lint-imports")]
+    tests = [i for i, c in enumerate(calls) if c.startswith("python -m pytest")]
+    assert len(lint) == 1 and len(tests) == 1 and lint[0] < tests[0], calls
 
 
 def test_a_second_run_installs_nothing(tmp_path: Path) -> None:

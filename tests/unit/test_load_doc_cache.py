@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from virtctl.errors import SpecErrors
-from virtctl.reconciler import load
-from virtctl.reconciler.load import load_text
+from virtctl.reconciler.load import load
+from virtctl.reconciler.load.load import load_text
 
 
 def domains(memories: list[int], *, head: str = "") -> str:

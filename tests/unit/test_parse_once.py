@@ -14,7 +14,7 @@ import pytest
 from virtctl import api
 from virtctl.drivers.base import Driver
 from virtctl.model import Desired, Live
-from virtctl.reconciler.plan import Plan, Policy
+from virtctl.reconciler.plan.plan import Plan, Policy
 from virtctl.reconciler.trees import live_tree, running_tree, spec_tree
 from virtctl.xmlutil import counting_parses, parse, tostring
 

@@ -13,8 +13,8 @@ import pytest
 
 from virtctl.errors import SpecErrors
 from virtctl.model import NodeInfo
-from virtctl.reconciler.load import load_specs
-from virtctl.reconciler.placement import MEMORY, ROUND_ROBIN, HostFacts, NoRoom, Want, place
+from virtctl.reconciler.load.load import load_specs
+from virtctl.reconciler.load.placement import MEMORY, ROUND_ROBIN, HostFacts, NoRoom, Want, place
 
 GiB = 1024 * 1024
 

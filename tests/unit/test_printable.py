@@ -10,14 +10,14 @@ import json
 
 import pytest
 
-from virtctl import cli
+from virtctl.cli import commands as cli
 from virtctl.errors import DriverError
 from virtctl.model import DomainState, Kind, Live, LiveDomain, ObjectKey
 from virtctl.printable import printable, printable_json
-from virtctl.reconciler.actions import Define, Shutdown, Undefine
-from virtctl.reconciler.apply import ActionResult, Outcome, Report
-from virtctl.reconciler.plan import Plan
-from virtctl.render import plan_text, report_text, rows, table
+from virtctl.reconciler.plan.actions import Define, Shutdown, Undefine
+from virtctl.reconciler.apply.apply import ActionResult, Outcome, Report
+from virtctl.reconciler.plan.plan import Plan
+from virtctl.render.report import plan_text, report_text, rows, table
 from virtctl.watch.logs import Level, LogRecord, format_json, format_text
 
 EVIL = "web\x1b]0;owned\x07\x1b[2J\u202egnp.exe\u200b\x9b31m\x7f"
@@ -105,7 +105,7 @@ def test_cli_error_lines_escape_what_the_host_said(tmp_path: object,
 
 def test_an_upload_or_download_bar_shows_its_label_escaped(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from virtctl.reconciler import applystorage
+    from virtctl.reconciler.apply import applystorage
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

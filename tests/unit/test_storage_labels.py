@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from tests.unit.test_plan_storage import host, live_volume, storage_plan, verbs, volume_spec
+from tests.unit.reconciler.plan.test_plan_storage import host, live_volume, storage_plan, verbs, volume_spec
 from virtctl.model import (
     Desired,
     DomainState,
@@ -20,17 +20,17 @@ from virtctl.model import (
     Ownership,
     VolumeSpec,
 )
-from virtctl.reconciler.actions import CreateVolume, RecordVolume
-from virtctl.reconciler.members import plan_members
-from virtctl.reconciler.plan import Policy, plan
-from virtctl.reconciler.plan_storage import view
+from virtctl.reconciler.plan.actions import CreateVolume, RecordVolume
+from virtctl.reconciler.plan.members import plan_members
+from virtctl.reconciler.plan.plan import Policy, plan
+from virtctl.reconciler.plan.plan_storage import view
 from virtctl.reconciler.storage_record import (
     ObjectRecord,
     PoolRecord,
     read_record,
     record_text,
 )
-from virtctl.render import plan_json, plan_text
+from virtctl.render.report import plan_json, plan_text
 
 WEB = (("domainset", "web"), ("role", "web"))
 

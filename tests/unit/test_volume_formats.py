@@ -8,9 +8,9 @@ import pytest
 
 from virtctl import xmlutil
 from virtctl.model import DomainSpec, VolumeSpec
-from virtctl.reconciler import loadstorage
-from virtctl.reconciler.load import load_text
-from virtctl.reconciler.loadstorage import with_volume_formats
+from virtctl.reconciler.load import loadstorage
+from virtctl.reconciler.load.load import load_text
+from virtctl.reconciler.load.loadstorage import with_volume_formats
 
 DOMAIN = """kind: Domain
 name: web

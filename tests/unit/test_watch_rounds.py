@@ -18,7 +18,7 @@ import pytest
 from virtctl.drivers import connect
 from virtctl.drivers.base import Driver
 from virtctl.model import Kind
-from virtctl.reconciler.plan import Policy
+from virtctl.reconciler.plan.plan import Policy
 from virtctl.watch import loop
 from virtctl.watch.fleet import Catalog, Fleet, HostSpecs
 from virtctl.watch.logs import Log, LogFormat

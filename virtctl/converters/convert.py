@@ -1,7 +1,7 @@
 """One entry point for `virtctl convert --from SRC --to DST`: any spec format to any other.
 
 Called by the CLI's convert verb. Every path goes through libvirt XML, the document of
-record: xm/xl text via `virtctl.converters.xm`, YAML via `virtctl.converters.yamlxml`.
+record: xm/xl text via `virtctl.converters.xen.xm`, YAML via `virtctl.converters.yaml.yamlxml`.
 Pure: text in, `Conversion` out; no I/O.
 """
 
@@ -14,18 +14,18 @@ import yaml
 from lxml import etree
 
 from .. import metadata
+from . import FORMATS
 from ..errors import ErrorCode, ErrorDomain, Source, SpecError
-from ..reconciler.limits import MAX_TEXT_BYTES, long_text, text_too_long
+from ..limits import MAX_TEXT_BYTES, long_text, text_too_long
 from ..xmlutil import parse, tostring
-from . import yamlxml
-from .xm import Conversion, xm_to_xml, xml_to_xm
-from .yaml_storage import POOL_KEYS
-from .yaml_volume import VOLUME_KEYS, runtime_attrs, runtime_keys
-from .yamlstrict import DuplicateKey, StrictLoader
+from .yaml import yamlxml
+from .xen.xm import Conversion, xm_to_xml, xml_to_xm
+from .yaml.yaml_storage import POOL_KEYS
+from .yaml.yaml_volume import VOLUME_KEYS, runtime_attrs, runtime_keys
+from .yaml.yamlstrict import DuplicateKey, StrictLoader
 
 __all__ = ["FORMATS", "Conversion", "convert"]
 
-FORMATS = ("xm", "xl", "xml", "yaml")
 _XEN = ("xm", "xl")
 
 

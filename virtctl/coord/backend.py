@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import ContextManager, Protocol
 
 from ..errors import ErrorCode, ErrorDomain, VirtctlError
-from ..hostlock import COMMAND_LIMIT, NOTICE_INTERVAL, LockTimeout, host_lock
+from .hostlock import COMMAND_LIMIT, NOTICE_INTERVAL, LockTimeout, host_lock
 from ..printable import printable
 from .config import DEFAULT_TTL
 from .etcd import EtcdClient, EtcdError, KeyValue, LeaseKeeper, compare, delete_op

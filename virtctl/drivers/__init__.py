@@ -1,7 +1,11 @@
 """Hypervisor drivers behind one Protocol (see base.py), and `connect`, which picks one.
 
-`sim` URIs get the embedded driver; every other URI goes to libvirt, which is imported
-only then, so virtctl runs without libvirt-python installed.
+`sim` URIs get the embedded driver (sim/); every other URI goes to libvirt (libvirt/),
+which is imported only then, so virtctl runs without libvirt-python installed.
+snapshot.py and storageshared.py hold what both drivers share.
+
+May import virtctl.converters and the foundation modules; never the reconciler or
+anything above. sim/ and libvirt/ never import each other.
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ def connect(
                 code=ErrorCode.INVALID_URI,
                 domain=ErrorDomain.URI,
             )
-        from .sim import SimDriver
+        from .sim.driver import SimDriver
 
         return SimDriver(parsed, readonly=readonly, env=env)
-    from .libvirt_driver import LibvirtDriver
+    from .libvirt.driver import LibvirtDriver
 
-    from .libvirt_deadline import call_timeout as resolve_call_timeout
+    from .libvirt.deadline import call_timeout as resolve_call_timeout
 
     return LibvirtDriver(text, readonly=readonly,
                          call_timeout=resolve_call_timeout(call_timeout, env))

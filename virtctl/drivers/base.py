@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..checkpoint.model import SnapshotInfo
+from ..checkpoints import SnapshotInfo
 from ..model import (
     DomainState,
     Kind,

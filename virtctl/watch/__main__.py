@@ -1,5 +1,5 @@
 """`python -m virtctl.watch -f DIR ...`: the watch verb without the rest of the CLI."""
 
-from .command import main
+from ..cli.watch import main
 
 raise SystemExit(main())

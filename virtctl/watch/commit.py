@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..gitinfo import TIMEOUT, spec_commit
+from ..reconciler.load.gitinfo import TIMEOUT, spec_commit
 
 Stat = tuple[int, int, int] | None
 

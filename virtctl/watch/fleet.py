@@ -36,10 +36,10 @@ from typing import Protocol, TextIO
 from .. import drivers
 from ..coord.backend import HostLocks
 from ..drivers.base import Driver
-from ..drivers.sim import state_root
+from ..fileio import state_root
 from ..errors import VirtctlError
 from ..model import Spec
-from ..reconciler.plan import Policy
+from ..reconciler.plan.plan import Policy
 from ..uri import default_uri, parse_uri
 from .logs import Log, LogFormat
 from .loop import Watcher, StopRequested, spec_invalid
@@ -531,7 +531,7 @@ def _join(options: FleetOptions, fleet: Fleet, host_locks: HostLocks | None,
     """Register in the fleet (left when the watch ends, after every watcher stopped)."""
     from ..coord.backend import EtcdLocks
     from ..coord.hostid import host_identity
-    from ..coord.membership import FleetError, Membership
+    from .membership import FleetError, Membership
 
     if not isinstance(host_locks, EtcdLocks):
         raise FleetError("--fleet needs --coordination URL (or $VIRTCTL_COORDINATION)")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from ..coord.hostid import host_identity, identify
-from ..coord.membership import Membership
+from .membership import Membership
 from ..coord.status import StatusRecord
 from ..drivers.base import Driver
 from .loop import PassResult

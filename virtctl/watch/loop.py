@@ -5,7 +5,7 @@ watcher and the host's event thread only wake it (sources.py). Each run is level
 re-read every spec file (the Catalog routes them to their hosts), snapshot the host,
 settle which specs stand for it (specs.py), plan, apply, then plan again until the plan
 is empty (bounded). Each round of passes holds the host's lock once
-(virtctl.hostlock.host_lock), so a `virtctl apply` on the same host runs between rounds,
+(virtctl.coord.hostlock.host_lock), so a `virtctl apply` on the same host runs between rounds,
 never interleaved with one. A spec wake that finds the host and its share of the specs
 as the last in-sync round left them runs no pass (`Watcher._unchanged`).
 Events our own actions cause are expected and absorbed, so applying never wakes the loop.
@@ -31,17 +31,17 @@ from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..coord.backend import Held, HostLocks, LockWaitCancelled
 from ..coord.etcd import EtcdError
-from ..hostlock import UnsafeLockDir, host_lock
+from ..coord.hostlock import UnsafeLockDir, host_lock
 from ..model import Desired, Kind, Live, ObjectKey, PoolSpec, VolumeSpec
-from ..reconciler.actions import Action
-from ..reconciler.apply import Clock, Outcome, Report
-from ..reconciler.apply import apply as apply_plan
-from ..reconciler.plan import Plan, Policy, prune_refusal
-from ..reconciler.plan import plan as make_plan
-from ..reconciler.contentcheck import check_content
-from ..reconciler.plan_storage import StorageView, check_storage, view
-from ..reconciler.storageprobe import probed
-from ..reconciler.validate import check_host
+from ..reconciler.plan.actions import Action
+from ..reconciler.apply.apply import Clock, Outcome, Report
+from ..reconciler.apply.apply import apply as apply_plan
+from ..reconciler.plan.plan import Plan, Policy, prune_refusal
+from ..reconciler.plan.plan import plan as make_plan
+from ..reconciler.apply.contentcheck import check_content
+from ..reconciler.plan.plan_storage import StorageView, check_storage, view
+from ..reconciler.apply.storageprobe import probed
+from ..reconciler.load.validate import check_host
 from .logs import Log
 from .metrics import WatchMetrics
 from .sources import Inbox, Trigger
@@ -352,9 +352,9 @@ class Watcher:
         self._empty_seen = None
         scan = self.specs.read()
         driver = self._connected()
-        from ..checkpoint.hooks import guarded
-        from ..checkpoint.recover import recover
-        from ..reconciler.apply import Clock
+        from ..reconciler.checkpoint.hooks import guarded
+        from ..reconciler.checkpoint.recover import recover
+        from ..reconciler.apply.clock import Clock
 
         # A change a killed run left between checkpoint and health verdict: finished or
         # rolled back before anything else (docs/checkpoints.md).

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ErrorCode, SpecError, SpecErrors
-from ..hosts import group_by_host
+from ..coord.hosts import group_by_host
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec
 from .specs import Aliases, Scan, Specs, settle
 from virtctl.reconciler.trees import replaced

@@ -27,7 +27,7 @@ from watchdog.observers import Observer
 
 from ..drivers.base import Event, EventType
 from ..model import ObjectKey
-from ..reconciler.actions import (
+from ..reconciler.plan.actions import (
     Action,
     Define,
     Destroy,
@@ -37,7 +37,7 @@ from ..reconciler.actions import (
     Suspend,
     Undefine,
 )
-from ..reconciler.load import SPEC_SUFFIXES
+from ..reconciler.load.load import SPEC_SUFFIXES
 
 
 class Trigger(StrEnum):

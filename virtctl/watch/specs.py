@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ..errors import Source, SpecError, SpecErrors
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec, VolumeSpec
-from ..reconciler.loadstorage import check_storage, with_volume_formats
-from ..reconciler.load import expand, load_text
-from ..reconciler.validate import check_specs
+from ..reconciler.load.loadstorage import check_storage, with_volume_formats
+from ..reconciler.load.load import expand, load_text
+from ..reconciler.load.validate import check_specs
 
 Specs = tuple[Spec, ...]
 Aliases = tuple[HostAlias, ...]
