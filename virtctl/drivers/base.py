@@ -115,7 +115,7 @@ class Reader(Protocol):
         before the first action); None where virtctl cannot tell (a remote host)."""
         ...
 
-    # Checkpoints and the health gate (virtctl/checkpoint/, docs/checkpoints.md).
+    # Checkpoints and the health gate (virtctl/reconciler/checkpoint/, docs/checkpoints.md).
 
     def snapshots(self, name: str) -> tuple[SnapshotInfo, ...]:
         """A guest's snapshots, oldest first (virtctl's and any other)."""

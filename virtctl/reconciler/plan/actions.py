@@ -324,7 +324,7 @@ def phase_of(action: Action) -> Phase:
         case CreateVolume() | ResizeVolume() | RecordVolume():
             return Phase.VOLUME_CREATE
         case _:
-            # Checkpoint actions (virtctl/checkpoint/actions.py) carry their phase;
+            # Checkpoint actions (virtctl/reconciler/checkpoint/actions.py) carry their phase;
             # the post-pass that adds them places them itself.
             phase = getattr(action, "phase", None)
             if phase is not None:

@@ -33,7 +33,7 @@ class Policy:
     protected: tuple[str, ...] = ()  # "kind/name" declared by specs the selector left
     # out (on any host): never pruned, whatever their recorded labels; sorted
     checkpoint: bool | None = None  # --checkpoint / --no-checkpoint; None: each spec's
-    # updatePolicy.checkpoint (virtctl/checkpoint/, docs/checkpoints.md)
+    # updatePolicy.checkpoint (virtctl/reconciler/checkpoint/, docs/checkpoints.md)
     rollback: bool = True  # --no-rollback: a guest failing its health gate is left as is
 
     @property
