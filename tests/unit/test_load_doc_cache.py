@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from virtctl.errors import SpecErrors
+from virtctl.errors import SpecError, SpecErrors
 from virtctl.reconciler.load import load
 from virtctl.reconciler.load.load import load_text
 
@@ -77,3 +77,19 @@ def test_broken_documents_and_ones_reading_other_files_are_never_reused(
     for _ in range(2):
         load_text(volume, source="/specs/v.yaml")
     assert built[2:] == ["disk.qcow2", "disk.qcow2"]
+
+
+def test_the_limits_are_checked_before_the_cache_key_walks_the_document(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key holds repr(doc), which walks the whole value: an alias bomb must be
+    refused by the limits before that walk, or loading it hangs (issue 20's limits)."""
+
+    class Walked:
+        def __repr__(self) -> str:
+            raise AssertionError("the document was walked before its limits were checked")
+
+    text = "kind: Domain\nname: bomb\nmemory: 64MiB\n"
+    doc = {"kind": "Domain", "name": "bomb", "memory": "64MiB", "x": Walked()}
+    monkeypatch.setattr(load, "too_many_values", lambda value: True)
+    with pytest.raises(SpecError, match="expands to more than"):
+        load._specs_from_doc_cached(doc, "bomb.yaml", 0, 1, text)

@@ -610,8 +610,10 @@ def _specs_from_doc_cached(
     nodes = _composed(text) if isinstance(doc, dict) and "cloudInit" not in doc \
         and doc.get("kind") in ("Domain", "Network", "StoragePool") else None
     node = nodes[index] if nodes is not None and index < len(nodes) else None
+    # The limits first, always: the key below walks the whole value (repr), and an
+    # alias bomb expands to billions of values; refused here, it is never walked.
+    _check_limits(doc, source, index, line, text)
     if node is None:
-        _check_limits(doc, source, index, line, text)
         return _specs_from_doc(doc, source, index, line, text)
     key = (source, index, line, node.start_mark.index,
            text[node.start_mark.index:node.end_mark.index], repr(doc))
@@ -620,7 +622,6 @@ def _specs_from_doc_cached(
         if found is not None:
             _DOCS.move_to_end(key)
             return list(found)
-    _check_limits(doc, source, index, line, text)
     specs = _specs_from_doc(doc, source, index, line, text)
     with _DOCS_LOCK:
         _DOCS[key] = tuple(specs)
