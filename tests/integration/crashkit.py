@@ -73,22 +73,8 @@ def apply_killed_after(state: Path, argv: list[str], progress: Callable[[], int]
     """Run `virtctl ARGV` and SIGKILL it once `progress()` has grown by `changes`; True
     when it was killed before finishing by itself."""
     start = progress()
-    proc = subprocess.Popen([sys.executable, "-m", "virtctl", *argv], env=virtctl_env(state),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    end = time.monotonic() + deadline
-    try:
-        while proc.poll() is None and time.monotonic() < end:
-            if progress() - start >= changes:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=60)
-                return proc.returncode == -signal.SIGKILL
-            time.sleep(0.002)  # polling the host's state, not a wait for time to pass
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
-    return False
+    return apply_killed_when(state, argv, lambda: progress() - start >= changes,
+                             deadline=deadline)
 
 
 def sim_events(state: Path, host: str = "default") -> Callable[[], int]:
