@@ -72,14 +72,17 @@ def __getattr__(name: str) -> Any:
 
 def load(
     paths: Sequence[str], *, stdin: IO[str] | None = None, use_cache: bool = True,
-    place: bool = False, call_timeout: float | None = None,
+    place: bool = True, call_timeout: float | None = None,
 ) -> Desired:
     """Load and validate spec files and directories ('-' is stdin).
 
     Unchanged files are read back from the spec cache (see reconciler/speccache.py).
-    With `place`, DomainSets are placed with their hosts' facts (read-only reads:
-    where their instances live, node memory; `read_placement_facts`), so existing instances
-    stay where they are; without, as on empty hosts."""
+    DomainSets are placed with their hosts' facts (read-only reads: where their
+    instances live, node memory; `read_placement_facts`), so existing instances stay
+    where they are, as `apply` and `watch` place them. `place=False` reads no host
+    (an offline validate or render): sets are placed as on empty hosts, which can
+    differ from where their instances live, so such a Desired is for showing, not for
+    applying."""
     from .reconciler.load.load import load_specs
 
     folder = cache_dir(os.environ) if use_cache else None
@@ -92,42 +95,18 @@ def load(
 
 
 def read_placement_facts(asked: Mapping[str, bool], *, call_timeout: float | None = None,
-               parallel: int = 4) -> dict[str, HostFacts | str]:
+                         parallel: int = 4) -> dict[str, HostFacts | str]:
     """Facts per host URI of `asked` (URI -> whether its node facts are needed), or why
-    the host could not be read.
+    the host could not be read: reconciler/placefacts.py, which the watcher uses too.
 
     Side effects: one read-only connection per host, concurrently (bounded). For each
     host: the managed guests that carry a `domainset` label (where each set's instances
     live, from the owner mark), and, where `placement: memory` asks for it, the node's
     memory, free memory and cpus (`Reader.node_info`). The loader refuses the sets that
     place on a host that cannot be read (loadset.place_sets)."""
-    from .coord.hosts import run_per_host
-    from .errors import VirtctlError
-    from .model import SET_LABEL
-    from .reconciler.load.placement import HostFacts
+    from .reconciler.placefacts import read_placement_facts as read
 
-    def one(uri: str, node: bool) -> HostFacts:
-        driver = drivers.connect(uri, readonly=True, call_timeout=call_timeout)
-        try:
-            live = driver.snapshot()
-            found: dict[str, set[str]] = {}
-            for dom in live.domains.values():
-                name = dict(dom.owner.labels).get(SET_LABEL) if dom.owner else None
-                if name is not None:
-                    found.setdefault(name, set()).add(dom.name)
-            return HostFacts(instances={k: frozenset(v) for k, v in found.items()},
-                             node=driver.node_info() if node else None)
-        finally:
-            driver.close()
-
-    out: dict[str, HostFacts | str] = {}
-    for outcome in run_per_host(asked, one, parallel=parallel):
-        if outcome.value is not None:
-            out[outcome.uri] = outcome.value
-        else:
-            error = outcome.error or VirtctlError("no answer")
-            out[outcome.uri] = str(error).splitlines()[0] if str(error) else "failed"
-    return out
+    return read(asked, call_timeout=call_timeout, parallel=parallel)
 
 
 @contextlib.contextmanager

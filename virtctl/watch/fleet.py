@@ -2,9 +2,10 @@
 
 Called by the CLI (watch/command.py) and by tests in-process. The pieces:
 
-- `Catalog`: the watched spec files, read and routed to their hosts (routing.py) under
+- `Catalog`: the watched spec files, read, their DomainSets placed with their hosts'
+  facts as apply places them (placing.py), and routed to their hosts (routing.py) under
   one lock, shared by every host's watcher; it reports files that are broken whatever
-  the host (they do not parse, name an unknown host, clash), once.
+  the host (they do not parse, name an unknown host, clash, cannot be placed), once.
 - `HostSpecs`: one host's view of the Catalog, with that host's last good specs.
 - `Fleet`: one `Watcher` (loop.py) per host, each on its own thread with its own inbox
   and connection. When the hosts the specs target change, and every `--interval`, it
@@ -39,6 +40,8 @@ from ..drivers.base import Driver
 from ..fileio import state_root
 from ..errors import VirtctlError
 from ..model import Spec
+from ..reconciler.load.loadset import FactsReader
+from ..reconciler.placefacts import read_placement_facts
 from ..reconciler.plan.plan import Policy
 from ..uri import default_uri, parse_uri
 from .logs import Log, LogFormat
@@ -46,7 +49,8 @@ from .loop import Watcher, StopRequested, spec_invalid
 from .metrics import MetricsServer, WatchMetrics
 from .commit import CommitCache
 from .fleetmember import FleetMember, FleetOptions
-from .routing import Routed, route
+from .placing import Decided, Placer
+from .routing import Routed, route, settle_hosts
 from .sources import Debouncer, Expectations, Inbox, SpecWatch
 from .specs import Aliases, Scan, Settled, Specs, SpecSet, remember
 
@@ -100,8 +104,13 @@ class Catalog:
     or whose event was missed is still found; if it finds one, every host is woken."""
 
     def __init__(self, paths: Sequence[str], *, default: str, journal: Log,
-                 metrics: WatchMetrics, interval: float = float("inf")) -> None:
+                 metrics: WatchMetrics, interval: float = float("inf"),
+                 facts: FactsReader | None = None) -> None:
         self.paths = tuple(paths)
+        # DomainSets placed with their hosts' facts, read once per reading (not per host
+        # pass): the same reader as apply's (api.load), so both place alike.
+        self._placer = Placer(facts or read_placement_facts)
+        self._decided: Decided = ()
         self.default = default
         self.interval = interval  # a View older than this is re-read on its next use
         self._files = SpecSet(paths)
@@ -161,7 +170,13 @@ class Catalog:
     def _read(self, before: View | None, *, edits: bool
               ) -> tuple[View, list[Callable[[], None] | None]]:
         scan = self._files.read()
-        if before is not None and not self._files.changed:
+        # Placed before routing (instances' hosts decide their routes), with the hosts'
+        # facts of now: a set's host added, an instance created, a host readable again.
+        hosts, _ = settle_hosts(scan, self._hosts)
+        scan, decided = self._placer.place(
+            scan, {a.name: a for name in sorted(hosts) for a in hosts[name]})
+        placed_again, self._decided = decided != self._decided, decided
+        if before is not None and not self._files.changed and not placed_again:
             view = replace(before, read_at=time.monotonic())  # nothing new: same routing
             self._view = view
             return view, []
@@ -484,7 +499,8 @@ def run_watch(
     metrics = WatchMetrics()
     default = default_uri(uri, os.environ)
     catalog = Catalog(paths, default=default, journal=journal, metrics=metrics,
-                      interval=interval)
+                      interval=interval, facts=lambda asked: read_placement_facts(
+                          asked, call_timeout=call_timeout))
     fleet = Fleet(catalog, journal=journal, metrics=metrics, policy=policy, interval=interval,
                   debounce=debounce, lock_root=state_root(os.environ),
                   call_timeout=call_timeout, host_locks=host_locks)

@@ -20,10 +20,12 @@ from ..errors import Source, SpecError, SpecErrors
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec, VolumeSpec
 from ..reconciler.load.loadstorage import check_storage, with_volume_formats
 from ..reconciler.load.load import expand, load_text
+from ..reconciler.load.loadset import LoadedSet, needs_every_file
 from ..reconciler.load.validate import check_specs
 
 Specs = tuple[Spec, ...]
 Aliases = tuple[HostAlias, ...]
+Sets = tuple[LoadedSet, ...]
 HostCheck = Callable[[Desired], list[SpecError]]
 
 
@@ -35,6 +37,9 @@ class Scan:
     errors: Mapping[str, tuple[SpecError, ...]] = field(default_factory=dict)
     unreadable: tuple[str, ...] = ()  # given paths that could not be listed this time
     hosts: Mapping[str, Aliases] = field(default_factory=dict)  # 'kind: Hosts' entries
+    # Each file's DomainSets, their instances in `parsed` placed as on empty hosts until
+    # the Catalog places them with their hosts' facts (placing.py), as apply does.
+    sets: Mapping[str, Sets] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,7 @@ class SpecSet:
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = tuple(paths)
         self.last_good: dict[str, Specs] = {}
-        self._cache: dict[str, tuple[str, tuple[Specs, Aliases] | SpecError]] = {}
+        self._cache: dict[str, tuple[str, tuple[Specs, Aliases, Sets] | SpecError]] = {}
         self.reads = 0  # readings, and files parsed (not found in the cache): for tests
         self.parses = 0
         self.changed = True  # did the last reading find anything new? (fleet.Catalog)
@@ -143,6 +148,7 @@ class SpecSet:
         self.reads += 1
         parsed: dict[str, Specs] = {}
         hosts: dict[str, Aliases] = {}
+        sets: dict[str, Sets] = {}
         errors: dict[str, tuple[SpecError, ...]] = {}
         unreadable: list[str] = []
         for given in self.paths:
@@ -166,20 +172,27 @@ class SpecSet:
                 parsed[spec_file.name] = result[0]
                 if result[1]:
                     hosts[spec_file.name] = result[1]
+                if result[2]:
+                    sets[spec_file.name] = result[2]
         self._cache = {k: v for k, v in self._cache.items() if k in parsed or k in errors}
-        return Scan(parsed, errors, tuple(unreadable), hosts)
+        return Scan(parsed, errors, tuple(unreadable), hosts, sets)
 
-    def _parse(self, name: str, text: str) -> tuple[Specs, Aliases] | SpecError:
+    def _parse(self, name: str, text: str) -> tuple[Specs, Aliases, Sets] | SpecError:
         cached = self._cache.get(name)
         if cached is not None and cached[0] == text:
             return cached[1]
-        result: tuple[Specs, Aliases] | SpecError
+        result: tuple[Specs, Aliases, Sets] | SpecError
         self.parses += 1
         named: list[HostAlias] = []
+        in_file: list[LoadedSet] = []
         try:
-            loaded = load_text(text, source=name, hosts=named)
+            loaded = load_text(text, source=name, hosts=named, sets=in_file)
+            refused = [e for e in map(needs_every_file, in_file) if e is not None]
+            if refused:
+                raise SpecErrors(refused)
             result = (tuple(s for s in loaded if isinstance(
-                s, DomainSpec | NetworkSpec | PoolSpec | VolumeSpec)), tuple(named))
+                s, DomainSpec | NetworkSpec | PoolSpec | VolumeSpec)), tuple(named),
+                tuple(in_file))
         except SpecError as exc:
             result = exc
         except Exception as exc:  # noqa: BLE001 (a converter bug must not stop the rest)

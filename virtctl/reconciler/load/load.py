@@ -263,6 +263,16 @@ def load_specs(
     )
 
 
+def place_file_sets(specs: list[AnySpec], sets: list[LoadedSet],
+                    aliases: Mapping[str, HostAlias], read: FactsReader,
+                    errors: list[SpecError]) -> tuple[list[AnySpec], list[LoadedSet]]:
+    """loadset.place_sets with this module's document loader, as load_specs places: for
+    a caller that loads files one by one (the watcher places each file's sets)."""
+    from .loadset import place_sets
+
+    return place_sets(specs, sets, aliases, read, errors, spec_from_doc=_spec_from_doc)
+
+
 def host_keyed(specs: Iterable[Any]) -> dict[str, Any]:
     """Specs by name; a name is unique per host, not across hosts, so a name that
     several hosts declare is keyed NAME@HOST (`connect:` as written) until
@@ -566,18 +576,15 @@ def _load_yaml(
             if isinstance(doc, dict) and doc.get("kind") == "Hosts":
                 hosts.extend(_hosts_from_doc(doc, source, index, line, text))
             elif isinstance(doc, dict) and doc.get("kind") == "DomainSet":
-                from .loadset import specs_from_set
+                from .loadset import needs_every_file, specs_from_set
 
                 loaded_set = specs_from_set(doc, source, index, line, text,
                                             spec_from_doc=_spec_from_doc)
-                if sets is None and loaded_set.expansion.dhcp:
-                    # Its DHCP entries go into a network another file may declare: only
-                    # a caller reading every file together (load_specs) can place them.
-                    raise SpecError(
-                        f"DomainSet {loaded_set.name}: network: needs all spec files "
-                        "loaded together (apply, diff, render); watch does not place "
-                        "its DHCP host entries yet", code=ErrorCode.UNSUPPORTED,
-                        source=loaded_set.at("network"))
+                # Its DHCP entries go into a network another file may declare: only a
+                # caller reading every file together (load_specs) can place them.
+                refused = needs_every_file(loaded_set) if sets is None else None
+                if refused is not None:
+                    raise refused
                 specs.extend(loaded_set.specs)
                 if sets is not None:
                     sets.append(loaded_set)

@@ -11,7 +11,7 @@ instances with the facts of their hosts (placement.py), when the caller can read
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,8 +38,8 @@ FactsReader = Callable[[Mapping[str, bool]], Mapping[str, "HostFacts | str"]]
 from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-__all__ = ["SET_LABEL", "FactsReader", "LoadedSet", "finish_sets", "place_sets", "set_members",
-           "specs_from_set"]
+__all__ = ["SET_LABEL", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
+           "needs_every_file", "place_sets", "placing", "set_members", "specs_from_set"]
 from .schema import line_for_path, schema_error, validator
 
 #: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
@@ -145,14 +145,11 @@ def _memory_kib(root: etree._Element) -> int:
         return 0
 
 
-def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
-               aliases: Mapping[str, HostAlias], read: FactsReader,
-               errors: list[SpecError], *, spec_from_doc: SpecFromDoc,
-               ) -> tuple[list[AnySpec], list[LoadedSet]]:
-    """The sets placed with their hosts' facts (`read`: facts per host URI, or why a host
-    could not be read), each set whose placement differs from the provisional one
-    (placement on empty hosts) expanded again; `specs` with their instances swapped."""
-    asked: dict[str, bool] = {}  # URI -> whether node facts are needed
+def facts_wanted(sets: Sequence[LoadedSet], aliases: Mapping[str, HostAlias]
+                 ) -> dict[str, bool]:
+    """The hosts (URIs) whose facts placing `sets` needs, and whether each one's node
+    facts (memory, cpus) are needed too: none for a set that places nothing."""
+    asked: dict[str, bool] = {}
     for loaded in sets:
         if placing(loaded):
             for host in loaded.doc["hosts"]:
@@ -160,6 +157,27 @@ def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
                 if "://" in uri:  # (an undeclared host: finish_sets says so)
                     need = loaded.doc.get("placement") == MEMORY
                     asked[uri] = asked.get(uri, False) or need
+    return asked
+
+
+def needs_every_file(loaded: LoadedSet) -> SpecError | None:
+    """Why a set cannot be loaded from its file alone (the watcher loads files one by
+    one): its DHCP host entries go into a network another file may declare."""
+    if not loaded.expansion.dhcp:
+        return None
+    return SpecError(f"DomainSet {loaded.name}: network: needs all spec files loaded "
+                     "together (apply, diff, render); watch does not place its DHCP host "
+                     "entries yet", code=ErrorCode.UNSUPPORTED, source=loaded.at("network"))
+
+
+def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
+               aliases: Mapping[str, HostAlias], read: FactsReader,
+               errors: list[SpecError], *, spec_from_doc: SpecFromDoc,
+               ) -> tuple[list[AnySpec], list[LoadedSet]]:
+    """The sets placed with their hosts' facts (`read`: facts per host URI, or why a host
+    could not be read), each set whose placement differs from the provisional one
+    (placement on empty hosts) expanded again; `specs` with their instances swapped."""
+    asked = facts_wanted(sets, aliases)
     if not asked:
         return specs, sets
     found = read(asked)
