@@ -211,7 +211,12 @@ def cmd_addresses(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _user_from_specs(paths: Sequence[str], name: str) -> str | None:
-    """The cloud-init login user of domain `name` in the specs, expanded as planned."""
+    """The cloud-init login user of domain `name` in the specs, expanded as planned.
+
+    Sets are expanded without their hosts' facts (no host is read for this): the user
+    comes from the set's template, the same for every instance wherever it is placed
+    (only a `{host}` placeholder in it could differ, and a login user naming its host
+    is not a thing), so placing as on empty hosts gives the same answer."""
     from ..reconciler.load.load import expand
     from .reach import cloud_user
     import yaml

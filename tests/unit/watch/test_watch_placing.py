@@ -119,3 +119,17 @@ def test_sets_that_place_nothing_read_no_host(tmp_path: Path) -> None:
     placer = Placer(hosts)
     scan = SpecSet([str(tmp_path)]).read()
     assert placer.place(scan, {})[0] is scan and hosts.asked == [] and placer.readings == 0
+
+
+def test_a_set_with_a_network_is_still_refused_by_the_watcher(tmp_path: Path) -> None:
+    """Its DHCP host entries go into a network another file may declare: the watcher,
+    loading files one by one, refuses it at its `network` key (apply takes it)."""
+    (tmp_path / "set.yaml").write_text(SET.replace(
+        "placement: memory\n",
+        "network: {name: lan, range: {start: 10.9.0.10, end: 10.9.0.20}}\n").replace(
+        "os: {type: hvm, arch: x86_64}}",
+        "os: {type: hvm, arch: x86_64}, interfaces: [{type: network, source: {network: lan}}]}"))
+    scan = SpecSet([str(tmp_path)]).read()
+    (error,) = scan.errors[str(tmp_path / "set.yaml")]
+    assert error.source is not None and error.source.path == "network"
+    assert "watch does not place its DHCP host entries" in error.message

@@ -5,7 +5,10 @@ errors pointing at the set's own keys (`template.memory`, `volumeTemplate.pool`)
 needs every file read first is done by `finish_sets`: the hosts a set names must be
 declared in a `kind: Hosts` document, and the DHCP host entries go into the set's
 network declared for the instance's host. Before that, `place_sets` places the
-instances with the facts of their hosts (placement.py), when the caller can read them.
+instances with the facts of their hosts (placement.py), when the caller can read them:
+load_specs for apply and the rest, and the watcher's Catalog, which loads files one by
+one and places each reading's sets in one go (`facts_wanted`, then `place_sets` per
+file; virtctl/watch/placing.py).
 """
 
 from __future__ import annotations

@@ -20,9 +20,10 @@ The rules, in order, for each instance:
      its memory within that free memory and its vcpus within the host's cpus. None
      fits: refused, naming the instance, what it needs and the best host's room.
 
-Without facts (an offline `render`, the watcher, which reads files one by one), every
-instance is taken as new on empty hosts: `roundRobin` is round-robin by index and
-`memory` cannot check capacity, so it places as roundRobin.
+Without facts (only `render --offline` and `validate --offline`: apply, diff, delete,
+render and the watcher all read them), every instance is taken as new on empty hosts:
+`roundRobin` is round-robin by index and `memory` cannot check capacity, so it places
+as roundRobin.
 """
 
 from __future__ import annotations
