@@ -44,6 +44,9 @@ class Placer:
     def __init__(self, read: FactsReader) -> None:
         self._read = read
         self._pending: dict[str, dict[str, str]] = {}  # set -> instance -> host (alias)
+        # Each set's expansion for a placement, while its file is unchanged (SpecSet keeps
+        # its loaded sets then): a reading that places it the same way expands nothing.
+        self._memo: dict[object, tuple[LoadedSet, LoadedSet]] = {}
         self.readings = 0  # facts read (once per reading that has sets to place): tests
 
     def place(self, scan: Scan, aliases: Mapping[str, HostAlias]) -> tuple[Scan, Decided]:
@@ -53,7 +56,7 @@ class Placer:
                  and any(placing(s) for s in scan.sets[name])]
         asked = facts_wanted([s for name in files for s in scan.sets[name]], aliases)
         if not asked:
-            self._pending = {}
+            self._pending, self._memo = {}, {}
             return scan, ()
         self.readings += 1
         read = self._read(asked)
@@ -66,7 +69,8 @@ class Placer:
         for name in files:
             problems: list[SpecError] = []
             specs, placed = place_file_sets(list(parsed[name]), list(scan.sets[name]),
-                                            aliases, lambda _: found, problems)
+                                            aliases, lambda _: found, problems,
+                                            memo=self._memo)
             if problems:
                 del parsed[name]
                 errors[name] = (*errors.get(name, ()), *problems)
@@ -85,6 +89,8 @@ class Placer:
                         pending.setdefault(loaded.name, {})[instance.name] = instance.host
             decided.append((name, tuple(pairs)))
         self._pending = pending
+        current = {id(s) for s in sets}
+        self._memo = {k: v for k, v in self._memo.items() if id(v[0]) in current}
         return replace(scan, parsed=parsed, errors=errors), tuple(decided)
 
     def _with_pending(self, read: Mapping[str, HostFacts | str], sets: list[LoadedSet],

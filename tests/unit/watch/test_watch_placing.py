@@ -133,3 +133,26 @@ def test_a_set_with_a_network_is_still_refused_by_the_watcher(tmp_path: Path) ->
     (error,) = scan.errors[str(tmp_path / "set.yaml")]
     assert error.source is not None and error.source.path == "network"
     assert "watch does not place its DHCP host entries" in error.message
+
+
+def test_a_set_placed_the_same_way_again_is_not_expanded_again(tmp_path: Path) -> None:
+    """A reading that places the set as the last one did reuses its expansion (a set of
+    1,000 costs seconds to expand); another placement expands it anew."""
+    (tmp_path / "set.yaml").write_text(SET.replace("replicas: 1", "replicas: 2"))
+    files = SpecSet([str(tmp_path)])
+    hosts = Hosts(free(3, 6, **{"web-1": "b", "web-2": "b"}))  # on empty hosts: a, b
+    placer = Placer(hosts)
+
+    def specs() -> dict[str, object]:
+        scan = files.read()
+        found, _ = settle_hosts(scan, {})
+        scan, _ = placer.place(scan, {a.name: a for f in found for a in found[f]})
+        return {s.name: s for f in scan.parsed.values() for s in f}
+
+    first = specs()
+    assert {n: s.connect for n, s in first.items()} == {"web-1": "b", "web-2": "b"}
+    again = specs()
+    assert all(again[n] is first[n] for n in first)
+    hosts.facts = free(3, 6, **{"web-1": "a", "web-2": "b"})
+    moved = specs()
+    assert moved["web-1"].connect == "a" and moved["web-1"] is not first["web-1"]

@@ -265,12 +265,29 @@ def load_specs(
 
 def place_file_sets(specs: list[AnySpec], sets: list[LoadedSet],
                     aliases: Mapping[str, HostAlias], read: FactsReader,
-                    errors: list[SpecError]) -> tuple[list[AnySpec], list[LoadedSet]]:
+                    errors: list[SpecError], *,
+                    memo: dict[object, tuple[LoadedSet, LoadedSet]] | None = None,
+                    ) -> tuple[list[AnySpec], list[LoadedSet]]:
     """loadset.place_sets with this module's document loader, as load_specs places: for
-    a caller that loads files one by one (the watcher places each file's sets)."""
-    from .loadset import place_sets
+    a caller that loads files one by one (the watcher places each file's sets). `memo`
+    keeps each set's expansion for a placement (by the set's loaded object, which the
+    caller keeps while its file is unchanged, and the placement), so placing a set of
+    1,000 the same way at every reading expands it once."""
+    from .loadset import place_sets, specs_from_set
 
-    return place_sets(specs, sets, aliases, read, errors, spec_from_doc=_spec_from_doc)
+    def expand_placed(loaded: LoadedSet, placed: Mapping[str, str]) -> LoadedSet:
+        key = (id(loaded), tuple(sorted(placed.items())))
+        found = memo.get(key) if memo is not None else None
+        if found is not None and found[0] is loaded:  # (an id outlives its object)
+            return found[1]
+        again = specs_from_set(dict(loaded.doc), loaded.file, loaded.index, loaded.line,
+                               loaded.text, placed, spec_from_doc=_spec_from_doc)
+        if memo is not None:
+            memo[key] = (loaded, again)
+        return again
+
+    return place_sets(specs, sets, aliases, read, errors, spec_from_doc=_spec_from_doc,
+                      expand_placed=expand_placed)
 
 
 def host_keyed(specs: Iterable[Any]) -> dict[str, Any]:

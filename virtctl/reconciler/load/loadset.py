@@ -41,12 +41,14 @@ FactsReader = Callable[[Mapping[str, bool]], Mapping[str, "HostFacts | str"]]
 from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-__all__ = ["SET_LABEL", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
+__all__ = ["SET_LABEL", "ExpandPlaced", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
            "needs_every_file", "place_sets", "placing", "set_members", "specs_from_set"]
 from .schema import line_for_path, schema_error, validator
 
 #: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
 SpecFromDoc = Callable[[dict[str, Any], str, int, int | None, str, list[Any]], AnySpec]
+#: A set expanded again with its instances' hosts (loaded, instance -> host).
+ExpandPlaced = Callable[["LoadedSet", Mapping[str, str]], "LoadedSet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +178,13 @@ def needs_every_file(loaded: LoadedSet) -> SpecError | None:
 def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
                aliases: Mapping[str, HostAlias], read: FactsReader,
                errors: list[SpecError], *, spec_from_doc: SpecFromDoc,
+               expand_placed: ExpandPlaced | None = None,
                ) -> tuple[list[AnySpec], list[LoadedSet]]:
     """The sets placed with their hosts' facts (`read`: facts per host URI, or why a host
     could not be read), each set whose placement differs from the provisional one
-    (placement on empty hosts) expanded again; `specs` with their instances swapped."""
+    (placement on empty hosts) expanded again (by `expand_placed` when given: the
+    watcher keeps the last expansion of each placement); `specs` with their instances
+    swapped."""
     asked = facts_wanted(sets, aliases)
     if not asked:
         return specs, sets
@@ -220,8 +225,10 @@ def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
             out_sets.append(loaded)
             continue
         try:
-            again = specs_from_set(dict(loaded.doc), loaded.file, loaded.index, loaded.line,
-                                   loaded.text, placed, spec_from_doc=spec_from_doc)
+            again = (expand_placed(loaded, placed) if expand_placed is not None else
+                     specs_from_set(dict(loaded.doc), loaded.file, loaded.index,
+                                    loaded.line, loaded.text, placed,
+                                    spec_from_doc=spec_from_doc))
         except SpecErrors as many:
             errors.extend(many.errors)
             out_sets.append(loaded)
