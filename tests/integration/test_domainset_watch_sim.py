@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_domainset_placement_sim import virtctl, where
+from virtctl import api
 from virtctl.drivers import connect
 from virtctl.drivers.base import Driver
 from virtctl.reconciler.load.gitinfo import default_set
@@ -128,7 +129,7 @@ def agrees(folder: Path, watch: Watch, placed: dict[str, str]) -> None:
 
 
 def test_round_robin_watch_places_as_apply_and_a_host_added_moves_nothing(
-        both: tuple[Path, Path, Watch]) -> None:
+        both: tuple[Path, Path, Watch], monkeypatch: pytest.MonkeyPatch) -> None:
     folder, applied, watch = both
     write(folder, ("a", "b", "c"), 6)
     six = step(folder, applied, watch)
@@ -146,6 +147,13 @@ def test_round_robin_watch_places_as_apply_and_a_host_added_moves_nothing(
     # The facts were read once for that reading, not per host round or per spec.
     assert watch.catalog._placer.readings == readings + 1
     agrees(folder, watch, eight)
+    # The Python API places the same way by default; only place=False is offline (as on
+    # empty hosts: web-04 on d).
+    monkeypatch.setenv("VIRTCTL_STATE_DIR", str(watch.state))
+    loaded = api.load([str(folder)], use_cache=False)
+    assert {n: s.connect for n, s in loaded.domains.items()} == eight
+    offline = api.load([str(folder)], use_cache=False, place=False)
+    assert offline.domains["web-04"].connect == "d"
 
 
 def test_memory_placement_in_watch_weighs_the_hosts_as_apply_does(
