@@ -9,7 +9,11 @@
   registered the host's identity under its lease), and takes it back when it goes;
 - `passed`: a sim host records each pass (member, start, end) in its state directory
   (the tests prove passes on one host never overlap);
-- `round_done`: one status record per host after each round (status.py).
+- `round_done`: one status record per host after each round (status.py), with the
+  round's run key when it ended in sync;
+- `previous`: the host's last record, whoever wrote it: a member taking a host over
+  (or starting again) that finds the same run key records it in sync without a pass
+  (loop.py `Watcher._taken_over`).
 """
 
 from __future__ import annotations
@@ -61,8 +65,12 @@ class FleetMember:
         if record is not None:
             record(self.member, started, ended)
 
+    def previous(self, driver: Driver) -> StatusRecord | None:
+        return self.membership.read_status(host_identity(driver).key)
+
     def round_done(self, uri: str, driver: Driver | None, result: PassResult, *,
-                   duration: float, commit: str, restart_pending: int) -> None:
+                   duration: float, commit: str, restart_pending: int,
+                   key: str = "") -> None:
         if driver is not None:
             host = host_identity(driver).key
         else:  # never connected: named from its URI alone (hostid.py, third choice)
@@ -77,4 +85,4 @@ class FleetMember:
             host=host, uri=uri, outcome=outcome, member=self.member, time=time.time(),
             interval=self.interval, duration=round(duration, 3),
             restart_pending=restart_pending, apply_set=self.apply_set, commit=commit,
-            error=result.error[:200]))
+            error=result.error[:200], key=key if outcome == "in-sync" else ""))
