@@ -282,6 +282,10 @@ def test_members_share_hosts_take_over_and_rebalance(
         until(all_in_sync(client, fleet, uris, owned_by(names)), 60,
               "the hosts rebalanced onto the rejoined member", lambda: table(client, fleet))
         assert members[1].metrics().get("virtctl_fleet_hosts_owned") == expected[victim.name]
+        # Those hosts were in sync, as the others' records say with their run keys: the
+        # rejoined member recorded them so without a pass (loop.py `_taken_over`), where
+        # the lost hosts above, changed behind the victim's back, each had a full pass.
+        assert '"event": "taken-over"' in members[1].log.read_text()
 
         for member in members:
             member.stop()

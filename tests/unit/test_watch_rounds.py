@@ -10,11 +10,14 @@ import contextlib
 import io
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from virtctl.coord.status import StatusRecord
 from virtctl.drivers import connect
 from virtctl.drivers.base import Driver
 from virtctl.model import Kind
@@ -42,11 +45,13 @@ def git(folder: Path, *args: str) -> str:
 
 
 class Recorder:
-    """The fleet member's hook (loop.FleetHook), recording instead of writing to etcd."""
+    """The fleet member's hook (loop.FleetHook), recording instead of writing to etcd;
+    its status records go to `table` (etcd's status keys), shared between members."""
 
-    member = "m1"
-
-    def __init__(self) -> None:
+    def __init__(self, member: str = "m1",
+                 table: dict[str, StatusRecord] | None = None) -> None:
+        self.member = member
+        self.table = {} if table is None else table
         self.passes: dict[str, int] = {}
         self.rounds: list[tuple[str, PassResult, str]] = []
         self.skipping = ""
@@ -58,8 +63,17 @@ class Recorder:
         self.passes[driver.uri] = self.passes.get(driver.uri, 0) + 1
 
     def round_done(self, uri: str, driver: Driver | None, result: PassResult, *,
-                   duration: float, commit: str, restart_pending: int) -> None:
+                   duration: float, commit: str, restart_pending: int,
+                   key: str = "") -> None:
         self.rounds.append((uri, result, commit))
+        in_sync = result.in_sync and not restart_pending
+        self.table[uri] = StatusRecord(
+            host=uri, uri=uri, outcome="in-sync" if in_sync else "failed",
+            member=self.member, time=time.time(), interval=300.0, commit=commit,
+            restart_pending=restart_pending, key=key if in_sync else "")
+
+    def previous(self, driver: Driver) -> StatusRecord | None:
+        return self.table.get(driver.uri)
 
 
 @pytest.fixture
@@ -99,14 +113,16 @@ def locks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return held
 
 
-def watchers(repo: Path, state: Path, hook: Recorder) -> list[Watcher]:
+def watchers(repo: Path, state: Path, hook: Recorder,
+             policy: Policy | None = None) -> list[Watcher]:
     journal = Log(io.StringIO(), fmt=LogFormat("json"))
     metrics = WatchMetrics()
     catalog = Catalog([str(repo)], default="sim:///default", journal=journal,
                       metrics=metrics)
     return [Watcher(uri, HostSpecs(catalog, uri),
                     Inbox(debounce=Debouncer(), expectations=Expectations()),
-                    journal=journal, metrics=metrics, policy=Policy(), interval=300.0,
+                    journal=journal, metrics=metrics, policy=policy or Policy(),
+                    interval=300.0,
                     driver=connect(uri, env={"VIRTCTL_STATE_DIR": str(state)}),
                     lock_root=state, fleet=hook) for uri in HOSTS]
 
@@ -191,6 +207,54 @@ def test_a_wake_runs_the_full_pass_when_the_host_or_its_share_changed(
     hook.rounds.clear()
     third._round({Trigger.SPEC})
     assert hook.rounds == [] and hook.passes[HOSTS[2]] == 4
+
+
+def test_a_takeover_of_an_in_sync_host_runs_no_pass_when_its_run_key_matches(
+        repo: Path, tmp_path: Path, locks: dict[str, int]) -> None:
+    """Member m1 brings the hosts in sync and records each with its run key; then m2 (a
+    process of its own: its own catalog, connections and watchers) takes them over. The
+    host as m1 left it is recorded in sync by m2 with no pass and no lock; a host changed
+    by hand, or whose specs changed at the same commit, gets the full pass."""
+    state = tmp_path / "state"
+    write(repo, 96, commit=False)  # a dirty tree: the commit stays 'HEAD-dirty' below
+    first = Recorder("m1")
+    for watcher in watchers(repo, state, first):
+        watcher._round({Trigger.START})
+    assert first.passes == dict.fromkeys(HOSTS, 2)
+    keys = {uri: record.key for uri, record in first.table.items()}
+    assert all(keys.values()) and len(set(keys.values())) == len(HOSTS)
+
+    other = connect(HOSTS[1], env={"VIRTCTL_STATE_DIR": str(state)})
+    other.define(Kind.DOMAIN, other.snapshot().domains["round1-vm1"].xml.replace(
+        '<memory unit="KiB">98304</memory>', '<memory unit="KiB">131072</memory>'))
+    (repo / "round2.yaml").write_text(host_file(HOSTS[2], 80))
+
+    second = Recorder("m2", table=first.table)
+    taker = watchers(repo, state, second)
+    for watcher in taker:
+        watcher._round({Trigger.START})
+    assert second.passes == {HOSTS[1]: 2, HOSTS[2]: 2}
+    assert locks == {HOSTS[0]: 1, HOSTS[1]: 2, HOSTS[2]: 2}
+    assert memory_kib(state, HOSTS[1]) == {96 * 1024}
+    assert memory_kib(state, HOSTS[2]) == {80 * 1024}
+    head = git(repo, "rev-parse", "HEAD") + "-dirty"
+    assert all(r.member == "m2" and r.outcome == "in-sync" and r.commit == head
+               for r in first.table.values()), first.table
+    assert first.table[HOSTS[0]].key == keys[HOSTS[0]]  # the same key in both members
+    assert first.table[HOSTS[2]].key != keys[HOSTS[2]]
+
+    # The shortcut is the first round's only: m2's later wakes are as before.
+    taker[0]._round({Trigger.RESYNC})
+    assert second.passes[HOSTS[0]] == 1
+
+    # A member with other flags has another key (its pass could plan otherwise), as
+    # does a record that is not in sync at the specs' commit.
+    third = Recorder("m3", table=first.table)
+    adopting = watchers(repo, state, third, Policy(adopt=True))
+    adopting[0]._round({Trigger.START})
+    first.table[HOSTS[1]] = replace(first.table[HOSTS[1]], commit="elsewhere")
+    adopting[1]._round({Trigger.START})
+    assert third.passes == {HOSTS[0]: 1, HOSTS[1]: 1}
 
 
 def test_a_burst_of_file_events_wakes_each_host_once(

@@ -44,6 +44,10 @@ class StatusRecord:
     apply_set: str = ""
     commit: str = ""
     error: str = ""  # why a failed round failed, in short
+    # An in-sync round's run key (watch/loop.py `run_key`: the host's share of the
+    # specs, the snapshot's fingerprint, the policy, capabilities and code): a member
+    # taking the host over finds the same key and records it in sync without a pass.
+    key: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -61,7 +65,7 @@ class StatusRecord:
                 duration=float(doc.get("duration", 0.0)),
                 restart_pending=int(doc.get("restart_pending", 0)),
                 apply_set=str(doc.get("apply_set", "")), commit=str(doc.get("commit", "")),
-                error=str(doc.get("error", "")))
+                error=str(doc.get("error", "")), key=str(doc.get("key", "")))
         except (ValueError, TypeError, KeyError, RecursionError, AttributeError):
             return None
         return record

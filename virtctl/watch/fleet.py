@@ -395,6 +395,8 @@ class Fleet:
         owned = {uri for uri in targets if self.member.owns(uri)}
         metrics = self.member.membership.metrics
         gained = owned - set(self.hosts())
+        if gained:  # their first rounds ask for their records: one range for all
+            self.member.prefetch()
         if self._owned_once and gained:
             metrics.takeovers.inc(len(gained), member=self.member.member)
         self._owned_once = True

@@ -9,16 +9,25 @@
   registered the host's identity under its lease), and takes it back when it goes;
 - `passed`: a sim host records each pass (member, start, end) in its state directory
   (the tests prove passes on one host never overlap);
-- `round_done`: one status record per host after each round (status.py).
+- `round_done`: one status record per host after each round (status.py), with the
+  round's run key when it ended in sync;
+- `previous`: the host's last record, whoever wrote it: a member taking a host over
+  (or starting again) that finds the same run key records it in sync without a pass
+  (loop.py `Watcher._taken_over`). `prefetch` reads every record in one range when the
+  fleet gains hosts, so taking 170 hosts over is 1 request, not 170.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
+from ..coord.etcd import EtcdError
+
 from ..coord.hostid import host_identity, identify
 from .membership import Membership
+from ..coord.fleetkeys import read_status
 from ..coord.status import StatusRecord
 from ..drivers.base import Driver
 from .loop import PassResult
@@ -41,6 +50,12 @@ class FleetMember:
         self.interval = interval
         self.apply_set = apply_set
         self.agent_uri = agent_uri
+        # Every host's record as `prefetch` read it, and when (monotonic; None: never).
+        # A record's claim, "a pass with this run key plans nothing", holds whenever it
+        # was read; a prefetch only goes out of date for hosts it found no record for.
+        self._records: dict[str, StatusRecord] = {}
+        self._read_at: float | None = None
+        self._records_lock = threading.Lock()
 
     def owns(self, uri: str) -> bool:
         if self.agent_uri is not None:
@@ -61,8 +76,31 @@ class FleetMember:
         if record is not None:
             record(self.member, started, ended)
 
+    def prefetch(self) -> None:
+        """Read every host's record now, in one range (the fleet is about to start
+        rounds on hosts it gained); on an etcd error each host asks for its own."""
+        try:
+            found, _ = read_status(self.membership.client, self.membership.fleet)
+        except EtcdError:
+            return
+        records = {host: record for _, host, raw in found
+                   if (record := StatusRecord.from_json(raw)) is not None}
+        with self._records_lock:
+            self._records, self._read_at = records, time.monotonic()
+
+    def previous(self, driver: Driver) -> StatusRecord | None:
+        host = host_identity(driver).key
+        with self._records_lock:
+            record = self._records.pop(host, None)
+            recent = (self._read_at is not None
+                      and time.monotonic() - self._read_at < self.membership.ttl)
+        if record is not None or recent:
+            return record  # none a moment ago: a full pass, as for a new host
+        return self.membership.read_status(host)
+
     def round_done(self, uri: str, driver: Driver | None, result: PassResult, *,
-                   duration: float, commit: str, restart_pending: int) -> None:
+                   duration: float, commit: str, restart_pending: int,
+                   key: str = "") -> None:
         if driver is not None:
             host = host_identity(driver).key
         else:  # never connected: named from its URI alone (hostid.py, third choice)
@@ -77,4 +115,4 @@ class FleetMember:
             host=host, uri=uri, outcome=outcome, member=self.member, time=time.time(),
             interval=self.interval, duration=round(duration, 3),
             restart_pending=restart_pending, apply_set=self.apply_set, commit=commit,
-            error=result.error[:200]))
+            error=result.error[:200], key=key if outcome == "in-sync" else ""))

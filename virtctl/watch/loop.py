@@ -7,7 +7,10 @@ settle which specs stand for it (specs.py), plan, apply, then plan again until t
 is empty (bounded). Each round of passes holds the host's lock once
 (virtctl.coord.hostlock.host_lock), so a `virtctl apply` on the same host runs between rounds,
 never interleaved with one. A spec wake that finds the host and its share of the specs
-as the last in-sync round left them runs no pass (`Watcher._unchanged`).
+as the last in-sync round left them runs no pass (`Watcher._unchanged`), and neither
+does a fleet member's first round on a host whose last status record, whoever wrote it,
+holds the run key the host has now (`Watcher._taken_over`: a takeover after a member
+died, a member starting again).
 Events our own actions cause are expected and absorbed, so applying never wakes the loop.
 
 Errors are caught here and only here: a broken spec file is reported and stands on its
@@ -19,6 +22,8 @@ with its type and the loop goes on. A stop ends the loop after the action in fli
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +32,7 @@ from typing import Protocol
 
 from .. import drivers
 from ..capabilities import HostCapabilities, parse_capabilities
+from ..coord.status import StatusRecord
 from ..drivers.base import Driver, Event, EventType
 from ..errors import CallTimeout, DriverError, SpecError, TransientError, VirtctlError
 from ..coord.backend import Held, HostLocks, LockWaitCancelled
@@ -41,6 +47,7 @@ from ..reconciler.plan.plan import plan as make_plan
 from ..reconciler.apply.contentcheck import check_content
 from ..reconciler.plan.plan_storage import StorageView, check_storage, view
 from ..reconciler.apply.storageprobe import probed
+from ..reconciler.memo import context_of
 from ..reconciler.load.validate import check_host
 from .logs import Log
 from .metrics import WatchMetrics
@@ -79,8 +86,13 @@ class FleetHook(Protocol):
         """A pass ran on `driver`'s host under its lock from `started` to `ended`."""
 
     def round_done(self, uri: str, driver: Driver | None, result: PassResult, *,
-                   duration: float, commit: str, restart_pending: int) -> None:
-        """The round is over: write the host's status record."""
+                   duration: float, commit: str, restart_pending: int,
+                   key: str = "") -> None:
+        """The round is over: write the host's status record (with the run key, `key`,
+        of a round that ended in sync; "" when it has none)."""
+
+    def previous(self, driver: Driver) -> StatusRecord | None:
+        """The host's last status record, whichever member wrote it (None: none)."""
 
 
 class HostSpecs(Protocol):
@@ -116,6 +128,11 @@ class Watcher:
         # ended in sync: a wake that finds both unchanged needs no pass (`_unchanged`).
         self._empty_seen: tuple[object, str] | None = None
         self._synced: tuple[tuple[object, str], int] | None = None
+        # The run key (`run_key`) of the last pass that planned nothing, when it has one,
+        # and of the round that ended in sync: written in the host's status record.
+        self._empty_key = ""
+        self._key = ""
+        self._context = ""  # run_key's context, per connection (`_run_context`)
         self.driver = driver
         self.specs = specs
         self.inbox = inbox
@@ -170,13 +187,15 @@ class Watcher:
         trigger = next(t for t in _TRIGGER_ORDER if t in triggers)
         self.metrics.runs.inc(host=self.uri, trigger=str(trigger))
         started = time.monotonic()
-        if triggers == {Trigger.SPEC} and self._unchanged():
+        if ((triggers == {Trigger.SPEC} and self._unchanged())
+                or (triggers == {Trigger.START} and self._taken_over())):
             result, passes = PassResult(in_sync=True), 0
         else:
-            self._synced = None
+            self._synced, self._key = None, ""
             result, passes = self._guarded_passes(trigger)
             if result.in_sync and self._empty_seen is not None:
                 self._synced = (self._empty_seen, self._restart_pending)
+                self._key = self._empty_key
         elapsed = time.monotonic() - started
         if result.skipped:
             self.journal.info("host-skipped", result.skipped, trigger=str(trigger))
@@ -184,7 +203,8 @@ class Watcher:
         self.metrics.duration.observe(elapsed)
         if self.fleet is not None:
             self.fleet.round_done(self.uri, self.driver, result, duration=elapsed,
-                                  commit=self._commit, restart_pending=self._restart_pending)
+                                  commit=self._commit, restart_pending=self._restart_pending,
+                                  key=self._key if result.in_sync else "")
         self.journal.info("reconciled", "in sync" if result.in_sync else "not in sync",
                           trigger=str(trigger), in_sync=result.in_sync, passes=passes,
                           duration_ms=round(elapsed * 1000, 1))
@@ -231,6 +251,65 @@ class Watcher:
         except Exception:  # noqa: BLE001 (whatever it is, the full pass meets it properly)
             return False
         return True
+
+    def _taken_over(self) -> bool:
+        """A fleet member's first round on a host (taken over from a member that died or
+        left, or its own from before a restart): is the host as its last status record
+        says an in-sync round left it? Then it needs no pass, and no lock: the record
+        holds that round's run key (`run_key`), a hash of everything the pass's plan is
+        a pure function of (the host's share of the specs, the snapshot's fingerprint,
+        the policy, the host's capabilities and live operations, virtctl's code), and a
+        pass with the same key plans nothing again. The same rules as `_unchanged`, the
+        writer's key standing for this process's memory: only a record `in-sync` at the
+        commit the specs have now, with nothing restart-pending; never with storage in
+        play, a broken or unreadable spec file (each member keeps its own last good
+        specs), an agent on the host, or an interrupted checkpointed change to finish
+        (docs/checkpoints.md); any other trigger runs the full pass. Taken without the
+        lock: a host caught mid-change by someone else has another fingerprint."""
+        fleet = self.fleet
+        if fleet is None:
+            return False
+        try:
+            driver = self._connected()
+            if fleet.skip(self.uri, driver):
+                return False
+            scan = self.specs.read()
+            if not _keyable(scan, self.policy):
+                return False
+            record = fleet.previous(driver)
+            commit = self.specs.commit_id()
+            if (record is None or record.outcome != "in-sync" or record.restart_pending
+                    or not record.key or record.commit != commit):
+                return False
+            from ..reconciler.checkpoint.journal import Journal
+
+            if next(Journal(driver.uri).entries(), None) is not None:
+                return False  # the full pass finishes or rolls it back first
+            live = driver.snapshot()
+            if not live.fingerprint or record.key != run_key(
+                    self.uri, scan, live.fingerprint, self._run_context(driver)):
+                return False
+        except StopRequested:
+            raise
+        except Exception:  # noqa: BLE001 (whatever it is, the full pass meets it properly)
+            return False
+        self._commit, self._restart_pending = commit, 0
+        self._synced, self._key = ((_share_key(scan), live.fingerprint), 0), record.key
+        self.journal.info("taken-over", f"in sync as {record.member}'s last round left "
+                          "it (same run key, same commit): no pass", member=record.member)
+        return True
+
+    def _run_context(self, driver: Driver) -> str:
+        """run_key's context: the policy (but the commit), the host's capabilities XML
+        and live operations, virtctl's code; the same in every member with the same
+        flags, asked of the host once per connection."""
+        if not self._context:
+            from ..reconciler.speccache import code_fingerprint
+
+            self._context = context_of(
+                repr((replace(self.policy, commit=""), sorted(driver.live_ops()))),
+                driver.capabilities(), code_fingerprint())
+        return self._context
 
     def _guarded_passes(self, trigger: Trigger) -> tuple[PassResult, int]:
         """Up to MAX_PASSES passes (apply, then verify...) under one hold of the host's
@@ -343,13 +422,14 @@ class Watcher:
                 raise
             # A new connection: capabilities read again, no pass skipped on the old one.
             self.driver, self._caps, self._synced = driver, None, None
+            self._context = ""
             self.journal.info("connected", f"connected to {driver.uri}", uri=driver.uri)
         return self.driver
 
     # -- one pass: read, snapshot, settle, plan, apply --------------------------------
 
     def _pass(self, trigger: Trigger, *, first: bool) -> PassResult:
-        self._empty_seen = None
+        self._empty_seen, self._empty_key = None, ""
         scan = self.specs.read()
         driver = self._connected()
         from ..reconciler.checkpoint.hooks import guarded
@@ -384,6 +464,9 @@ class Watcher:
         if planned.empty:
             self._empty_seen = (_share_key(scan), live.fingerprint) if live.fingerprint \
                 else None
+            if live.fingerprint and not settled.broken and _keyable(scan, self.policy):
+                self._empty_key = run_key(self.uri, scan, live.fingerprint,
+                                          self._run_context(driver))
             return PassResult(in_sync=True)
         refusal = prune_refusal(planned, settled.desired, policy,
                                 declared_elsewhere=bool(settled.broken))
@@ -514,6 +597,26 @@ def _share_key(scan: Scan) -> object:
                   for name, specs in scan.parsed.items() if specs),
             tuple((name, tuple(map(str, errors))) for name, errors in scan.errors.items()),
             scan.unreadable)
+
+
+def run_key(uri: str, scan: Scan, fingerprint: str, context: str) -> str:
+    """What a pass on `uri` plans is a pure function of: the host's specs (by digest, in
+    each file), the snapshot (its fingerprint covers every domain and network), and the
+    context (`Watcher._run_context`). Only for a `_keyable` reading with nothing broken.
+    Equal in every member with the same flags and spec paths: nothing of one process
+    (no order of dicts or sets, no Python hash) goes in."""
+    share = [[name, [spec.digest for spec in specs]]
+             for name, specs in sorted(scan.parsed.items()) if specs]
+    text = json.dumps(["virtctl-run-1", uri, context, fingerprint, share],
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _keyable(scan: Scan, policy: Policy) -> bool:
+    """May a pass over this reading be known by its run key? Not with storage in play
+    (pools and volumes are not in the snapshot's fingerprint) nor with a spec file that
+    is broken or unreadable (each member settles it from its own last good specs)."""
+    return not (policy.prune or scan.errors or scan.unreadable or _declares_storage(scan))
 
 
 def _declares_storage(scan: Scan) -> bool:

@@ -319,6 +319,12 @@ class Membership:
 
     # -- status -----------------------------------------------------------------------
 
+    def read_status(self, host: str) -> StatusRecord | None:
+        """Host identity `host`'s last record (one request; None if there is none or it
+        is not one). Raises EtcdError when etcd does not answer."""
+        found = self.client.get(status_key(self.fleet, host))
+        return StatusRecord.from_json(found.value) if found is not None else None
+
     def write_status(self, record: StatusRecord) -> bool:
         """Put one host's record (one request); False, said in the log and metrics, if
         etcd did not take it."""
