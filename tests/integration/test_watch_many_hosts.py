@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -227,6 +226,9 @@ def test_each_pass_holds_the_host_lock_and_only_during_the_pass(
     a, b = sim("a"), sim("b")
     wait_for(running(a, "web"), what="web on a")
     wait_for(in_sync(watcher, "sim:///a"), what="a in sync")
+    # b too: the test stops b's guest below, so b must have made it first.
+    wait_for(running(b, "db"), what="db on b")
+    wait_for(in_sync(watcher, "sim:///b"), what="b in sync")
     root = Path(env["VIRTCTL_STATE_DIR"])
     took = threading.Event()
 
@@ -243,7 +245,9 @@ def test_each_pass_holds_the_host_lock_and_only_during_the_pass(
         a.destroy(Kind.DOMAIN, "web")
         b.destroy(Kind.DOMAIN, "db")
         wait_for(running(b, "db"), what="b goes on while a is locked")
-        time.sleep(0.5)
+        # a's pass has begun and waits for the lock (its notice is logged at once).
+        wait_for(lambda: any("sim:///a" in str(r.get("message", "")) or r.get("host") == "sim:///a"
+                             for r in watcher.events("lock-wait")), what="a waits for the lock")
         assert state_of(a, "web") is DomainState.SHUTOFF  # a waits for the lock
     wait_for(running(a, "web"), what="web restarted once the lock is free")
     assert watcher.stop(signal.SIGTERM) == 0
