@@ -325,13 +325,13 @@ def test_etcd_faults(etcd_cluster: EtcdCluster, tmp_path: Path,
     # Quorum lost: two of three members down.
     etcd_cluster.kill(1)
     etcd_cluster.kill(2)
-    until(lambda: all(m.events("member-lease-lost") for m in members), 30,
+    until(lambda: all(m.events("member-lease-lost") for m in members), 90,
           "every member saying it lost its lease")
     for member in members:
         assert member.metrics().get("virtctl_fleet_lease_alive") == 0
     # A change now must not be applied by anyone: no lock, no action.
     write_specs(specs, hosts, doms=("vm", "one", "two"))
-    until(lambda: all(m.events("lock-unavailable") for m in members), 30,
+    until(lambda: all(m.events("lock-unavailable") for m in members), 90,
           "every member logging lock-unavailable for its hosts")
     deadline = time.monotonic() + 2 * INTERVAL
     while time.monotonic() < deadline:
