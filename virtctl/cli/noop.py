@@ -362,8 +362,9 @@ def run(argv: Sequence[str], full: Callable[..., int]) -> int:
     env = os.environ
     code = replay(argv, sys.stdout, sys.stderr, env)
     if code is not None:
-        if env.get("VIRTCTL_FASTPATH_DEBUG"):
-            sys.stderr.write("virtctl-debug: no-op fast path\n")
+        if env.get("VIRTCTL_FASTPATH_DEBUG"):  # tests: which path ran, and its imports
+            sys.stderr.write("virtctl-debug: no-op fast path, virtctl.model imported: "
+                             f"{'virtctl.model' in sys.modules}\n")
         return code
     rec = Recorder(argv, sys.stdout, sys.stderr, env)
     CURRENT.append(rec)

@@ -23,14 +23,14 @@ from ...fileio import open_private, private_dir, read_private
 from ..snapshot import DomainRead, NetworkRead, fingerprint
 
 
-def _records(folder: Path) -> list[tuple[str, dict[str, object]]]:
+def _records(folder: str) -> list[tuple[str, dict[str, object]]]:
     private_dir(folder, make=False)
     out = []
     for entry in sorted(os.listdir(folder)):  # as SimStore.all lists them
         if not entry.endswith(".json") or entry.startswith("."):
             continue
-        try:
-            data = json.loads(read_private(folder / entry))
+        try:  # plain strings: a Path per record costs more than reading it
+            data = json.loads(read_private(f"{folder}/{entry}"))
         except FileNotFoundError:
             continue  # removed since the listing
         out.append((unquote(entry[: -len(".json")]), data))
@@ -48,8 +48,8 @@ def store_fingerprint(root: Path) -> str | None:
         fd = open_private(root / "lock", os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            domains = _records(root / "domains")
-            networks = _records(root / "networks")
+            domains = _records(str(root / "domains"))
+            networks = _records(str(root / "networks"))
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
