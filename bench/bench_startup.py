@@ -4,7 +4,9 @@ process, interpreter start and imports included.
 (a) qemu:///system: N (default 200) shut-off guests (type qemu, 64 MiB, no disk), named
     with a unique vctl-test-startup-XXXXXX- prefix, defined by `virtctl apply`. Then,
     taking turns, each timed --repeat times as a fresh process:
-    - virtctl    `virtctl apply -f SPECS` on the unchanged host (plans nothing);
+    - virtctl    `virtctl apply -f SPECS` on the unchanged host (plans nothing): the
+                 no-op fast path (cli/noop.py) answers from the record of the run before;
+    - full path  the same with VIRTCTL_FASTPATH=0: the whole load, memo and plan;
     - reads      bench/noop_reads.py: a minimal libvirt-python script making the reads
                  virtctl's no-op makes, one call at a time;
     - reads x4   the same, the domains read in four slices at once, as virtctl reads a
@@ -94,11 +96,15 @@ def virtctl(*args: str) -> list[str]:
 Times = dict[str, list[tuple[float, float]]]
 
 
+FULL = "full path"  # virtctl without the no-op fast path (VIRTCTL_FASTPATH=0)
+
+
 def taking_turns(bodies: dict[str, list[str]], env: dict[str, str], repeat: int) -> Times:
     times: Times = {label: [] for label in bodies}
     for _ in range(repeat):
         for label, argv in bodies.items():
-            times[label].append(run(argv, env))
+            times[label].append(run(argv, dict(env, VIRTCTL_FASTPATH="0") if label == FULL
+                                    else env))
     return times
 
 
@@ -153,11 +159,12 @@ def bench_qemu(n: int, repeat: int) -> None:
             reads = [sys.executable, str(HERE / "noop_reads.py"), URI]
             times = taking_turns({
                 "virtctl": virtctl("apply", "-f", str(specs)),
+                FULL: virtctl("apply", "-f", str(specs)),
                 "reads": reads, "reads x4": [*reads, "4"],
                 "python": [sys.executable, "-c", "pass"]}, env, repeat)
             print(f"# (a) no-op re-apply of {n} shut-off guests on {URI}, whole processes, "
                   f"{repeat} runs each")
-            show(times, (("virtctl", "reads"), ("virtctl", "reads x4")))
+            show(times, (("virtctl", "reads"), ("virtctl", "reads x4"), (FULL, "reads")))
             print("# (b) python -X importtime")
             importtime("--help", virtctl("--help"), env)
             importtime("get domains", virtctl("get", "domains"), env)
@@ -180,6 +187,7 @@ def bench_sim(n: int, repeat: int, *, imports: bool) -> None:
         run(virtctl("apply", "-f", str(specs)), env)
         run(virtctl("apply", "-f", str(specs)), env)
         times = taking_turns({"virtctl": virtctl("apply", "-f", str(specs)),
+                              FULL: virtctl("apply", "-f", str(specs)),
                               "python": [sys.executable, "-c", "pass"]}, env, repeat)
         print(f"# (c) no-op re-apply of {n} domains and {max(1, n // 10)} networks on the "
               f"sim, whole process, {repeat} runs")

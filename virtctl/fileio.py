@@ -27,7 +27,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
@@ -137,6 +136,8 @@ def dir_problem(info: os.stat_result) -> str | None:
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     try:
+        import tempfile  # here: it imports random and shutil, which reads never need
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
     except OSError as exc:
         raise _naming(exc, path) from None

@@ -42,7 +42,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,16 +77,25 @@ def _folder(env: Mapping[str, str]) -> Path | None:
 
 def code_version() -> str:
     """virtctl's version and every source file of the package (and the schema), by
-    path and bytes: any other virtctl records and replays under other keys."""
+    path and a strict stat key (inode, size, mtime and ctime: a file rewritten, even
+    with its old mtime, has a new ctime; a reinstall, new inodes): any other virtctl
+    records and replays under other keys. Stat, not bytes: reading ~170 files would
+    cost a no-op more than its reads of a small host."""
     from .. import __version__
 
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted((*_PACKAGE.rglob("*.py"), *_PACKAGE.rglob("*.json"))):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(b"\0" + str(path.relative_to(_PACKAGE)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    parts = [__version__]
+    stack = [str(_PACKAGE)]
+    while stack:
+        folder = stack.pop()
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != "__pycache__":
+                    stack.append(entry.path)
+            elif entry.name.endswith((".py", ".json")):
+                info = entry.stat()
+                parts.append(f"{entry.path}\0{info.st_ino}\0{info.st_size}"
+                             f"\0{info.st_mtime_ns}\0{info.st_ctime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def run_key(argv: Sequence[str], env: Mapping[str, str]) -> str:
@@ -130,10 +139,18 @@ def _files_digest(paths: Sequence[str]) -> str | None:
 
 
 def _apply_set(paths: Sequence[str]) -> str:
-    from ..reconciler.load.gitinfo import default_set
+    """The default apply set of `paths` (gitinfo.default_set). Outside every git work
+    tree (no `.git` in any folder above a path: git finds work trees by it, and
+    gitinfo drops GIT_DIR and the like) it is their absolute paths, which gitinfo would
+    find by running git once per path; inside one, gitinfo is asked."""
+    resolved = [Path(p).resolve() for p in paths]
+    if any(os.path.lexists(folder / ".git") for path in resolved
+           for folder in (path, *path.parents)):
+        from ..reconciler.load.gitinfo import default_set
 
-    found = default_set(paths)
-    return json.dumps([found.name, list(found.unstable)])
+        found = default_set(paths)
+        return json.dumps([found.name, list(found.unstable)])
+    return json.dumps([",".join(sorted({str(p) for p in resolved})), []])
 
 
 def inputs_key(run: str, uri: str, files: str, apply_set: str, caps: str, live: str) -> str:
@@ -142,15 +159,21 @@ def inputs_key(run: str, uri: str, files: str, apply_set: str, caps: str, live: 
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def _pending(uri: str, env: Mapping[str, str]) -> bool:
-    """Whether the checkpoint journal holds an interrupted change for `uri` (the full
-    path finishes or rolls it back first)."""
-    from ..reconciler.checkpoint.journal import Journal
+def pending(uri: str, env: Mapping[str, str]) -> bool:
+    """Whether the checkpoint journal may hold an interrupted change for `uri` (the full
+    path finishes or rolls it back first): any entry file in its folder
+    (reconciler/checkpoint/journal.py: `journal_root(env)/quote(uri)/NAME.json`)."""
+    from urllib.parse import quote
 
+    from ..fileio import state_root
+
+    folder = state_root(env) / "checkpoints" / quote(uri, safe="")
     try:
-        return any(True for _ in Journal(uri, env).entries())
-    except Exception:  # noqa: BLE001 - unreadable: the full path says why
-        return True
+        return any(n.endswith(".json") and not n.startswith(".") for n in os.listdir(folder))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: the full path says why
 
 
 def read_host(uri: str, env: Mapping[str, str], *, readonly: bool) -> tuple[str, str] | None:
@@ -234,7 +257,7 @@ def replay(argv: Sequence[str], out: IO[str], err: IO[str],
                                         str(record["err"]), int(record["code"]))
     except (KeyError, TypeError, ValueError):
         return None
-    if _pending(uri, env):
+    if pending(uri, env):
         return None
     files = _files_digest(paths)
     if files is None:
@@ -260,9 +283,9 @@ _COUNTER = {"replayed": 0}
 
 
 @contextlib.contextmanager
-def _lock(uri: str, env: Mapping[str, str], *, readonly: bool) -> Any:
+def _lock(uri: str, env: Mapping[str, str], *, readonly: bool) -> Iterator[bool]:
     """The host lock the full path would hold (none for a read-only verb), without
-    waiting: held by another run, the full path waits and says so."""
+    waiting: held by another run, False (the full path waits for it and says so)."""
     if readonly:
         yield True
         return
@@ -270,13 +293,15 @@ def _lock(uri: str, env: Mapping[str, str], *, readonly: bool) -> Any:
     from ..errors import VirtctlError
     from ..fileio import state_root
 
+    held = contextlib.ExitStack()
     try:
-        with host_lock(uri, state_root(env), timeout=0, command=f"virtctl {VERBS[0]}"):
-            yield True
-            return
-    except VirtctlError:
-        pass
-    yield False
+        held.enter_context(host_lock(uri, state_root(env), timeout=0,
+                                     command="virtctl apply"))
+    except (VirtctlError, OSError):
+        yield False
+        return
+    with held:
+        yield True
 
 
 class _Tee:

@@ -215,3 +215,36 @@ def test_libvirt_test_driver_is_replayed(host: dict[str, object]) -> None:
     assert full[0] == 0 and full[3] is None, full
     fast = virtctl(host, *args)
     assert fast[3] is False and fast[:3] == full[:3]
+
+
+def test_a_lock_held_by_another_run_is_waited_for(host: dict[str, object]) -> None:
+    """The fast path never answers while another run holds the host's lock (that run
+    may be changing the host): the full path waits, says so, then plans."""
+    from virtctl.coord.hostlock import host_lock
+
+    settle(host)
+    env: dict[str, str] = host["env"]  # type: ignore[assignment]
+    with host_lock("sim:///fastpath", Path(env["VIRTCTL_STATE_DIR"]), command="test"):
+        proc = subprocess.Popen([sys.executable, "-m", "virtctl", "apply", "-f",
+                                 str(host["specs"])], env=env, cwd=host["tmp"],  # type: ignore[arg-type]
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # blocks until the run says something
+        assert "waiting for the lock" in first, first
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "No changes" in out and DEBUG not in err
+
+
+def test_an_interrupted_checkpointed_change_is_never_replayed(tmp_path: Path) -> None:
+    """The fast path looks where the checkpoint journal keeps its entries: with one
+    there, the full path runs (it settles the change first)."""
+    from virtctl.reconciler.checkpoint.journal import Journal
+
+    env = {"VIRTCTL_STATE_DIR": str(tmp_path)}
+    journal = Journal("sim:///j", env)
+    assert not noop.pending("sim:///j", env)
+    journal.folder.mkdir(parents=True)
+    assert not noop.pending("sim:///j", env)
+    (journal.folder / "web.json").write_text("{}")
+    assert noop.pending("sim:///j", env)
+    assert not noop.pending("sim:///other", env)

@@ -1,39 +1,54 @@
-"""A sim host's snapshot fingerprint read straight from its store, without virtctl.model.
+"""A sim host's snapshot fingerprint, read straight from its store without virtctl.model.
 
-The CLI's no-op fast path (cli/noop.py) compares this with the fingerprint a full run
-recorded (`Live.fingerprint`, SimDriver.snapshot): the same records (store.py's
-domains/ and networks/ JSON files, read under the store's shared lock) hashed by the
-same function (drivers/snapshot.py), field for field as SimDriver.snapshot builds them,
-so the two agree exactly (tests/unit/test_noop_fastpath.py checks it). Anything odd
-(a missing or unsafe folder, a damaged record) is None: the full path then reports it.
+SimDriver.snapshot's `Live.fingerprint` is `records_fingerprint` of the bytes of every
+domain and network record it read (store.py's domains/ and networks/ JSON files, under
+the store's shared lock): a superset of what the snapshot holds (ids too). The CLI's
+no-op fast path (cli/noop.py) reads the same files the same way (`store_fingerprint`)
+and hashes them with the same function, with no JSON parse, so the two agree exactly
+(tests/unit/cli/test_noop_fastpath.py checks it). Anything odd (a missing or unsafe
+folder, a record that is no regular file) is None: the full path then reports it.
 
-May import the foundation modules but virtctl.model, and drivers/snapshot.py.
+May import the foundation modules but virtctl.model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote
 
 from ...fileio import open_private, private_dir, read_private
-from ..snapshot import DomainRead, NetworkRead, fingerprint
 
 
-def _records(folder: str) -> list[tuple[str, dict[str, object]]]:
+def records_fingerprint(domains: Iterable[tuple[str, bytes]],
+                        networks: Iterable[tuple[str, bytes]]) -> str:
+    """A hash of every record by kind, name and bytes, each length-prefixed, in the
+    order given (the store lists them sorted by file name)."""
+    digest = hashlib.sha256(b"virtctl-sim-records-1")
+    update = digest.update
+    for kind, records in ((b"d", domains), (b"n", networks)):
+        for name, raw in records:
+            encoded = name.encode()
+            update(b"%s%d:%s%d:" % (kind, len(encoded), encoded, len(raw)))
+            update(raw)
+    return digest.hexdigest()
+
+
+def _records(folder: str) -> list[tuple[str, bytes]]:
     private_dir(folder, make=False)
     out = []
-    for entry in sorted(os.listdir(folder)):  # as SimStore.all lists them
+    for entry in sorted(os.listdir(folder)):  # as SimStore.all_read lists them
         if not entry.endswith(".json") or entry.startswith("."):
             continue
         try:  # plain strings: a Path per record costs more than reading it
-            data = json.loads(read_private(f"{folder}/{entry}"))
+            raw = read_private(f"{folder}/{entry}")
         except FileNotFoundError:
             continue  # removed since the listing
-        out.append((unquote(entry[: -len(".json")]), data))
+        out.append((unquote(entry[: -len(".json")]), raw))
     return out
 
 
@@ -54,12 +69,6 @@ def store_fingerprint(root: Path) -> str | None:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-        return fingerprint(
-            (DomainRead(name, d["uuid"], d["xml"], d["state"], d["autostart"],  # type: ignore[arg-type]
-                        d["persistent"], d["id"], d["running_xml"])  # type: ignore[arg-type]
-             for name, d in domains),
-            (NetworkRead(name, n["uuid"], n["xml"], n["active"], n["autostart"],  # type: ignore[arg-type]
-                         n["persistent"], n.get("running_xml"))  # type: ignore[arg-type]
-             for name, n in networks))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError):
         return None
+    return records_fingerprint(domains, networks)
