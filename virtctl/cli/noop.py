@@ -98,11 +98,14 @@ def code_version() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def run_key(argv: Sequence[str], env: Mapping[str, str]) -> str:
+def run_key(argv: Sequence[str], env: Mapping[str, str], ttys: Sequence[bool] = ()) -> str:
+    """The key of a run's own inputs: argv, working directory, the environment that
+    reaches virtctl, whether stdout and stderr are terminals (`ttys`: what is printed
+    may differ), Python and virtctl's code."""
     reaching = sorted((k, v) for k, v in env.items()
                       if k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES)
-    doc = json.dumps([list(argv), os.getcwd(), reaching, sys.version, sys.executable,
-                      code_version()])
+    doc = json.dumps([list(argv), os.getcwd(), reaching, list(ttys), sys.version,
+                      sys.executable, code_version()])
     return hashlib.sha256(_FORMAT + b"\0" + doc.encode()).hexdigest()
 
 
@@ -247,7 +250,7 @@ def replay(argv: Sequence[str], out: IO[str], err: IO[str],
     folder = _folder(env)
     if folder is None:
         return None
-    run = run_key(argv, env)
+    run = run_key(argv, env, _ttys(out, err))
     record = _load(folder / f"{run}.json")
     if record is None:
         return None
@@ -277,6 +280,16 @@ def replay(argv: Sequence[str], out: IO[str], err: IO[str],
     err.write(errors)
     err.flush()
     return code
+
+
+def _ttys(*streams: IO[str]) -> list[bool]:
+    out = []
+    for stream in streams:
+        try:
+            out.append(bool(stream.isatty()))
+        except (AttributeError, ValueError):
+            out.append(False)
+    return out
 
 
 class _Background:
@@ -378,7 +391,7 @@ class Recorder:
         folder = _folder(self.env)
         if folder is None:
             return
-        run = run_key(self.argv, self.env)
+        run = run_key(self.argv, self.env, _ttys(self.out.stream, self.err.stream))
         record = {"uri": outcome["uri"], "paths": paths, "readonly": outcome["readonly"],
                   "inputs": inputs_key(run, outcome["uri"], files, apply_set, caps, live),
                   "out": "".join(self.out.parts), "err": "".join(self.err.parts),

@@ -164,8 +164,27 @@ def test_keys_follow_code_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert noop.run_key(["apply", "-f", "s"], dict(env, UNRELATED="2")) == base
     assert noop.run_key(["apply", "-f", "s", "--adopt"], env) != base
     assert noop.run_key(["apply", "-f", "s"], dict(env, VIRTCTL_CONNECT="sim:///y")) != base
+    assert noop.run_key(["apply", "-f", "s"], env, [True, False]) != base
     monkeypatch.setattr(noop, "code_version", lambda: "another virtctl")
     assert noop.run_key(["apply", "-f", "s"], env) != base
+
+
+def test_code_version_sees_a_rewrite_that_keeps_size_and_mtime(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    source = tmp_path / "sub" / "plan.py"
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(noop, "_PACKAGE", tmp_path)
+    before = noop.code_version()
+    assert noop.code_version() == before
+    info = source.stat()
+    # Rewritten with the same size and its mtime put back; the kernel's clock for file
+    # times ticks every few ms, so rewrite until the ctime has moved (it always does).
+    while source.stat().st_ctime_ns == info.st_ctime_ns:
+        source.write_text("A = 2\n")
+        os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert source.stat().st_mtime_ns == info.st_mtime_ns
+    assert noop.code_version() != before
 
 
 def test_raw_fingerprints_are_the_drivers(tmp_path: Path) -> None:
@@ -222,7 +241,8 @@ def test_a_lock_held_by_another_run_is_waited_for(host: dict[str, object]) -> No
     may be changing the host): the full path waits, says so, then plans."""
     from virtctl.coord.hostlock import host_lock
 
-    settle(host)
+    assert applied(host)[0] == 0  # defines
+    assert applied(host)[0] == 0  # records the no-op
     env: dict[str, str] = host["env"]  # type: ignore[assignment]
     with host_lock("sim:///fastpath", Path(env["VIRTCTL_STATE_DIR"]), command="test"):
         proc = subprocess.Popen([sys.executable, "-m", "virtctl", "apply", "-f",
