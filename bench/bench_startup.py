@@ -4,7 +4,9 @@ process, interpreter start and imports included.
 (a) qemu:///system: N (default 200) shut-off guests (type qemu, 64 MiB, no disk), named
     with a unique vctl-test-startup-XXXXXX- prefix, defined by `virtctl apply`. Then,
     taking turns, each timed --repeat times as a fresh process:
-    - virtctl    `virtctl apply -f SPECS` on the unchanged host (plans nothing);
+    - virtctl    `virtctl apply -f SPECS` on the unchanged host (plans nothing): the
+                 no-op fast path (cli/noop.py) answers from the record of the run before;
+    - full path  the same with VIRTCTL_FASTPATH=0: the whole load, memo and plan;
     - reads      bench/noop_reads.py: a minimal libvirt-python script making the reads
                  virtctl's no-op makes, one call at a time;
     - reads x4   the same, the domains read in four slices at once, as virtctl reads a
@@ -62,9 +64,10 @@ def environment(tmp: Path, uri: str) -> dict[str, str]:
     # machine-wide qemu:///system lock, and waiting for it is not start-up time.
     locks = tmp / "locks"
     locks.mkdir(mode=0o700, exist_ok=True)
+    # VIRTCTL_FASTPATH_DEBUG: a replay says so on stderr, so misses are counted apart.
     env = dict(os.environ, VIRTCTL_STATE_DIR=str(tmp / "state"),
                VIRTCTL_CACHE_DIR=str(tmp / "cache"), VIRTCTL_CONNECT=uri,
-               VIRTCTL_LOCK_DIR=str(locks), PYTHONPATH=str(ROOT))
+               VIRTCTL_LOCK_DIR=str(locks), PYTHONPATH=str(ROOT), VIRTCTL_FASTPATH_DEBUG="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode written, reused
     return env
 
@@ -74,7 +77,11 @@ def _children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+REPLAYED = "virtctl-debug: no-op fast path"
+replays: dict[str, list[bool]] = {}
+
+
+def run(argv: Sequence[str], env: dict[str, str], label: str = "") -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one process. The CPU time is what the
     process itself spent, whatever else the machine was doing: it moves far less than
     the wall time on a busy machine (libvirtd's share of a call is not in it)."""
@@ -84,6 +91,7 @@ def run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n"
                          f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    replays.setdefault(label, []).append(REPLAYED in proc.stderr)
     return wall, _children_cpu() - cpu
 
 
@@ -94,11 +102,15 @@ def virtctl(*args: str) -> list[str]:
 Times = dict[str, list[tuple[float, float]]]
 
 
+FULL = "full path"  # virtctl without the no-op fast path (VIRTCTL_FASTPATH=0)
+
+
 def taking_turns(bodies: dict[str, list[str]], env: dict[str, str], repeat: int) -> Times:
     times: Times = {label: [] for label in bodies}
     for _ in range(repeat):
         for label, argv in bodies.items():
-            times[label].append(run(argv, env))
+            times[label].append(run(argv, dict(env, VIRTCTL_FASTPATH="0") if label == FULL
+                                    else env, label))
     return times
 
 
@@ -109,6 +121,15 @@ def show(times: Times, ratios: Sequence[tuple[str, str]]) -> None:
         print(f"  {label:<10} {min(wall) * 1000:10.0f} {statistics.median(wall) * 1000:8.0f} "
               f"{min(cpu) * 1000:9.0f} {statistics.median(cpu) * 1000:8.0f}")
     print(f"  load average now: {os.getloadavg()[0]:.1f}")
+    if "virtctl" in times:
+        hit = replays.get("virtctl", [])[-len(times["virtctl"]):]
+        fast = [t for t, h in zip(times["virtctl"], hit, strict=True) if h]
+        print(f"  virtctl replayed {sum(hit)} of {len(hit)} runs (a miss: the host or a "
+              "file changed, e.g. another session's guest)")
+        if fast:
+            print(f"  virtctl replays only: wall best {min(w for w, _ in fast) * 1000:.0f}, "
+                  f"median {statistics.median(w for w, _ in fast) * 1000:.0f}; cpu best "
+                  f"{min(c for _, c in fast) * 1000:.0f} ms")
     for top, bottom in ratios:
         for what, index in (("wall", 0), ("cpu", 1)):
             a = [t[index] for t in times[top]]
@@ -153,14 +174,16 @@ def bench_qemu(n: int, repeat: int) -> None:
             reads = [sys.executable, str(HERE / "noop_reads.py"), URI]
             times = taking_turns({
                 "virtctl": virtctl("apply", "-f", str(specs)),
+                FULL: virtctl("apply", "-f", str(specs)),
                 "reads": reads, "reads x4": [*reads, "4"],
                 "python": [sys.executable, "-c", "pass"]}, env, repeat)
             print(f"# (a) no-op re-apply of {n} shut-off guests on {URI}, whole processes, "
                   f"{repeat} runs each")
-            show(times, (("virtctl", "reads"), ("virtctl", "reads x4")))
+            show(times, (("virtctl", "reads"), ("virtctl", "reads x4"), (FULL, "reads")))
             print("# (b) python -X importtime")
             importtime("--help", virtctl("--help"), env)
             importtime("get domains", virtctl("get", "domains"), env)
+            run(virtctl("apply", "-f", str(specs)), env)  # (records again after any churn)
             importtime("no-op apply", virtctl("apply", "-f", str(specs)), env)
     finally:
         for dom in conn.listAllDomains(0):
@@ -180,6 +203,7 @@ def bench_sim(n: int, repeat: int, *, imports: bool) -> None:
         run(virtctl("apply", "-f", str(specs)), env)
         run(virtctl("apply", "-f", str(specs)), env)
         times = taking_turns({"virtctl": virtctl("apply", "-f", str(specs)),
+                              FULL: virtctl("apply", "-f", str(specs)),
                               "python": [sys.executable, "-c", "pass"]}, env, repeat)
         print(f"# (c) no-op re-apply of {n} domains and {max(1, n // 10)} networks on the "
               f"sim, whole process, {repeat} runs")
@@ -188,6 +212,7 @@ def bench_sim(n: int, repeat: int, *, imports: bool) -> None:
             print("# (b) python -X importtime (sim)")
             importtime("--help", virtctl("--help"), env)
             importtime("get domains", virtctl("get", "domains"), env)
+            run(virtctl("apply", "-f", str(specs)), env)  # (records again after any churn)
             importtime("no-op apply", virtctl("apply", "-f", str(specs)), env)
 
 

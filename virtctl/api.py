@@ -151,13 +151,19 @@ def check_files(desired: Desired) -> list[SpecError]:
     return check_content(desired.volumes.values())
 
 
-def plan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
+Seen = Callable[[str, str, bool], None]
+
+
+def plan(desired: Desired, reader: Reader, *, policy: Policy = Policy(),
+         seen: Seen | None = None) -> Plan:
     """Check, then plan against the host's current state. Changes the host in no way.
 
     Objects found in sync by an earlier run with exactly the same inputs (spec, live
     state, policy, capabilities, virtctl's code) are not compared again (see
-    reconciler/memo.py); the memo lives in the cache directory, per host."""
-    return _memoized_plan(desired, reader, policy, check=True)
+    reconciler/memo.py); the memo lives in the cache directory, per host. `seen` hears
+    what the plan was made from: the snapshot's fingerprint, the capabilities XML and
+    whether storage was read (the CLI's no-op fast path records them, cli/noop.py)."""
+    return _memoized_plan(desired, reader, policy, check=True, seen=seen)
 
 
 def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Plan:
@@ -165,7 +171,8 @@ def replan(desired: Desired, reader: Reader, *, policy: Policy = Policy()) -> Pl
     return _memoized_plan(desired, reader, policy, check=False)
 
 
-def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool) -> Plan:
+def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: bool,
+                   seen: Seen | None = None) -> Plan:
     live = reader.snapshot()
     caps_xml = reader.capabilities()
     store = SyncMemo(cache_dir(os.environ), reader.uri)
@@ -173,6 +180,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     # Storage is read only where specs declare some or pruning may remove some; its
     # digest joins the context, so the whole-host memo below never hides a change.
     storage = _storage(desired, reader, policy, live)
+    if seen is not None:
+        seen(live.fingerprint, caps_xml, storage is not None)
     if storage is not None:
         from .reconciler.plan.plan_storage import storage_digest
     context = context_of(repr((replace(policy, commit=""), sorted(live_ops),

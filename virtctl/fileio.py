@@ -27,10 +27,11 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
+
+from .errors import ErrorCode, Source, SpecError
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -135,6 +136,8 @@ def dir_problem(info: os.stat_result) -> str | None:
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     try:
+        import tempfile  # here: it imports random and shutil, which reads never need
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".tmp")
     except OSError as exc:
         raise _naming(exc, path) from None
@@ -174,3 +177,49 @@ def state_root(env: Mapping[str, str]) -> Path:
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"]) / "virtctl"
     return Path.home() / ".local" / "state" / "virtctl"
+
+
+# Spec files: what the loader reads of a directory (reconciler/load/load.py's `expand`),
+# here so that the CLI's no-op fast path (cli/noop.py) selects exactly the same files
+# without importing the loader.
+YAML_SUFFIXES = (".yaml", ".yml")
+XML_SUFFIXES = (".xml",)
+XEN_SUFFIXES = (".cfg",)
+SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
+
+
+def walk_specs(folder: Path, root: Path, seen: set[Path],
+          errors: list[SpecError] | None = None) -> Iterator[Path]:
+    """Spec files under `folder`, sorted. A symlink may point anywhere inside `root` (the
+    directory given), never outside it: a link planted in a watched directory must not
+    make virtctl read files elsewhere. Each real directory is walked once (no loops)."""
+    real = folder.resolve()
+    if real in seen:
+        return
+    seen.add(real)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:  # unreadable (permissions), or gone since it was listed
+        refused = SpecError(f"cannot list the directory: {exc.strerror}",
+                            code=ErrorCode.INVALID_SPEC, source=Source(str(folder)))
+        if errors is None or isinstance(exc, FileNotFoundError):
+            raise refused from None
+        errors.append(refused)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            target = Path(entry.path).resolve()
+            if not target.is_relative_to(root):
+                if entry.is_dir() or entry.name.lower().endswith(SPEC_SUFFIXES):
+                    refused = SpecError(f"a symlink to {target}, outside {root}; refused",
+                                        code=ErrorCode.INVALID_SPEC, source=Source(entry.path))
+                    if errors is None:
+                        raise refused
+                    errors.append(refused)
+                continue
+        if entry.is_dir():
+            yield from walk_specs(Path(entry.path), root, seen, errors)
+        elif entry.name.lower().endswith(SPEC_SUFFIXES):
+            yield Path(entry.path)

@@ -21,7 +21,7 @@ from tests.contract.support import (
     purge_libvirt,
     require_connection,
 )
-from virtctl.drivers.libvirt import driver as libvirt_driver
+from virtctl.drivers.libvirt import reads as libvirt_reads
 from virtctl.drivers.libvirt.driver import READERS, LibvirtDriver, _readers_for
 from virtctl.model import DomainState
 
@@ -68,7 +68,7 @@ def host(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
     and slices of one domain, so a few domains already use every reader."""
     uri = request.param
     require_connection(uri)
-    monkeypatch.setattr(libvirt_driver, "PER_READER", 1)
+    monkeypatch.setattr(libvirt_reads, "PER_READER", 1)
     conn = libvirt_module().open(uri)  # on test:///default, also keeps the host alive
     factory = Factory()
     dom_type = "test" if uri.startswith("test") else "qemu"

@@ -27,7 +27,7 @@ from tests.integration.test_libvirt_reconcile import (
 )
 from tests.integration.test_libvirt_readers import read
 from virtctl.drivers import connect
-from virtctl.drivers.libvirt import driver as libvirt_driver
+from virtctl.drivers.libvirt import reads as libvirt_reads
 from virtctl.drivers.base import Event, EventType
 from virtctl.errors import TransientError
 from virtctl.model import Kind
@@ -62,7 +62,7 @@ def test_several_readers_over_tcp(daemon: RemoteLibvirtd,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls in flight together on one remote connection (the daemon serves up to
     five at once per client) read what one at a time reads."""
-    monkeypatch.setattr(libvirt_driver, "PER_READER", 1)
+    monkeypatch.setattr(libvirt_reads, "PER_READER", 1)
     conn = libvirt_module().open(daemon.uri)
     try:
         for _ in range(5):

@@ -41,6 +41,7 @@ from .guests import (
     selector_option,
 )
 from .common import connection_options, file_options
+from . import noop
 from .watch import add_watch_parser
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def _apply_steps(
         # back first, under this run's lock (docs/checkpoints.md); a dry run only says so.
         settled = recover.pending(driver.uri) if args.dry_run else \
             recover.recover(driver, Clock())
-        planned = api.plan(desired, driver, policy=policy)
+        planned = api.plan(desired, driver, policy=policy, seen=_seen())
         if settled:
             planned = dataclasses.replace(planned, notes=(*settled, *planned.notes))
         refusal = _prune_refusal(planned, desired, policy)
@@ -340,6 +341,7 @@ def _run(
     were no others (its errors propagate, output unchanged). Several: concurrently, each
     host's outcome under its own heading, an unreachable host failing only itself."""
     def waiting(line: str) -> None:
+        args.waited = True  # this run's output is no no-op's to replay (cli/noop.py)
         err.write(f"virtctl: {printable(line)}\n")
         err.flush()
 
@@ -388,7 +390,41 @@ def _host_locks(args: argparse.Namespace, *, readonly: bool) -> EtcdLocks | None
     return EtcdLocks(found.client(), ttl=found.lease_ttl)
 
 
+def _seen() -> api.Seen | None:
+    """The no-op fast path's recorder of this process's run, if any (cli/noop.py)."""
+    rec = noop.recorder()
+    return None if rec is None else rec.observe
+
+
+def _record_noop(args: argparse.Namespace, desired: api.Desired, policy: api.Policy,
+                 groups: dict[str, api.Desired], runs: list[api.HostRun], *,
+                 readonly: bool) -> None:
+    """Tell the fast path's recorder whether this run may be replayed: one host, text
+    output, nothing planned, applied or noted, no storage, no etcd, no wait for the lock
+    (the list in cli/noop.py's docstring)."""
+    rec = noop.recorder()
+    if rec is None or len(runs) != 1:
+        return
+    result = runs[0].result
+    eligible = (
+        len(groups) == 1 and args.output == "text" and not getattr(args, "dry_run", False)
+        and "-" not in args.paths and not desired.pools and not desired.volumes
+        and not desired.hosts and not policy.prune and policy.checkpoint is None
+        and coordination(args, os.environ) is None and not getattr(args, "waited", False)
+        and result is not None and result.plan.empty and not result.plan.notes
+        and result.remaining.empty and not result.report.results)
+    rec.finish(uri=runs[0].uri, paths=args.paths, readonly=readonly, eligible=eligible,
+               apply_set=None)
+
+
+def _loading(args: argparse.Namespace) -> None:
+    rec = noop.recorder()
+    if rec is not None:
+        rec.loading(args.paths)
+
+
 def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _loading(args)
     desired = load_desired(args, err)
     from ..reconciler.load import gitinfo
     from ..reconciler.load.loadset import set_members
@@ -406,6 +442,7 @@ def cmd_apply(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                           members=set_members(desired)),
         kind="MultiHostPlan" if args.dry_run else "MultiHostApplyResult",
     )
+    _record_noop(args, desired, policy, groups, runs, readonly=False)
     return _exit_code(runs, dry_run=args.dry_run)
 
 
@@ -421,11 +458,12 @@ def _reads_storage(desired: api.Desired, policy: api.Policy | None) -> bool:
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..reconciler.load.loadset import set_members
 
+    _loading(args)
     desired = load_desired(args, err)
     policy = _policy_from(args)
 
     def prepare(d: api.Desired, reader: Driver) -> api.Plan:
-        planned = api.plan(d, reader, policy=policy)
+        planned = api.plan(d, reader, policy=policy, seen=_seen())
         refusal = _prune_refusal(planned, d, policy)
         if refusal is not None:
             err.write(printable(f"warning: apply would refuse this: {refusal}") + "\n")
@@ -434,10 +472,12 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     def text(result: api.Result) -> None:
         out.write(render.plan_text(result.plan, set_members(desired)))
 
-    runs = _run(args, out, err, api.split_hosts(desired, args.connect), (prepare, None),
-                readonly=not _reads_storage(desired, policy),
+    groups = api.split_hosts(desired, args.connect)
+    readonly = not _reads_storage(desired, policy)
+    runs = _run(args, out, err, groups, (prepare, None), readonly=readonly,
                 render_doc=lambda r: render.plan_json(r.plan), render_text=text,
                 kind="MultiHostPlan")
+    _record_noop(args, desired, policy, groups, runs, readonly=readonly)
     return _exit_code(runs, dry_run=True)
 
 

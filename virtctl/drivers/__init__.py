@@ -2,7 +2,9 @@
 
 `sim` URIs get the embedded driver (sim/); every other URI goes to libvirt (libvirt/),
 which is imported only then, so virtctl runs without libvirt-python installed.
-snapshot.py and storageshared.py hold what both drivers share.
+snapshot.py and storageshared.py hold what both drivers share. Importing the package
+imports no model: libvirt/reads.py and sim/rawread.py read a host's raw records for the
+no-op fast path (cli/noop.py) before virtctl.model is imported.
 
 May import virtctl.converters and the foundation modules; never the reconciler or
 anything above. sim/ and libvirt/ never import each other.
@@ -12,12 +14,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, ErrorDomain, SpecError
 from ..uri import default_uri, parse_uri
-from .base import Driver, Reader
 
-__all__ = ["Driver", "Reader", "connect"]
+if TYPE_CHECKING:
+    from .base import Driver, Reader
+
+__all__ = ["Driver", "Reader", "connect"]  # noqa: F822 (module __getattr__ below)
+
+
+def __getattr__(name: str) -> Any:
+    """`Driver` and `Reader` (base.py), imported on first use: base.py imports
+    virtctl.model, which the CLI's no-op fast path (cli/noop.py) reads the host without."""
+    if name in ("Driver", "Reader"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(

@@ -5,7 +5,9 @@ their fingerprint (`Live.fingerprint`), and the lazy table that turns them into
 A no-op run on a host it found in sync before needs nothing but the fingerprint, so a
 driver reads everything, hashes it, and leaves building the objects (reading each
 ownership mark out of its definition) to the first lookup. Used by both drivers (the
-sim, whose objects are cheap to build, takes only the fingerprint). Pure.
+sim, whose objects are cheap to build, takes only the fingerprint). Pure, and free of
+virtctl.model: the CLI's no-op fast path (cli/noop.py) hashes raw records with it before
+the model is imported.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import NamedTuple, TypeVar
 
-from ..model import DomainState
-
 V = TypeVar("V")
 R = TypeVar("R")
 
@@ -25,7 +25,7 @@ class DomainRead(NamedTuple):
     name: str
     uuid: str
     xml: str  # persistent definition (the running one for a transient domain)
-    state: DomainState
+    state: str  # a DomainState's value (the sim passes the enum, a str too)
     autostart: bool
     persistent: bool
     id: int | None

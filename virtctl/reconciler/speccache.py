@@ -82,8 +82,10 @@ def code_fingerprint() -> str:
     digest = hashlib.sha256(__version__.encode())
     sources = [package / "schemas" / "spec.schema.json", package / "metadata.py",
                package / "xmlutil.py", package / "model.py", package / "capabilities.py",
-               *sorted((package / "reconciler").glob("*.py")),
-               *sorted((package / "converters").glob("*.py"))]
+               # rglob: since the layout split (issue 23) the loader, planner and
+               # converters live in subpackages, which a glob of the top never saw.
+               *sorted((package / "reconciler").rglob("*.py")),
+               *sorted((package / "converters").rglob("*.py"))]
     for path in sources:
         with contextlib.suppress(OSError):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -55,7 +55,7 @@ from .defaults import DefaultsError, fill_domain, fill_network, to_kib
 from .livecalls import SimLiveCalls
 from .storage import SimStorage
 from .store import Record, SimStore, faults_named
-from ..snapshot import DomainRead, NetworkRead, fingerprint
+from .rawread import records_fingerprint
 
 
 #: A sim host's size unless `node.json` says otherwise (SimDriver.set_node).
@@ -246,28 +246,28 @@ class SimDriver(SimLiveCalls, SimStorage, SimSnapshots):
 
     def snapshot(self) -> Live:
         with self.store.locked(exclusive=False):
-            domains = {name: self._live_domain(name, d) for name, d in self.store.all(Kind.DOMAIN)}
-            networks = {
-                name: LiveNetwork(
-                    name=name,
-                    uuid=d["uuid"],
-                    xml=d["xml"],
-                    active=d["active"],
-                    autostart=d["autostart"],
-                    persistent=d["persistent"],
-                    owner=_owner(d),
-                    running_xml=d.get("running_xml"),
-                )
-                for name, d in self.store.all(Kind.NETWORK)
-            }
-        # The ownership mark is read from each definition at define, so the records
-        # below (definitions included) are everything a snapshot holds but the ids.
-        return Live(domains=domains, networks=networks, fingerprint=fingerprint(
-            (DomainRead(d.name, d.uuid, d.xml, d.state, d.autostart, d.persistent, d.id,
-                        d.running_xml) for d in domains.values()),
-            (NetworkRead(n.name, n.uuid, n.xml, n.active, n.autostart, n.persistent,
-                         n.running_xml) for n in networks.values()),
-        ))
+            read_domains = list(self.store.all_read(Kind.DOMAIN))
+            read_networks = list(self.store.all_read(Kind.NETWORK))
+        domains = {name: self._live_domain(name, d) for name, d, _ in read_domains}
+        networks = {
+            name: LiveNetwork(
+                name=name,
+                uuid=d["uuid"],
+                xml=d["xml"],
+                active=d["active"],
+                autostart=d["autostart"],
+                persistent=d["persistent"],
+                owner=_owner(d),
+                running_xml=d.get("running_xml"),
+            )
+            for name, d, _ in read_networks
+        }
+        # The fingerprint is of the records' bytes (everything a snapshot holds, ids
+        # too): the no-op fast path (cli/noop.py) reads the same bytes without the model
+        # or a JSON parse and hashes them with the same function (rawread.py).
+        return Live(domains=domains, networks=networks, fingerprint=records_fingerprint(
+            [(name, raw) for name, _, raw in read_domains],
+            [(name, raw) for name, _, raw in read_networks]))
 
     def domain_state(self, name: str) -> DomainState | None:
         with self.store.locked(exclusive=False):

@@ -156,16 +156,26 @@ class SimStore:
         return data
 
     def all(self, kind: Kind) -> Iterator[tuple[str, Record]]:
+        for name, data, _raw in self.all_read(kind):
+            yield name, data
+
+    def all_read(self, kind: Kind) -> Iterator[tuple[str, Record, bytes]]:
+        """Every record of `kind`, sorted by file name, with the bytes it was read from
+        (the snapshot's fingerprint hashes them: rawread.py)."""
         folder = self._dir(kind)
         with faults_named(folder):
             entries = sorted(os.listdir(folder))
         for entry in entries:
             if not entry.endswith(".json") or entry.startswith("."):
                 continue
-            data: Record | None = self._read(folder / entry)
-            if data is None:
+            path = folder / entry
+            try:
+                raw = read_private(path)
+            except FileNotFoundError:
                 continue  # removed since the listing
-            yield unquote(entry[: -len(".json")]), data
+            except OSError as exc:
+                raise store_error(exc, path) from None
+            yield unquote(entry[: -len(".json")]), _decode(path, raw), raw
 
     def put(self, kind: Kind, name: str, record: Record) -> None:
         self._write_atomic(self._dir(kind) / _filename(name), json.dumps(record).encode())

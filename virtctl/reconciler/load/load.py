@@ -25,6 +25,7 @@ from lxml import etree
 from ... import metadata
 from ...converters.yaml.yamlstrict import DuplicateKey, StrictLoader
 from ...errors import ErrorCode, Source, SpecError, SpecErrors
+from ... import fileio
 from ...fileio import NotRegularFile, open_regular
 from ...model import (
     Desired,
@@ -67,10 +68,12 @@ if TYPE_CHECKING:
 
     from .loadset import FactsReader, LoadedSet
 
-YAML_SUFFIXES = (".yaml", ".yml")
-XML_SUFFIXES = (".xml",)
-XEN_SUFFIXES = (".cfg",)
-SPEC_SUFFIXES = YAML_SUFFIXES + XML_SUFFIXES + XEN_SUFFIXES
+# The suffixes and the directory walk live in fileio.py, model-free: the CLI's no-op
+# fast path (cli/noop.py) selects the same files without importing the loader.
+YAML_SUFFIXES, XML_SUFFIXES, XEN_SUFFIXES = fileio.YAML_SUFFIXES, fileio.XML_SUFFIXES, \
+    fileio.XEN_SUFFIXES
+SPEC_SUFFIXES = fileio.SPEC_SUFFIXES
+_walk = fileio.walk_specs
 
 _DOC_START = re.compile(r"^---(?:\s|$)")
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
@@ -116,43 +119,6 @@ def expand(paths: Sequence[str], *, stdin: IO[str] | None = None,
         else:
             raise SpecError("no such file or directory", code=ErrorCode.INVALID_SPEC,
                             source=Source(given))
-
-
-def _walk(folder: Path, root: Path, seen: set[Path],
-          errors: list[SpecError] | None = None) -> Iterator[Path]:
-    """Spec files under `folder`, sorted. A symlink may point anywhere inside `root` (the
-    directory given), never outside it: a link planted in a watched directory must not
-    make virtctl read files elsewhere. Each real directory is walked once (no loops)."""
-    real = folder.resolve()
-    if real in seen:
-        return
-    seen.add(real)
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:  # unreadable (permissions), or gone since it was listed
-        refused = SpecError(f"cannot list the directory: {exc.strerror}",
-                            code=ErrorCode.INVALID_SPEC, source=Source(str(folder)))
-        if errors is None or isinstance(exc, FileNotFoundError):
-            raise refused from None
-        errors.append(refused)
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_symlink():
-            target = Path(entry.path).resolve()
-            if not target.is_relative_to(root):
-                if entry.is_dir() or entry.name.lower().endswith(SPEC_SUFFIXES):
-                    refused = SpecError(f"a symlink to {target}, outside {root}; refused",
-                                        code=ErrorCode.INVALID_SPEC, source=Source(entry.path))
-                    if errors is None:
-                        raise refused
-                    errors.append(refused)
-                continue
-        if entry.is_dir():
-            yield from _walk(Path(entry.path), root, seen, errors)
-        elif entry.name.lower().endswith(SPEC_SUFFIXES):
-            yield Path(entry.path)
 
 
 def read_spec_file(path: str) -> str:
