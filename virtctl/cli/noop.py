@@ -412,6 +412,28 @@ class Recorder:
         with contextlib.suppress(OSError):
             private_dir(folder)
             write_atomic(folder / f"{run}.json", json.dumps(record).encode())
+            _trim(folder, KEEP)
+
+
+# Records kept per cache folder: one per distinct command line and environment, so a
+# handful in practice; a CI runner varying its argv or env must not fill the disk.
+KEEP = 200
+
+
+def _trim(folder: Path, keep: int) -> None:
+    """Delete the oldest records (by mtime) beyond `keep`: a record lost only costs one
+    full run."""
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".json"):
+            with contextlib.suppress(OSError):
+                entries.append((entry.stat().st_mtime_ns, entry.path))
+    if len(entries) <= keep:
+        return
+    entries.sort()
+    for _, path in entries[:len(entries) - keep]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 # The recorder of this process's run, when entry.py started one (None: tests calling

@@ -268,3 +268,14 @@ def test_an_interrupted_checkpointed_change_is_never_replayed(tmp_path: Path) ->
     (journal.folder / "web.json").write_text("{}")
     assert noop.pending("sim:///j", env)
     assert not noop.pending("sim:///other", env)
+
+
+def test_records_beyond_the_cap_are_trimmed_oldest_first(tmp_path: Path) -> None:
+    for i in range(7):
+        record = tmp_path / f"{i}.json"
+        record.write_text("{}")
+        os.utime(record, ns=(i * 10**9, i * 10**9))
+    (tmp_path / "keep.tmp").write_text("not a record")
+    noop._trim(tmp_path, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "3.json", "4.json", "5.json", "6.json", "keep.tmp"]
