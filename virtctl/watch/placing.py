@@ -12,6 +12,14 @@ apply would put them. A file whose set cannot be placed (a host of the set that 
 be read, no room) is broken like any invalid file: its last good specs stand
 (specs.settle) until a later reading (a spec edit, the resync) places it.
 
+DHCP host entries. A set with `network:` writes one entry per instance into the network
+declared for the instance's host, which another file may declare. Once placed (the
+entries name the instances' hosts), each reading writes the entries of every valid
+file's sets into the networks of the valid files with the loader's `add_dhcp_entries`,
+as load_specs does across all files, so watch and apply give the same network spec and
+addresses; an edit of either file is a new reading, which writes them again. A set
+and its network stand or fall together (`_with_dhcp`).
+
 Pending instances. Between a reading that places a new instance and its guest being
 defined, a reading of the facts does not see it yet; with `placement: memory` the
 hosts' free memory moves meanwhile, so placing it again could choose another host and

@@ -41,8 +41,9 @@ FactsReader = Callable[[Mapping[str, bool]], Mapping[str, "HostFacts | str"]]
 from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
-__all__ = ["SET_LABEL", "ExpandPlaced", "add_dhcp_entries", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
-           "needs_every_file", "place_sets", "placing", "set_members", "specs_from_set"]
+__all__ = ["SET_LABEL", "ExpandPlaced", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
+           "add_dhcp_entries", "needs_every_file", "place_sets", "placing", "set_members",
+           "specs_from_set"]
 from .schema import line_for_path, schema_error, validator
 
 #: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
