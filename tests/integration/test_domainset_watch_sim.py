@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_domainset_placement_sim import virtctl, where
+from tests.integration.test_domainset_placement_sim import write as write_with_network
 from virtctl import api
 from virtctl.drivers import connect
 from virtctl.drivers.base import Driver
@@ -28,6 +29,7 @@ from virtctl.watch.logs import Log, LogFormat
 from virtctl.watch.loop import Watcher
 from virtctl.watch.metrics import WatchMetrics
 from virtctl.watch.sources import Debouncer, Expectations, Inbox, Trigger
+from virtctl.xmlutil import parse
 
 ABCD = ("a", "b", "c", "d")
 
@@ -177,3 +179,63 @@ def test_memory_placement_in_watch_weighs_the_hosts_as_apply_does(
     six = step(folder, applied, watch)
     assert six == {**four, "web-05": "d", "web-06": "d"}
     agrees(folder, watch, six)
+
+
+def leases(state: Path, hosts: tuple[str, ...]) -> dict[str, list[tuple[str, str, str]]]:
+    """Per host, network lan's DHCP host entries (name, ip, mac), and the MAC of each
+    guest's interface: each instance's address as the network will give it."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for host in hosts:
+        driver = connect(f"sim:///{host}", env={"VIRTCTL_STATE_DIR": str(state)})
+        try:
+            snap = driver.snapshot()
+            macs = {name: parse(dom.xml).find("devices/interface/mac").get("address")
+                    for name, dom in snap.domains.items()}
+            entries = sorted((h.get("name"), h.get("ip"), h.get("mac")) for h in
+                             parse(snap.networks["lan"].xml).iterfind("ip/dhcp/host"))
+        finally:
+            driver.close()
+        assert sorted(macs.items()) == [(name, mac) for name, _, mac in entries]
+        out[host] = entries
+    return out
+
+
+@pytest.mark.parametrize("hosts", [("a",), ("a", "b")], ids=["one-host", "two-hosts"])
+def test_a_set_with_a_network_gets_the_dhcp_entries_apply_writes(
+        both: tuple[Path, Path, Watch], hosts: tuple[str, ...]) -> None:
+    """The set's DHCP host entries go into the network another file declares (per
+    host), in the watcher as in apply; a scale change rewrites both the instances and
+    the entries; an edit of the network's file keeps them."""
+    folder, applied, watch = both
+    write_with_network(folder, hosts, 3)
+    step(folder, applied, watch)
+    three = leases(watch.state, hosts)
+    assert three == leases(applied, hosts)
+    assert sorted(e[:2] for h in hosts for e in three[h]) == [
+        (f"web-{i:02}", f"10.40.0.{99 + i}") for i in range(1, 4)]
+
+    write_with_network(folder, hosts, 5)
+    step(folder, applied, watch)
+    five = leases(watch.state, hosts)
+    assert five == leases(applied, hosts)
+    assert sorted(e[:2] for h in hosts for e in five[h]) == [
+        (f"web-{i:02}", f"10.40.0.{99 + i}") for i in range(1, 6)]
+
+    # The network's file edited (a second address range): re-derived with the entries.
+    nets = folder / "nets.yaml"
+    nets.write_text(nets.read_text().replace(
+        "ips: [{address: 10.40.0.1, prefix: 24}]",
+        "ips: [{address: 10.40.0.1, prefix: 24}, {address: 10.41.0.1, prefix: 24}]"))
+    step(folder, applied, watch)
+    assert leases(watch.state, hosts) == leases(applied, hosts) == five
+
+    write_with_network(folder, hosts, 2)
+    step(folder, applied, watch)
+    two = leases(watch.state, hosts)
+    assert two == leases(applied, hosts)
+    assert sorted(e[:2] for h in hosts for e in two[h]) == [
+        ("web-01", "10.40.0.100"), ("web-02", "10.40.0.101")]
+    assert where(watch.state, hosts) == where(applied, hosts)
+    # apply's plan for the watcher's hosts is empty: the same network, the same guests.
+    diff = virtctl(watch.state, "diff", "--prune", "-f", str(folder))
+    assert diff.returncode == 0, diff.stdout + diff.stderr

@@ -12,6 +12,14 @@ apply would put them. A file whose set cannot be placed (a host of the set that 
 be read, no room) is broken like any invalid file: its last good specs stand
 (specs.settle) until a later reading (a spec edit, the resync) places it.
 
+DHCP host entries. A set with `network:` writes one entry per instance into the network
+declared for the instance's host, which another file may declare. Once placed (the
+entries name the instances' hosts), each reading writes the entries of every valid
+file's sets into the networks of the valid files with the loader's `add_dhcp_entries`,
+as load_specs does across all files, so watch and apply give the same network spec and
+addresses; an edit of either file is a new reading, which writes them again. A set
+and its network stand or fall together (`_with_dhcp`).
+
 Pending instances. Between a reading that places a new instance and its guest being
 defined, a reading of the facts does not see it yet; with `placement: memory` the
 hosts' free memory moves meanwhile, so placing it again could choose another host and
@@ -23,13 +31,19 @@ where it lives, as for apply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
-from ..errors import SpecError
-from ..model import HostAlias
+from ..errors import ErrorCode, Source, SpecError
+from ..model import HostAlias, NetworkSpec, Spec
 from ..reconciler.load.load import place_file_sets
-from ..reconciler.load.loadset import FactsReader, LoadedSet, facts_wanted, placing
+from ..reconciler.load.loadset import (
+    FactsReader,
+    LoadedSet,
+    add_dhcp_entries,
+    facts_wanted,
+    placing,
+)
 from ..reconciler.load.placement import HostFacts
 from .specs import Scan
 
@@ -47,11 +61,19 @@ class Placer:
         # Each set's expansion for a placement, while its file is unchanged (SpecSet keeps
         # its loaded sets then): a reading that places it the same way expands nothing.
         self._memo: dict[object, tuple[LoadedSet, LoadedSet]] = {}
+        # Per set file, the networks its sets wrote DHCP host entries into at the last
+        # reading: (network's file, network, set), kept while the set's file is broken.
+        self._links: dict[str, tuple[tuple[str, str, str], ...]] = {}
         self.readings = 0  # facts read (once per reading that has sets to place): tests
 
     def place(self, scan: Scan, aliases: Mapping[str, HostAlias]) -> tuple[Scan, Decided]:
-        """`scan` with each valid file's sets placed (files whose sets cannot be placed
-        moved to its errors), and what was decided."""
+        """`scan` with each valid file's sets placed and their DHCP host entries in their
+        networks (files whose sets cannot be placed or written moved to its errors),
+        and what was decided."""
+        scan, decided = self._place(scan, aliases)
+        return self._with_dhcp(scan), decided
+
+    def _place(self, scan: Scan, aliases: Mapping[str, HostAlias]) -> tuple[Scan, Decided]:
         files = [name for name in sorted(scan.sets) if name in scan.parsed
                  and any(placing(s) for s in scan.sets[name])]
         asked = facts_wanted([s for name in files for s in scan.sets[name]], aliases)
@@ -63,7 +85,7 @@ class Placer:
         sets = [s for name in files for s in scan.sets[name] if placing(s)]
         live = {s.name: _living(s, read, aliases) for s in sets}
         found = self._with_pending(read, sets, live, aliases)
-        parsed, errors = dict(scan.parsed), dict(scan.errors)
+        parsed, errors, placed_sets = dict(scan.parsed), dict(scan.errors), dict(scan.sets)
         decided: list[tuple[str, tuple[object, ...]]] = []
         pending: dict[str, dict[str, str]] = {}
         for name in files:
@@ -77,6 +99,7 @@ class Placer:
                 decided.append((name, tuple(str(e) for e in problems)))
                 continue
             parsed[name] = tuple(specs)
+            placed_sets[name] = tuple(placed)  # (their DHCP entries name the hosts)
             pairs: list[object] = []
             for loaded in placed:
                 if not placing(loaded):
@@ -91,7 +114,76 @@ class Placer:
         self._pending = pending
         current = {id(s) for s in sets}
         self._memo = {k: v for k, v in self._memo.items() if id(v[0]) in current}
-        return replace(scan, parsed=parsed, errors=errors), tuple(decided)
+        return replace(scan, parsed=parsed, errors=errors, sets=placed_sets), tuple(decided)
+
+    def _with_dhcp(self, scan: Scan) -> Scan:
+        """`scan` with the DHCP host entries of every valid file's sets written into the
+        networks the valid files declare, as load_specs writes them across all files.
+
+        A set and the network it writes into stand or fall together, so the network
+        never holds entries of instances other than those standing: a set file whose
+        entries cannot be written (its network declared by no valid file, an address
+        taken) is broken (its last good specs stand, entries included); and while a
+        set's file is broken, the file whose network took its entries at the last
+        reading is broken too, so that network's last good spec (with the entries of
+        the set's last good instances) stands, not one emptied of them."""
+        if not self._links and not any(s.expansion.dhcp for name in scan.parsed
+                                       for s in scan.sets.get(name, ())):
+            return scan
+        parsed, errors = dict(scan.parsed), dict(scan.errors)
+        while True:
+            for set_file, net_file, network, set_name in self._held(errors):
+                if net_file in parsed:
+                    del parsed[net_file]
+                    errors[net_file] = (*errors.get(net_file, ()), SpecError(
+                        f"network {network!r} holds the DHCP host entries of DomainSet "
+                        f"{set_name} ({set_file}), which is invalid: its last good "
+                        f"spec stands until {set_file} is valid again",
+                        code=ErrorCode.INVALID_SPEC, source=Source(net_file)))
+            sets = [s for name in sorted(parsed) for s in scan.sets.get(name, ())
+                    if s.expansion.dhcp]
+            flat = [(name, spec) for name in sorted(parsed) for spec in parsed[name]]
+            problems: list[SpecError] = []
+            written = add_dhcp_entries([spec for _, spec in flat], sets, problems)
+            bad = {e.source.file for e in problems if e.source is not None} & set(parsed)
+            if not bad:
+                break
+            for error in problems:
+                file = error.source.file if error.source is not None else None
+                if file in bad:
+                    errors[file] = (*errors.get(file, ()), error)
+            for file in bad:
+                del parsed[file]
+        declared = {(spec.name, spec.connect): name for name, spec in flat
+                    if isinstance(spec, NetworkSpec)}
+        links: dict[str, set[tuple[str, str, str]]] = {
+            f: set(held) for f, held in self._links.items() if f in errors}
+        for loaded in sets:
+            for entry in loaded.expansion.dhcp:
+                links.setdefault(loaded.file, set()).add(
+                    (declared[(entry.network, entry.host)], entry.network, loaded.name))
+        self._links = {f: tuple(sorted(held)) for f, held in links.items()}
+        if not sets:
+            return replace(scan, parsed=parsed, errors=errors)
+        out: dict[str, list[Spec]] = {name: [] for name in parsed}
+        for (name, _), spec in zip(flat, written, strict=True):
+            out[name].append(spec)
+        return replace(scan, parsed={name: tuple(specs) for name, specs in out.items()},
+                       errors=errors)
+
+    def _held(self, errors: Mapping[str, object]) -> Iterator[tuple[str, str, str, str]]:
+        """(set file, network's file, network, set) for each network whose entries came
+        from a file broken now, and from files broken by that in turn."""
+        seen: set[str] = set()
+        todo = sorted(f for f in self._links if f in errors)
+        while todo:
+            set_file = todo.pop(0)
+            if set_file in seen:
+                continue
+            seen.add(set_file)
+            for net_file, network, set_name in self._links.get(set_file, ()):
+                yield set_file, net_file, network, set_name
+                todo.append(net_file)
 
     def _with_pending(self, read: Mapping[str, HostFacts | str], sets: list[LoadedSet],
                       live: Mapping[str, frozenset[str]], aliases: Mapping[str, HostAlias],

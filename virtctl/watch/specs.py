@@ -20,7 +20,7 @@ from ..errors import Source, SpecError, SpecErrors
 from ..model import Desired, DomainSpec, HostAlias, NetworkSpec, PoolSpec, Spec, VolumeSpec
 from ..reconciler.load.loadstorage import check_storage, with_volume_formats
 from ..reconciler.load.load import expand, load_text
-from ..reconciler.load.loadset import LoadedSet, needs_every_file
+from ..reconciler.load.loadset import LoadedSet
 from ..reconciler.load.validate import check_specs
 
 Specs = tuple[Spec, ...]
@@ -186,10 +186,9 @@ class SpecSet:
         named: list[HostAlias] = []
         in_file: list[LoadedSet] = []
         try:
+            # A set's DHCP host entries are written once every file is read (the
+            # Catalog's Placer, after placing): here its instances only.
             loaded = load_text(text, source=name, hosts=named, sets=in_file)
-            refused = [e for e in map(needs_every_file, in_file) if e is not None]
-            if refused:
-                raise SpecErrors(refused)
             result = (tuple(s for s in loaded if isinstance(
                 s, DomainSpec | NetworkSpec | PoolSpec | VolumeSpec)), tuple(named),
                 tuple(in_file))

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from virtctl.model import NodeInfo
+from virtctl.reconciler.load.load import load_specs
 from virtctl.reconciler.load.placement import HostFacts
 from virtctl.watch.fleet import Catalog
 from virtctl.watch.logs import Log, LogFormat
 from virtctl.watch.metrics import WatchMetrics
 from virtctl.watch.placing import Placer
-from virtctl.watch.routing import settle_hosts
+from virtctl.watch.routing import Routed, settle_hosts
 from virtctl.watch.specs import SpecSet
+from virtctl.xmlutil import parse
 
 GiB = 1024 * 1024
 SET = """\
@@ -121,18 +123,90 @@ def test_sets_that_place_nothing_read_no_host(tmp_path: Path) -> None:
     assert placer.place(scan, {})[0] is scan and hosts.asked == [] and placer.readings == 0
 
 
-def test_a_set_with_a_network_is_still_refused_by_the_watcher(tmp_path: Path) -> None:
-    """Its DHCP host entries go into a network another file may declare: the watcher,
-    loading files one by one, refuses it at its `network` key (apply takes it)."""
-    (tmp_path / "set.yaml").write_text(SET.replace(
-        "placement: memory\n",
-        "network: {name: lan, range: {start: 10.9.0.10, end: 10.9.0.20}}\n").replace(
-        "os: {type: hvm, arch: x86_64}}",
-        "os: {type: hvm, arch: x86_64}, interfaces: [{type: network, source: {network: lan}}]}"))
-    scan = SpecSet([str(tmp_path)]).read()
-    (error,) = scan.errors[str(tmp_path / "set.yaml")]
-    assert error.source is not None and error.source.path == "network"
-    assert "watch does not place its DHCP host entries" in error.message
+NET = "kind: Network\nname: lan\nips: [{address: 10.9.0.1, prefix: 24}]\n"
+NET_SET = """\
+kind: DomainSet
+name: web
+replicas: 2
+pattern: "web-{index}"
+network: {name: lan, range: {start: 10.9.0.10, end: 10.9.0.20}}
+template:
+  type: kvm
+  memory: 64MiB
+  os: {type: hvm, arch: x86_64}
+  interfaces: [{type: network, source: {network: lan}}]
+"""
+
+
+def catalog_of(folder: Path) -> Catalog:
+    return Catalog([str(folder)], default="sim:///x", journal=Log(io.StringIO(),
+                   fmt=LogFormat("json")), metrics=WatchMetrics(), facts=Hosts({}))
+
+
+def entries(routed: object) -> list[tuple[str | None, str | None]]:
+    """Network lan's DHCP host entries (name, ip) in a routed reading."""
+    (net,) = [s for f in routed.chosen.values() for s in f  # type: ignore[attr-defined]
+              if s.name == "lan"]
+    return sorted((h.get("name"), h.get("ip")) for h in parse(net.xml).iterfind("ip/dhcp/host"))
+
+
+def test_a_set_with_a_network_writes_its_entries_into_another_files_network(
+        tmp_path: Path) -> None:
+    """The Catalog reads every file, then writes the set's DHCP host entries into the
+    network another file declares (as load_specs does); a scale change, or the
+    network's file edited, writes them again."""
+    (tmp_path / "net.yaml").write_text(NET)
+    (tmp_path / "set.yaml").write_text(NET_SET)
+    catalog = catalog_of(tmp_path)
+    routed = catalog.refresh()
+    assert not routed.broken
+    assert entries(routed) == [("web-1", "10.9.0.10"), ("web-2", "10.9.0.11")]
+    assert entries(routed) == entries(_applied(tmp_path))
+    (tmp_path / "set.yaml").write_text(NET_SET.replace("replicas: 2", "replicas: 3"))
+    catalog.changed()
+    assert entries(catalog.refresh())[-1] == ("web-3", "10.9.0.12")
+    (tmp_path / "net.yaml").write_text(NET.replace("name: lan\n", "name: lan\nmtu: 1400\n"))
+    catalog.changed()
+    routed = catalog.refresh()
+    assert len(entries(routed)) == 3 and entries(routed) == entries(_applied(tmp_path))
+
+
+def _applied(folder: Path) -> object:
+    """What apply loads from `folder`, in the routed shape `entries` reads."""
+    desired = load_specs([str(folder)])
+    return Routed(chosen={"all": tuple(desired.networks.values())}, broken={}, hosts={})
+
+
+def test_a_set_naming_an_undeclared_network_breaks_its_own_file(tmp_path: Path) -> None:
+    (tmp_path / "set.yaml").write_text(NET_SET)
+    routed = catalog_of(tmp_path).refresh()
+    (error,) = routed.broken[str(tmp_path / "set.yaml")]
+    assert "network 'lan' is not declared" in error.message
+    assert error.source is not None and error.source.path == "network.name" \
+        and error.source.line == 5
+
+
+def test_while_the_sets_file_is_broken_its_network_keeps_its_last_good_entries(
+        tmp_path: Path) -> None:
+    """A network never loses the entries of instances that still stand: the set's file
+    broken, the network's file is held at its last good spec (with the entries) and
+    says why, until the set's file is valid again."""
+    (tmp_path / "net.yaml").write_text(NET)
+    (tmp_path / "set.yaml").write_text(NET_SET)
+    catalog = catalog_of(tmp_path)
+    before = entries(catalog.refresh())
+    (tmp_path / "set.yaml").write_text(NET_SET.replace("replicas: 2", "replicas: [2"))
+    catalog.changed()
+    routed = catalog.refresh()
+    (held,) = routed.broken[str(tmp_path / "net.yaml")]
+    assert f"DomainSet web ({tmp_path / 'set.yaml'}), which is invalid" in held.message
+    assert entries(routed) == before
+    assert sorted(s.name for f in routed.chosen.values() for s in f) == [
+        "lan", "web-1", "web-2"]
+    (tmp_path / "set.yaml").write_text(NET_SET.replace("replicas: 2", "replicas: 1"))
+    catalog.changed()
+    routed = catalog.refresh()
+    assert not routed.broken and entries(routed) == [("web-1", "10.9.0.10")]
 
 
 def test_a_set_placed_the_same_way_again_is_not_expanded_again(tmp_path: Path) -> None:

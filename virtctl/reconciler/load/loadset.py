@@ -42,7 +42,8 @@ from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
 __all__ = ["SET_LABEL", "ExpandPlaced", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
-           "needs_every_file", "place_sets", "placing", "set_members", "specs_from_set"]
+           "add_dhcp_entries", "needs_every_file", "place_sets", "placing", "set_members",
+           "specs_from_set"]
 from .schema import line_for_path, schema_error, validator
 
 #: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
@@ -166,13 +167,14 @@ def facts_wanted(sets: Sequence[LoadedSet], aliases: Mapping[str, HostAlias]
 
 
 def needs_every_file(loaded: LoadedSet) -> SpecError | None:
-    """Why a set cannot be loaded from its file alone (the watcher loads files one by
-    one): its DHCP host entries go into a network another file may declare."""
+    """Why a set cannot be loaded from its file alone (load_text without `sets`): its
+    DHCP host entries go into a network another file may declare. Every command loads
+    all files together (load_specs; the watcher's Catalog per reading)."""
     if not loaded.expansion.dhcp:
         return None
     return SpecError(f"DomainSet {loaded.name}: network: needs all spec files loaded "
-                     "together (apply, diff, render); watch does not place its DHCP host "
-                     "entries yet", code=ErrorCode.UNSUPPORTED, source=loaded.at("network"))
+                     "together (its DHCP host entries go into the network another file "
+                     "may declare)", code=ErrorCode.UNSUPPORTED, source=loaded.at("network"))
 
 
 def place_sets(specs: list[AnySpec], sets: list[LoadedSet],
@@ -289,18 +291,31 @@ def finish_sets(specs: list[AnySpec], sets: list[LoadedSet],
                     f"DomainSet {loaded.name}: host {host!r} is not declared in a "
                     "'kind: Hosts' document", code=ErrorCode.UNKNOWN_REFERENCE,
                     source=loaded.at(path)))
+    return add_dhcp_entries(specs, sets, errors)
+
+
+def add_dhcp_entries(specs: list[AnySpec], sets: Sequence[LoadedSet],
+                     errors: list[SpecError]) -> list[AnySpec]:
+    """`specs` with each set's DHCP host entries in the network declared (among `specs`)
+    for the instance's host; each problem, naming the set's file and key, to `errors`.
+    load_specs calls it once for every file (finish_sets); the watcher once per reading,
+    with every valid file's specs (watch/placing.py), so both write the same entries."""
     networks = {(s.name, s.connect): i for i, s in enumerate(specs)
                 if isinstance(s, NetworkSpec)}
     wanted: dict[int, list[tuple[LoadedSet, Any]]] = {}
+    missing: set[tuple[str, str | None]] = set()  # said once per set and host, not per instance
     for loaded in sets:
+        missing.clear()
         for entry in loaded.expansion.dhcp:
             at = networks.get((entry.network, entry.host))
-            if at is None:
+            if at is None and (entry.network, entry.host) not in missing:
+                missing.add((entry.network, entry.host))
                 where = f" for host {entry.host}" if entry.host else ""
                 errors.append(SpecError(
                     f"DomainSet {loaded.name}: network {entry.network!r} is not declared"
                     f"{where} (the set writes its DHCP host entries there)",
                     code=ErrorCode.UNKNOWN_REFERENCE, source=loaded.at("network.name")))
+            if at is None:
                 continue
             wanted.setdefault(at, []).append((loaded, entry))
     out = list(specs)
