@@ -10,7 +10,7 @@ at that point. The calls themselves, the checkpoint, the define, the gate and th
 recovery are all real.
 
 One guest walks through the ten points in turn (CI time: a guest per point would boot
-and stop twenty times more; the walk takes about 2 minutes on a busy 2-core host):
+and stop twenty times more; the walk is about 20 virtctl runs and one full boot):
 every point changes its machine type to the other one (pc-i440fx-7.2 <-> 6.2, a
 restart-class change) and is killed, and the next apply settles it, so the guest ends
 each point in sync, ready for the next (after a failed point, the next one applies the
