@@ -170,7 +170,6 @@ def test_killed_on_qemu_then_the_next_apply_converges(walk: Walk, point: str) ->
         lab.spec(walk.machine, keep=1, probe=False)
         ready = virtctl(walk.state, *walk.argv())
         assert ready.returncode == 0 and walk.journal() is None, ready.stdout + ready.stderr
-        walk.synced = True
     walk.synced = False
     target = NEW if walk.machine == OLD else OLD
     lab.spec(target, agent=how.healthy, timeout="300s" if how.healthy else "4s", keep=1,
@@ -190,6 +189,10 @@ def test_killed_on_qemu_then_the_next_apply_converges(walk: Walk, point: str) ->
     running, defined = walk.domain()
     if how.hold == "snapshots":
         assert not running and defined == walk.machine
+    if how.hold == "create_snapshot":
+        assert not running and walk.checkpoints() == before  # not taken
+    if how.hold == "define":
+        assert not running and defined == walk.machine and walk.checkpoints() == 1
     if how.hold == "delete_snapshot":
         assert walk.checkpoints() == before + 1  # the new one and the old
     if how.hold == "start":
