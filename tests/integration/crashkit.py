@@ -116,10 +116,13 @@ def leftovers(state: Path, host: str = "default") -> int:
 
 
 def apply_killed_when(state: Path, argv: list[str], reached: Callable[[], bool], *,
-                      deadline: float = 300) -> bool:
-    """Run `virtctl ARGV` and SIGKILL it as soon as `reached()` (read from the host and
-    virtctl's state while it runs); True when it was killed before finishing."""
-    proc = subprocess.Popen([sys.executable, "-m", "virtctl", *argv], env=virtctl_env(state),
+                      deadline: float = 300, module: str = "virtctl",
+                      env: dict[str, str] | None = None) -> bool:
+    """Run `virtctl ARGV` (`python -m MODULE ARGV`, with `env` added: heldrun.py holds
+    a call open) and SIGKILL it as soon as `reached()` (read from the host and virtctl's
+    state while it runs); True when it was killed before finishing."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *argv],
+                            env=virtctl_env(state) | (env or {}),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     end = time.monotonic() + deadline

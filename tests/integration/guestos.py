@@ -199,9 +199,17 @@ done
 # The ACPI power button (dom.shutdown()) powers off.
 acpid -c /etc/acpi -l /dev/console -p /run/acpid.pid
 # With vctl.dhcp on the kernel command line, ask for a DHCP lease on eth0 (the host's
-# dnsmasq then lists it: virtctl addresses reads leases). No script: nothing configured.
+# dnsmasq then lists it: virtctl addresses reads leases) and take its address.
 if grep -q vctl.dhcp /proc/cmdline; then
-    ip link set eth0 up && (udhcpc -i eth0 -n -q -t 60 -T 2 -s /bin/true >/dev/console 2>&1 &)
+    ip link set eth0 up && (udhcpc -i eth0 -n -q -t 60 -T 2 -s /etc/udhcpc.sh >/dev/console 2>&1 &)
+fi
+# vctl.tcp=PORT: listen on TCP PORT (busybox httpd), for a health gate's `tcp` probe.
+port=$(sed -n 's/.*vctl.tcp=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$port" ] && httpd -p "$port" -h /tmp && echo "VCTL-TCP=[$port]"
+# vctl.cloudinit: cloud-init's "done" file, which a `cloudInit: done` probe reads
+# through the guest agent (guest-file-open).
+if grep -q vctl.cloudinit /proc/cmdline; then
+    mkdir -p /var/lib/cloud/instance && : > /var/lib/cloud/instance/boot-finished
 fi
 # vctl.disk: print what the first disk starts with (as found at boot), then, with
 # vctl.write=WORD, write WORD there: a test tells a disk a rollback restored from one
@@ -213,8 +221,8 @@ if grep -q vctl.disk /proc/cmdline; then
     [ -n "$word" ] && printf %s "$word" | dd of=/dev/vda conv=notrunc 2>/dev/null && sync
     [ -n "$word" ] && echo "VCTL-WROTE=[$word]"
 fi
-# vctl.agent: answer the QEMU guest agent's guest-sync and guest-ping on its
-# virtio-serial port (a health gate's `agent: true`); nothing else.
+# vctl.agent: answer the QEMU guest agent's guest-sync, guest-ping and (whether a file
+# exists: a `cloudInit: done` probe) guest-file-open/close on its virtio-serial port.
 if grep -q vctl.agent /proc/cmdline; then
     /bin/sh /etc/agent.sh &
 fi
@@ -235,6 +243,12 @@ AGENT = r"""while :; do
             id=$(echo "$line" | sed -n 's/.*"id": *\([0-9]*\).*/\1/p')
             echo "{\"return\": $id}" >&3 ;;
         *guest-ping*) echo '{"return": {}}' >&3 ;;
+        *guest-file-open*)
+            path=$(echo "$line" | sed -n 's/.*"path": *"\([^"]*\)".*/\1/p')
+            if [ -n "$path" ] && [ -e "$path" ]; then echo '{"return": 1000}' >&3
+            else echo '{"error": {"class": "GenericError", "desc": "No such file"}}' >&3
+            fi ;;
+        *guest-file-close*) echo '{"return": {}}' >&3 ;;
         *) echo '{"error": {"class": "CommandNotFound", "desc": "vctl-guest"}}' >&3 ;;
         esac
     done 3<>"$port"
@@ -248,6 +262,15 @@ add:cpu)
     echo "vctl-guest: cpu added $DEVPATH" ;;
 remove:cpu) echo "vctl-guest: cpu removed $DEVPATH" ;;
 add:pci|remove:pci) echo "vctl-guest: pci $ACTION $DEVPATH" ;;
+esac
+"""
+
+# udhcpc's script: take the leased address (bound, renew), and say it on the console.
+UDHCPC = """#!/bin/sh
+case "$1" in
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface" && echo "VCTL-IP=[$ip]" ;;
 esac
 """
 
@@ -275,6 +298,7 @@ def build_initramfs(dest: Path, kernel: Kernel | None = None,
     cpio.file("init", INIT.encode(), 0o755)
     cpio.file("etc/uevent.sh", UEVENT.encode(), 0o644)
     cpio.file("etc/agent.sh", AGENT.encode(), 0o644)
+    cpio.file("etc/udhcpc.sh", UDHCPC.encode(), 0o755)
     # busybox acpid runs <confdir>/PWRF/00000080 for the power button.
     cpio.file("etc/acpi/PWRF/00000080", POWEROFF.encode(), 0o755)
     for name, data in kos:

@@ -13,7 +13,8 @@ test's own, the serial console into a file, the agent's channel, no package inst
 
 One guest is booted for the whole module (about 70-90 s to cloud-init `done` under
 emulation) and the checks run on it in order, each through the guest agent
-(guest-exec): cloud-init done with user, hostname and marker; the balloon in MemTotal;
+(guest-exec): cloud-init done with user, hostname and marker (and the health gate's
+cloudInit probe says so); the balloon in MemTotal;
 a vcpu raise in nproc (defect 2); a disk hot-added, mounted, its removal refused then
 forced (defect 3); a NIC hot-added and removed; a changed userData read after a reboot
 from inside (defect 1); a graceful ACPI shutdown. Every wait has a deadline, and a
@@ -49,6 +50,7 @@ from tests.contract.support import (
     unavailable,
 )
 from virtctl.cli.commands import main
+from virtctl.drivers import connect
 from virtctl.reconciler.plan.liverules import has_agent
 from virtctl.xmlutil import parse
 
@@ -278,6 +280,13 @@ def test_cloud_init_is_done_with_user_hostname_and_marker(guest: Guest) -> None:
     assert guest.sh("cat /var/lib/virtctl-test/marker").strip() == "first"
     guest.sh("test -e /var/lib/virtctl-test/runcmd-ran")
     assert "ops@virtctl-test" in guest.sh("cat /home/ops/.ssh/authorized_keys")
+    # The health gate's `cloudInit: done` probe (issue 25) against cloud-init and qemu-ga
+    # themselves: boot-finished read through guest-file-open.
+    driver = connect(URI)
+    try:
+        assert driver.cloud_init_done(guest.name)
+    finally:
+        driver.close()
     code, text = guest.virtctl("diff")
     assert code == 0, text  # re-apply is a no-op
 
