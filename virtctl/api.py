@@ -347,7 +347,8 @@ class Result:
     def return_code(self) -> int:
         if self.report.return_code:
             return self.report.return_code
-        return 1 if not self.remaining.empty else 0
+        # A change held back after a failed health gate is a failure until fixed.
+        return 1 if not self.remaining.empty or self.remaining.held or self.plan.held else 0
 
 
 def reconcile(

@@ -22,30 +22,21 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import DriverError, VirtctlError
-from ...metadata import read_owner
 from ...model import DomainState, Kind
-from ...xmlutil import parse
-from .execute import HealthFailed, restore, verdict
+from .execute import HealthFailed, owner_hash, restore, verdict
 from .journal import Entry, Journal, Stage
-
-
-def _owner_hash(xml: str | None) -> str:
-    if not xml:
-        return ""
-    owner = read_owner(parse(xml))
-    return owner.spec_hash if owner is not None else ""
 
 
 def complete(driver: Any, entry: Entry) -> bool:
     """Whether the change the entry guards is fully made on the host."""
-    if _owner_hash(driver.definition(Kind.DOMAIN, entry.guest)) != entry.target:
+    if owner_hash(driver.definition(Kind.DOMAIN, entry.guest)) != entry.target:
         return False
     state = driver.domain_state(entry.guest)
     if not entry.running:
         return True
     if state is not DomainState.RUNNING:
         return False
-    return _owner_hash(driver.definition(Kind.DOMAIN, entry.guest, running=True)) \
+    return owner_hash(driver.definition(Kind.DOMAIN, entry.guest, running=True)) \
         == entry.target
 
 
