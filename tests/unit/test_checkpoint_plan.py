@@ -303,3 +303,18 @@ def test_a_change_that_failed_its_gate_is_held_back(tmp_path: Path) -> None:
                            (Policy(), other(base="sha256:other"))):
         made = guard(planned, desired, live, policy, {"web": record})
         assert not made.held and any(isinstance(a, TakeCheckpoint) for a in made.actions)
+
+
+def test_a_held_guest_left_off_by_its_rollback_is_still_started(tmp_path: Path) -> None:
+    """Recovery rolls back with the guest left off, for the plan to start it: holding
+    its change back must not keep it off."""
+    from virtctl.checkpoints import Failure
+
+    live = host(load(tmp_path, machine="pc"), running=False)
+    desired = load(tmp_path, machine="q35")
+    dom, spec = live.domains["web"], desired.domains["web"]
+    failure = Failure(guest="web", uuid=dom.uuid, digest=spec.digest,
+                      base=dom.owner.spec_hash, checkpoint="virtctl-x", why="no agent",
+                      time="T")
+    held = guard(plan(desired, live), desired, live, Policy(), {"web": failure})
+    assert [type(a) for a in held.actions] == [Start] and held.held

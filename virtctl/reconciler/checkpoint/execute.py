@@ -134,18 +134,24 @@ def verdict(driver: Any, name: str, entry: Entry | None, health: Any, rollback: 
     journal.write(entry.at(Stage.ROLLBACK))
     began = time.monotonic()
     restore(driver, name, entry.checkpoint, start=start)
-    if entry.digest:
-        # Remembered, so that the next apply or watch pass does not make the same change
-        # again (and fail, and roll back) each time: held back until the spec changes.
-        journal.fail(Failure(guest=name, uuid=entry.uuid, digest=entry.digest,
-                             base=owner_hash(driver.definition(Kind.DOMAIN, name)),
-                             checkpoint=entry.checkpoint, why=why,
-                             time=_now().isoformat(timespec="seconds")))
+    remember(driver, journal, entry, why)
     journal.clear(name)
     raise HealthFailed(
         f"change failed health and was rolled back to checkpoint {entry.checkpoint} "
         f"({time.monotonic() - began:.1f}s): {why}; held back until the spec changes "
         "(apply --retry-failed tries it again)")
+
+
+def remember(driver: Any, journal: Journal, entry: Entry, why: str) -> None:
+    """Record that the change `entry` guards failed its gate and was rolled back, so
+    that the next apply or watch pass does not make it again (and fail, and roll back)
+    each time: planning.hold holds it back until the spec changes."""
+    if not entry.digest:  # an entry of `virtctl rollback`, or of an older virtctl
+        return
+    journal.fail(Failure(guest=entry.guest, uuid=entry.uuid, digest=entry.digest,
+                         base=owner_hash(driver.definition(Kind.DOMAIN, entry.guest)),
+                         checkpoint=entry.checkpoint, why=why,
+                         time=_now().isoformat(timespec="seconds")))
 
 
 def unguarded(driver: Any, action: HealthGate, clock: Any) -> str:

@@ -222,9 +222,14 @@ def hold(planned: Plan, desired: Desired, live: Live, failures: Mapping[str, Fai
     if not held:
         return planned
     keys = {k for k, _ in held}
-    return replace(planned, actions=tuple(a for a in planned.actions if a.key not in keys),
-                   restarts=planned.restarts - keys, recreates=planned.recreates - keys,
-                   held=(*planned.held, *held))
+    # A guest the rollback left off (recovery leaves its start to the plan) is still
+    # started, into the definition it was rolled back to: only the change is held.
+    off = {k for k in keys if not live.domains[k.name].state.active}
+    return replace(planned, actions=tuple(
+        a for a in planned.actions if a.key not in keys
+        or (a.key in off and isinstance(a, Start))),
+        restarts=planned.restarts - keys, recreates=planned.recreates - keys,
+        held=(*planned.held, *held))
 
 
 def undefined_guests(planned: Plan) -> list[str]:
