@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.reconciler.checkpoint.actions import CloseJournal, DropCheckpoints, HealthGate, TakeCheckpoint
+from virtctl.reconciler.checkpoint.actions import (
+    CloseJournal,
+    DropCheckpoints,
+    HealthGate,
+    TakeCheckpoint,
+)
 from virtctl.checkpoints import (
     Health,
     SnapshotInfo,
@@ -21,7 +26,12 @@ from virtctl.checkpoints import (
     safety_of,
     CheckpointRecord,
 )
-from virtctl.reconciler.checkpoint.planning import choose, drop_before_undefine, guard, plan_rollback
+from virtctl.reconciler.checkpoint.planning import (
+    choose,
+    drop_before_undefine,
+    guard,
+    plan_rollback,
+)
 from virtctl.errors import SpecError, SpecErrors
 from virtctl.metadata import read_owner
 from virtctl.model import DomainState, Live, LiveDomain
