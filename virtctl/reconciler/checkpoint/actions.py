@@ -20,7 +20,7 @@ class TakeCheckpoint(BaseAction):
     and open its crash journal; then delete virtctl's oldest checkpoints beyond `keep`.
     `target` is the spec-hash the change defines (the journal says what was wanted);
     `running`: the guest is to run afterwards (a gate follows); `health`: its gate;
-    `digest`: the spec's digest, which a failed change is remembered by (journal.Failure)."""
+    `digest`: the spec's digest, which a failed change is remembered by (`Failure`)."""
 
     commit: str = ""
     memory: bool = False
