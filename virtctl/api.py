@@ -218,7 +218,8 @@ def _memoized_plan(desired: Desired, reader: Reader, policy: Policy, *, check: b
     planned = make_plan(desired, live, policy=policy, caps=caps, memo=memo, live_ops=live_ops,
                         storage=storage)
     planned = _guard_detaches(planned, reader, live, policy)
-    from .reconciler.checkpoint.hooks import guarded  # checkpoints and health gates (docs/checkpoints.md)
+    # Checkpoints and health gates (docs/checkpoints.md).
+    from .reconciler.checkpoint.hooks import guarded
 
     planned = guarded(planned, desired, reader, live, policy)
     if check:  # the local files this run will upload, hashed before the first action
@@ -335,7 +336,8 @@ class Result:
     def return_code(self) -> int:
         if self.report.return_code:
             return self.report.return_code
-        return 1 if not self.remaining.empty else 0
+        # A change held back after a failed health gate is a failure until fixed.
+        return 1 if not self.remaining.empty or self.remaining.held or self.plan.held else 0
 
 
 def reconcile(

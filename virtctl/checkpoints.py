@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ErrorCode, Source, SpecError
@@ -207,12 +207,14 @@ def yaml_keys(pairs: Pairs, mode: str | None) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
     """One snapshot of a guest as a driver lists it. `description` holds virtctl's
-    record (JSON) for its own checkpoints; `created` is Unix time."""
+    record (JSON) for its own checkpoints; `created` is Unix time; `definition` the
+    guest's persistent definition it saved ("" where the driver cannot tell)."""
 
     name: str
     created: float
     description: str = ""
     memory: bool = False
+    definition: str = field(default="", repr=False)
 
     @property
     def ours(self) -> bool:
@@ -242,6 +244,21 @@ def record_of(description: str) -> CheckpointRecord | None:
         return None
     return CheckpointRecord(commit=str(data.get("commit", "")), time=str(data.get("time", "")),
                             spec=str(data.get("spec", "")), reason=str(data.get("reason", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A change that failed its health gate and was rolled back. It is the same change
+    while the spec has the same digest and the guest the same uuid and the definition
+    rolled back to (its owner mark's spec-hash `base`)."""
+
+    guest: str
+    uuid: str
+    digest: str  # the spec digest of the change (model.spec_digest)
+    base: str  # the owner spec-hash of the definition the rollback restored
+    checkpoint: str
+    why: str
+    time: str  # ISO time of the verdict
 
 
 def checkpoint_name(stamp: str, commit: str, taken: set[str] | frozenset[str]) -> str:

@@ -84,14 +84,14 @@ def machine(driver: SimDriver, *, running: bool = False) -> str:
     return parse(xml).find("os/type").get("machine")
 
 
-def breaks_under_i440fx(driver: SimDriver) -> None:
-    """The guest fails its agent under an i440fx machine and writes AFTER as it boots
-    there; under q35 it is healthy and writes nothing."""
+def breaks_under_i440fx(driver: SimDriver, match: str = "i440fx") -> None:
+    """The guest fails its agent under an i440fx machine (or `match`) and writes AFTER
+    as it boots there; under q35 it is healthy and writes nothing."""
     driver.inject_fault("agent", Kind.DOMAIN, "web", action="fail")
     driver.inject_fault("boot", Kind.DOMAIN, "web", action="write")
     faults = driver.store.read_json("faults.json")
     for fault in faults:
-        fault["match"] = "i440fx"
+        fault["match"] = match
         if fault["op"] == "boot":
             fault.update(target="vda", data="AFTER")
     driver.store.write_json("faults.json", faults)
@@ -132,8 +132,8 @@ def test_a_change_that_fails_health_is_rolled_back(cli, sim, put) -> None:
     assert machine(driver) == "pc-q35-7.2" and machine(driver, running=True) == "pc-q35-7.2"
     assert driver.domain_state("web").active
     assert disk(driver) == b"BEFORE"
-    # JSON says the same, with exit 1.
-    again = cli("apply", "-f", str(put("pc")), "-o", "json")
+    # JSON says the same, with exit 1 (tried again on request: else it is held back).
+    again = cli("apply", "-f", str(put("pc")), "--retry-failed", "-o", "json")
     assert again.code == 1
     gate = [r for r in again.json()["report"]["results"] if r["op"] == "health-gate"]
     assert gate[0]["outcome"] == "failed"
@@ -143,15 +143,140 @@ def test_a_change_that_fails_health_is_rolled_back(cli, sim, put) -> None:
 
 def test_the_boot_write_fault_is_real(cli, sim, put) -> None:
     """Without a checkpoint the new definition's boot does write the disk: the rollback
-    test above would see AFTER had nothing restored it."""
+    test above would see AFTER had nothing restored it. The guest declares health, so
+    the change still waits for the verdict and fails, with nothing to roll back to."""
     assert cli("apply", "-f", str(put("q35"))).code == 0
     driver = sim()
     write_disk(driver, b"BEFORE")
     breaks_under_i440fx(driver)
-    result = cli("apply", "-f", str(put("pc")), "--no-checkpoint")
-    assert result.code == 0, result.out + result.err
-    assert "checkpoint" not in result.out
+    result = cli("apply", "-f", str(put("pc", health="{agent: true, timeout: 1s}")),
+                 "--no-checkpoint")
+    assert result.code == 1, result.out + result.err
+    assert "(shutdown, redefine, start, health-gate)" in result.out
+    assert "no checkpoint was taken" in result.out and "not rolled back" in result.out
     assert disk(driver) == b"AFTERE"  # AFTER written over BEFORE
+    assert machine(driver, running=True) == "pc-i440fx-7.2"  # left as it is
+    assert ours(driver) == []
+
+
+def _without_checkpoints(text: str) -> str:
+    return text.replace("updatePolicy: {mode: restart, checkpoint: {keep: 3}}",
+                        "updatePolicy: restart")
+
+
+def test_health_without_checkpoints_gates_and_reports_in_json(cli, sim, specs) -> None:
+    """`health:` and no checkpoint rule: a restart waits for the verdict; healthy, exit 0;
+    not, exit 1 in JSON too, the guest left as it is (no rollback is possible)."""
+    health = "{agent: true, timeout: 1s}"
+    (specs / "web.yaml").write_text(_without_checkpoints(spec_text("q35", health=health)))
+    created = cli("apply", "-f", str(specs))
+    assert created.code == 0 and "health-gate" not in created.out  # a new guest: no gate
+    driver = sim()
+    (specs / "web.yaml").write_text(_without_checkpoints(spec_text("pc", health=health)))
+    plan = cli("diff", "-f", str(specs), "-o", "json").json()
+    assert [s["op"] for s in plan["objects"][0]["steps"]] == [
+        "shutdown", "define", "start", "health-gate"]
+    assert any("without a checkpoint" in n for n in plan["notes"])
+    passed = cli("apply", "-f", str(specs), "-o", "json")
+    assert passed.code == 0, passed.out + passed.err
+    gate = [r for r in passed.json()["report"]["results"] if r["op"] == "health-gate"]
+    assert gate[0]["outcome"] == "done" and "healthy (agent)" in gate[0]["detail"]
+    # Broken under q35 now: going back to it fails the gate, and nothing is rolled back.
+    breaks_under_i440fx(driver, match="q35")
+    (specs / "web.yaml").write_text(_without_checkpoints(spec_text("q35", health=health)))
+    failed = cli("apply", "-f", str(specs), "-o", "json")
+    assert failed.code == 1
+    doc = failed.json()
+    gate = [r for r in doc["report"]["results"] if r["op"] == "health-gate"]
+    assert gate[0]["outcome"] == "failed"
+    assert "its guest agent does not answer" in gate[0]["error"]["message"]
+    assert "not rolled back" in gate[0]["error"]["message"]
+    assert machine(driver, running=True) == "pc-q35-7.2" and ours(driver) == []
+    # Nothing is held back: the definition is the spec's, the next plan is empty.
+    assert cli("diff", "-f", str(specs)).code == 0
+
+
+def test_a_failed_change_is_held_back_until_the_spec_changes(cli, sim, put) -> None:
+    health = "{agent: true, timeout: 1s}"
+    assert cli("apply", "-f", str(put("q35", health=health))).code == 0
+    driver = sim()
+    breaks_under_i440fx(driver)
+    assert cli("apply", "-f", str(put("pc", health=health))).code == 1  # rolled back
+    assert len(ours(driver)) == 1 and machine(driver) == "pc-q35-7.2"
+    # Applied again: not tried again (no checkpoint, no restart), and a failure.
+    again = cli("apply", "-f", str(put("pc", health=health)))
+    assert again.code == 1, again.out + again.err
+    assert "! domain/web" in again.out and "held back: this change failed its health gate" \
+        in again.out and "its guest agent does not answer" in again.out
+    assert "~ os/type/@machine: pc-q35-7.2 -> pc  [restart]" in again.out
+    assert "error: domain/web: its change failed its health gate" in again.err
+    assert len(ours(driver)) == 1 and machine(driver, running=True) == "pc-q35-7.2"
+    # diff and the dry run say so too, exit 1, in text and JSON.
+    diff = cli("diff", "-f", str(put("pc", health=health)), "-o", "json")
+    assert diff.code == 1
+    doc = diff.json()
+    assert doc["inSync"] is False and doc["summary"]["held"] == 1
+    assert doc["objects"][0]["action"] == "none" and doc["objects"][0]["steps"] == []
+    assert "failed its health gate" in doc["objects"][0]["held"]
+    assert cli("apply", "-f", str(put("pc", health=health)), "--dry-run").code == 1
+    # On request it is made again (a new checkpoint; it fails and rolls back again).
+    retry = cli("apply", "-f", str(put("pc", health=health)), "--retry-failed")
+    assert retry.code == 1 and "change failed health and was rolled back" in retry.out
+    assert len(ours(driver)) == 2
+    # A changed spec is a new change: made (here healthy, under q35 with more memory).
+    changed = put("q35", health=health)
+    (changed / "web.yaml").write_text((changed / "web.yaml").read_text().replace(
+        "memory: 256MiB", "memory: 384MiB"))
+    result = cli("apply", "-f", str(changed))
+    assert result.code == 0, result.out + result.err
+    assert "held back" not in result.out
+    assert cli("diff", "-f", str(changed)).code == 0
+
+
+def test_watch_does_not_retry_a_failed_change_on_every_pass(cli, sim, put, state_dir) -> None:
+    """The watcher's loop: one failed change is one checkpoint and one rollback, not one
+    per pass; it says so once in its log and reports the pass failed; a spec change
+    lifts it."""
+    import io
+
+    from virtctl.reconciler.plan.policy import Policy
+    from virtctl.watch.fleet import Catalog, HostSpecs
+    from virtctl.watch.logs import Log, LogFormat
+    from virtctl.watch.loop import Watcher
+    from virtctl.watch.metrics import WatchMetrics
+    from virtctl.watch.sources import Debouncer, Expectations, Inbox, Trigger
+
+    health = "{agent: true, timeout: 1s}"
+    folder = put("q35", health=health)
+    assert cli("apply", "-f", str(folder)).code == 0
+    driver = sim()
+    breaks_under_i440fx(driver)
+    put("pc", health=health)
+    log = io.StringIO()
+    journal = Log(log, fmt=LogFormat("json"))
+    metrics = WatchMetrics()
+    catalog = Catalog([str(folder)], default="sim:///default", journal=journal,
+                      metrics=metrics)
+    watcher = Watcher("sim:///default", HostSpecs(catalog, "sim:///default"),
+                      Inbox(debounce=Debouncer(), expectations=Expectations()),
+                      journal=journal, metrics=metrics, policy=Policy(), interval=300.0,
+                      driver=driver, lock_root=state_dir)
+    try:
+        watcher._round({Trigger.START})  # checkpoint, change, gate fails, rollback
+        assert len(ours(driver)) == 1 and machine(driver, running=True) == "pc-q35-7.2"
+        for _ in range(3):
+            result, _passes = watcher._guarded_passes(Trigger.RESYNC)
+            assert result.failed and not result.in_sync
+            assert "domain/web: change held back" in result.error
+        assert len(ours(driver)) == 1 and machine(driver, running=True) == "pc-q35-7.2"
+        assert log.getvalue().count('"change-held"') == 1
+        # The spec goes back to q35: in sync again.
+        put("q35", health=health)
+        catalog.changed()
+        result, _passes = watcher._guarded_passes(Trigger.SPEC)
+        assert result.in_sync, log.getvalue()
+    finally:
+        watcher.close()
 
 
 def test_no_rollback_leaves_the_guest_for_inspection(cli, sim, put) -> None:
@@ -162,13 +287,18 @@ def test_no_rollback_leaves_the_guest_for_inspection(cli, sim, put) -> None:
     assert result.code == 1
     assert "left as it is for inspection (--no-rollback)" in result.out
     assert machine(driver, running=True) == "pc-i440fx-7.2"
-    # ...and `rollback` restores it by hand, planned first.
+    # ...and `rollback` restores it by hand, planned first, field by field.
     dry = cli("rollback", "web", "--dry-run")
     assert dry.code == 2 and "(rollback)" in dry.out
+    assert "    ~ os/type/@machine: pc-i440fx-7.2 -> pc-q35-7.2" in dry.out, dry.out
+    doc = cli("rollback", "web", "--dry-run", "-o", "json").json()
+    assert {"op": "change", "path": "os/type/@machine", "old": "pc-i440fx-7.2",
+            "new": "pc-q35-7.2"} in doc["objects"][0]["changes"]
     assert machine(driver) == "pc-i440fx-7.2"
     done = cli("rollback", "web", "-o", "json")
     assert done.code == 0, done.err
     assert done.json()["report"]["done"] == 1
+    assert done.json()["objects"][0]["changes"] == doc["objects"][0]["changes"]
     assert machine(driver, running=True) == "pc-q35-7.2"
 
 
@@ -223,7 +353,7 @@ def test_apply_checkpoint_flag_without_the_spec_rule(cli, sim, specs) -> None:
     assert cli("apply", "-f", str(specs)).code == 0
     (specs / "web.yaml").write_text(text.replace("machine: q35", "machine: pc"))
     plain = cli("apply", "-f", str(specs), "--dry-run")
-    assert "checkpoint" not in plain.out
+    assert "(shutdown, redefine, start, health-gate)" in plain.out  # health: no checkpoint
     result = cli("apply", "-f", str(specs), "--checkpoint")
     assert result.code == 0, result.err
     assert len(ours(sim())) == 1
@@ -265,5 +395,6 @@ def test_diff_and_dry_run_show_the_guard(cli, put) -> None:
     steps = [s["op"] for s in result.json()["objects"][0]["steps"]]
     assert steps == ["shutdown", "checkpoint", "define", "start", "health-gate"]
     plain = cli("diff", "-f", str(put("pc")), "--no-checkpoint", "-o", "json").json()
-    assert [s["op"] for s in plain["objects"][0]["steps"]] == ["shutdown", "define", "start"]
+    assert [s["op"] for s in plain["objects"][0]["steps"]] == [
+        "shutdown", "define", "start", "health-gate"]  # health declared: it still gates
     assert json.dumps(result.json()).count("health-gate") == 1

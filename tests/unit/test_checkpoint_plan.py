@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from virtctl.reconciler.checkpoint.actions import CloseJournal, DropCheckpoints, HealthGate, TakeCheckpoint
+from virtctl.reconciler.checkpoint.actions import (
+    CloseJournal,
+    DropCheckpoints,
+    HealthGate,
+    TakeCheckpoint,
+)
 from virtctl.checkpoints import (
     Health,
     SnapshotInfo,
@@ -21,7 +26,12 @@ from virtctl.checkpoints import (
     safety_of,
     CheckpointRecord,
 )
-from virtctl.reconciler.checkpoint.planning import choose, drop_before_undefine, guard, plan_rollback
+from virtctl.reconciler.checkpoint.planning import (
+    choose,
+    drop_before_undefine,
+    guard,
+    plan_rollback,
+)
 from virtctl.errors import SpecError, SpecErrors
 from virtctl.metadata import read_owner
 from virtctl.model import DomainState, Live, LiveDomain
@@ -148,7 +158,9 @@ def test_flags_turn_it_on_off_and_rollback_off(tmp_path: Path) -> None:
     assert gate and not gate[0].rollback
     live = host(load(tmp_path, machine="pc"))
     off = guarded(load(tmp_path, machine="q35"), live, Policy(checkpoint=False))
-    assert [type(a) for a in off.actions] == [Shutdown, Define, Start]
+    # The spec declares health: without a checkpoint its gate only reports.
+    assert [type(a) for a in off.actions] == [Shutdown, Define, Start, HealthGate]
+    assert not off.actions[-1].checkpointed and not off.actions[-1].rollback
 
 
 def test_nothing_disruptive_needs_no_checkpoint(tmp_path: Path) -> None:
@@ -239,3 +251,80 @@ def test_render_gives_back_the_keys_it_read(tmp_path: Path) -> None:
     back = load_specs([str(again)]).domains["web"]
     assert back.safety == desired.domains["web"].safety
     assert back.update_policy == desired.domains["web"].update_policy
+
+
+def test_a_rollback_plan_shows_the_fields_it_changes(tmp_path: Path) -> None:
+    """The definition now (q35, 256 MiB) against the checkpoint's (pc, 512 MiB, one more
+    disk): changed, added and removed fields, rendered as any plan, text and JSON."""
+    from virtctl.render.report import plan_json, plan_text
+
+    now = host(load(tmp_path, machine="q35")).domains["web"]
+    saved_spec = load(tmp_path, machine="pc")
+    saved = host(saved_spec).domains["web"].xml.replace("262144", "524288").replace(
+        "</devices>", "<disk type='file' device='disk'><source file='/img/b.qcow2'/>"
+        "<target dev='vdb' bus='virtio'/></disk></devices>")
+    rec = CheckpointRecord(commit="abc", time="T", spec="", reason="before restart")
+    planned = plan_rollback(now, SnapshotInfo("virtctl-x", 1.0, rec.text(), definition=saved))
+    changes = {c.path: (str(c.op), c.old, c.new) for c in planned.changes_of(now.key)}
+    assert changes["os/type/@machine"] == ("change", "q35", "pc")
+    assert changes["memory"] == ("change", "262144 KiB", "524288 KiB")
+    assert changes["devices/disk[vdb]"][0] == "add"
+    text = plan_text(planned)
+    assert "~ domain/web  (rollback)" in text
+    assert "    ~ os/type/@machine: q35 -> pc" in text
+    assert "    + disk vdb" in text
+    doc = plan_json(planned)["objects"][0]
+    assert {"op": "change", "path": "os/type/@machine", "old": "q35",
+            "new": "pc"} in doc["changes"]
+    # Backwards: what the checkpoint lacks is removed.
+    back = plan_rollback(LiveDomain(name="web", uuid=now.uuid, xml=saved,
+                                    state=DomainState.SHUTOFF),
+                         SnapshotInfo("virtctl-y", 1.0, rec.text(), definition=now.xml))
+    assert ("remove", "devices/disk[vdb]") in {(str(c.op), c.path)
+                                               for c in back.changes_of(now.key)}
+    # The same definition: no field changes, and the note says only the disks go back.
+    same = plan_rollback(now, SnapshotInfo("virtctl-z", 1.0, rec.text(), definition=now.xml))
+    assert same.changes == () and "only the disks go back" in same.notes[0]
+
+
+def test_a_change_that_failed_its_gate_is_held_back(tmp_path: Path) -> None:
+    from virtctl.checkpoints import Failure
+
+    live = host(load(tmp_path, machine="pc"))
+    desired = load(tmp_path, machine="q35")
+    dom, spec = live.domains["web"], desired.domains["web"]
+    failure = Failure(guest="web", uuid=dom.uuid, digest=spec.digest,
+                      base=dom.owner.spec_hash, checkpoint="virtctl-x", why="no agent",
+                      time="T")
+    planned = plan(desired, live)
+    held = guard(planned, desired, live, Policy(), {"web": failure})
+    assert held.actions == () and held.restarts == frozenset()
+    assert [k.name for k, _ in held.held] == ["web"]
+    assert "virtctl-x (no agent)" in held.held[0][1]
+    assert held.changes_of(dom.key)  # still shown
+    # --retry-failed, another spec, another guest or another base: made (and guarded).
+    def other(**changed: str) -> Failure:
+        return Failure(**{**{f: getattr(failure, f) for f in Failure.__dataclass_fields__},
+                          **changed})
+
+    for policy, record in ((Policy(retry_failed=True), failure),
+                           (Policy(), other(digest="other")),
+                           (Policy(), other(uuid="other")),
+                           (Policy(), other(base="sha256:other"))):
+        made = guard(planned, desired, live, policy, {"web": record})
+        assert not made.held and any(isinstance(a, TakeCheckpoint) for a in made.actions)
+
+
+def test_a_held_guest_left_off_by_its_rollback_is_still_started(tmp_path: Path) -> None:
+    """Recovery rolls back with the guest left off, for the plan to start it: holding
+    its change back must not keep it off."""
+    from virtctl.checkpoints import Failure
+
+    live = host(load(tmp_path, machine="pc"), running=False)
+    desired = load(tmp_path, machine="q35")
+    dom, spec = live.domains["web"], desired.domains["web"]
+    failure = Failure(guest="web", uuid=dom.uuid, digest=spec.digest,
+                      base=dom.owner.spec_hash, checkpoint="virtctl-x", why="no agent",
+                      time="T")
+    held = guard(plan(desired, live), desired, live, Policy(), {"web": failure})
+    assert [type(a) for a in held.actions] == [Start] and held.held

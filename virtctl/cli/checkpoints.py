@@ -29,6 +29,9 @@ def add_apply_options(parser: argparse.ArgumentParser, *, applying: bool) -> Non
         parser.add_argument("--no-rollback", dest="rollback", action="store_false",
                             help="a guest failing its health gate is left as it is for "
                             "inspection (virtctl rollback NAME restores it)")
+    parser.add_argument("--retry-failed", dest="retry_failed", action="store_true",
+                        help="make again a change that failed its health gate and was "
+                        "rolled back (else it is held back until its spec changes)")
 
 
 def add_checkpoint_parsers(sub: Any) -> None:

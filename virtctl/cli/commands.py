@@ -221,6 +221,7 @@ def _policy_from(args: argparse.Namespace) -> api.Policy:
         protected=getattr(args, "protected", ()),
         checkpoint=getattr(args, "checkpoint", None),
         rollback=getattr(args, "rollback", True),
+        retry_failed=getattr(args, "retry_failed", False),
     )
 
 
@@ -303,6 +304,7 @@ def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: boo
                 members: dict[Any, str] | None = None) -> None:
     if not plan_shown:
         out.write(render.plan_text(result.plan, members))
+    _held_errors(result.plan, err)
     if result.plan.empty or not result.report.results:
         return
     out.write(render.report_text(result.report))
@@ -316,10 +318,19 @@ def _apply_text(result: api.Result, out: TextIO, err: TextIO, *, plan_shown: boo
         err.write(render.plan_text(result.remaining))
 
 
+def _held_errors(planned: api.Plan, err: TextIO) -> None:
+    for key, _ in planned.held:
+        err.write(printable(f"error: {key}: its change failed its health gate and was "
+                            "rolled back; held back until the spec changes (apply "
+                            "--retry-failed tries it again)") + "\n")
+
+
 def _exit_code(runs: list[api.HostRun], *, dry_run: bool) -> int:
     if any(run.error is not None for run in runs):
         return EXIT_ERROR
     results = [run.result for run in runs if run.result is not None]
+    if any(r.plan.held for r in results):  # a change that failed its gate, held back
+        return EXIT_ERROR
     if dry_run:
         return EXIT_OK if all(r.plan.empty for r in results) else EXIT_CHANGES
     return EXIT_ERROR if any(r.return_code for r in results) else EXIT_OK
@@ -471,6 +482,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     def text(result: api.Result) -> None:
         out.write(render.plan_text(result.plan, set_members(desired)))
+        _held_errors(result.plan, err)
 
     groups = api.split_hosts(desired, args.connect)
     readonly = not _reads_storage(desired, policy)

@@ -65,6 +65,8 @@ def _grouped(plan: Plan) -> dict[ObjectKey, list[Action]]:
         groups.setdefault(key, [])
     for pending in plan.pending:
         groups.setdefault(pending.key, [])
+    for key, _ in plan.held:
+        groups.setdefault(key, [])
     return groups
 
 
@@ -126,6 +128,9 @@ def _object_lines(plan: Plan, key: ObjectKey, actions: list[Action],
     if pending is not None:
         fields = ", ".join(c.path for c in pending.changes)
         lines.append(f"    ! restart pending ({fields}): {PENDING_HINT}")
+    held = plan.held_of(key)
+    if held is not None:
+        lines.append(f"    ! held back: {held}")
     return lines
 
 
@@ -158,12 +163,17 @@ def plan_text(plan: Plan, members: Mapping[ObjectKey, str] | None = None) -> str
         counts[object_action(plan, key)] += 1
         lines += _object_lines(plan, key, actions, members.get(key))
     lines += [f"! {note}" for note in plan.notes]
-    if plan.empty:
+    if plan.empty and plan.held:
+        lines.append(f"No changes to make; {len(plan.held)} guest(s) held back after a "
+                     "failed health gate.")
+    elif plan.empty:
         lines.append("No changes: the host matches the specs.")
     else:
         lines.append(_summary(plan, counts))
     if plan.pending:
         lines.append(f"{len(plan.pending)} object(s) restart-pending.")
+    if plan.held and not plan.empty:
+        lines.append(f"{len(plan.held)} guest(s) held back after a failed health gate.")
     # Names, values and notes may come from the host: no control character gets through.
     return printable("\n".join(lines) + "\n")
 
@@ -208,7 +218,7 @@ def _object_json(plan: Plan, key: ObjectKey, actions: list[Action]) -> dict[str,
         "restartPending": [c.to_dict() for c in pending.changes] if pending else [],
         "steps": [_action_dict(a) for a in actions],
         "changes": [c.to_dict() for c in changes],
-    }
+    } | ({"held": plan.held_of(key)} if plan.held_of(key) is not None else {})
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -223,10 +233,11 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     summary["stop"] = len(plan.stops)
     summary["restartNetworks"] = len(plan.restarts) - summary["restart"]
     summary["restartPending"] = len(plan.pending)
+    summary["held"] = len(plan.held)
     return {
         "apiVersion": API_VERSION,
         "kind": "Plan",
-        "inSync": plan.empty,
+        "inSync": plan.empty and not plan.held,
         "objects": objects,
         "notes": list(plan.notes),
         "summary": summary,

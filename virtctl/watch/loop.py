@@ -150,6 +150,8 @@ class Watcher:
             self._unsubscribe = driver.subscribe(inbox.driver_event)
         self._caps: HostCapabilities | None = None
         self._reported: dict[str, tuple[str, ...]] = {}
+        # The changes held back after a failed health gate, as last logged (once each).
+        self._held_changes: tuple[tuple[ObjectKey, str], ...] = ()
         self._backoff = RETRY_MIN
 
     def close(self) -> None:
@@ -461,6 +463,9 @@ class Watcher:
             drifted = len(planned.keys())
             self.metrics.drifted.set(drifted, host=self.uri)
             self.metrics.drifted_total.inc(drifted, host=self.uri)
+        held = self._report_held(planned)
+        if planned.empty and held:  # not in sync, and not made again: a failure to fix
+            return PassResult(in_sync=False, failed=True, error=held)
         if planned.empty:
             self._empty_seen = (_share_key(scan), live.fingerprint) if live.fingerprint \
                 else None
@@ -477,7 +482,19 @@ class Watcher:
         self.journal.info("plan", f"{len(planned.actions)} action(s) to apply",
                           trigger=str(trigger), objects=touched)
         report = self._apply(planned, driver)
-        return PassResult(in_sync=False, failed=bool(report.failed or report.skipped))
+        return PassResult(in_sync=False, failed=bool(report.failed or report.skipped or held),
+                          error=held)
+
+    def _report_held(self, planned: Plan) -> str:
+        """Log the changes held back after a failed health gate (when they change), and
+        say them in short ("" when none): a watcher never makes such a change again on
+        its own, so that it does not roll the guest back on every pass."""
+        if planned.held != self._held_changes:
+            self._held_changes = planned.held
+            for key, why in planned.held:
+                self.journal.error("change-held", f"{key}: {why}", object=str(key))
+        return "; ".join(f"{key}: change held back after a failed health gate"
+                         for key, _ in planned.held)
 
     def _capabilities(self, driver: Driver) -> HostCapabilities:
         if self._caps is None:

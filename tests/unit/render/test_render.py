@@ -63,7 +63,7 @@ def test_plan_json_is_one_versioned_document() -> None:
     assert doc["inSync"] is False
     assert doc["summary"] == {"create": 1, "update": 1, "delete": 1, "recreate": 0, "none": 0,
                               "restart": 0, "stop": 1, "restartNetworks": 0,
-                              "restartPending": 0}
+                              "restartPending": 0, "held": 0}
     web = next(o for o in doc["objects"] if o["name"] == "web")
     assert web["action"] == "update" and web["kind"] == "domain"
     assert [s["op"] for s in web["steps"]] == ["define", "setautostart"]

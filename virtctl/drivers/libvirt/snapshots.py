@@ -12,6 +12,7 @@ connection to the guest's address (DHCP lease, else agent, else ARP), and cloud-
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import socket
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ...errors import DriverError
 from ...model import Kind
-from ...xmlutil import parse
+from ...xmlutil import parse, tostring
 from ...checkpoints import SnapshotInfo
 
 if TYPE_CHECKING:
@@ -66,11 +67,19 @@ class LibvirtSnapshots:
                 root = parse(snap.getXMLDesc(0))
                 memory = root.find("memory")
                 state = root.findtext("state") or ""
+                # The persistent definition it saved: <inactiveDomain> when it differs
+                # from the running one (a snapshot with memory), else <domain>.
+                saved = root.find("inactiveDomain")
+                saved = saved if saved is not None else root.find("domain")
+                if saved is not None and saved.tag == "inactiveDomain":
+                    saved = copy.deepcopy(saved)
+                    saved.tag = "domain"
                 out.append(SnapshotInfo(
                     name=snap.getName(), created=float(root.findtext("creationTime") or 0),
                     description=root.findtext("description") or "",
                     memory=state in ("running", "paused") and (
-                        memory is None or memory.get("snapshot") != "no")))
+                        memory is None or memory.get("snapshot") != "no"),
+                    definition=tostring(saved, pretty=False) if saved is not None else ""))
         return tuple(sorted(out, key=lambda s: (s.created, s.name)))
 
     def create_snapshot(self, name: str, snapshot: str, description: str, *,

@@ -107,7 +107,8 @@ class SimSnapshots:
             record = self._require(Kind.DOMAIN, name)
             found = self._snap_records(record["uuid"])
         return tuple(sorted((SnapshotInfo(r["name"], float(r["created"]), r.get("description", ""),
-                                          bool(r.get("memory"))) for r in found),
+                                          bool(r.get("memory")), r.get("xml", ""))
+                             for r in found),
                             key=lambda s: (s.created, s.name)))
 
     def create_snapshot(self, name: str, snapshot: str, description: str, *,

@@ -19,12 +19,14 @@ class TakeCheckpoint(BaseAction):
     """Snapshot the guest (definition + qcow2 disks, internal; memory when `memory`)
     and open its crash journal; then delete virtctl's oldest checkpoints beyond `keep`.
     `target` is the spec-hash the change defines (the journal says what was wanted);
-    `running`: the guest is to run afterwards (a gate follows); `health`: its gate."""
+    `running`: the guest is to run afterwards (a gate follows); `health`: its gate;
+    `digest`: the spec's digest, which a failed change is remembered by (`Failure`)."""
 
     commit: str = ""
     memory: bool = False
     keep: int = 5
     target: str = ""
+    digest: str = ""
     running: bool = True
     health: Health | None = None
     rollback: bool = True
@@ -41,10 +43,12 @@ class TakeCheckpoint(BaseAction):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthGate(BaseAction):
     """Wait until the guest runs and is healthy; on timeout roll back to the checkpoint
-    this run took (unless `rollback` is off) and fail."""
+    this run took (unless `rollback` is off) and fail. Not `checkpointed`: the guest
+    declares `health:` but no checkpoint was asked for; a failure is only reported."""
 
     health: Health
     rollback: bool = True
+    checkpointed: bool = True
     after_failure: bool = True  # run even when the change before it failed (applier)
 
     @property

@@ -18,7 +18,7 @@ from ...xmlutil import parse
 from .actions import CloseJournal, DropCheckpoints, HealthGate, Rollback, TakeCheckpoint
 from .health import wait_healthy
 from .journal import Entry, Journal, Stage
-from ...checkpoints import CheckpointRecord, checkpoint_name, ours_oldest_first
+from ...checkpoints import CheckpointRecord, Failure, checkpoint_name, ours_oldest_first
 
 
 class HealthFailed(VirtctlError):
@@ -59,8 +59,9 @@ def take(action: TakeCheckpoint, driver: Any) -> str:
     entry = Entry(guest=name, uuid=(root.findtext("uuid") or "").strip(),
                   checkpoint=snapshot, stage=Stage.CHECKPOINT, target=action.target,
                   running=action.running, health=action.health, rollback=action.rollback,
-                  started=now.isoformat(timespec="seconds"))
+                  started=now.isoformat(timespec="seconds"), digest=action.digest)
     journal.write(entry)
+    journal.forget_failure(name)  # a new attempt (the spec changed, or --retry-failed)
     record = CheckpointRecord(commit=action.commit, time=entry.started,
                               spec=owner.spec_hash if owner is not None else "",
                               reason=action.reason)
@@ -84,8 +85,17 @@ def restore(driver: Any, name: str, checkpoint: str, *, start: bool) -> None:
         driver.start(Kind.DOMAIN, name)
 
 
+def owner_hash(xml: str | None) -> str:
+    if not xml:
+        return ""
+    owner = read_owner(parse(xml))
+    return owner.spec_hash if owner is not None else ""
+
+
 def gate(action: HealthGate, driver: Any, clock: Any) -> str:
     journal = Journal(driver.uri)
+    if not action.checkpointed:
+        return unguarded(driver, action, clock)
     entry = journal.get(action.name)
     if entry is not None and entry.stage is Stage.CHECKPOINT:
         # The checkpoint itself failed, so nothing after it ran: the guest has its old
@@ -124,10 +134,36 @@ def verdict(driver: Any, name: str, entry: Entry | None, health: Any, rollback: 
     journal.write(entry.at(Stage.ROLLBACK))
     began = time.monotonic()
     restore(driver, name, entry.checkpoint, start=start)
+    remember(driver, journal, entry, why)
     journal.clear(name)
     raise HealthFailed(
         f"change failed health and was rolled back to checkpoint {entry.checkpoint} "
-        f"({time.monotonic() - began:.1f}s): {why}")
+        f"({time.monotonic() - began:.1f}s): {why}; held back until the spec changes "
+        "(apply --retry-failed tries it again)")
+
+
+def remember(driver: Any, journal: Journal, entry: Entry, why: str) -> None:
+    """Record that the change `entry` guards failed its gate and was rolled back, so
+    that the next apply or watch pass does not make it again (and fail, and roll back)
+    each time: planning.hold holds it back until the spec changes."""
+    if not entry.digest:  # an entry of `virtctl rollback`, or of an older virtctl
+        return
+    journal.fail(Failure(guest=entry.guest, uuid=entry.uuid, digest=entry.digest,
+                         base=owner_hash(driver.definition(Kind.DOMAIN, entry.guest)),
+                         checkpoint=entry.checkpoint, why=why,
+                         time=_now().isoformat(timespec="seconds")))
+
+
+def unguarded(driver: Any, action: HealthGate, clock: Any) -> str:
+    """The gate of a guest that declares `health:` but took no checkpoint: the verdict
+    is waited for and reported; there is nothing to roll back to."""
+    started = time.monotonic()
+    why = wait_healthy(driver, action.name, action.health, clock)
+    if not why:
+        return f"healthy ({action.health.describe()}) after {time.monotonic() - started:.1f}s"
+    raise HealthFailed(
+        f"change failed health: {why}; no checkpoint was taken (updatePolicy checkpoint "
+        "or --checkpoint), so it was not rolled back: the guest is left as it is")
 
 
 def manual_rollback(action: Rollback, driver: Any) -> str:
@@ -147,5 +183,6 @@ def drop(action: DropCheckpoints, driver: Any) -> str:
     for snap in ours:
         driver.delete_snapshot(action.name, snap.name, keep_data=action.keep_data)
     Journal(driver.uri).clear(action.name)
+    Journal(driver.uri).forget_failure(action.name)
     how = "forgot (data kept in the volumes)" if action.keep_data else "deleted"
     return f"{how} {len(ours)} checkpoint(s)"

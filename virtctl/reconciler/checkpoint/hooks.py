@@ -1,6 +1,7 @@
 """The planner's hook (api.py calls it after planning): read what the pure post-pass
-needs from the host (which guests the plan undefines have virtctl checkpoints: one
-listing per such guest), then guard the plan (planning.py)."""
+needs (the changes that failed their gate before, from this host's journal; which
+guests the plan undefines have virtctl checkpoints: one listing per such guest), then
+guard the plan (planning.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from ...errors import DriverError
 from ...model import Desired, Live
 from ..plan.planned import Plan
 from ..plan.policy import Policy
+from .journal import Journal
 from .planning import drop_before_undefine, guard, undefined_guests
 
 
 def guarded(planned: Plan, desired: Desired, reader: Any, live: Live, policy: Policy) -> Plan:
-    return dropped(guard(planned, desired, live, policy), desired, reader, live)
+    failures = Journal(reader.uri).failures() if planned.actions else {}
+    return dropped(guard(planned, desired, live, policy, failures), desired, reader, live)
 
 
 def dropped(planned: Plan, desired: Desired, reader: Any, live: Live) -> Plan:

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 
 from ...errors import ErrorCode, ErrorDomain, VirtctlError
 from ...fileio import private_dir, read_private, write_atomic
-from ...checkpoints import Health
+from ...checkpoints import Failure, Health
 
 
 class Stage(StrEnum):
@@ -45,6 +45,7 @@ class Entry:
     health: Health | None
     rollback: bool  # roll back on a failed gate (not with --no-rollback)
     started: str  # ISO time the checkpoint was begun
+    digest: str = ""  # the guest's spec digest (model.spec_digest): what a Failure keys
 
     def at(self, stage: Stage) -> Entry:
         return replace(self, stage=stage)
@@ -65,9 +66,10 @@ class Journal:
     def _path(self, guest: str) -> Path:
         return self.folder / (quote(guest, safe="") + ".json")
 
-    def write(self, entry: Entry) -> None:
-        data = asdict(entry)
-        data["stage"] = str(entry.stage)
+    def _failed(self, guest: str) -> Path:
+        return self.folder / "failed" / (quote(guest, safe="") + ".json")
+
+    def _save(self, path: Path, data: dict[str, object]) -> None:
         try:
             state = self.folder.parent.parent
             if not os.path.exists(state):  # a libvirt-only user has none yet
@@ -75,12 +77,44 @@ class Journal:
             private_dir(state, follow=True)  # the user may have named a symlink
             private_dir(self.folder.parent)
             private_dir(self.folder)
-            write_atomic(self._path(entry.guest), json.dumps(data, sort_keys=True).encode(),
-                         fsync=True)
+            if path.parent != self.folder:
+                private_dir(path.parent)
+            write_atomic(path, json.dumps(data, sort_keys=True).encode(), fsync=True)
         except OSError as exc:  # nothing is changed without its journal
-            raise VirtctlError(f"cannot write the checkpoint journal {self._path(entry.guest)}: "
+            raise VirtctlError(f"cannot write the checkpoint journal {path}: "
                                f"{exc.strerror or exc}", code=ErrorCode.OPERATION_FAILED,
                                domain=ErrorDomain.APPLIER) from None
+
+    def write(self, entry: Entry) -> None:
+        data = asdict(entry)
+        data["stage"] = str(entry.stage)
+        self._save(self._path(entry.guest), data)
+
+    # -- changes held back after a failed gate ----------------------------------------
+
+    def fail(self, failure: Failure) -> None:
+        self._save(self._failed(failure.guest), asdict(failure))
+
+    def forget_failure(self, guest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._failed(guest))
+
+    def failures(self) -> dict[str, Failure]:
+        """Every guest's recorded failure on this host (damaged records are skipped)."""
+        folder = self.folder / "failed"
+        if not folder.is_dir():
+            return {}
+        out = {}
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                data = json.loads(read_private(folder / name))
+                failure = Failure(**{k: str(data[k]) for k in Failure.__dataclass_fields__})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            out[failure.guest] = failure
+        return out
 
     def clear(self, guest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -98,7 +132,8 @@ class Journal:
                      stage=Stage(data["stage"]), target=data["target"],
                      running=bool(data["running"]),
                      health=Health(**health) if isinstance(health, dict) else None,
-                     rollback=bool(data.get("rollback", True)), started=data["started"])
+                     rollback=bool(data.get("rollback", True)), started=data["started"],
+                     digest=str(data.get("digest", "")))
 
     def entries(self) -> Iterator[Entry]:
         if not self.folder.is_dir():

@@ -37,12 +37,14 @@ from ...model import (
     ObjectKey,
 )
 from ..plan.actions import Action, DeleteVolume, Define, Phase, Start, Undefine, phase_of
+from ..plan.diff import FieldChange, diff, removed
+from ..plan.essence import essence
 from ..plan.planned import Plan
 from ..plan.policy import Policy
 from ..plan.steps import spec_hash
 from ...xmlutil import parse
 from .actions import CloseJournal, DropCheckpoints, HealthGate, Rollback, TakeCheckpoint
-from ...checkpoints import Health, SnapshotInfo, ours_oldest_first, record_of, safety_of
+from ...checkpoints import Failure, Health, SnapshotInfo, ours_oldest_first, record_of, safety_of
 
 # Disk fields whose change replaces what the guest's disk holds or how it is read.
 _DISK_FIELDS = ("/source", "/driver/@type", "/backingStore", "/@type")
@@ -120,23 +122,46 @@ def _stop_end(actions: tuple[Action, ...]) -> int:
     return n
 
 
-def guard(planned: Plan, desired: Desired, live: Live, policy: Policy) -> Plan:
-    """`planned` with checkpoints and health gates around disruptive changes; SpecErrors
-    naming each guest whose change cannot be checkpointed."""
-    if getattr(policy, "checkpoint", None) is False or not planned.actions:
+def guard(planned: Plan, desired: Desired, live: Live, policy: Policy,
+          failures: Mapping[str, Failure] | None = None) -> Plan:
+    """`planned` with the changes that failed their gate before held back (`failures`,
+    unless --retry-failed), and checkpoints and health gates around disruptive changes;
+    SpecErrors naming each guest whose change cannot be checkpointed. A guest that
+    declares `health:` without checkpoints gets a gate that only reports."""
+    if failures and not getattr(policy, "retry_failed", False):
+        planned = hold(planned, desired, live, failures)
+    if not planned.actions:
         return planned
     first: list[Action] = []
     after_stop: list[Action] = []
     last: list[Action] = []
     notes: list[str] = []
     errors: list[SpecError] = []
-    for key in planned.keys():
+    rollback = getattr(policy, "rollback", True)
+    for key in planned.keys():  # noqa: SIM118 (a method, not a dict)
         spec = desired.domains.get(key.name) if key.kind is Kind.DOMAIN else None
         dom = live.domains.get(key.name) if spec is not None else None
-        if spec is None or dom is None or not dom.persistent or not wanted(spec, policy):
+        if spec is None or dom is None or not dom.persistent:
+            continue
+        safety = safety_of(spec.safety)
+        checkpoint = wanted(spec, policy)
+        if not checkpoint and safety.health is None:
             continue
         why = disruptive(planned, key, dom)
         if not why:
+            continue
+        running = spec.state is DomainState.RUNNING and any(
+            isinstance(a, Start) and a.key == key for a in planned.actions)
+        if not checkpoint:
+            assert safety.health is not None
+            if running:  # nothing to roll back to: the verdict is waited for and reported
+                last.append(HealthGate(kind=Kind.DOMAIN, name=key.name, health=safety.health,
+                                       rollback=False, checkpointed=False,
+                                       reason=f"wait for {safety.health.describe()}; no "
+                                       "checkpoint, so no rollback"))
+                notes.append(f"{key}: health gate ({safety.health.describe()}) after the "
+                             f"{why}, without a checkpoint: a failure is reported, not "
+                             "rolled back")
             continue
         problems = refusals(planned, key, dom, why)
         if problems:
@@ -145,15 +170,11 @@ def guard(planned: Plan, desired: Desired, live: Live, policy: Policy) -> Plan:
                 "(apply --no-checkpoint to change it without one)",
                 code=ErrorCode.OPERATION_INVALID, source=spec.source) for p in problems]
             continue
-        safety = safety_of(spec.safety)
-        running = spec.state is DomainState.RUNNING and any(
-            isinstance(a, Start) and a.key == key for a in planned.actions)
-        rollback = getattr(policy, "rollback", True)
         take = TakeCheckpoint(
             kind=Kind.DOMAIN, name=key.name, reason=f"before {why}", commit=policy.commit,
             memory=safety.memory and dom.state.active, keep=safety.keep,
             target=spec_hash(spec.xml), running=running, health=safety.health,
-            rollback=rollback)
+            rollback=rollback, digest=spec.digest)
         (first if take.memory else after_stop).append(take)
         # No `health:`: the gate only checks that the guest runs (no probe, no wait).
         health = safety.health or Health(timeout=0.0)
@@ -167,13 +188,48 @@ def guard(planned: Plan, desired: Desired, live: Live, policy: Policy) -> Plan:
                      + (f", then health gate ({health.describe()})" if running else ""))
     if errors:
         raise SpecErrors(errors)
-    if not first and not after_stop:
+    if not last:
         return planned
     actions = planned.actions
     cut = _stop_end(actions)
     return replace(planned, actions=(*first, *actions[:cut], *after_stop, *actions[cut:],
                                      *last),
                    notes=(*planned.notes, *notes))
+
+
+def held_back(failure: Failure, spec: DomainSpec, dom: LiveDomain) -> bool:
+    """Whether the plan for this guest is the change that failed: the same spec, and
+    the same guest as the rollback left it."""
+    base = dom.owner.spec_hash if dom.owner is not None else ""
+    return (failure.digest == spec.digest and failure.uuid == dom.uuid
+            and failure.base == base)
+
+
+def hold(planned: Plan, desired: Desired, live: Live, failures: Mapping[str, Failure]) -> Plan:
+    """`planned` without the actions of each guest whose change failed its gate and was
+    rolled back (the same change: `held_back`): its changes stay shown, held."""
+    held: list[tuple[ObjectKey, str]] = []
+    for key in planned.keys():  # noqa: SIM118 (a method, not a dict)
+        failure = failures.get(key.name) if key.kind is Kind.DOMAIN else None
+        spec = desired.domains.get(key.name)
+        dom = live.domains.get(key.name)
+        if failure is None or spec is None or dom is None or not held_back(failure, spec, dom):
+            continue
+        held.append((key, f"this change failed its health gate at {failure.time} and was "
+                          f"rolled back to checkpoint {failure.checkpoint} ({failure.why}); "
+                          "held back until the spec changes (apply --retry-failed tries "
+                          "it again)"))
+    if not held:
+        return planned
+    keys = {k for k, _ in held}
+    # A guest the rollback left off (recovery leaves its start to the plan) is still
+    # started, into the definition it was rolled back to: only the change is held.
+    off = {k for k in keys if not live.domains[k.name].state.active}
+    return replace(planned, actions=tuple(
+        a for a in planned.actions if a.key not in keys
+        or (a.key in off and isinstance(a, Start))),
+        restarts=planned.restarts - keys, recreates=planned.recreates - keys,
+        held=(*planned.held, *held))
 
 
 def undefined_guests(planned: Plan) -> list[str]:
@@ -223,15 +279,30 @@ def choose(snapshots: Iterable[SnapshotInfo], name: str, to: str | None) -> Snap
     return ours[-1]
 
 
+def rollback_changes(current: str, saved: str) -> tuple[FieldChange, ...]:
+    """What a rollback changes in the definition, field by field, as a plan shows it:
+    `current` made into `saved` (both whole definitions, so what `saved` lacks is a
+    removal). Compared by their essence, as the planner compares (virtctl's metadata,
+    addresses and aliases are not differences)."""
+    if not saved:
+        return ()
+    have, want = essence(parse(current)), essence(parse(saved))
+    return (*diff(want, have), *removed(have, want))
+
+
 def plan_rollback(dom: LiveDomain, checkpoint: SnapshotInfo) -> Plan:
-    """One Rollback action; the guest is started afterwards unless its last-applied
-    state is shutoff."""
+    """One Rollback action, with the field changes from the guest's definition to the
+    checkpoint's; the guest is started afterwards unless its last-applied state is
+    shutoff."""
     record = dom.owner.last_applied if dom.owner is not None else None
     start = not (record is not None and record.state == str(DomainState.SHUTOFF))
     rec = record_of(checkpoint.description)
     detail = f" (taken {rec.time}, commit {rec.commit or 'none'})" if rec else ""
     action = Rollback(kind=Kind.DOMAIN, name=dom.name, checkpoint=checkpoint.name,
                       start=start, reason=f"restore {checkpoint.name}{detail}")
-    return Plan(actions=(action,), notes=(
+    changes = rollback_changes(dom.xml, checkpoint.definition)
+    same = "" if changes or not checkpoint.definition else \
+        "; the definition is the same, only the disks go back"
+    return Plan(actions=(action,), changes=((dom.key, changes),) if changes else (), notes=(
         f"{dom.key}: definition and disks from {checkpoint.name}{detail}"
-        + ("; then started" if start else ""),))
+        + ("; then started" if start else "") + same,))

@@ -6,7 +6,8 @@ Read first thing, under the host's lock, before planning. For each entry:
 - its checkpoint was never taken (killed while taking it): nothing was changed under
   it, the entry is dropped and planning goes on as usual;
 - it was rolling back: the rollback is done again (restoring a checkpoint twice gives
-  the same guest), the guest left off for the plan to start;
+  the same guest), the guest left off for the plan to start (not recorded as a failed
+  change: the plan makes the change once more, under a new gate);
 - the change is complete (the definition and the running guest carry the spec-hash
   the change defines, or the guest was to stay off and its definition does): the health
   gate is finished (healthy: done; not: rolled back, as the run would have);
@@ -22,30 +23,21 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import DriverError, VirtctlError
-from ...metadata import read_owner
 from ...model import DomainState, Kind
-from ...xmlutil import parse
-from .execute import HealthFailed, restore, verdict
+from .execute import HealthFailed, owner_hash, restore, verdict
 from .journal import Entry, Journal, Stage
-
-
-def _owner_hash(xml: str | None) -> str:
-    if not xml:
-        return ""
-    owner = read_owner(parse(xml))
-    return owner.spec_hash if owner is not None else ""
 
 
 def complete(driver: Any, entry: Entry) -> bool:
     """Whether the change the entry guards is fully made on the host."""
-    if _owner_hash(driver.definition(Kind.DOMAIN, entry.guest)) != entry.target:
+    if owner_hash(driver.definition(Kind.DOMAIN, entry.guest)) != entry.target:
         return False
     state = driver.domain_state(entry.guest)
     if not entry.running:
         return True
     if state is not DomainState.RUNNING:
         return False
-    return _owner_hash(driver.definition(Kind.DOMAIN, entry.guest, running=True)) \
+    return owner_hash(driver.definition(Kind.DOMAIN, entry.guest, running=True)) \
         == entry.target
 
 
@@ -62,6 +54,8 @@ def recover_one(driver: Any, entry: Entry, clock: Any, journal: Journal) -> str:
     # a new checkpoint and gate when the spec still changes it), where a guest started
     # now would be stopped again while it boots, before it heeds a shutdown.
     if entry.stage is Stage.ROLLBACK:
+        # Not remembered as a failure (planning.hold): the verdict was the killed run's,
+        # and the plan that follows makes the change once more under a new gate.
         restore(driver, name, cp, start=False)
         journal.clear(name)
         return f"{where}; finished rolling back to {cp} (started by the plan)"

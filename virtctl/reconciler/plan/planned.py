@@ -37,10 +37,16 @@ class Plan:
     # (key, DomainSet) of the objects touched that are a set's instances (members.py),
     # removals included: output names the set for every one.
     members: tuple[tuple[ObjectKey, str], ...] = ()
+    # (key, why) of each guest whose change failed its health gate and was rolled back:
+    # not made again until its spec changes (checkpoint/planning.py hold); a failure.
+    held: tuple[tuple[ObjectKey, str], ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.actions
+
+    def held_of(self, key: ObjectKey) -> str | None:
+        return next((why for k, why in self.held if k == key), None)
 
     def keys(self) -> list[ObjectKey]:
         """Objects the plan touches, in plan order."""

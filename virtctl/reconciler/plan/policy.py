@@ -35,6 +35,8 @@ class Policy:
     checkpoint: bool | None = None  # --checkpoint / --no-checkpoint; None: each spec's
     # updatePolicy.checkpoint (virtctl/reconciler/checkpoint/, docs/checkpoints.md)
     rollback: bool = True  # --no-rollback: a guest failing its health gate is left as is
+    retry_failed: bool = False  # --retry-failed: make again a change that failed its
+    # health gate and was rolled back (else held back until its spec changes)
 
     @property
     def pruned_sets(self) -> frozenset[str]:
