@@ -34,17 +34,17 @@ from ...xmlutil import parse, tostring
 from ...converters.sizes import unit_bytes
 from .domainset import Expansion, SetProblem, expand
 from .placement import MEMORY, ROUND_ROBIN, HostFacts, NoRoom, Want, place
+from .schema import line_for_path, schema_error, validator
+from ..trees import carry, private, replaced, spec_tree
 
 #: Facts per host URI for placement (or why that host could not be read), given the
 #: URIs and whether each one's node facts (memory, cpus) are needed.
 FactsReader = Callable[[Mapping[str, bool]], Mapping[str, "HostFacts | str"]]
-from virtctl.reconciler.trees import carry, private, replaced, spec_tree
 
 AnySpec = DomainSpec | NetworkSpec | PoolSpec | VolumeSpec
 __all__ = ["SET_LABEL", "ExpandPlaced", "FactsReader", "LoadedSet", "facts_wanted", "finish_sets",
            "add_dhcp_entries", "needs_every_file", "place_sets", "placing", "set_members",
            "specs_from_set"]
-from .schema import line_for_path, schema_error, validator
 
 #: load.py's loader of one document: (doc, source, index, line, text, extra) -> spec.
 SpecFromDoc = Callable[[dict[str, Any], str, int, int | None, str, list[Any]], AnySpec]
