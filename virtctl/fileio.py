@@ -179,6 +179,17 @@ def state_root(env: Mapping[str, str]) -> Path:
     return Path.home() / ".local" / "state" / "virtctl"
 
 
+def cache_path(env: Mapping[str, str]) -> str:
+    """virtctl's cache directory, unchecked: $VIRTCTL_CACHE_DIR, else
+    $XDG_CACHE_HOME/virtctl, else ~/.cache/virtctl (a str: every run starts here, and
+    each Path costs several µs)."""
+    if env.get("VIRTCTL_CACHE_DIR"):
+        return env["VIRTCTL_CACHE_DIR"]
+    if env.get("XDG_CACHE_HOME"):
+        return os.path.join(env["XDG_CACHE_HOME"], "virtctl")
+    return os.path.join(os.path.expanduser("~"), ".cache", "virtctl")
+
+
 # Spec files: what the loader reads of a directory (reconciler/load/load.py's `expand`),
 # here so that the CLI's no-op fast path (cli/noop.py) selects exactly the same files
 # without importing the loader.

@@ -60,14 +60,9 @@ def enabled(env: Mapping[str, str]) -> bool:
 def _folder(env: Mapping[str, str]) -> Path | None:
     """`<cache>/noop`, as speccache.cache_dir finds the cache; None when it is missing
     or not this user's own (fileio.private_dir: records decide what is printed)."""
-    from ..fileio import private_dir
+    from ..fileio import cache_path, private_dir
 
-    if env.get("VIRTCTL_CACHE_DIR"):
-        base = env["VIRTCTL_CACHE_DIR"]
-    elif env.get("XDG_CACHE_HOME"):
-        base = os.path.join(env["XDG_CACHE_HOME"], "virtctl")
-    else:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "virtctl")
+    base = cache_path(env)
     try:
         private_dir(base, make=False)
     except OSError:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ErrorCode, ErrorDomain, Source, VirtctlError
-from ..fileio import UnsafeDirectory, private_dir, read_private, write_atomic
+from ..fileio import UnsafeDirectory, cache_path, private_dir, read_private, write_atomic
 from ..model import DomainSpec, DomainState, NetworkSpec, UpdatePolicy
 
 Spec = DomainSpec | NetworkSpec
@@ -45,13 +45,7 @@ def cache_dir(env: Mapping[str, str]) -> Path | None:
     """The cache folder, checked if it exists (see the module doc); made when written."""
     if env.get("VIRTCTL_CACHE", "1") == "0":
         return None
-    # os.path, then one Path: every run starts here, and each Path costs several µs.
-    if env.get("VIRTCTL_CACHE_DIR"):
-        folder = env["VIRTCTL_CACHE_DIR"]
-    elif env.get("XDG_CACHE_HOME"):
-        folder = os.path.join(env["XDG_CACHE_HOME"], "virtctl")
-    else:
-        folder = os.path.join(os.path.expanduser("~"), ".cache", "virtctl")
+    folder = cache_path(env)
     checked(folder, make=False)
     return Path(folder)
 
