@@ -41,4 +41,26 @@ rm -f "$image_log" "$image_log.path"
 # The layers of docs/architecture.md ([tool.importlinter] in pyproject.toml): a broken
 # contract fails CI before the tests run.
 lint-imports --no-cache
-python -m pytest -q -p no:cacheprovider "$@"
+
+if [ "$#" -gt 0 ]; then  # a chosen part of the suite: one run, as asked
+    exec python -m pytest -q -p no:cacheprovider "$@"
+fi
+# The whole suite waits more than it computes (guests booting under TCG, daemons,
+# leases: one core busy of two), so the tests that run QEMU guests
+# (tests/integration/*_qemu.py) go in a second pytest beside the rest. Both keep to
+# what they made (each run has its own name prefix, ports and directories), as every
+# test must with other libvirt work beside it.
+guest_tests=(tests/integration/*_qemu.py)
+guest_log=$(mktemp)
+python -m pytest -q -p no:cacheprovider "${guest_tests[@]}" >"$guest_log" 2>&1 &
+guests=$!
+rest=0
+python -m pytest -q -p no:cacheprovider \
+    $(printf -- '--ignore=%s ' "${guest_tests[@]}") tests || rest=$?
+guest_rc=0
+wait "$guests" || guest_rc=$?
+echo "--- the QEMU guest tests (tests/integration/*_qemu.py), run beside the rest:"
+cat "$guest_log"
+rm -f "$guest_log"
+echo "ci/test.sh: the rest exited $rest, the QEMU guest tests $guest_rc"
+[ "$rest" -eq 0 ] && [ "$guest_rc" -eq 0 ]
