@@ -44,6 +44,9 @@ STUBBED = ("id", "dpkg-query", "apt-get", "python3", "python", "virsh", "virtlog
            "libvirtd", "getent", "addgroup", "chown", "chmod", "lint-imports")
 
 
+GUEST_TESTS = ("tests/integration/test_a_qemu.py", "tests/integration/test_b_qemu.py")
+
+
 def dry_run(tmp_path: Path, *, installed: bool) -> list[str]:
     """Run a copy of ci/test.sh with stubbed commands; the commands it ran, in order."""
     repo = tmp_path / "repo"
@@ -51,6 +54,9 @@ def dry_run(tmp_path: Path, *, installed: bool) -> list[str]:
     for script in ("test.sh", "install-libvirt.sh"):
         shutil.copy(CI_DIR / script, repo / "ci" / script)
     (repo / "ci" / "fetch-schemas-11.3.sh").write_text("true\n")
+    (repo / "tests" / "integration").mkdir(parents=True, exist_ok=True)
+    for guest_test in GUEST_TESTS:
+        (repo / guest_test).write_text("")
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
     for name in STUBBED:
@@ -87,7 +93,19 @@ def test_the_import_contracts_are_checked_before_the_tests(tmp_path: Path) -> No
     calls = dry_run(tmp_path, installed=True)
     lint = [i for i, c in enumerate(calls) if c.startswith("lint-imports")]
     tests = [i for i, c in enumerate(calls) if c.startswith("python -m pytest")]
-    assert len(lint) == 1 and len(tests) == 1 and lint[0] < tests[0], calls
+    assert len(lint) == 1 and len(tests) == 2 and lint[0] < min(tests), calls
+
+
+def test_the_guest_tests_run_beside_the_rest_and_together_make_the_whole_suite(
+    tmp_path: Path
+) -> None:
+    calls = [c.split() for c in dry_run(tmp_path, installed=True)
+             if c.startswith("python -m pytest")]
+    guests, rest = calls  # the guest tests start first, in the background
+    assert sorted(a for a in guests if a.startswith("tests/")) == list(GUEST_TESTS)
+    assert [a for a in rest if a.startswith("--ignore=")] == [
+        f"--ignore={t}" for t in GUEST_TESTS]
+    assert rest[-1] == "tests"
 
 
 def test_a_second_run_installs_nothing(tmp_path: Path) -> None:
