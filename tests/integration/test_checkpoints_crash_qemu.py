@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,15 +36,14 @@ from typing import Any
 
 import pytest
 
-from tests.contract.support import PREFIX, libvirt_module, purge_libvirt, require_connection
-from tests.integration import guestos
+from tests.contract.support import PREFIX, libvirt_module, require_connection
 from tests.integration.crashkit import apply_killed_when, virtctl
 from tests.integration.test_checkpoints_qemu import (
     NEW,
     OLD,
     URI,
     Lab,
-    remove_guest_with_snapshots,
+    guest_space,
 )
 
 pytestmark = pytest.mark.slow
@@ -142,24 +140,13 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     state, specs = root / "state", root / "specs"
     specs.mkdir()
     name = f"{PREFIX}cc{secrets.token_hex(3)}"
-    directory = Path("/var/tmp") / name
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)
-    files = guestos.prepare_guest(name)
-    lab = Lab(name, directory, files, specs, lambda *argv: Ran(virtctl(state, *argv)))
-    started = time.monotonic()
-    try:
+    with guest_space(name) as (directory, files):
+        lab = Lab(name, directory, files, specs, lambda *argv: Ran(virtctl(state, *argv)))
+        started = time.monotonic()
         walk = Walk(lab, state, OLD, False, {})
         yield walk
         print(f"\ncrash walk on qemu: {time.monotonic() - started:.0f}s in all; " +
               ", ".join(f"{k}: {v:.0f}s" for k, v in walk.seconds.items()))
-    finally:
-        try:
-            remove_guest_with_snapshots(name)
-            purge_libvirt(URI, [name])
-        finally:
-            files.remove()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize("point", list(POINTS))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,12 +34,11 @@ from tests.contract.support import (
     PREFIX,
     free_subnet,
     libvirt_module,
-    purge_libvirt,
     require_connection,
 )
 from tests.integration import guestos
 from tests.integration.crashkit import virtctl
-from tests.integration.test_checkpoints_qemu import NEW, OLD, URI, remove_guest_with_snapshots
+from tests.integration.test_checkpoints_qemu import NEW, OLD, URI, guest_space
 from virtctl.drivers import connect
 from virtctl.xmlutil import parse
 
@@ -136,20 +134,9 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     specs = root / "specs"
     specs.mkdir()
     name = f"{PREFIX}cq{secrets.token_hex(3)}"
-    directory = Path("/var/tmp") / name
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)
-    files = guestos.prepare_guest(name)
-    try:
+    with guest_space(name, (f"{name}n",)) as (directory, files):
         yield Guest(name, f"{name}n", free_subnet(), directory, files, specs,
                     root / "state")
-    finally:
-        try:
-            remove_guest_with_snapshots(name)
-            purge_libvirt(URI, [name, f"{name}n"])
-        finally:
-            files.remove()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_change_gated_on_tcp_and_cloud_init_passes_when_the_guest_answers(

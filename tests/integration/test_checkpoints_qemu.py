@@ -110,25 +110,35 @@ def remove_guest_with_snapshots(name: str) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def guest_space(name: str,
+                extra: tuple[str, ...] = ()) -> Iterator[tuple[Path, guestos.GuestFiles]]:
+    """A test guest's directory in /var/tmp (its pool's target, which libvirt's qemu
+    user must reach) and its boot files; afterwards the guest with its snapshots, the
+    libvirt objects named `name` and `extra`, the files and the directory go."""
+    directory = Path("/var/tmp") / name
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    files = guestos.prepare_guest(name)
+    try:
+        yield directory, files
+    finally:
+        try:
+            remove_guest_with_snapshots(name)
+            purge_libvirt(URI, [name, *extra])
+        finally:
+            files.remove()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def lab(cli: Callable[..., Any], specs: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     require_connection(URI)
     monkeypatch.setenv("VIRTCTL_CACHE_DIR", str(tmp_path / "cache"))
     name = f"{PREFIX}cp{secrets.token_hex(3)}"
-    directory = Path("/var/tmp") / name
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)
-    files = guestos.prepare_guest(name)
-    try:
+    with guest_space(name) as (directory, files):
         yield Lab(name, directory, files, specs, cli)
-    finally:
-        try:
-            remove_guest_with_snapshots(name)
-            purge_libvirt(URI, [name])
-        finally:
-            files.remove()
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def disk_lines(log: str) -> list[str]:
